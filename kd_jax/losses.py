@@ -1,0 +1,67 @@
+"""Losses as small pure functions of logits, chosen by name in the config.
+
+Every loss built by :func:`get_loss` has the signature
+``loss(student_logits, teacher_logits, labels) -> per-example loss [B]``;
+the gold-label loss ignores ``teacher_logits``.
+"""
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+# How the KD term is scaled: Hinton et al. multiply by T² so that its gradients
+# keep their size as T changes; the paper's code divided by T² instead.
+KD_SCALES = {'hinton': lambda t: t ** 2, 'paper': lambda t: 1.0 / t ** 2}
+
+LossFn = Callable[[jnp.ndarray, jnp.ndarray, jnp.ndarray], jnp.ndarray]
+
+
+def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
+  """Per-example cross-entropy with integer gold labels."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def kd_term(student_logits, teacher_logits, temperature: float, scale: str = 'hinton'):
+  """KL(softmax(teacher/T) ‖ softmax(student/T)), times the chosen scale.
+
+  The paper's code used the cross-entropy to the soft targets instead; the two
+  differ by the teacher's entropy, a constant, so their gradients are equal —
+  the KL reads 0 when the student matches. No gradient flows into the teacher.
+  """
+  log_teacher = jax.nn.log_softmax(jax.lax.stop_gradient(teacher_logits) / temperature, axis=-1)
+  log_student = jax.nn.log_softmax(student_logits / temperature, axis=-1)
+  kl = optax.losses.kl_divergence_with_log_targets(log_student, log_teacher)
+  return KD_SCALES[scale](temperature) * kl
+
+
+def distillation_loss(student_logits, teacher_logits, labels, *, temperature: float,
+                      alpha: float, scale: str = 'hinton'):
+  """α·KD(teacher, student; T) + (1 − α)·CE(gold)."""
+  loss = alpha * kd_term(student_logits, teacher_logits, temperature, scale)
+  if alpha < 1.0:
+    loss = loss + (1.0 - alpha) * cross_entropy(student_logits, labels)
+  return loss
+
+
+def check_kd_config(temperature: float, alpha: float, scale: str):
+  if not temperature > 0:
+    raise ValueError(f'KD temperature must be > 0, got config.kd.temperature={temperature}')
+  if not 0.0 <= alpha <= 1.0:
+    raise ValueError(f'KD weight must lie in [0, 1], got config.kd.alpha={alpha}')
+  if scale not in KD_SCALES:
+    raise ValueError(f'unknown KD scale {scale!r} (config.kd.scale); choose one of {sorted(KD_SCALES)}')
+
+
+LOSSES = ('cross_entropy', 'distillation')
+
+
+def get_loss(name: str, temperature: float = 1.0, alpha: float = 1.0, scale: str = 'hinton') -> LossFn:
+  """The per-example loss called ``name``: 'cross_entropy' (gold labels) or 'distillation'."""
+  if name == 'cross_entropy':
+    return lambda student_logits, teacher_logits, labels: cross_entropy(student_logits, labels)
+  if name == 'distillation':
+    check_kd_config(temperature, alpha, scale)
+    return functools.partial(distillation_loss, temperature=temperature, alpha=alpha, scale=scale)
+  raise ValueError(f'unknown loss {name!r}; choose one of {list(LOSSES)}')

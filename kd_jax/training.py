@@ -1,0 +1,236 @@
+"""Train state, optimizers, the pure train step and the data-parallel loop.
+
+All training state lives in one pytree (:class:`TrainState`) that Orbax saves
+and restores. The step is a pure function of (state, batch, teacher variables);
+it is jitted over a 1-D ``('data',)`` device mesh with the batch sharded along
+it and everything else replicated, so its numbers do not depend on the number
+of devices (jit keeps global-batch semantics, BatchNorm included). Dropout keys
+are ``fold_in(state.rng, state.step)`` and the data order is a function of
+(seed, stream, epoch), so a run restored at step k continues exactly.
+"""
+import time
+from typing import Any, Callable, Dict, Optional
+
+from absl import logging
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import numpy as np
+import optax
+
+from kd_jax import data as data_lib
+from kd_jax.losses import LossFn
+
+IMAGE_SHAPE = (28, 28, 1)
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 scalar
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array  # raw uint32 key; the step's dropout key is fold_in(rng, step)
+
+  @property
+  def variables(self):
+    return {'params': self.params, 'batch_stats': self.batch_stats}
+
+
+def init_variables(model: nn.Module, rng: jax.Array):
+  variables = model.init({'params': rng}, jnp.zeros((1,) + IMAGE_SHAPE), train=False)
+  return {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
+
+
+def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
+  @jax.jit  # one compilation instead of op-by-op dispatch of every initializer
+  def init(rng):
+    init_rng, dropout_rng = jax.random.split(rng)
+    variables = init_variables(model, init_rng)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
+                      batch_stats=variables['batch_stats'], opt_state=tx.init(variables['params']),
+                      rng=dropout_rng)
+  return init(rng)
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+_OPTIMIZERS = {'adam': optax.adam, 'radam': optax.radam, 'sgd': optax.sgd}
+
+
+def make_schedule(cfg, total_steps: int) -> optax.Schedule:
+  """``cfg.schedule``: constant, cosine (to 0 over the run) or exponential (× decay_rate every decay_steps)."""
+  if cfg.schedule == 'constant':
+    return optax.constant_schedule(cfg.learning_rate)
+  if cfg.schedule == 'cosine':
+    return optax.cosine_decay_schedule(cfg.learning_rate, decay_steps=max(total_steps, 1))
+  if cfg.schedule == 'exponential':
+    return optax.exponential_decay(cfg.learning_rate, transition_steps=cfg.decay_steps, decay_rate=cfg.decay_rate)
+  raise ValueError(f'unknown learning-rate schedule {cfg.schedule!r}; choose constant, cosine or exponential')
+
+
+def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
+  """Gradient clipping by global norm, then ``cfg.optimizer`` on ``cfg.schedule``."""
+  if cfg.optimizer not in _OPTIMIZERS:
+    raise ValueError(f'unknown optimizer {cfg.optimizer!r}; choose one of {sorted(_OPTIMIZERS)}')
+  parts = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm else []
+  parts.append(_OPTIMIZERS[cfg.optimizer](make_schedule(cfg, total_steps)))
+  return optax.chain(*parts)
+
+
+# ----------------------------------------------------------------------------- the step
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn: LossFn,
+                    teacher: Optional[nn.Module] = None, teacher_train_mode: bool = False):
+  """The pure step ``(state, batch, teacher_variables) -> (state, metrics)``.
+
+  With a ``teacher``, its logits are computed inside the step (eval mode by
+  default; ``teacher_train_mode`` reproduces the paper code's quirk of running
+  the teacher with dropout and batch statistics) and never receive gradients.
+  """
+
+  def train_step(state: TrainState, batch: Dict[str, jax.Array], teacher_variables):
+    student_key, teacher_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
+    images, labels = batch['image'], batch['label']
+    teacher_logits = None
+    if teacher is not None:
+      if teacher_train_mode:
+        teacher_logits, _ = teacher.apply(teacher_variables, images, train=True,
+                                          rngs={'dropout': teacher_key}, mutable=['batch_stats'])
+      else:
+        teacher_logits = teacher.apply(teacher_variables, images, train=False)
+      teacher_logits = jax.lax.stop_gradient(teacher_logits)
+
+    def loss_of(params):
+      logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats}, images, train=True,
+                                    rngs={'dropout': student_key}, mutable=['batch_stats'])
+      return loss_fn(logits, teacher_logits, labels).mean(), (logits, updates['batch_stats'])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                              batch_stats=batch_stats, opt_state=opt_state)
+    predictions = logits.argmax(-1)
+    metrics = {'loss': loss, 'accuracy': (predictions == labels).mean(), 'grad_norm': optax.global_norm(grads)}
+    if teacher is not None:
+      metrics['teacher_agreement'] = (predictions == teacher_logits.argmax(-1)).mean()
+    return new_state, metrics
+
+  return train_step
+
+
+def data_mesh(devices=None) -> Mesh:
+  """A 1-D ('data',) mesh over ``devices`` (default: all local devices)."""
+  return Mesh(np.asarray(devices if devices is not None else jax.local_devices()), ('data',))
+
+
+def jit_data_parallel(train_step: Callable, mesh: Mesh) -> Callable:
+  """Jits the step with the batch sharded over the mesh and state/teacher replicated."""
+  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  return jax.jit(train_step, in_shardings=(replicated, sharded, replicated),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def check_batch_size(batch_size: int, mesh: Mesh, what: str):
+  if batch_size % mesh.size:
+    raise ValueError(f'{what} {batch_size} does not split over {mesh.size} devices; '
+                     f'use a multiple of {mesh.size}')
+
+
+def shard_batch(batch: Dict[str, np.ndarray], mesh: Mesh):
+  return jax.device_put(batch, NamedSharding(mesh, P('data')))
+
+
+# ----------------------------------------------------------------------------- data order
+
+class BatchOrder:
+  """Batches as a pure function of (seed, stream, step): a fresh permutation every epoch, remainder dropped."""
+
+  def __init__(self, num_examples: int, batch_size: int, seed: int, stream: int):
+    if num_examples < batch_size:
+      raise ValueError(f'batch size {batch_size} exceeds the {num_examples} training examples')
+    self.num_examples, self.batch_size, self.seed, self.stream = num_examples, batch_size, seed, stream
+    self.steps_per_epoch = num_examples // batch_size
+    self._epoch, self._perm = None, None
+
+  def indices(self, step: int) -> np.ndarray:
+    epoch, i = divmod(step, self.steps_per_epoch)
+    if epoch != self._epoch:
+      self._epoch = epoch
+      self._perm = np.random.default_rng([self.seed, self.stream, epoch]).permutation(self.num_examples)
+    return self._perm[i * self.batch_size:(i + 1) * self.batch_size]
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def fit(phase: str, step_fn: Callable, state: TrainState, train: data_lib.Split, *, order: BatchOrder,
+        num_steps: int, mesh: Mesh, teacher_variables=None, log_every: int = 100, writer=None,
+        save_fn: Optional[Callable[[TrainState], None]] = None, checkpoint_every: int = 0) -> TrainState:
+  """Runs ``step_fn`` from ``state.step`` to ``num_steps`` with progress (rate, ETA) and metric logging."""
+  start = int(state.step)
+  if start >= num_steps:
+    logging.info('%s: already at step %d of %d, nothing to train', phase, start, num_steps)
+    return state
+  logging.info('%s: training steps %d → %d (%d steps/epoch, batch %d, %d device(s))',
+               phase, start, num_steps, order.steps_per_epoch, order.batch_size, mesh.size)
+  # Place state and teacher as the step returns them, so the step compiles once.
+  replicated = NamedSharding(mesh, P())
+  state, teacher_variables = jax.device_put((state, teacher_variables), replicated)
+  history, t_rate, rate_steps = [], None, 0
+  for step in range(start, num_steps):
+    idx = order.indices(step)
+    batch = shard_batch({'image': train.images[idx], 'label': train.labels[idx]}, mesh)
+    state, metrics = step_fn(state, batch, teacher_variables)
+    history.append(metrics)
+    done = step + 1
+    if t_rate is None:  # the first step includes compilation; time the rest
+      jax.block_until_ready(metrics)
+      t_rate, rate_steps = time.perf_counter(), done
+    if done % log_every == 0 or done == num_steps:
+      summary = {k: float(np.mean([m[k] for m in history])) for k in history[0]}
+      history = []
+      if not np.isfinite(summary['loss']):
+        raise FloatingPointError(
+            f'{phase}: non-finite loss ({summary["loss"]}) in steps up to {done}; lower '
+            f'config.{phase}.learning_rate or check the inputs and loss settings')
+      elapsed = time.perf_counter() - t_rate
+      rate = (done - rate_steps) / elapsed if elapsed > 0 and done > rate_steps else float('nan')
+      eta = (num_steps - done) / rate if rate == rate and rate > 0 else float('nan')
+      logging.info('%s step %d/%d (%.0f%%, epoch %.2f) loss %.4f acc %.4f | %.0f ex/s, ETA %s', phase, done,
+                   num_steps, 100 * done / num_steps, done / order.steps_per_epoch, summary['loss'],
+                   summary['accuracy'], rate * order.batch_size, _format_seconds(eta))
+      if writer is not None:
+        writer.write(phase, done, {**summary, 'examples_per_sec': rate * order.batch_size})
+    if save_fn is not None and checkpoint_every and done % checkpoint_every == 0 and done < num_steps:
+      save_fn(state)
+  if save_fn is not None:
+    save_fn(state)
+  return state
+
+
+def _format_seconds(seconds: float) -> str:
+  if seconds != seconds:
+    return '?'
+  minutes, secs = divmod(int(round(seconds)), 60)
+  return f'{minutes}m{secs:02d}s'
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def make_predict_fn(model: nn.Module, mesh: Mesh, batch_size: int):
+  """Returns ``predict(variables, images) -> logits`` (numpy), eval mode, batched and sharded over the mesh."""
+  check_batch_size(batch_size, mesh, 'eval batch size')
+  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  apply = jax.jit(lambda variables, x: model.apply(variables, x, train=False),
+                  in_shardings=(replicated, sharded), out_shardings=sharded)
+
+  def predict(variables, images: np.ndarray) -> np.ndarray:
+    n = len(images)
+    padded = np.concatenate([images, np.zeros((-n % batch_size,) + images.shape[1:], images.dtype)])
+    outputs = [apply(variables, jax.device_put(padded[i:i + batch_size], sharded))
+               for i in range(0, len(padded), batch_size)]
+    return np.concatenate([np.asarray(o) for o in outputs])[:n]
+
+  return predict
