@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 # Keras defaults used by the paper's code: BN momentum 0.99, epsilon 1e-3,
 # Glorot-uniform kernels.
-_BN = dict(momentum=0.99, epsilon=1e-3)
+_BN_EPSILON = 1e-3
 _KERNEL_INIT = nn.initializers.glorot_uniform()
 
 
@@ -32,6 +32,7 @@ class CNN(nn.Module):
   pool_sizes: Sequence[int] = (1, 2, 2)
   kernel_size: int = 3
   dropout_rate: float = 0.3
+  bn_momentum: float = 0.99
   num_classes: int = 10
 
   @nn.compact
@@ -40,7 +41,7 @@ class CNN(nn.Module):
     for filters, units, pool in zip(self.filters, self.maxout_units, self.pool_sizes):
       x = nn.Conv(filters, (self.kernel_size,) * 2, padding='VALID', kernel_init=_KERNEL_INIT)(x)
       x = maxout(x, units)
-      x = nn.BatchNorm(use_running_average=not train, **_BN)(x)
+      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=_BN_EPSILON)(x)
       x = nn.relu(x)
       if pool > 1:
         x = nn.max_pool(x, (pool, pool), strides=(pool, pool))
@@ -53,6 +54,7 @@ class MLP(nn.Module):
   """The paper's VanillaFF: 784 → [512, 128, 32] (Dense → ReLU → BN → dropout) → dense."""
   hidden_sizes: Sequence[int] = (512, 128, 32)
   dropout_rate: float = 0.1
+  bn_momentum: float = 0.99
   num_classes: int = 10
 
   @nn.compact
@@ -61,7 +63,7 @@ class MLP(nn.Module):
     for size in self.hidden_sizes:
       x = nn.Dense(size, kernel_init=_KERNEL_INIT)(x)
       x = nn.relu(x)
-      x = nn.BatchNorm(use_running_average=not train, **_BN)(x)
+      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=_BN_EPSILON)(x)
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return nn.Dense(self.num_classes, kernel_init=_KERNEL_INIT)(x)
 

@@ -113,7 +113,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
     new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                               batch_stats=batch_stats, opt_state=opt_state)
     predictions = logits.argmax(-1)
-    metrics = {'loss': loss, 'accuracy': (predictions == labels).mean(), 'grad_norm': optax.global_norm(grads)}
+    metrics = {'loss': loss, 'accuracy': (predictions == labels).mean(), 'grad_norm': optax.tree.norm(grads)}
     if teacher is not None:
       metrics['teacher_agreement'] = (predictions == teacher_logits.argmax(-1)).mean()
     return new_state, metrics

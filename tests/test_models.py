@@ -1,0 +1,56 @@
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kd_jax import models
+
+
+def _count(tree):
+  return sum(x.size for x in jax.tree_util.tree_leaves(tree))
+
+
+@pytest.mark.parametrize('name,kwargs', [('cnn', {}), ('mlp', {}),
+                                         ('cnn', dict(filters=(32, 32, 64), maxout_units=(32, 32, 16)))])
+def test_logits_shape_dtype_and_modes(name, kwargs):
+  model = models.create_model(name, **kwargs)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (6, 28, 28, 1))
+  variables = model.init(jax.random.PRNGKey(1), x)
+  eval_logits = model.apply(variables, x, train=False)
+  train_logits, updates = model.apply(variables, x, train=True, rngs={'dropout': jax.random.PRNGKey(2)},
+                                      mutable=['batch_stats'])
+  chex.assert_shape([eval_logits, train_logits], (6, 10))
+  chex.assert_type([eval_logits, train_logits], jnp.float32)
+  chex.assert_tree_all_finite(train_logits)
+  # Training mode updates the BatchNorm running statistics; eval mode is deterministic.
+  assert not np.allclose(jax.tree_util.tree_leaves(updates['batch_stats'])[0],
+                         jax.tree_util.tree_leaves(variables['batch_stats'])[0])
+  chex.assert_trees_all_equal(eval_logits, model.apply(variables, x, train=False))
+
+
+def test_paper_sizes():
+  x = jnp.zeros((1, 28, 28, 1))
+  cnn = models.CNN().init(jax.random.PRNGKey(0), x)['params']
+  mlp = models.MLP().init(jax.random.PRNGKey(0), x)['params']
+  kernels = lambda p: sum(v.size for k, v in jax.tree_util.tree_flatten_with_path(p)[0] if 'kernel' in str(k))
+  # The paper recipe: ~112k CNN weights and ~472k MLP weights.
+  assert 110_000 < kernels(cnn) < 114_000
+  assert 465_000 < kernels(mlp) < 475_000
+  assert cnn['Dense_0']['kernel'].shape == (16, 10)  # global-average-pooled 16 maxout units
+  assert _count(mlp) > _count(cnn)
+
+
+def test_maxout_takes_group_maxima():
+  x = jnp.array([[1., 5., 2., 0., 3., 3.]])
+  chex.assert_trees_all_equal(models.maxout(x, 3), jnp.array([[5., 2., 3.]]))
+  chex.assert_trees_all_equal(models.maxout(x, 6), x)
+  with pytest.raises(ValueError, match='do not split'):
+    models.maxout(x, 4)
+
+
+def test_unknown_model_and_wrong_input_shape():
+  with pytest.raises(ValueError, match="unknown model 'resnet'.*cnn.*mlp"):
+    models.create_model('resnet')
+  with pytest.raises(ValueError, match='28×28×1'):
+    models.MLP().init(jax.random.PRNGKey(0), jnp.zeros((2, 784)))
