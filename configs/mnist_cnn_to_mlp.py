@@ -16,7 +16,7 @@ from kd_jax import config_base
 
 def get_config(variant: str = 'cpu'):
   config = config_base.mnist_kd_config(teacher='cnn', student='mlp')
-  config.teacher.num_epochs = 2.0
+  config.teacher.num_epochs = 3.0
   config.student.num_epochs = 10.0
   if variant == 'paper':
     return config_base.paper_variant(config)

@@ -2,10 +2,17 @@
 import ml_collections
 
 # The paper's widths; the CPU default narrows the first two convolutions
-# because XLA:CPU trains the full-width CNN at only ~100 examples/s on 2 cores.
+# because XLA:CPU trains the full-width CNN at only ~100 examples/s on 2 cores,
+# and uses BatchNorm momentum 0.9 (paper: Keras' 0.99), whose running averages
+# otherwise lag the fast-moving weights of a 1000-step run (eval accuracy 17%
+# vs 78% after 300 steps, measured).
 CNN_PAPER = dict(filters=(128, 64, 64), maxout_units=(128, 64, 16))
-CNN_CPU = dict(filters=(32, 32, 64), maxout_units=(32, 32, 16))
+CNN_CPU = dict(filters=(32, 32, 64), maxout_units=(32, 32, 16), bn_momentum=0.9)
 MLP_PAPER = dict(hidden_sizes=(512, 128, 32))
+# The CNN's logits pass through a 16-unit global-average-pool bottleneck and
+# grow slowly: at Adam 1e-3 it is still badly under-confident after 300 steps
+# (ECE 0.45); 1e-2 gives 92.6% and ECE 0.05 there (measured).
+CPU_LEARNING_RATE = {'cnn': 1e-2, 'mlp': 1e-3}
 
 
 def model_config(model: str, loss: str, **overrides) -> ml_collections.ConfigDict:
@@ -16,7 +23,7 @@ def model_config(model: str, loss: str, **overrides) -> ml_collections.ConfigDic
       num_epochs=1.0,
       batch_size=128,
       optimizer='adam',
-      learning_rate=1e-3,
+      learning_rate=CPU_LEARNING_RATE[model],
       schedule='cosine',  # constant | cosine | exponential
       decay_steps=10_000,  # exponential only
       decay_rate=0.96,  # exponential only
