@@ -14,6 +14,7 @@ Images are float32 in [0, 1], shape [N, 28, 28, 1]; labels int32.
 """
 import dataclasses
 import gzip
+import importlib.util
 import os
 import socket
 import struct
@@ -242,9 +243,7 @@ def load_mnist(data_dir: str = '', translate_seed: int = 0,
 
 
 def _tfds_unavailable_reason(online_check: Callable[[], bool]) -> Optional[str]:
-  try:
-    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
+  if importlib.util.find_spec('tensorflow') is None:
     return 'TFDS needs TensorFlow to read MNIST (pip install tensorflow)'
   names = ('mnist', 'mnist_corrupted/scale', 'mnist_corrupted/translate')
   if all(_tfds_prepared(n) for n in names):

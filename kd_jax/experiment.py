@@ -16,9 +16,9 @@ import time
 from typing import Any, Dict, Optional
 
 from absl import logging
+import flax.linen as nn
 import jax
 import ml_collections
-import numpy as np
 
 from kd_jax import checkpoints
 from kd_jax import data as data_lib
@@ -29,6 +29,7 @@ from kd_jax import training
 
 TEST_SET_TITLES = {'mnist': 'MNIST', 'mnist_scale': 'MNIST-Scaled', 'mnist_translate': 'MNIST-Translated'}
 _TEACHER_MODES = ('eval', 'train')
+_STREAMS = {'teacher': 0, 'student': 1}  # separate rng / data-order streams per phase
 
 
 class MetricWriter:
@@ -68,7 +69,7 @@ def _kd_settings(config):
 
 
 def train_phase(phase: str, config, model, train: data_lib.Split, mesh, workdir: str, writer: MetricWriter,
-                teacher: Optional[models.nn.Module] = None, teacher_variables=None):
+                teacher: Optional[nn.Module] = None, teacher_variables=None):
   """Trains one model of the job, resuming from ``<workdir>/<phase>/`` if it holds a checkpoint."""
   cfg = config[phase]
   training.check_batch_size(cfg.batch_size, mesh, f'config.{phase}.batch_size')
@@ -99,9 +100,6 @@ def train_phase(phase: str, config, model, train: data_lib.Split, mesh, workdir:
                        checkpoint_every=config.get('checkpoint_every_steps', 0))
   mngr.close()
   return state
-
-
-_STREAMS = {'teacher': 0, 'student': 1}
 
 
 def evaluate(model, variables, test_sets: Dict[str, data_lib.Split], mesh, config) -> Dict[str, Dict[str, float]]:
