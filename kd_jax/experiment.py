@@ -13,11 +13,12 @@ the workdir::
 import json
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from absl import logging
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from kd_jax import checkpoints
@@ -68,33 +69,49 @@ def _kd_settings(config):
   return {k: config.kd[k] for k in ('temperature', 'alpha', 'scale')}
 
 
-def train_phase(phase: str, config, model, train: data_lib.Split, mesh, workdir: str, writer: MetricWriter,
-                teacher: Optional[nn.Module] = None, teacher_variables=None):
-  """Trains one model of the job, resuming from ``<workdir>/<phase>/`` if it holds a checkpoint."""
-  cfg = config[phase]
-  training.check_batch_size(cfg.batch_size, mesh, f'config.{phase}.batch_size')
-  order = training.BatchOrder(len(train), cfg.batch_size, config.seed, stream=_STREAMS[phase])
-  num_steps = max(1, int(round(cfg.num_epochs * order.steps_per_epoch)))
+def init_instances(model, tx, seeds: Sequence[int], stream: int, stacked: bool):
+  """The initial state of seed ``s`` is init_state(fold_in(PRNGKey(s), stream)); stacked: one per seed, vmapped."""
+  keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), stream) for s in seeds])
+  if stacked:
+    return jax.vmap(lambda key: training.init_state(model, tx, key))(keys)
+  return training.init_state(model, tx, keys[0])
+
+
+def train_model(name: str, cfg, config, model, train: data_lib.Split, mesh, directory: str,
+                writer: Optional[MetricWriter], *, seeds: Sequence[int], stream: int, stacked: bool = False,
+                teacher: Optional[nn.Module] = None, teacher_variables=None, teacher_logits=None):
+  """Trains ``model`` with the settings ``cfg``, resuming from the checkpoints in ``directory`` if any.
+
+  One run (``seeds=[s]``), or with ``stacked`` one vmapped instance per seed,
+  each with its own init, dropout keys and data order, and each paired with its
+  own teacher instance (``teacher_variables`` / ``teacher_logits`` stacked on
+  the leading axis). Instance k equals the single run with seed ``seeds[k]``.
+  """
+  training.check_batch_size(cfg.batch_size, mesh, f'the batch size of {name}')
+  orders = [training.BatchOrder(len(train), cfg.batch_size, seed, stream) for seed in seeds]
+  batches = training.Batches(train, orders, stacked, teacher_logits)
+  num_steps = max(1, int(round(cfg.num_epochs * batches.steps_per_epoch)))
   tx = training.make_optimizer(cfg, num_steps)
-  state = training.init_state(model, tx, jax.random.fold_in(jax.random.PRNGKey(config.seed), _STREAMS[phase]))
-  meta = {'model': cfg.model, 'model_kwargs': cfg.model_kwargs.to_dict(), 'phase': phase, 'num_steps': num_steps}
-  mngr = checkpoints.manager(os.path.join(workdir, phase))
+  state = init_instances(model, tx, seeds, stream, stacked)
+  meta = {'model': cfg.model, 'model_kwargs': cfg.model_kwargs.to_dict(), 'phase': name, 'num_steps': num_steps,
+          'seeds': list(seeds), 'stacked': stacked}
+  mngr = checkpoints.manager(directory)
   try:
     restored, saved_meta = checkpoints.restore_latest(mngr, jax.eval_shape(lambda: state))
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'{mngr.directory} holds a checkpoint that does not fit config.{phase}; '
+    raise ValueError(f'{mngr.directory} holds a checkpoint that does not fit the settings of {name}; '
                      f'use a fresh --workdir: {e}') from e
   if restored is not None:
     if saved_meta.get('num_steps') != num_steps:
-      raise ValueError(f'{mngr.directory} is a run of {saved_meta.get("num_steps")} steps but config.{phase} '
+      raise ValueError(f'{mngr.directory} is a run of {saved_meta.get("num_steps")} steps but {name} '
                        f'asks for {num_steps}; use a fresh --workdir')
-    logging.info('%s: resuming from the checkpoint at step %d in %s', phase, int(restored.step), mngr.directory)
+    logging.info('%s: resuming from the checkpoint at step %d in %s', name, training.current_step(restored),
+                 mngr.directory)
     state = restored
-  train_mode = config.kd.get('teacher_mode', 'eval') == 'train'
-  step_fn = training.jit_data_parallel(
-      training.make_train_step(model, tx, losses.get_loss(cfg.loss, **_kd_settings(config)),
-                               teacher, teacher_train_mode=train_mode), mesh)
-  state = training.fit(phase, step_fn, state, train, order=order, num_steps=num_steps, mesh=mesh,
+  step = training.make_train_step(model, tx, losses.get_loss(cfg.loss, **_kd_settings(config)), teacher,
+                                  teacher_train_mode=config.kd.get('teacher_mode', 'eval') == 'train')
+  step_fn = training.jit_data_parallel(jax.vmap(step) if stacked else step, mesh, batches.partition_spec)
+  state = training.fit(name, step_fn, state, batches, num_steps=num_steps, mesh=mesh,
                        teacher_variables=teacher_variables, log_every=config.log_every_steps, writer=writer,
                        save_fn=lambda s: checkpoints.save(mngr, s, meta),
                        checkpoint_every=config.get('checkpoint_every_steps', 0))
@@ -142,7 +159,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       logging.info('Offline KD: using the saved teacher in %s (no teacher training)', teacher_dir)
     else:
       teacher_dir = os.path.join(workdir, 'teacher')
-      train_phase('teacher', config, teacher, train, mesh, workdir, writer)
+      train_model('teacher', config.teacher, config, teacher, train, mesh, teacher_dir, writer,
+                  seeds=[config.seed], stream=_STREAMS['teacher'])
     # The student always distils from the restored checkpoint: the job is offline KD end to end.
     abstract = jax.eval_shape(lambda: training.init_variables(teacher, jax.random.PRNGKey(0)))
     teacher_variables, teacher_meta = checkpoints.restore_model(
@@ -152,8 +170,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
 
     t0 = time.perf_counter()
     distil = config.student.loss == 'distillation'
-    student_state = train_phase('student', config, student, train, mesh, workdir, writer,
-                                teacher=teacher if distil else None,
+    student_state = train_model('student', config.student, config, student, train, mesh,
+                                os.path.join(workdir, 'student'), writer, seeds=[config.seed],
+                                stream=_STREAMS['student'], teacher=teacher if distil else None,
                                 teacher_variables=teacher_variables if distil else None)
     timing['student_seconds'] = time.perf_counter() - t0
   finally:

@@ -83,24 +83,29 @@ def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
 # ----------------------------------------------------------------------------- the step
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn: LossFn,
-                    teacher: Optional[nn.Module] = None, teacher_train_mode: bool = False):
+                    teacher: Optional[nn.Module] = None, teacher_train_mode: bool = False,
+                    output_logits: bool = False):
   """The pure step ``(state, batch, teacher_variables) -> (state, metrics)``.
 
   With a ``teacher``, its logits are computed inside the step (eval mode by
   default; ``teacher_train_mode`` reproduces the paper code's quirk of running
-  the teacher with dropout and batch statistics) and never receive gradients.
+  the teacher with dropout and batch statistics). Without one, teacher logits
+  may come in the batch (``batch['teacher_logits']``: cached, or from an online
+  teacher). Teacher logits never receive gradients. ``output_logits`` adds the
+  model's own training logits to the metrics (for online KD).
   """
 
   def train_step(state: TrainState, batch: Dict[str, jax.Array], teacher_variables):
     student_key, teacher_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
     images, labels = batch['image'], batch['label']
-    teacher_logits = None
+    teacher_logits = batch.get('teacher_logits')
     if teacher is not None:
       if teacher_train_mode:
         teacher_logits, _ = teacher.apply(teacher_variables, images, train=True,
                                           rngs={'dropout': teacher_key}, mutable=['batch_stats'])
       else:
         teacher_logits = teacher.apply(teacher_variables, images, train=False)
+    if teacher_logits is not None:
       teacher_logits = jax.lax.stop_gradient(teacher_logits)
 
     def loss_of(params):
@@ -114,11 +119,32 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
                               batch_stats=batch_stats, opt_state=opt_state)
     predictions = logits.argmax(-1)
     metrics = {'loss': loss, 'accuracy': (predictions == labels).mean(), 'grad_norm': optax.tree.norm(grads)}
-    if teacher is not None:
+    if teacher_logits is not None:
       metrics['teacher_agreement'] = (predictions == teacher_logits.argmax(-1)).mean()
+    if output_logits:
+      metrics['logits'] = logits
     return new_state, metrics
 
   return train_step
+
+
+def make_online_step(teacher_step: Callable, student_step: Callable):
+  """Online KD: one step of the teacher on gold labels and one of the student on the teacher's current logits.
+
+  ``teacher_step`` must be built with ``output_logits=True``; the student sees
+  the teacher's training-mode logits of this batch, from before its update.
+  The state is the pair ``(teacher_state, student_state)``.
+  """
+
+  def online_step(states, batch, unused_teacher_variables):
+    teacher_state, student_state = states
+    teacher_state, teacher_metrics = teacher_step(teacher_state, batch, None)
+    teacher_logits = teacher_metrics.pop('logits')
+    student_state, metrics = student_step(student_state, {**batch, 'teacher_logits': teacher_logits}, None)
+    metrics.update({f'teacher_{k}': v for k, v in teacher_metrics.items()})
+    return (teacher_state, student_state), metrics
+
+  return online_step
 
 
 def data_mesh(devices=None) -> Mesh:
@@ -126,9 +152,9 @@ def data_mesh(devices=None) -> Mesh:
   return Mesh(np.asarray(devices if devices is not None else jax.local_devices()), ('data',))
 
 
-def jit_data_parallel(train_step: Callable, mesh: Mesh) -> Callable:
-  """Jits the step with the batch sharded over the mesh and state/teacher replicated."""
-  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+def jit_data_parallel(train_step: Callable, mesh: Mesh, batch_spec: P = P('data')) -> Callable:
+  """Jits the step with the batch sharded over the mesh (``batch_spec``) and state/teacher replicated."""
+  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, batch_spec)
   return jax.jit(train_step, in_shardings=(replicated, sharded, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
@@ -139,8 +165,8 @@ def check_batch_size(batch_size: int, mesh: Mesh, what: str):
                      f'use a multiple of {mesh.size}')
 
 
-def shard_batch(batch: Dict[str, np.ndarray], mesh: Mesh):
-  return jax.device_put(batch, NamedSharding(mesh, P('data')))
+def shard_batch(batch: Dict[str, np.ndarray], mesh: Mesh, batch_spec: P = P('data')):
+  return jax.device_put(batch, NamedSharding(mesh, batch_spec))
 
 
 # ----------------------------------------------------------------------------- data order
@@ -163,26 +189,64 @@ class BatchOrder:
     return self._perm[i * self.batch_size:(i + 1) * self.batch_size]
 
 
+class Batches:
+  """Training batches as a function of the step, for one run or a stack of instances.
+
+  ``orders`` holds one :class:`BatchOrder` per instance. With ``stacked``, each
+  array gets a leading instance axis ([N, B, ...], sharded on B); otherwise
+  there must be one order and batches are [B, ...]. ``teacher_logits`` (one
+  row per training example; [N, num_examples, C] when stacked) adds each
+  example's cached teacher logits to its batch.
+  """
+
+  def __init__(self, split: data_lib.Split, orders, stacked: bool = False, teacher_logits=None):
+    if not stacked and len(orders) != 1:
+      raise ValueError(f'an unstacked run has one batch order, got {len(orders)}')
+    self.split, self.orders, self.stacked, self.teacher_logits = split, list(orders), stacked, teacher_logits
+    self.steps_per_epoch = orders[0].steps_per_epoch
+    self.batch_size = orders[0].batch_size
+    self.examples_per_step = self.batch_size * len(self.orders)
+    self.partition_spec = P(None, 'data') if stacked else P('data')
+
+  def __call__(self, step: int) -> Dict[str, np.ndarray]:
+    per_instance = []
+    for k, order in enumerate(self.orders):
+      idx = order.indices(step)
+      batch = {'image': self.split.images[idx], 'label': self.split.labels[idx]}
+      if self.teacher_logits is not None:
+        batch['teacher_logits'] = (self.teacher_logits[k] if self.stacked else self.teacher_logits)[idx]
+      per_instance.append(batch)
+    if not self.stacked:
+      return per_instance[0]
+    return {key: np.stack([b[key] for b in per_instance]) for key in per_instance[0]}
+
+
 # ----------------------------------------------------------------------------- the loop
 
-def fit(phase: str, step_fn: Callable, state: TrainState, train: data_lib.Split, *, order: BatchOrder,
-        num_steps: int, mesh: Mesh, teacher_variables=None, log_every: int = 100, writer=None,
-        save_fn: Optional[Callable[[TrainState], None]] = None, checkpoint_every: int = 0) -> TrainState:
-  """Runs ``step_fn`` from ``state.step`` to ``num_steps`` with progress (rate, ETA) and metric logging."""
-  start = int(state.step)
+def current_step(state) -> int:
+  """The step of a TrainState, a stack of them, or an (online) pair of them."""
+  if isinstance(state, tuple):
+    state = state[-1]
+  return int(np.asarray(state.step).reshape(-1)[0])
+
+
+def fit(phase: str, step_fn: Callable, state, batches: Batches, *, num_steps: int, mesh: Mesh,
+        teacher_variables=None, log_every: int = 100, writer=None,
+        save_fn: Optional[Callable[[Any], None]] = None, checkpoint_every: int = 0):
+  """Runs ``step_fn`` from the state's step to ``num_steps`` with progress (rate, ETA) and metric logging."""
+  start = current_step(state)
   if start >= num_steps:
     logging.info('%s: already at step %d of %d, nothing to train', phase, start, num_steps)
     return state
-  logging.info('%s: training steps %d → %d (%d steps/epoch, batch %d, %d device(s))',
-               phase, start, num_steps, order.steps_per_epoch, order.batch_size, mesh.size)
+  instances = f', {len(batches.orders)} instances' if batches.stacked else ''
+  logging.info('%s: training steps %d → %d (%d steps/epoch, batch %d%s, %d device(s))', phase, start,
+               num_steps, batches.steps_per_epoch, batches.batch_size, instances, mesh.size)
   # Place state and teacher as the step returns them, so the step compiles once.
   replicated = NamedSharding(mesh, P())
   state, teacher_variables = jax.device_put((state, teacher_variables), replicated)
   history, t_rate, rate_steps = [], None, 0
   for step in range(start, num_steps):
-    idx = order.indices(step)
-    batch = shard_batch({'image': train.images[idx], 'label': train.labels[idx]}, mesh)
-    state, metrics = step_fn(state, batch, teacher_variables)
+    state, metrics = step_fn(state, shard_batch(batches(step), mesh, batches.partition_spec), teacher_variables)
     history.append(metrics)
     done = step + 1
     if t_rate is None:  # the first step includes compilation; time the rest
@@ -199,10 +263,10 @@ def fit(phase: str, step_fn: Callable, state: TrainState, train: data_lib.Split,
       rate = (done - rate_steps) / elapsed if elapsed > 0 and done > rate_steps else float('nan')
       eta = (num_steps - done) / rate if rate == rate and rate > 0 else float('nan')
       logging.info('%s step %d/%d (%.0f%%, epoch %.2f) loss %.4f acc %.4f | %.0f ex/s, ETA %s', phase, done,
-                   num_steps, 100 * done / num_steps, done / order.steps_per_epoch, summary['loss'],
-                   summary['accuracy'], rate * order.batch_size, _format_seconds(eta))
+                   num_steps, 100 * done / num_steps, done / batches.steps_per_epoch, summary['loss'],
+                   summary['accuracy'], rate * batches.examples_per_step, _format_seconds(eta))
       if writer is not None:
-        writer.write(phase, done, {**summary, 'examples_per_sec': rate * order.batch_size})
+        writer.write(phase, done, {**summary, 'examples_per_sec': rate * batches.examples_per_step})
     if save_fn is not None and checkpoint_every and done % checkpoint_every == 0 and done < num_steps:
       save_fn(state)
   if save_fn is not None:

@@ -89,8 +89,8 @@ def test_fit_resumed_from_a_midway_state_matches_an_unbroken_run():
   mesh = training.data_mesh(jax.devices()[:2])
   step_fn = training.jit_data_parallel(step, mesh)
   split = _split()
-  order = lambda: training.BatchOrder(len(split), 16, seed=0, stream=1)
-  fit = lambda state, n: training.fit('student', step_fn, state, split, order=order(), num_steps=n, mesh=mesh,
+  batches = lambda: training.Batches(split, [training.BatchOrder(len(split), 16, seed=0, stream=1)])
+  fit = lambda state, n: training.fit('student', step_fn, state, batches(), num_steps=n, mesh=mesh,
                                       teacher_variables=teacher_variables, log_every=2)
   init = lambda: training.init_state(student, tx, jax.random.PRNGKey(0))
   unbroken = fit(init(), 6)
@@ -106,7 +106,7 @@ def test_non_finite_loss_stops_training():
   split.images[:] = np.nan
   with pytest.raises(FloatingPointError, match='non-finite loss.*config.student.learning_rate'):
     training.fit('student', training.jit_data_parallel(step, mesh), training.init_state(student, tx,
-                 jax.random.PRNGKey(0)), split, order=training.BatchOrder(64, 16, 0, 1), num_steps=2, mesh=mesh,
+                 jax.random.PRNGKey(0)), training.Batches(split, [training.BatchOrder(64, 16, 0, 1)]), num_steps=2, mesh=mesh,
                  teacher_variables=teacher_variables, log_every=1)
 
 
