@@ -15,11 +15,4 @@ from kd_jax import config_base
 
 
 def get_config(variant: str = 'cpu'):
-  config = config_base.mnist_kd_config(teacher='cnn', student='mlp')
-  config.teacher.num_epochs = 3.0
-  config.student.num_epochs = 10.0
-  if variant == 'paper':
-    return config_base.paper_variant(config)
-  if variant != 'cpu':
-    raise ValueError(f'unknown variant {variant!r} of mnist_cnn_to_mlp; use cpu (default) or paper')
-  return config
+  return config_base.pair_config('cnn', 'mlp', variant)

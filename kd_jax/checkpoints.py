@@ -7,6 +7,7 @@ resuming), ``variables`` (params + batch_stats, all a teacher needs) and
 import os
 from typing import Any, Dict, Optional, Tuple
 
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -16,8 +17,8 @@ def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
 
 
 def save(mngr: ocp.CheckpointManager, state, meta: Dict[str, Any]):
-  """Saves ``state`` at its step and waits, so the files are complete on return."""
-  step = int(state.step)
+  """Saves ``state`` (one TrainState or a stack of them) at its step and waits until the files are complete."""
+  step = int(np.asarray(state.step).reshape(-1)[0])
   mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                           variables=ocp.args.StandardSave(state.variables),
                                           meta=ocp.args.JsonSave({**meta, 'step': step})))

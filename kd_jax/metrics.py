@@ -1,4 +1,6 @@
 """Evaluation metrics on logits (numpy, host side)."""
+from typing import Dict
+
 import numpy as np
 from scipy.special import softmax
 
@@ -7,11 +9,11 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
   return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
-def expected_calibration_error(logits: np.ndarray, labels: np.ndarray, num_bins: int = 15) -> float:
-  """ECE over equal-width bins of max-softmax confidence.
+def reliability_bins(logits: np.ndarray, labels: np.ndarray, num_bins: int = 15) -> Dict[str, np.ndarray]:
+  """Per equal-width confidence bin: example count, accuracy and mean max-softmax confidence.
 
-  Bin b holds the examples with confidence in (b/num_bins, (b+1)/num_bins];
-  ECE = Σ_b (n_b / N) · |accuracy_b − mean confidence_b|.
+  Bin b holds the examples with confidence in (b/num_bins, (b+1)/num_bins].
+  Empty bins have accuracy and confidence 0.
   """
   if num_bins < 1:
     raise ValueError(f'ECE needs at least one bin, got num_bins={num_bins}')
@@ -19,12 +21,21 @@ def expected_calibration_error(logits: np.ndarray, labels: np.ndarray, num_bins:
   confidence = probs.max(axis=-1)
   correct = (probs.argmax(axis=-1) == labels).astype(np.float64)
   bins = np.clip(np.ceil(confidence * num_bins).astype(int) - 1, 0, num_bins - 1)
-  ece = 0.0
-  for b in range(num_bins):
-    in_bin = bins == b
-    if in_bin.any():
-      ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-  return float(ece)
+  count = np.bincount(bins, minlength=num_bins).astype(np.float64)
+  safe = np.maximum(count, 1)
+  return {'count': count,
+          'accuracy': np.bincount(bins, correct, minlength=num_bins) / safe,
+          'confidence': np.bincount(bins, confidence, minlength=num_bins) / safe}
+
+
+def ece_from_bins(bins: Dict[str, np.ndarray]) -> float:
+  """ECE = Σ_b (n_b / N) · |accuracy_b − mean confidence_b|."""
+  return float(np.sum(bins['count'] * np.abs(bins['accuracy'] - bins['confidence'])) / np.sum(bins['count']))
+
+
+def expected_calibration_error(logits: np.ndarray, labels: np.ndarray, num_bins: int = 15) -> float:
+  """ECE over equal-width bins of max-softmax confidence (see :func:`reliability_bins`)."""
+  return ece_from_bins(reliability_bins(logits, labels, num_bins))
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_bins: int = 15) -> dict:

@@ -1,0 +1,15 @@
+"""The paper's MNIST grid: independent CNN and MLP, and CNN→MLP, MLP→MLP, CNN→CNN, MLP→CNN, 4 seeds each.
+
+CPU budget (full MNIST, 2 cores: ~35 minutes):
+  python -m kd_jax.grid --config=configs/mnist_grid.py --workdir=/tmp/kd_grid \
+      --config.data.dir=../shared/data/mnist
+
+Online KD (teacher and student trained together):  --config.mode=online
+Teacher logits computed in the step instead of cached: --config.cache_teacher_logits=False
+The paper's recipe (for accelerators): --config=configs/mnist_grid.py:paper
+"""
+from kd_jax import config_base
+
+
+def get_config(variant: str = 'cpu'):
+  return config_base.grid_config(variant)

@@ -1,0 +1,315 @@
+"""The paper's MNIST grid: independent models and teacher→student pairs, several seeds each, one report.
+
+Run by ``python -m kd_jax.grid --config=configs/mnist_grid.py --workdir=...``.
+
+Seeds run in parallel: the N instances of a setup are one jitted program,
+``jax.vmap``-ed over the stacked train states, each instance with its own init,
+dropout keys and data order; instance k equals the single run of
+``kd_jax.main`` with seed ``config.seed + k``. Each student instance distils
+from its own teacher instance. The independent CNN/MLP rows are the teachers
+themselves (trained on gold labels), as in the paper.
+
+Modes: ``offline`` (teachers trained first, then students from the saved
+teachers; optionally from teacher logits cached once over the training set)
+and ``online`` (teacher and student trained together, the student on the
+teacher's current logits). The reported checkpoint is the final one, not the
+best: there is no model selection on the test sets.
+
+Writes ``grid.json`` (every instance's numbers), ``grid.md`` (mean ± std and
+n), ``accuracy.png`` (grouped bars with error bars) and ``reliability.png``.
+"""
+import json
+import os
+import time
+from typing import Any, Dict, List, Tuple
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from kd_jax import checkpoints
+from kd_jax import data as data_lib
+from kd_jax import experiment
+from kd_jax import losses
+from kd_jax import metrics as metrics_lib
+from kd_jax import models
+from kd_jax import training
+
+TEACHER_STREAM, STUDENT_STREAM = 0, 1  # as in kd_jax.main: instance k == the main job with seed k
+MODES = ('offline', 'online')
+DISPLAY = {'cnn': 'CNN', 'mlp': 'MLP'}
+
+
+def parse_setup(setup: str) -> Tuple[str, str]:
+  """'cnn' -> ('cnn', ''), an independent model; 'cnn_to_mlp' -> ('cnn', 'mlp')."""
+  teacher, _, student = setup.partition('_to_')
+  for name in (teacher, student):
+    if name and name not in models.MODELS:
+      raise ValueError(f'unknown model {name!r} in grid setup {setup!r}; models: {sorted(models.MODELS)}')
+  return teacher, student
+
+
+def setup_title(setup: str) -> str:
+  teacher, student = parse_setup(setup)
+  return f'{DISPLAY[teacher]}→{DISPLAY[student]}' if student else DISPLAY[teacher]
+
+
+def check_grid_config(config):
+  if config.mode not in MODES:
+    raise ValueError(f'unknown grid mode {config.mode!r} (config.mode); choose one of {MODES}')
+  if config.num_seeds < 1:
+    raise ValueError(f'config.num_seeds must be ≥ 1, got {config.num_seeds}')
+  for setup in config.setups:
+    for name in filter(None, parse_setup(setup)):
+      if name not in config.models:
+        raise ValueError(f'grid setup {setup!r} needs training settings config.models.{name}')
+  losses.check_kd_config(config.kd.temperature, config.kd.alpha, config.kd.scale)
+  if config.cache_teacher_logits and config.kd.teacher_mode == 'train':
+    raise ValueError('config.cache_teacher_logits needs a deterministic teacher: it is invalid with '
+                     "config.kd.teacher_mode='train' (dropout and batch statistics differ every step)")
+
+
+def _role_cfg(config, model: str, loss: str) -> ml_collections.ConfigDict:
+  """The training settings of ``model`` as a teacher/independent model, or as a student (``loss='distillation'``)."""
+  cfg = ml_collections.ConfigDict(config.models[model].to_dict())
+  cfg.model, cfg.loss = model, loss
+  if loss == 'distillation':
+    cfg.update(config.get('student_overrides', {}))
+  return cfg
+
+
+def _instance(tree, k: int):
+  return jax.tree_util.tree_map(lambda x: x[k], tree)
+
+
+def teacher_logits_on(model, stacked_variables, images: np.ndarray, mesh, config) -> np.ndarray:
+  """Each teacher instance's eval-mode logits on ``images``: [N, len(images), C]."""
+  predict = training.make_predict_fn(model, mesh, config.eval.batch_size)
+  return np.stack([predict(_instance(stacked_variables, k), images) for k in range(config.num_seeds)])
+
+
+def evaluate_instances(model, stacked_variables, test_sets, mesh, config) -> List[Dict[str, Any]]:
+  """Per instance and test set: accuracy, ECE and the reliability bins behind it."""
+  results = []
+  predict = training.make_predict_fn(model, mesh, config.eval.batch_size)
+  for k in range(config.num_seeds):
+    variables = _instance(stacked_variables, k)
+    per_set = {}
+    for name, split in test_sets.items():
+      bins = metrics_lib.reliability_bins(predict(variables, split.images), split.labels, config.eval.ece_bins)
+      per_set[name] = {'accuracy': float(np.sum(bins['count'] * bins['accuracy']) / np.sum(bins['count'])),
+                       'ece': metrics_lib.ece_from_bins(bins),
+                       'reliability': {key: value.tolist() for key, value in bins.items()}}
+    results.append(per_set)
+  return results
+
+
+def train_online_pair(setup: str, config, train: data_lib.Split, mesh, workdir: str, writer, seeds):
+  """Teacher and student trained together, N instances vmapped; returns the (teacher, student) stacked states."""
+  teacher_name, student_name = parse_setup(setup)
+  teacher_cfg, student_cfg = (_role_cfg(config, teacher_name, 'cross_entropy'),
+                              _role_cfg(config, student_name, 'distillation'))
+  if teacher_cfg.batch_size != student_cfg.batch_size:
+    raise ValueError(f'online KD trains {setup} on shared batches: config.models.{teacher_name}.batch_size and '
+                     f'config.models.{student_name}.batch_size must be equal')
+  training.check_batch_size(student_cfg.batch_size, mesh, f'the batch size of {setup}')
+  orders = [training.BatchOrder(len(train), student_cfg.batch_size, seed, STUDENT_STREAM) for seed in seeds]
+  batches = training.Batches(train, orders, stacked=True)
+  num_steps = max(1, int(round(max(teacher_cfg.num_epochs, student_cfg.num_epochs) * batches.steps_per_epoch)))
+  teacher, student = (models.create_model(teacher_name, **teacher_cfg.model_kwargs),
+                      models.create_model(student_name, **student_cfg.model_kwargs))
+  teacher_tx, student_tx = (training.make_optimizer(teacher_cfg, num_steps),
+                            training.make_optimizer(student_cfg, num_steps))
+  kd = {k: config.kd[k] for k in ('temperature', 'alpha', 'scale')}
+  step = training.make_online_step(
+      training.make_train_step(teacher, teacher_tx, losses.get_loss('cross_entropy'), output_logits=True),
+      training.make_train_step(student, student_tx, losses.get_loss('distillation', **kd)))
+  state = (experiment.init_instances(teacher, teacher_tx, seeds, TEACHER_STREAM, stacked=True),
+           experiment.init_instances(student, student_tx, seeds, STUDENT_STREAM, stacked=True))
+  step_fn = training.jit_data_parallel(jax.vmap(step, in_axes=(0, 0, None)), mesh, batches.partition_spec)
+  state = training.fit(f'{setup} (online)', step_fn, state, batches, num_steps=num_steps, mesh=mesh,
+                       log_every=config.log_every_steps, writer=writer)
+  mngr = checkpoints.manager(os.path.join(workdir, f'{setup}_online'))
+  checkpoints.save(mngr, state[1], {'model': student_name, 'model_kwargs': student_cfg.model_kwargs.to_dict(),
+                                    'phase': f'{setup} (online)', 'num_steps': num_steps, 'seeds': list(seeds)})
+  mngr.close()
+  return state
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  """Trains and evaluates every setup of ``config.setups``; writes and returns the report."""
+  check_grid_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  t_start = time.perf_counter()
+  data = data_lib.load_mnist(config.data.dir, config.data.translate_seed)
+  train = data.train.take(config.data.num_train) if config.data.num_train else data.train
+  test_sets = {k: (v.take(config.data.num_test) if config.data.num_test else v) for k, v in data.test.items()}
+  mesh = training.data_mesh()
+  seeds = [config.seed + k for k in range(config.num_seeds)]
+  logging.info('Grid: %s, %s KD, seeds %s, %d device(s)', list(config.setups), config.mode, seeds, mesh.size)
+  writer = experiment.MetricWriter(workdir)
+  rows, timing, teachers = {}, {}, {}
+
+  def get_teacher(name):  # trained once per model, shared by its independent row and its students
+    if name not in teachers:
+      t0 = time.perf_counter()
+      model = models.create_model(name, **config.models[name].model_kwargs)
+      state = experiment.train_model(name, _role_cfg(config, name, 'cross_entropy'), config, model, train, mesh,
+                                     os.path.join(workdir, name), writer, seeds=seeds, stream=TEACHER_STREAM,
+                                     stacked=True)
+      teachers[name] = (model, state.variables)
+      timing[name] = time.perf_counter() - t0
+    return teachers[name]
+
+  try:
+    for setup in config.setups:
+      teacher_name, student_name = parse_setup(setup)
+      if not student_name:
+        model, variables = get_teacher(teacher_name)
+      else:
+        student = models.create_model(student_name, **config.models[student_name].model_kwargs)
+        t0 = time.perf_counter()
+        if config.mode == 'online':
+          variables = train_online_pair(setup, config, train, mesh, workdir, writer, seeds)[1].variables
+        else:
+          teacher, teacher_variables = get_teacher(teacher_name)
+          t0 = time.perf_counter()
+          cached = (teacher_logits_on(teacher, teacher_variables, train.images, mesh, config)
+                    if config.cache_teacher_logits else None)
+          variables = experiment.train_model(
+              setup, _role_cfg(config, student_name, 'distillation'), config, student, train, mesh,
+              os.path.join(workdir, setup), writer, seeds=seeds, stream=STUDENT_STREAM, stacked=True,
+              teacher=None if config.cache_teacher_logits else teacher,
+              teacher_variables=None if config.cache_teacher_logits else teacher_variables,
+              teacher_logits=cached).variables
+        timing[setup] = time.perf_counter() - t0
+        model = student
+      rows[setup] = evaluate_instances(model, variables, test_sets, mesh, config)
+      logging.info('%s: %s', setup, format_row(rows[setup]))
+  finally:
+    writer.close()
+
+  report = {
+      'setups': {setup: {'title': setup_title(setup), 'instances': rows[setup], 'summary': summarise(rows[setup]),
+                         'seconds': timing.get(setup, timing.get(parse_setup(setup)[0]))}
+                 for setup in config.setups},
+      'seeds': seeds, 'mode': config.mode, 'cache_teacher_logits': bool(config.cache_teacher_logits),
+      'checkpoint_rule': 'final checkpoint of each run (no early stopping or best-of selection)',
+      'data_source': data.source, 'demo_sample': data.demo_sample, 'num_train': len(train),
+      'num_test': len(test_sets['mnist']), 'num_devices': mesh.size, 'device': jax.devices()[0].device_kind,
+      'total_seconds': time.perf_counter() - t_start, 'config': json.loads(config.to_json()),
+  }
+  write_report(report, workdir)
+  return report
+
+
+def summarise(instances: List[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, float]]]:
+  """Mean, sample standard deviation (ddof=1; 0 for one instance) and n per test set and metric."""
+  summary = {}
+  for test_set in data_lib.TEST_SETS:
+    summary[test_set] = {}
+    for metric in ('accuracy', 'ece'):
+      values = np.array([inst[test_set][metric] for inst in instances])
+      summary[test_set][metric] = {'mean': float(values.mean()), 'n': len(values),
+                                   'std': float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+  return summary
+
+
+def format_row(instances) -> str:
+  summary = summarise(instances)
+  return ', '.join(f'{experiment.TEST_SET_TITLES[t]} {100 * summary[t]["accuracy"]["mean"]:.2f}%'
+                   for t in data_lib.TEST_SETS)
+
+
+def grid_table(report) -> str:
+  titles = experiment.TEST_SET_TITLES
+  lines = ['| setup | n | ' + ' | '.join(f'{titles[t]} acc (%) | {titles[t]} ECE' for t in data_lib.TEST_SETS)
+           + ' |', '|---|---' + '|---' * (2 * len(data_lib.TEST_SETS)) + '|']
+  for setup in report['setups'].values():
+    s = setup['summary']
+    cells = ' | '.join(f'{100 * s[t]["accuracy"]["mean"]:.2f} ± {100 * s[t]["accuracy"]["std"]:.2f} | '
+                       f'{s[t]["ece"]["mean"]:.4f} ± {s[t]["ece"]["std"]:.4f}' for t in data_lib.TEST_SETS)
+    lines.append(f'| {setup["title"]} | {s["mnist"]["accuracy"]["n"]} | {cells} |')
+  return '\n'.join(lines)
+
+
+def write_report(report, workdir: str):
+  with open(os.path.join(workdir, 'grid.json'), 'w') as f:
+    json.dump(report, f, indent=1)
+  plot_accuracy(report, os.path.join(workdir, 'accuracy.png'))
+  plot_reliability(report, os.path.join(workdir, 'reliability.png'))
+  warning = '**DEMO SAMPLE ONLY — not full MNIST; not comparable to the paper.**\n\n' if report['demo_sample'] else ''
+  seconds = ', '.join(f'{s["title"]} {s["seconds"]:.0f} s' for s in report['setups'].values() if s['seconds'])
+  text = (f'# kd_jax MNIST grid\n\n{warning}Data: {report["data_source"]}\n\n'
+          f'{report["mode"]} KD; seeds {report["seeds"]} (n = {len(report["seeds"])} per setup, vmapped); '
+          f'teacher logits {"cached once per teacher instance" if report["cache_teacher_logits"] else "computed in the step"}; '
+          f'{report["num_train"]} train examples, {report["num_test"]} test examples per set. '
+          f'Cells: mean ± sample std (ddof = 1) over instances. Checkpoint rule: {report["checkpoint_rule"]}. '
+          f'ECE: {report["config"]["eval"]["ece_bins"]} equal-width bins.\n\n{grid_table(report)}\n\n'
+          f'![accuracy](accuracy.png)\n\n![reliability](reliability.png)\n\n'
+          f'Wall time: {report["total_seconds"]:.0f} s on {report["num_devices"]} × {report["device"]} '
+          f'({seconds}).\n')
+  with open(os.path.join(workdir, 'grid.md'), 'w') as f:
+    f.write(text)
+  print(text, flush=True)
+
+
+def plot_accuracy(report, path: str):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  setups = list(report['setups'].values())
+  x = np.arange(len(data_lib.TEST_SETS))
+  width = 0.8 / len(setups)
+  fig, ax = plt.subplots(figsize=(9, 4.5))
+  for i, setup in enumerate(setups):
+    s = setup['summary']
+    ax.bar(x + (i - (len(setups) - 1) / 2) * width, [100 * s[t]['accuracy']['mean'] for t in data_lib.TEST_SETS],
+           width, yerr=[100 * s[t]['accuracy']['std'] for t in data_lib.TEST_SETS], capsize=3,
+           label=setup['title'])
+  ax.set_xticks(x, [experiment.TEST_SET_TITLES[t] for t in data_lib.TEST_SETS])
+  ax.set_ylabel('accuracy (%)')
+  ax.set_ylim(0, 100)
+  ax.set_title(f'Accuracy, mean ± std over {len(report["seeds"])} seeds ({report["mode"]} KD)')
+  ax.legend(ncol=3, fontsize=8, loc='lower left')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_reliability(report, path: str):
+  """Reliability diagrams of the CNN, the MLP and CNN→MLP (those present), bins pooled over instances."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  shown = [s for s in ('cnn', 'mlp', 'cnn_to_mlp') if s in report['setups']] or list(report['setups'])[:3]
+  fig, axes = plt.subplots(len(data_lib.TEST_SETS), len(shown), figsize=(3.2 * len(shown), 9), squeeze=False)
+  for col, setup in enumerate(shown):
+    for row, test_set in enumerate(data_lib.TEST_SETS):
+      bins = [inst[test_set]['reliability'] for inst in report['setups'][setup]['instances']]
+      count = np.sum([b['count'] for b in bins], axis=0)
+      safe = np.maximum(count, 1)
+      accuracy = np.sum([np.array(b['accuracy']) * b['count'] for b in bins], axis=0) / safe
+      confidence = np.sum([np.array(b['confidence']) * b['count'] for b in bins], axis=0) / safe
+      edges = np.linspace(0, 1, len(count) + 1)
+      ax = axes[row, col]
+      ax.bar(edges[:-1], np.where(count > 0, accuracy, 0), width=np.diff(edges), align='edge',
+             edgecolor='black', linewidth=0.5, label='accuracy')
+      ax.bar(edges[:-1], np.where(count > 0, confidence - accuracy, 0), bottom=accuracy, width=np.diff(edges),
+             align='edge', color='red', alpha=0.3, label='gap to confidence')
+      ax.plot([0, 1], [0, 1], 'k--', linewidth=0.8)
+      ece = report['setups'][setup]['summary'][test_set]['ece']['mean']
+      ax.set_title(f'{report["setups"][setup]["title"]} · {experiment.TEST_SET_TITLES[test_set]}\nECE {ece:.3f}',
+                   fontsize=9)
+      ax.set_xlim(0, 1)
+      ax.set_ylim(0, 1)
+      if row == len(data_lib.TEST_SETS) - 1:
+        ax.set_xlabel('confidence')
+      if col == 0:
+        ax.set_ylabel('accuracy')
+  axes[0, 0].legend(fontsize=7, loc='upper left')
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
