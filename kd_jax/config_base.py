@@ -95,6 +95,7 @@ def grid_config(variant: str = 'cpu') -> ml_collections.ConfigDict:
   config.num_seeds = 4
   config.setups = ('cnn', 'mlp', 'cnn_to_mlp', 'mlp_to_mlp', 'cnn_to_cnn', 'mlp_to_cnn')
   config.mode = 'offline'  # 'offline' | 'online'
+  config.seed_parallelism = 'auto'  # 'vmap' | 'sequential' | 'auto': vmap except on CPU (slower there)
   config.cache_teacher_logits = True  # offline: run each teacher once over the training set
   # CPU budget: the CNN trains 1 epoch in the grid (3 in the single job) to fit 4 seeds × 3 CNN setups.
   config.models = dict(cnn=model_config('cnn', 'cross_entropy', num_epochs=1.0),

@@ -105,8 +105,44 @@ def evaluate_instances(model, stacked_variables, test_sets, mesh, config) -> Lis
   return results
 
 
+def _stack(trees):
+  return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+
+def vmap_seeds(config) -> bool:
+  """``config.seed_parallelism``: 'vmap', 'sequential', or 'auto' (vmap except on CPU).
+
+  XLA:CPU runs a vmapped CNN — a grouped convolution over instances — several
+  times slower than the instances one after another (benchmarks/vmap_seeds.py),
+  so 'auto' runs seeds sequentially there; the numbers are the same either way.
+  """
+  if config.seed_parallelism not in ('auto', 'vmap', 'sequential'):
+    raise ValueError(f'unknown config.seed_parallelism {config.seed_parallelism!r}; use auto, vmap or sequential')
+  if config.seed_parallelism == 'auto':
+    return jax.devices()[0].platform != 'cpu'
+  return config.seed_parallelism == 'vmap'
+
+
+def train_instances(name: str, cfg, config, model, train, mesh, directory: str, writer, seeds, stream: int, *,
+                    teacher=None, teacher_variables=None, teacher_logits=None):
+  """One instance per seed, vmapped or in sequence; returns the instances' variables stacked on axis 0."""
+  common = dict(seeds=seeds, stream=stream, teacher=teacher)
+  if vmap_seeds(config):
+    return experiment.train_model(name, cfg, config, model, train, mesh, directory, writer, stacked=True,
+                                  teacher_variables=teacher_variables, teacher_logits=teacher_logits,
+                                  **common).variables
+  variables = []
+  for k, seed in enumerate(seeds):
+    common['seeds'] = [seed]
+    variables.append(experiment.train_model(
+        f'{name}_seed_{seed}', cfg, config, model, train, mesh, os.path.join(directory, f'seed_{seed}'), writer,
+        teacher_variables=None if teacher_variables is None else _instance(teacher_variables, k),
+        teacher_logits=None if teacher_logits is None else teacher_logits[k], **common).variables)
+  return _stack(variables)
+
+
 def train_online_pair(setup: str, config, train: data_lib.Split, mesh, workdir: str, writer, seeds):
-  """Teacher and student trained together, N instances vmapped; returns the (teacher, student) stacked states."""
+  """Teacher and student trained together, one instance per seed; returns the students' stacked variables."""
   teacher_name, student_name = parse_setup(setup)
   teacher_cfg, student_cfg = (_role_cfg(config, teacher_name, 'cross_entropy'),
                               _role_cfg(config, student_name, 'distillation'))
@@ -114,27 +150,36 @@ def train_online_pair(setup: str, config, train: data_lib.Split, mesh, workdir: 
     raise ValueError(f'online KD trains {setup} on shared batches: config.models.{teacher_name}.batch_size and '
                      f'config.models.{student_name}.batch_size must be equal')
   training.check_batch_size(student_cfg.batch_size, mesh, f'the batch size of {setup}')
-  orders = [training.BatchOrder(len(train), student_cfg.batch_size, seed, STUDENT_STREAM) for seed in seeds]
-  batches = training.Batches(train, orders, stacked=True)
-  num_steps = max(1, int(round(max(teacher_cfg.num_epochs, student_cfg.num_epochs) * batches.steps_per_epoch)))
   teacher, student = (models.create_model(teacher_name, **teacher_cfg.model_kwargs),
                       models.create_model(student_name, **student_cfg.model_kwargs))
-  teacher_tx, student_tx = (training.make_optimizer(teacher_cfg, num_steps),
-                            training.make_optimizer(student_cfg, num_steps))
   kd = {k: config.kd[k] for k in ('temperature', 'alpha', 'scale')}
-  step = training.make_online_step(
-      training.make_train_step(teacher, teacher_tx, losses.get_loss('cross_entropy'), output_logits=True),
-      training.make_train_step(student, student_tx, losses.get_loss('distillation', **kd)))
-  state = (experiment.init_instances(teacher, teacher_tx, seeds, TEACHER_STREAM, stacked=True),
-           experiment.init_instances(student, student_tx, seeds, STUDENT_STREAM, stacked=True))
-  step_fn = training.jit_data_parallel(jax.vmap(step, in_axes=(0, 0, None)), mesh, batches.partition_spec)
-  state = training.fit(f'{setup} (online)', step_fn, state, batches, num_steps=num_steps, mesh=mesh,
-                       log_every=config.log_every_steps, writer=writer)
-  mngr = checkpoints.manager(os.path.join(workdir, f'{setup}_online'))
-  checkpoints.save(mngr, state[1], {'model': student_name, 'model_kwargs': student_cfg.model_kwargs.to_dict(),
-                                    'phase': f'{setup} (online)', 'num_steps': num_steps, 'seeds': list(seeds)})
-  mngr.close()
-  return state
+  stacked = vmap_seeds(config)
+
+  def train_online(run_seeds):
+    orders = [training.BatchOrder(len(train), student_cfg.batch_size, seed, STUDENT_STREAM) for seed in run_seeds]
+    batches = training.Batches(train, orders, stacked=stacked)
+    num_steps = max(1, int(round(max(teacher_cfg.num_epochs, student_cfg.num_epochs) * batches.steps_per_epoch)))
+    teacher_tx, student_tx = (training.make_optimizer(teacher_cfg, num_steps),
+                              training.make_optimizer(student_cfg, num_steps))
+    step = training.make_online_step(
+        training.make_train_step(teacher, teacher_tx, losses.get_loss('cross_entropy'), output_logits=True),
+        training.make_train_step(student, student_tx, losses.get_loss('distillation', **kd)))
+    state = (experiment.init_instances(teacher, teacher_tx, run_seeds, TEACHER_STREAM, stacked),
+             experiment.init_instances(student, student_tx, run_seeds, STUDENT_STREAM, stacked))
+    step_fn = training.jit_data_parallel(jax.vmap(step, in_axes=(0, 0, None)) if stacked else step, mesh,
+                                         batches.partition_spec)
+    name = f'{setup}_online' + ('' if stacked else f'_seed_{run_seeds[0]}')
+    state = training.fit(name, step_fn, state, batches, num_steps=num_steps, mesh=mesh,
+                         log_every=config.log_every_steps, writer=writer)
+    mngr = checkpoints.manager(os.path.join(workdir, f'{setup}_online', '_'.join(map(str, run_seeds))))
+    checkpoints.save(mngr, state[1], {'model': student_name, 'model_kwargs': student_cfg.model_kwargs.to_dict(),
+                                      'phase': name, 'num_steps': num_steps, 'seeds': list(run_seeds)})
+    mngr.close()
+    return state[1].variables
+
+  if stacked:
+    return train_online(seeds)
+  return _stack([train_online([seed]) for seed in seeds])
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
@@ -147,7 +192,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   test_sets = {k: (v.take(config.data.num_test) if config.data.num_test else v) for k, v in data.test.items()}
   mesh = training.data_mesh()
   seeds = [config.seed + k for k in range(config.num_seeds)]
-  logging.info('Grid: %s, %s KD, seeds %s, %d device(s)', list(config.setups), config.mode, seeds, mesh.size)
+  logging.info('Grid: %s, %s KD, seeds %s (%s), %d device(s)', list(config.setups), config.mode, seeds,
+               'vmapped' if vmap_seeds(config) else 'one after another', mesh.size)
   writer = experiment.MetricWriter(workdir)
   rows, timing, teachers = {}, {}, {}
 
@@ -155,10 +201,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     if name not in teachers:
       t0 = time.perf_counter()
       model = models.create_model(name, **config.models[name].model_kwargs)
-      state = experiment.train_model(name, _role_cfg(config, name, 'cross_entropy'), config, model, train, mesh,
-                                     os.path.join(workdir, name), writer, seeds=seeds, stream=TEACHER_STREAM,
-                                     stacked=True)
-      teachers[name] = (model, state.variables)
+      teachers[name] = (model, train_instances(name, _role_cfg(config, name, 'cross_entropy'), config, model,
+                                               train, mesh, os.path.join(workdir, name), writer, seeds,
+                                               TEACHER_STREAM))
       timing[name] = time.perf_counter() - t0
     return teachers[name]
 
@@ -171,18 +216,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         student = models.create_model(student_name, **config.models[student_name].model_kwargs)
         t0 = time.perf_counter()
         if config.mode == 'online':
-          variables = train_online_pair(setup, config, train, mesh, workdir, writer, seeds)[1].variables
+          variables = train_online_pair(setup, config, train, mesh, workdir, writer, seeds)
         else:
           teacher, teacher_variables = get_teacher(teacher_name)
           t0 = time.perf_counter()
           cached = (teacher_logits_on(teacher, teacher_variables, train.images, mesh, config)
                     if config.cache_teacher_logits else None)
-          variables = experiment.train_model(
+          variables = train_instances(
               setup, _role_cfg(config, student_name, 'distillation'), config, student, train, mesh,
-              os.path.join(workdir, setup), writer, seeds=seeds, stream=STUDENT_STREAM, stacked=True,
+              os.path.join(workdir, setup), writer, seeds, STUDENT_STREAM,
               teacher=None if config.cache_teacher_logits else teacher,
               teacher_variables=None if config.cache_teacher_logits else teacher_variables,
-              teacher_logits=cached).variables
+              teacher_logits=cached)
         timing[setup] = time.perf_counter() - t0
         model = student
       rows[setup] = evaluate_instances(model, variables, test_sets, mesh, config)
@@ -194,7 +239,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       'setups': {setup: {'title': setup_title(setup), 'instances': rows[setup], 'summary': summarise(rows[setup]),
                          'seconds': timing.get(setup, timing.get(parse_setup(setup)[0]))}
                  for setup in config.setups},
-      'seeds': seeds, 'mode': config.mode, 'cache_teacher_logits': bool(config.cache_teacher_logits),
+      'seeds': seeds, 'vmapped': vmap_seeds(config), 'mode': config.mode, 'cache_teacher_logits': bool(config.cache_teacher_logits),
       'checkpoint_rule': 'final checkpoint of each run (no early stopping or best-of selection)',
       'data_source': data.source, 'demo_sample': data.demo_sample, 'num_train': len(train),
       'num_test': len(test_sets['mnist']), 'num_devices': mesh.size, 'device': jax.devices()[0].device_kind,
@@ -242,7 +287,8 @@ def write_report(report, workdir: str):
   warning = '**DEMO SAMPLE ONLY — not full MNIST; not comparable to the paper.**\n\n' if report['demo_sample'] else ''
   seconds = ', '.join(f'{s["title"]} {s["seconds"]:.0f} s' for s in report['setups'].values() if s['seconds'])
   text = (f'# kd_jax MNIST grid\n\n{warning}Data: {report["data_source"]}\n\n'
-          f'{report["mode"]} KD; seeds {report["seeds"]} (n = {len(report["seeds"])} per setup, vmapped); '
+          f'{report["mode"]} KD; seeds {report["seeds"]} (n = {len(report["seeds"])} per setup, '
+          f'{"vmapped" if report["vmapped"] else "run one after another"}); '
           f'teacher logits {"cached once per teacher instance" if report["cache_teacher_logits"] else "computed in the step"}; '
           f'{report["num_train"]} train examples, {report["num_test"]} test examples per set. '
           f'Cells: mean ± sample std (ddof = 1) over instances. Checkpoint rule: {report["checkpoint_rule"]}. '
@@ -272,7 +318,7 @@ def plot_accuracy(report, path: str):
   ax.set_ylabel('accuracy (%)')
   ax.set_ylim(0, 100)
   ax.set_title(f'Accuracy, mean ± std over {len(report["seeds"])} seeds ({report["mode"]} KD)')
-  ax.legend(ncol=3, fontsize=8, loc='lower left')
+  ax.legend(ncol=len(setups), fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.08))
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -294,10 +340,11 @@ def plot_reliability(report, path: str):
       confidence = np.sum([np.array(b['confidence']) * b['count'] for b in bins], axis=0) / safe
       edges = np.linspace(0, 1, len(count) + 1)
       ax = axes[row, col]
-      ax.bar(edges[:-1], np.where(count > 0, accuracy, 0), width=np.diff(edges), align='edge',
+      filled = count > 0
+      ax.bar(edges[:-1], np.where(filled, accuracy, 0), width=np.diff(edges), align='edge',
              edgecolor='black', linewidth=0.5, label='accuracy')
-      ax.bar(edges[:-1], np.where(count > 0, confidence - accuracy, 0), bottom=accuracy, width=np.diff(edges),
-             align='edge', color='red', alpha=0.3, label='gap to confidence')
+      ax.bar(edges[:-1], np.where(filled, np.abs(confidence - accuracy), 0), bottom=np.minimum(accuracy, confidence),
+             width=np.diff(edges), align='edge', color='red', alpha=0.3, label='gap to mean confidence')
       ax.plot([0, 1], [0, 1], 'k--', linewidth=0.8)
       ece = report['setups'][setup]['summary'][test_set]['ece']['mean']
       ax.set_title(f'{report["setups"][setup]["title"]} · {experiment.TEST_SET_TITLES[test_set]}\nECE {ece:.3f}',
