@@ -60,6 +60,7 @@ def check_grid_config(config):
     raise ValueError(f'unknown grid mode {config.mode!r} (config.mode); choose one of {MODES}')
   if config.num_seeds < 1:
     raise ValueError(f'config.num_seeds must be ≥ 1, got {config.num_seeds}')
+  vmap_seeds(config)
   for setup in config.setups:
     for name in filter(None, parse_setup(setup)):
       if name not in config.models:
