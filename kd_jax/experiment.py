@@ -30,6 +30,7 @@ from kd_jax import training
 
 TEST_SET_TITLES = {'mnist': 'MNIST', 'mnist_scale': 'MNIST-Scaled', 'mnist_translate': 'MNIST-Translated'}
 _TEACHER_MODES = ('eval', 'train')
+DEMO_WARNING = '**DEMO SAMPLE ONLY — not full MNIST; not comparable to the paper.**\n\n'
 _STREAMS = {'teacher': 0, 'student': 1}  # separate rng / data-order streams per phase
 
 
@@ -137,14 +138,20 @@ def results_table(results: Dict[str, Any], model_names: Dict[str, str]) -> str:
   return '\n'.join(lines)
 
 
+def load_data(config):
+  """MNIST per ``config.data``: (the MnistData, the training split, the test sets), sliced to num_train/num_test."""
+  data = data_lib.load_mnist(config.data.dir, config.data.translate_seed)
+  train = data.train.take(config.data.num_train) if config.data.num_train else data.train
+  test_sets = {k: (v.take(config.data.num_test) if config.data.num_test else v) for k, v in data.test.items()}
+  return data, train, test_sets
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """Runs the whole job and returns what it writes to ``results.json``."""
   check_config(config)
   os.makedirs(workdir, exist_ok=True)
   t_start = time.perf_counter()
-  data = data_lib.load_mnist(config.data.dir, config.data.translate_seed)
-  train = data.train.take(config.data.num_train) if config.data.num_train else data.train
-  test_sets = {k: (v.take(config.data.num_test) if config.data.num_test else v) for k, v in data.test.items()}
+  data, train, test_sets = load_data(config)
   mesh = training.data_mesh()
   logging.info('Devices: %d × %s; train %d examples, test %d per set', mesh.size, jax.devices()[0].platform,
                len(train), len(test_sets['mnist']))
@@ -194,8 +201,7 @@ def _write_results(results, workdir, model_names):
   with open(os.path.join(workdir, 'results.json'), 'w') as f:
     json.dump(results, f, indent=2)
   table = results_table(results, model_names)
-  warning = ('**DEMO SAMPLE ONLY — not full MNIST; not comparable to the paper.**\n\n'
-             if results['demo_sample'] else '')
+  warning = DEMO_WARNING if results['demo_sample'] else ''
   text = (f'# kd_jax results\n\n{warning}Data: {results["data_source"]}\n\n'
           f'Train examples: {results["num_train"]}; test examples per set: {results["num_test"]}; '
           f'final checkpoints (not best); ECE with {results["config"]["eval"]["ece_bins"]} equal-width bins.\n\n'

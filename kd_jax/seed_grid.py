@@ -188,9 +188,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   check_grid_config(config)
   os.makedirs(workdir, exist_ok=True)
   t_start = time.perf_counter()
-  data = data_lib.load_mnist(config.data.dir, config.data.translate_seed)
-  train = data.train.take(config.data.num_train) if config.data.num_train else data.train
-  test_sets = {k: (v.take(config.data.num_test) if config.data.num_test else v) for k, v in data.test.items()}
+  data, train, test_sets = experiment.load_data(config)
   mesh = training.data_mesh()
   seeds = [config.seed + k for k in range(config.num_seeds)]
   logging.info('Grid: %s, %s KD, seeds %s (%s), %d device(s)', list(config.setups), config.mode, seeds,
@@ -240,7 +238,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       'setups': {setup: {'title': setup_title(setup), 'instances': rows[setup], 'summary': summarise(rows[setup]),
                          'seconds': timing.get(setup, timing.get(parse_setup(setup)[0]))}
                  for setup in config.setups},
-      'seeds': seeds, 'vmapped': vmap_seeds(config), 'mode': config.mode, 'cache_teacher_logits': bool(config.cache_teacher_logits),
+      'seeds': seeds, 'vmapped': vmap_seeds(config), 'mode': config.mode,
+      'cache_teacher_logits': bool(config.cache_teacher_logits),
       'checkpoint_rule': 'final checkpoint of each run (no early stopping or best-of selection)',
       'data_source': data.source, 'demo_sample': data.demo_sample, 'num_train': len(train),
       'num_test': len(test_sets['mnist']), 'num_devices': mesh.size, 'device': jax.devices()[0].device_kind,
@@ -285,12 +284,13 @@ def write_report(report, workdir: str):
     json.dump(report, f, indent=1)
   plot_accuracy(report, os.path.join(workdir, 'accuracy.png'))
   plot_reliability(report, os.path.join(workdir, 'reliability.png'))
-  warning = '**DEMO SAMPLE ONLY — not full MNIST; not comparable to the paper.**\n\n' if report['demo_sample'] else ''
+  warning = experiment.DEMO_WARNING if report['demo_sample'] else ''
+  logits = 'cached once per teacher instance' if report['cache_teacher_logits'] else 'computed in the step'
   seconds = ', '.join(f'{s["title"]} {s["seconds"]:.0f} s' for s in report['setups'].values() if s['seconds'])
   text = (f'# kd_jax MNIST grid\n\n{warning}Data: {report["data_source"]}\n\n'
           f'{report["mode"]} KD; seeds {report["seeds"]} (n = {len(report["seeds"])} per setup, '
           f'{"vmapped" if report["vmapped"] else "run one after another"}); '
-          f'teacher logits {"cached once per teacher instance" if report["cache_teacher_logits"] else "computed in the step"}; '
+          f'teacher logits {logits if report["mode"] == "offline" else "from the co-trained teacher"}; '
           f'{report["num_train"]} train examples, {report["num_test"]} test examples per set. '
           f'Cells: mean ± sample std (ddof = 1) over instances. Checkpoint rule: {report["checkpoint_rule"]}. '
           f'ECE: {report["config"]["eval"]["ece_bins"]} equal-width bins.\n\n{grid_table(report)}\n\n'

@@ -105,8 +105,9 @@ def test_non_finite_loss_stops_training():
   split = _split()
   split.images[:] = np.nan
   with pytest.raises(FloatingPointError, match='non-finite loss.*config.student.learning_rate'):
-    training.fit('student', training.jit_data_parallel(step, mesh), training.init_state(student, tx,
-                 jax.random.PRNGKey(0)), training.Batches(split, [training.BatchOrder(64, 16, 0, 1)]), num_steps=2, mesh=mesh,
+    training.fit('student', training.jit_data_parallel(step, mesh),
+                 training.init_state(student, tx, jax.random.PRNGKey(0)),
+                 training.Batches(split, [training.BatchOrder(64, 16, 0, 1)]), num_steps=2, mesh=mesh,
                  teacher_variables=teacher_variables, log_every=1)
 
 
