@@ -31,7 +31,7 @@ from kd_jax import training
 TEST_SET_TITLES = {'mnist': 'MNIST', 'mnist_scale': 'MNIST-Scaled', 'mnist_translate': 'MNIST-Translated'}
 _TEACHER_MODES = ('eval', 'train')
 DEMO_WARNING = '**DEMO SAMPLE ONLY — not full MNIST; not comparable to the paper.**\n\n'
-_STREAMS = {'teacher': 0, 'student': 1}  # separate rng / data-order streams per phase
+STREAMS = {'teacher': 0, 'student': 1}  # separate rng / data-order streams per phase
 
 
 class MetricWriter:
@@ -167,7 +167,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     else:
       teacher_dir = os.path.join(workdir, 'teacher')
       train_model('teacher', config.teacher, config, teacher, train, mesh, teacher_dir, writer,
-                  seeds=[config.seed], stream=_STREAMS['teacher'])
+                  seeds=[config.seed], stream=STREAMS['teacher'])
     # The student always distils from the restored checkpoint: the job is offline KD end to end.
     abstract = jax.eval_shape(lambda: training.init_variables(teacher, jax.random.PRNGKey(0)))
     teacher_variables, teacher_meta = checkpoints.restore_model(
@@ -179,7 +179,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     distil = config.student.loss == 'distillation'
     student_state = train_model('student', config.student, config, student, train, mesh,
                                 os.path.join(workdir, 'student'), writer, seeds=[config.seed],
-                                stream=_STREAMS['student'], teacher=teacher if distil else None,
+                                stream=STREAMS['student'], teacher=teacher if distil else None,
                                 teacher_variables=teacher_variables if distil else None)
     timing['student_seconds'] = time.perf_counter() - t0
   finally:

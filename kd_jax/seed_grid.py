@@ -36,7 +36,8 @@ from kd_jax import metrics as metrics_lib
 from kd_jax import models
 from kd_jax import training
 
-TEACHER_STREAM, STUDENT_STREAM = 0, 1  # as in kd_jax.main: instance k == the main job with seed k
+# As in kd_jax.main, so that instance k is the main job's run with seed k.
+TEACHER_STREAM, STUDENT_STREAM = experiment.STREAMS['teacher'], experiment.STREAMS['student']
 MODES = ('offline', 'online')
 DISPLAY = {'cnn': 'CNN', 'mlp': 'MLP'}
 
