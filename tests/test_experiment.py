@@ -106,3 +106,35 @@ def test_real_mnist_slice(full_mnist_dir, tmp_path):
   results = experiment.run(smoke_config(full_mnist_dir), str(tmp_path))
   _check_results(results)
   assert 'MNIST IDX files' in results['data_source'] and results['num_train'] == 512
+
+
+def _load_config(name, *args):
+  sys.path.insert(0, os.path.join(ROOT, 'configs'))
+  try:
+    return __import__(name).get_config(*args)
+  finally:
+    sys.path.pop(0)
+
+
+@pytest.mark.parametrize('pair', ['cnn_to_mlp', 'mlp_to_mlp', 'cnn_to_cnn', 'mlp_to_cnn'])
+@pytest.mark.parametrize('variant', ['cpu', 'paper'])
+def test_pair_configs_are_valid(pair, variant):
+  config = _load_config(f'mnist_{pair}', variant)
+  experiment.check_config(config)
+  teacher, student = pair.split('_to_')
+  assert (config.teacher.model, config.student.model) == (teacher, student)
+  assert config.student.loss == 'distillation'
+  assert config.kd.scale == ('paper' if variant == 'paper' else 'hinton')
+  if variant == 'paper':
+    assert config.teacher.num_epochs == 400 and config.teacher.optimizer == 'radam'
+  with pytest.raises(ValueError, match='unknown config variant'):
+    _load_config(f'mnist_{pair}', 'tpu')
+
+
+@pytest.mark.parametrize('name,setups', [('mnist_grid', 6), ('mnist_cnn', 1), ('mnist_mlp', 1)])
+def test_grid_configs_are_valid(name, setups):
+  from kd_jax import seed_grid  # pylint: disable=g-import-not-at-top
+  for variant in ('cpu', 'paper'):
+    config = _load_config(name, variant)
+    seed_grid.check_grid_config(config)
+    assert len(config.setups) == setups and config.num_seeds == 4
