@@ -111,3 +111,22 @@ def grid_config(variant: str = 'cpu') -> ml_collections.ConfigDict:
   elif variant != 'cpu':
     raise ValueError(f'unknown config variant {variant!r}; use cpu (default) or paper')
   return config
+
+
+# Tiny models for tests and smoke runs. Short runs need fast-moving BatchNorm
+# averages for eval mode to reflect training.
+SMOKE_MODEL_KWARGS = {'cnn': dict(filters=(16, 16, 32), maxout_units=(16, 16, 16), bn_momentum=0.8),
+                      'mlp': dict(hidden_sizes=(32, 16), bn_momentum=0.8)}
+
+
+def shrink_to_smoke(config: ml_collections.ConfigDict, model_cfgs) -> ml_collections.ConfigDict:
+  """A seconds-long run: 512 train / 200 test examples, tiny models, 3 epochs of batch 64, no mid-run checkpoints."""
+  config.data.num_train = 512
+  config.data.num_test = 200
+  for cfg in model_cfgs:
+    cfg.model_kwargs = dict(SMOKE_MODEL_KWARGS[cfg.model])
+    cfg.batch_size = 64
+    cfg.num_epochs = 3.0
+  config.eval.batch_size = 200
+  config.checkpoint_every_steps = 0
+  return config
