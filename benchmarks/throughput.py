@@ -45,7 +45,7 @@ def main(_):
   batch_size = _BATCH.value
   training.check_batch_size(batch_size, mesh, '--batch_size')
   rng = np.random.default_rng(0)
-  batch = training.shard_batch({'image': rng.uniform(size=(batch_size, 28, 28, 1)).astype(np.float32),
+  batch = training.shard_batch({'inputs': rng.uniform(size=(batch_size, 28, 28, 1)).astype(np.float32),
                                 'label': rng.integers(0, 10, batch_size).astype(np.int32)}, mesh)
   opt = ml_collections.ConfigDict(dict(optimizer='adam', learning_rate=1e-4, schedule='constant', clip_norm=1.0))
   tx = training.make_optimizer(opt, 1000)
@@ -71,7 +71,7 @@ def main(_):
   loops = {
       'teacher training (CNN, gold labels)': lambda: teacher_step(teacher_state, batch, None),
       'student KD training (MLP + CNN teacher in step)': lambda: kd_step(student_state, batch, teacher_variables),
-      'teacher-logit inference (CNN, eval mode)': lambda: infer(teacher_variables, batch['image']),
+      'teacher-logit inference (CNN, eval mode)': lambda: infer(teacher_variables, batch['inputs']),
   }
   for name, fn in loops.items():
     steps_per_sec = _time(fn, _STEPS.value, _REPEATS.value)

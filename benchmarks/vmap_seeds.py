@@ -63,7 +63,7 @@ def main(_):
   print(f'{"N":>3} {"vmapped inst-ex/s":>18} {"sequential inst-ex/s":>21} {"speed-up":>9}', flush=True)
   for n in map(int, _INSTANCES.value):
     seeds = list(range(n))
-    batch = {'image': rng.uniform(size=(n, _BATCH.value, 28, 28, 1)).astype(np.float32),
+    batch = {'inputs': rng.uniform(size=(n, _BATCH.value, 28, 28, 1)).astype(np.float32),
              'label': rng.integers(0, 10, (n, _BATCH.value)).astype(np.int32)}
     teachers = jax.vmap(lambda k: training.init_variables(teacher, k))(jax.random.split(jax.random.PRNGKey(9), n))
     stacked = experiment.init_instances(student, tx, seeds, 1, stacked=True)

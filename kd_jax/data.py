@@ -47,6 +47,10 @@ class Split:
   def take(self, n: int) -> 'Split':
     return Split(self.images[:n], self.labels[:n])
 
+  def batch(self, idx) -> Dict[str, np.ndarray]:
+    """The training batch at ``idx`` (see :class:`kd_jax.training.Batches`)."""
+    return {'inputs': self.images[idx], 'label': self.labels[idx]}
+
 
 @dataclasses.dataclass
 class MnistData:

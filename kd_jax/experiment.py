@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from kd_jax import checkpoints
 from kd_jax import data as data_lib
@@ -70,32 +71,34 @@ def _kd_settings(config):
   return {k: config.kd[k] for k in ('temperature', 'alpha', 'scale')}
 
 
-def init_instances(model, tx, seeds: Sequence[int], stream: int, stacked: bool):
+def init_instances(model, tx, seeds: Sequence[int], stream: int, stacked: bool, example_input=None):
   """The initial state of seed ``s`` is init_state(fold_in(PRNGKey(s), stream)); stacked: one per seed, vmapped."""
   keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), stream) for s in seeds])
   if stacked:
-    return jax.vmap(lambda key: training.init_state(model, tx, key))(keys)
-  return training.init_state(model, tx, keys[0])
+    return jax.vmap(lambda key: training.init_state(model, tx, key, example_input))(keys)
+  return training.init_state(model, tx, keys[0], example_input)
 
 
 def train_model(name: str, cfg, config, model, train: data_lib.Split, mesh, directory: str,
                 writer: Optional[MetricWriter], *, seeds: Sequence[int], stream: int, stacked: bool = False,
-                teacher: Optional[nn.Module] = None, teacher_variables=None, teacher_logits=None):
+                teacher: Optional[nn.Module] = None, teacher_variables=None, teacher_logits=None,
+                extra_meta: Optional[Dict[str, Any]] = None):
   """Trains ``model`` with the settings ``cfg``, resuming from the checkpoints in ``directory`` if any.
 
   One run (``seeds=[s]``), or with ``stacked`` one vmapped instance per seed,
   each with its own init, dropout keys and data order, and each paired with its
   own teacher instance (``teacher_variables`` / ``teacher_logits`` stacked on
   the leading axis). Instance k equals the single run with seed ``seeds[k]``.
+  ``extra_meta`` is saved with each checkpoint's metadata (e.g. a vocabulary).
   """
   training.check_batch_size(cfg.batch_size, mesh, f'the batch size of {name}')
   orders = [training.BatchOrder(len(train), cfg.batch_size, seed, stream) for seed in seeds]
   batches = training.Batches(train, orders, stacked, teacher_logits)
   num_steps = max(1, int(round(cfg.num_epochs * batches.steps_per_epoch)))
   tx = training.make_optimizer(cfg, num_steps)
-  state = init_instances(model, tx, seeds, stream, stacked)
+  state = init_instances(model, tx, seeds, stream, stacked, train.batch(np.arange(1))['inputs'])
   meta = {'model': cfg.model, 'model_kwargs': cfg.model_kwargs.to_dict(), 'phase': name, 'num_steps': num_steps,
-          'seeds': list(seeds), 'stacked': stacked}
+          'seeds': list(seeds), 'stacked': stacked, **(extra_meta or {})}
   mngr = checkpoints.manager(directory)
   try:
     restored, saved_meta = checkpoints.restore_latest(mngr, jax.eval_shape(lambda: state))

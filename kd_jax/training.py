@@ -20,7 +20,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 import optax
 
-from kd_jax import data as data_lib
 from kd_jax.losses import LossFn
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -39,16 +38,20 @@ class TrainState:
     return {'params': self.params, 'batch_stats': self.batch_stats}
 
 
-def init_variables(model: nn.Module, rng: jax.Array):
-  variables = model.init({'params': rng}, jnp.zeros((1,) + IMAGE_SHAPE), train=False)
+def init_variables(model: nn.Module, rng: jax.Array, example_input=None):
+  """The model's {'params', 'batch_stats'}; ``example_input`` (default: one blank MNIST image) fixes the shapes."""
+  if example_input is None:
+    example_input = jnp.zeros((1,) + IMAGE_SHAPE)
+  variables = model.init({'params': rng}, example_input, train=False)
   return {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
 
 
-def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
+def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
+               example_input=None) -> TrainState:
   @jax.jit  # one compilation instead of op-by-op dispatch of every initializer
   def init(rng):
     init_rng, dropout_rng = jax.random.split(rng)
-    variables = init_variables(model, init_rng)
+    variables = init_variables(model, init_rng, example_input)
     return TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
                       batch_stats=variables['batch_stats'], opt_state=tx.init(variables['params']),
                       rng=dropout_rng)
@@ -93,34 +96,40 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
   may come in the batch (``batch['teacher_logits']``: cached, or from an online
   teacher). Teacher logits never receive gradients. ``output_logits`` adds the
   model's own training logits to the metrics (for online KD).
+
+  The batch holds ``inputs`` and ``label``; with ``weights`` (same shape as
+  ``label``, e.g. a language model's non-padding targets) loss and accuracy are
+  weighted means over the labelled positions instead of means over examples.
   """
 
   def train_step(state: TrainState, batch: Dict[str, jax.Array], teacher_variables):
     student_key, teacher_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
-    images, labels = batch['image'], batch['label']
+    inputs, labels = batch['inputs'], batch['label']
+    weights = batch['weights'] if 'weights' in batch else jnp.ones(labels.shape, jnp.float32)
+    weighted_mean = lambda x: (x * weights).sum() / jnp.maximum(weights.sum(), 1.0)
     teacher_logits = batch.get('teacher_logits')
     if teacher is not None:
       if teacher_train_mode:
-        teacher_logits, _ = teacher.apply(teacher_variables, images, train=True,
+        teacher_logits, _ = teacher.apply(teacher_variables, inputs, train=True,
                                           rngs={'dropout': teacher_key}, mutable=['batch_stats'])
       else:
-        teacher_logits = teacher.apply(teacher_variables, images, train=False)
+        teacher_logits = teacher.apply(teacher_variables, inputs, train=False)
     if teacher_logits is not None:
       teacher_logits = jax.lax.stop_gradient(teacher_logits)
 
     def loss_of(params):
-      logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats}, images, train=True,
+      logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats}, inputs, train=True,
                                     rngs={'dropout': student_key}, mutable=['batch_stats'])
-      return loss_fn(logits, teacher_logits, labels).mean(), (logits, updates['batch_stats'])
+      return weighted_mean(loss_fn(logits, teacher_logits, labels)), (logits, updates['batch_stats'])
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                               batch_stats=batch_stats, opt_state=opt_state)
     predictions = logits.argmax(-1)
-    metrics = {'loss': loss, 'accuracy': (predictions == labels).mean(), 'grad_norm': optax.tree.norm(grads)}
+    metrics = {'loss': loss, 'accuracy': weighted_mean(predictions == labels), 'grad_norm': optax.tree.norm(grads)}
     if teacher_logits is not None:
-      metrics['teacher_agreement'] = (predictions == teacher_logits.argmax(-1)).mean()
+      metrics['teacher_agreement'] = weighted_mean(predictions == teacher_logits.argmax(-1))
     if output_logits:
       metrics['logits'] = logits
     return new_state, metrics
@@ -192,6 +201,8 @@ class BatchOrder:
 class Batches:
   """Training batches as a function of the step, for one run or a stack of instances.
 
+  ``split`` is any dataset with ``len`` and ``batch(indices) -> dict`` (an
+  MNIST :class:`kd_jax.data.Split`, an SVA split).
   ``orders`` holds one :class:`BatchOrder` per instance. With ``stacked``, each
   array gets a leading instance axis ([N, B, ...], sharded on B); otherwise
   there must be one order and batches are [B, ...]. ``teacher_logits`` (one
@@ -199,7 +210,7 @@ class Batches:
   example's cached teacher logits to its batch.
   """
 
-  def __init__(self, split: data_lib.Split, orders, stacked: bool = False, teacher_logits=None):
+  def __init__(self, split, orders, stacked: bool = False, teacher_logits=None):
     if not stacked and len(orders) != 1:
       raise ValueError(f'an unstacked run has one batch order, got {len(orders)}')
     self.split, self.orders, self.stacked, self.teacher_logits = split, list(orders), stacked, teacher_logits
@@ -212,7 +223,7 @@ class Batches:
     per_instance = []
     for k, order in enumerate(self.orders):
       idx = order.indices(step)
-      batch = {'image': self.split.images[idx], 'label': self.split.labels[idx]}
+      batch = self.split.batch(idx)
       if self.teacher_logits is not None:
         batch['teacher_logits'] = (self.teacher_logits[k] if self.stacked else self.teacher_logits)[idx]
       per_instance.append(batch)
@@ -284,15 +295,15 @@ def _format_seconds(seconds: float) -> str:
 # ----------------------------------------------------------------------------- evaluation
 
 def make_predict_fn(model: nn.Module, mesh: Mesh, batch_size: int):
-  """Returns ``predict(variables, images) -> logits`` (numpy), eval mode, batched and sharded over the mesh."""
+  """Returns ``predict(variables, inputs) -> logits`` (numpy), eval mode, batched and sharded over the mesh."""
   check_batch_size(batch_size, mesh, 'eval batch size')
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   apply = jax.jit(lambda variables, x: model.apply(variables, x, train=False),
                   in_shardings=(replicated, sharded), out_shardings=sharded)
 
-  def predict(variables, images: np.ndarray) -> np.ndarray:
-    n = len(images)
-    padded = np.concatenate([images, np.zeros((-n % batch_size,) + images.shape[1:], images.dtype)])
+  def predict(variables, inputs: np.ndarray) -> np.ndarray:
+    n = len(inputs)
+    padded = np.concatenate([inputs, np.zeros((-n % batch_size,) + inputs.shape[1:], inputs.dtype)])
     outputs = [apply(variables, jax.device_put(padded[i:i + batch_size], sharded))
                for i in range(0, len(padded), batch_size)]
     return np.concatenate([np.asarray(o) for o in outputs])[:n]

@@ -84,7 +84,7 @@ def test_online_step_trains_both_and_feeds_the_student_the_teachers_current_logi
   states = (training.init_state(teacher, tx, jax.random.PRNGKey(0)), training.init_state(student, tx,
                                                                                            jax.random.PRNGKey(1)))
   split = _split(16)
-  batch = {'image': split.images, 'label': split.labels}
+  batch = {'inputs': split.images, 'label': split.labels}
   (new_teacher, new_student), metrics = online(states, batch, None)
   teacher_after, teacher_metrics = jax.jit(teacher_step)(states[0], batch, None)
   student_after, _ = jax.jit(student_step)(states[1], {**batch, 'teacher_logits': teacher_metrics['logits']}, None)

@@ -36,7 +36,7 @@ def _run_steps(step, state, teacher_variables, mesh, split, num_steps, batch_siz
   losses_seen = []
   for i in range(num_steps):
     idx = order.indices(i)
-    state, metrics = step_fn(state, training.shard_batch({'image': split.images[idx], 'label': split.labels[idx]},
+    state, metrics = step_fn(state, training.shard_batch({'inputs': split.images[idx], 'label': split.labels[idx]},
                                                          mesh), teacher_variables)
     losses_seen.append(float(metrics['loss']))
   return state, np.array(losses_seen)
@@ -66,7 +66,7 @@ def test_step_leaves_teacher_alone_and_reports_agreement():
   state = training.init_state(student, tx, jax.random.PRNGKey(0))
   split = _split(16)
   before = jax.tree_util.tree_map(np.array, teacher_variables)
-  new_state, metrics = jax.jit(step)(state, {'image': split.images, 'label': split.labels}, teacher_variables)
+  new_state, metrics = jax.jit(step)(state, {'inputs': split.images, 'label': split.labels}, teacher_variables)
   chex.assert_trees_all_equal(teacher_variables, before)
   assert int(new_state.step) == 1 and 0.0 <= float(metrics['teacher_agreement']) <= 1.0
   chex.assert_tree_all_finite(new_state.params)

@@ -1,0 +1,363 @@
+"""Subject–verb agreement data (Linzen, Dupoux & Goldberg 2016): readers, vocabulary, encoding.
+
+Three on-disk formats are read into plain examples (token lists + labels):
+
+* the full corpus TSV ``agr_50_mostcommon_10K.tsv(.gz)`` (:func:`read_linzen_tsv`,
+  split as the paper did by :func:`paper_split`),
+* the "simple" release ``numpred.*`` (:func:`read_numpred`),
+* full sentences ``.text/.gold/.eval`` (:func:`read_full_sentences`), for
+  language models,
+
+plus a synthetic agreement grammar (:func:`synthetic_grammar`) for tests and
+the offline demo. :class:`Vocab` maps words to ids (specials pad=0, unk=1,
+bos=2, eos=3) and :func:`encode_classification` / :func:`encode_lm` turn
+examples into padded int arrays (:class:`SvaSplit`).
+
+Classification input: ``[bos] prefix [eos]`` — the tokens before the verb with
+an end token at the verb's position; label VBZ (singular) = 0, VBP (plural) = 1.
+LM input ``[bos] sentence``, target ``sentence [eos]``.
+"""
+import collections
+import csv
+import dataclasses
+import gzip
+import io
+import json
+import os
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+PAD, UNK, BOS, EOS = '<pad>', '<unk>', '<bos>', '<eos>'
+SPECIALS = (PAD, UNK, BOS, EOS)
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
+LABELS = ('VBZ', 'VBP')  # index = class: singular 0, plural 1
+NUMPRED_TESTS = {f'test_{k}': (f'numpred.test.{k}', k) for k in range(1, 6)}  # name: (file, attractors)
+UNKNOWN = -1  # attractor count / distance not given by the format
+# Pad sequences of a batch to a multiple of this, so the step compiles for a few lengths only.
+LENGTH_BUCKET = 16
+
+
+# ----------------------------------------------------------------------------- examples
+
+@dataclasses.dataclass
+class AgreementExamples:
+  """Verb-number classification examples: the prefix before the verb and the verb's number."""
+  prefixes: List[List[str]]
+  labels: np.ndarray  # int32 [N]: 0 = VBZ (singular), 1 = VBP (plural)
+  attractors: np.ndarray  # int32 [N]: number of attractors, UNKNOWN if the format does not say
+  distances: np.ndarray  # int32 [N]: verb index − subject index, UNKNOWN if not given
+
+  def __len__(self):
+    return len(self.labels)
+
+  def subset(self, idx) -> 'AgreementExamples':
+    return AgreementExamples([self.prefixes[i] for i in idx], self.labels[idx], self.attractors[idx],
+                             self.distances[idx])
+
+  @classmethod
+  def concatenate(cls, parts: Sequence['AgreementExamples']) -> 'AgreementExamples':
+    return cls([p for part in parts for p in part.prefixes], *(np.concatenate([getattr(p, f) for p in parts])
+                                                               for f in ('labels', 'attractors', 'distances')))
+
+
+@dataclasses.dataclass
+class LmSentences:
+  """Full sentences for language modelling, each with one agreement verb to score."""
+  sentences: List[List[str]]
+  verb_index: np.ndarray  # int32 [N], 0-based position of the verb in the sentence
+  correct: List[str]  # the verb form that agrees
+  wrong: List[str]  # the same verb with the other number
+  attractors: np.ndarray  # int32 [N]
+  distances: np.ndarray  # int32 [N] (UNKNOWN when the format does not say)
+
+  def __len__(self):
+    return len(self.sentences)
+
+  def subset(self, idx) -> 'LmSentences':
+    return LmSentences([self.sentences[i] for i in idx], self.verb_index[idx], [self.correct[i] for i in idx],
+                       [self.wrong[i] for i in idx], self.attractors[idx], self.distances[idx])
+
+
+def _open_text(path: str):
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'SVA data file {path} does not exist')
+  if path.endswith('.gz'):
+    return io.TextIOWrapper(gzip.open(path, 'rb'), encoding='utf-8')
+  return open(path, encoding='utf-8')
+
+
+def read_numpred(path: str, attractors: int = UNKNOWN) -> AgreementExamples:
+  """Linzen's simple format: ``VBZ|VBP <TAB> prefix`` per line (``attractors``: the file's count, if known)."""
+  prefixes, labels = [], []
+  with _open_text(path) as f:
+    for line_no, line in enumerate(f, 1):
+      line = line.rstrip('\n')
+      if not line.strip():
+        continue
+      label, sep, prefix = line.partition('\t')
+      if not sep or label not in LABELS:
+        raise ValueError(f'{path}:{line_no}: expected "VBZ|VBP<TAB>prefix", got {line[:80]!r}')
+      prefixes.append(prefix.split())
+      labels.append(LABELS.index(label))
+  n = len(labels)
+  return AgreementExamples(prefixes, np.asarray(labels, np.int32), np.full(n, attractors, np.int32),
+                           np.full(n, UNKNOWN, np.int32))
+
+
+TSV_COLUMNS = ('sentence', 'orig_sentence', 'pos_sentence', 'subj', 'verb', 'subj_pos', 'has_rel', 'has_nsubj',
+               'verb_pos', 'subj_index', 'verb_index', 'n_intervening', 'last_intervening', 'n_diff_intervening',
+               'distance', 'max_depth', 'all_nouns', 'nouns_up_to_verb')
+
+
+def read_linzen_tsv(path: str) -> AgreementExamples:
+  """The full corpus TSV (header + 18 columns; 1-based indices; verb_pos is the label).
+
+  Attractors follow the paper: ``n_diff_intervening`` when every intervening
+  noun differs in number from the subject (n_intervening == n_diff_intervening),
+  else UNKNOWN (such examples count in micro accuracy, not per attractor).
+  """
+  prefixes, labels, attractors, distances = [], [], [], []
+  with _open_text(path) as f:
+    reader = csv.DictReader(f, delimiter='\t', quoting=csv.QUOTE_NONE)
+    missing = [c for c in TSV_COLUMNS if c not in (reader.fieldnames or ())]
+    if missing:
+      raise ValueError(f'{path}: not a Linzen agreement TSV, header lacks {missing}')
+    for line_no, row in enumerate(reader, 2):
+      if row['verb_pos'] not in LABELS:
+        raise ValueError(f'{path}:{line_no}: verb_pos must be VBZ or VBP, got {row["verb_pos"]!r}')
+      words, verb_index = row['sentence'].split(), int(row['verb_index'])
+      if not 1 <= verb_index <= len(words):
+        raise ValueError(f'{path}:{line_no}: verb_index {verb_index} outside the {len(words)}-word sentence')
+      prefixes.append(words[:verb_index - 1])
+      labels.append(LABELS.index(row['verb_pos']))
+      n_int, n_diff = int(row['n_intervening']), int(row['n_diff_intervening'])
+      attractors.append(n_diff if n_int == n_diff else UNKNOWN)
+      distances.append(int(row['distance']))
+  return AgreementExamples(prefixes, np.asarray(labels, np.int32), np.asarray(attractors, np.int32),
+                           np.asarray(distances, np.int32))
+
+
+def paper_split(examples, seed: int = 42, fractions=(0.1, 0.01)) -> Dict[str, object]:
+  """The paper's split of the full corpus: shuffle with ``seed``, then 10% train / 1% valid / the rest test."""
+  order = np.random.default_rng(seed).permutation(len(examples))
+  n_train, n_valid = int(len(order) * fractions[0]), int(len(order) * fractions[1])
+  return {'train': examples.subset(order[:n_train]), 'valid': examples.subset(order[n_train:n_train + n_valid]),
+          'test': examples.subset(order[n_train + n_valid:])}
+
+
+def holdout_split(examples, holdout_fraction: float, seed: int):
+  """(train, held-out) after a seeded shuffle; e.g. numpred.val 90/10 into train/dev."""
+  order = np.random.default_rng(seed).permutation(len(examples))
+  n_holdout = int(round(len(order) * holdout_fraction))
+  return examples.subset(np.sort(order[n_holdout:])), examples.subset(np.sort(order[:n_holdout]))
+
+
+def read_full_sentences(stem: str) -> LmSentences:
+  """``stem.text`` (tokens, ending in <eos>), ``stem.gold`` (index, correct, wrong, attractors), ``stem.eval``."""
+  with _open_text(stem + '.text') as f:
+    texts = [line.split() for line in f if line.strip()]
+  with _open_text(stem + '.gold') as f:
+    gold = [line.rstrip('\n').split('\t') for line in f if line.strip()]
+  with _open_text(stem + '.eval') as f:
+    evals = [int(line) for line in f if line.strip()]
+  if not len(texts) == len(gold) == len(evals):
+    raise ValueError(f'{stem}.text/.gold/.eval are not line-aligned: {len(texts)} / {len(gold)} / {len(evals)} lines')
+  sentences, verb_index, correct, wrong, attractors = [], [], [], [], []
+  for i, (words, fields, target) in enumerate(zip(texts, gold, evals), 1):
+    if len(fields) != 4:
+      raise ValueError(f'{stem}.gold:{i}: expected index<TAB>correct<TAB>wrong<TAB>attractors, got {fields}')
+    if words and words[-1] == EOS:  # the model adds its own end token
+      words = words[:-1]
+    index = int(fields[0])
+    if index != target or not 0 <= index < len(words) or words[index] != fields[1]:
+      raise ValueError(f'{stem}:{i}: target {index} (eval {target}) is not the correct form {fields[1]!r} '
+                       f'in the sentence')
+    sentences.append(words)
+    verb_index.append(index)
+    correct.append(fields[1])
+    wrong.append(fields[2])
+    attractors.append(int(fields[3]))
+  n = len(sentences)
+  return LmSentences(sentences, np.asarray(verb_index, np.int32), correct, wrong, np.asarray(attractors, np.int32),
+                     np.full(n, UNKNOWN, np.int32))
+
+
+# ----------------------------------------------------------------------------- synthetic grammar
+
+# (singular, plural) pairs.
+_NOUNS = [('dog', 'dogs'), ('cat', 'cats'), ('man', 'men'), ('child', 'children'), ('teacher', 'teachers'),
+          ('house', 'houses'), ('car', 'cars'), ('tree', 'trees'), ('author', 'authors'), ('key', 'keys')]
+_VERBS = [('is', 'are'), ('has', 'have'), ('runs', 'run'), ('sleeps', 'sleep'), ('likes', 'like'), ('was', 'were')]
+_RC_VERBS = [('sees', 'see'), ('knows', 'know'), ('helps', 'help')]
+_ADJECTIVES = ['old', 'small', 'red', 'happy', 'tall']
+_PREPOSITIONS = ['near', 'behind', 'of', 'with', 'beside']
+_ENDINGS = [['here', '.'], ['today', '.'], ['.'], ['again', '.'], ['very', 'often', '.']]
+
+
+def synthetic_grammar(num_sentences: int, seed: int, max_intervening: int = 3,
+                      attractor_prob: float = 0.5) -> LmSentences:
+  """Sentences ``the [adj] SUBJ (PP | RC)* VERB ending`` with agreement between SUBJ and VERB.
+
+  Each sentence has 0..``max_intervening`` intervening phrases, each adding one
+  noun between subject and verb — a prepositional phrase ("near the cats") or
+  an object relative clause ("that the cats see", whose verb agrees with its own
+  noun). Each intervening noun differs in number from the subject with
+  probability ``attractor_prob``; the attractor count is how many do.
+  """
+  rng = np.random.default_rng(seed)
+  sentences, verb_index, correct, wrong, attractors, distances = [], [], [], [], [], []
+  for _ in range(num_sentences):
+    plural = int(rng.integers(2))
+    words = ['the'] + ([str(rng.choice(_ADJECTIVES))] if rng.random() < 0.3 else [])
+    subject_index = len(words)
+    words.append(_NOUNS[rng.integers(len(_NOUNS))][plural])
+    n_attractors = 0
+    for _ in range(int(rng.integers(max_intervening + 1))):
+      noun_plural = 1 - plural if rng.random() < attractor_prob else plural
+      n_attractors += noun_plural != plural
+      noun = _NOUNS[rng.integers(len(_NOUNS))][noun_plural]
+      if rng.random() < 0.5:
+        words += [str(rng.choice(_PREPOSITIONS)), 'the', noun]
+      else:
+        words += ['that', 'the', noun, _RC_VERBS[rng.integers(len(_RC_VERBS))][noun_plural]]
+    verb = _VERBS[rng.integers(len(_VERBS))]
+    verb_index.append(len(words))
+    distances.append(len(words) - subject_index)
+    words.append(verb[plural])
+    words += _ENDINGS[rng.integers(len(_ENDINGS))]
+    sentences.append(words)
+    correct.append(verb[plural])
+    wrong.append(verb[1 - plural])
+    attractors.append(n_attractors)
+  return LmSentences(sentences, np.asarray(verb_index, np.int32), correct, wrong,
+                     np.asarray(attractors, np.int32), np.asarray(distances, np.int32))
+
+
+def lm_to_classification(sentences: LmSentences) -> AgreementExamples:
+  """Verb-number examples from sentences whose verb pair is known to the grammar (singular form first)."""
+  singular = {s for s, _ in _VERBS}
+  labels = []
+  for form in sentences.correct:
+    if form not in singular and form not in {p for _, p in _VERBS}:
+      raise ValueError(f'verb {form!r} is not one of the synthetic grammar verbs; its number is unknown')
+    labels.append(0 if form in singular else 1)
+  prefixes = [s[:i] for s, i in zip(sentences.sentences, sentences.verb_index)]
+  return AgreementExamples(prefixes, np.asarray(labels, np.int32), sentences.attractors, sentences.distances)
+
+
+# ----------------------------------------------------------------------------- vocabulary
+
+class Vocab:
+  """Words ↔ ids; ids 0–3 are pad, unk, bos, eos."""
+
+  def __init__(self, words: Sequence[str]):
+    if tuple(words[:len(SPECIALS)]) != SPECIALS:
+      raise ValueError(f'a vocabulary starts with the specials {SPECIALS}, got {list(words[:4])}')
+    self.words = list(words)
+    self.index = {w: i for i, w in enumerate(self.words)}
+    if len(self.index) != len(self.words):
+      raise ValueError('vocabulary words must be unique')
+
+  @classmethod
+  def build(cls, token_lists: Iterable[Sequence[str]], min_count: int = 1, max_size: int = 0) -> 'Vocab':
+    """From training token lists: words seen ≥ ``min_count`` times, most frequent first (ties alphabetical)."""
+    counts = collections.Counter(w for tokens in token_lists for w in tokens)
+    words = sorted((w for w, c in counts.items() if c >= min_count and w not in SPECIALS),
+                   key=lambda w: (-counts[w], w))
+    if max_size:
+      words = words[:max_size - len(SPECIALS)]
+    return cls(list(SPECIALS) + words)
+
+  def __len__(self):
+    return len(self.words)
+
+  def __eq__(self, other):
+    return isinstance(other, Vocab) and self.words == other.words
+
+  def encode(self, tokens: Sequence[str]) -> List[int]:
+    return [self.index.get(w, UNK_ID) for w in tokens]
+
+  def decode(self, ids: Iterable[int]) -> List[str]:
+    return [self.words[i] for i in ids if i != PAD_ID]
+
+  def save(self, path: str):
+    with open(path, 'w') as f:
+      json.dump({'words': self.words}, f)
+
+  @classmethod
+  def load(cls, path: str) -> 'Vocab':
+    if not os.path.exists(path):
+      raise FileNotFoundError(f'vocabulary file {path} does not exist')
+    with open(path) as f:
+      return cls(json.load(f)['words'])
+
+
+# ----------------------------------------------------------------------------- encoded splits
+
+@dataclasses.dataclass
+class SvaSplit:
+  """Encoded examples. Classification: ``labels`` [N]; LM: ``labels`` [N, L] targets with ``weights``."""
+  tokens: np.ndarray  # int32 [N, L], PAD_ID-padded on the right
+  labels: np.ndarray
+  attractors: np.ndarray
+  distances: np.ndarray
+  weights: Optional[np.ndarray] = None  # LM: float32 [N, L], 1 at real target positions
+  verb_index: Optional[np.ndarray] = None  # LM: input position whose logits predict the verb
+  correct_ids: Optional[np.ndarray] = None  # LM: ids of the agreeing / non-agreeing verb forms
+  wrong_ids: Optional[np.ndarray] = None
+
+  def __len__(self):
+    return len(self.tokens)
+
+  def take(self, n: int) -> 'SvaSplit':
+    return SvaSplit(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[:n])
+                       for f in dataclasses.fields(self)})
+
+  def batch(self, idx) -> Dict[str, np.ndarray]:
+    """Training batch at ``idx``, its padding trimmed to the longest sequence (rounded up to LENGTH_BUCKET)."""
+    tokens = self.tokens[idx]
+    length = bucket_length(int((tokens != PAD_ID).sum(-1).max()), tokens.shape[1])
+    batch = {'inputs': tokens[:, :length], 'label': self.labels[idx]}
+    if self.weights is not None:
+      batch['label'], batch['weights'] = batch['label'][:, :length], self.weights[idx, :length]
+    return batch
+
+
+def bucket_length(length: int, max_length: int) -> int:
+  return min(max_length, -(-max(length, 1) // LENGTH_BUCKET) * LENGTH_BUCKET)
+
+
+def _pad(id_lists: Sequence[Sequence[int]], length: int) -> np.ndarray:
+  out = np.full((len(id_lists), length), PAD_ID, np.int32)
+  for i, ids in enumerate(id_lists):
+    out[i, :len(ids)] = ids
+  return out
+
+
+def encode_classification(examples: AgreementExamples, vocab: Vocab, max_length: int = 0) -> SvaSplit:
+  """``[bos] prefix [eos]`` padded to ``max_length`` (0: the longest, rounded up to LENGTH_BUCKET)."""
+  ids = [[BOS_ID] + vocab.encode(p) + [EOS_ID] for p in examples.prefixes]
+  length = _check_length(ids, max_length)
+  return SvaSplit(_pad(ids, length), examples.labels, examples.attractors, examples.distances)
+
+
+def encode_lm(sentences: LmSentences, vocab: Vocab, max_length: int = 0) -> SvaSplit:
+  """Inputs ``[bos] sentence``, targets ``sentence [eos]``; the verb is predicted at input position verb_index."""
+  words = [vocab.encode(s) for s in sentences.sentences]
+  inputs, targets = [[BOS_ID] + w for w in words], [w + [EOS_ID] for w in words]
+  length = _check_length(inputs, max_length)
+  weights = (_pad(targets, length) != PAD_ID).astype(np.float32)
+  return SvaSplit(_pad(inputs, length), _pad(targets, length), sentences.attractors, sentences.distances,
+                  weights=weights, verb_index=sentences.verb_index,
+                  correct_ids=np.asarray(vocab.encode(sentences.correct), np.int32),
+                  wrong_ids=np.asarray(vocab.encode(sentences.wrong), np.int32))
+
+
+def _check_length(id_lists, max_length: int) -> int:
+  longest = max(len(ids) for ids in id_lists)
+  if not max_length:
+    return bucket_length(longest, longest + LENGTH_BUCKET)
+  if longest > max_length:
+    raise ValueError(f'a sequence has {longest} tokens (with bos/eos) but config.data.max_length is {max_length}')
+  return max_length

@@ -1,0 +1,141 @@
+"""Sequence models of the paper's agreement experiments (Flax linen, pure functional).
+
+Every model maps right-padded token ids ``[B, L]`` (PAD_ID = 0 marks padding)
+to logits: ``[B, 2]`` verb-number logits (``objective='classify'``) or
+``[B, L, vocab_size]`` next-token logits (``objective='lm'``). Padding never
+changes the outputs at real positions: the LSTM runs left to right and reads
+out at the last real token, and the Transformers mask padded keys.
+
+Readouts for classification: the LSTM and the causal Transformer ("-seq")
+read the last real token (the end token at the verb's position); the
+bidirectional Transformer reads position 0, the bos token, as its CLS token.
+"""
+from typing import Optional
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from kd_jax.sva.data import PAD_ID
+
+OBJECTIVES = ('classify', 'lm')
+NUM_CLASSES = 2
+
+
+def _last_real(x: jnp.ndarray, tokens: jnp.ndarray) -> jnp.ndarray:
+  """x[b, length_b - 1]: the features of each sequence's last real token."""
+  last = jnp.maximum((tokens != PAD_ID).sum(-1) - 1, 0)
+  return jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]
+
+
+def _check_tokens(tokens):
+  if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
+    raise ValueError(f'expected integer token ids of shape [batch, length], got {tokens.dtype} {tokens.shape}')
+
+
+class LSTM(nn.Module):
+  """Embedding → stacked LSTMs → readout, dropout with one mask per sequence (shared over time)."""
+  vocab_size: int
+  objective: str = 'classify'
+  embed_dim: int = 256
+  hidden_size: int = 256
+  num_layers: int = 2
+  dropout_rate: float = 0.2
+
+  @nn.compact
+  def __call__(self, tokens, train: bool = False):
+    _check_tokens(tokens)
+    # broadcast_dims=(1,): the same units are dropped at every time step of a sequence.
+    dropout = nn.Dropout(self.dropout_rate, broadcast_dims=(1,), deterministic=not train)
+    x = dropout(nn.Embed(self.vocab_size, self.embed_dim)(tokens))
+    for _ in range(self.num_layers):
+      # Right padding only follows the real tokens, so a left-to-right LSTM's
+      # outputs at real positions do not depend on it.
+      x = dropout(nn.RNN(nn.OptimizedLSTMCell(self.hidden_size))(x))
+    if self.objective == 'lm':
+      return nn.Dense(self.vocab_size)(x)
+    return nn.Dense(NUM_CLASSES)(_last_real(x, tokens))
+
+
+class TransformerBlock(nn.Module):
+  """Pre-LayerNorm (GPT-2 style) block: x + attn(LN(x)), then x + MLP(LN(x)) with a GELU MLP of width 4d."""
+  num_heads: int
+  dim: int
+  residual_dropout: float
+  attention_dropout: float
+
+  @nn.compact
+  def __call__(self, x, mask, train: bool):
+    h = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, qkv_features=self.dim,
+                                        dropout_rate=self.attention_dropout, deterministic=not train)(
+                                            nn.LayerNorm()(x), mask=mask)
+    x = x + nn.Dropout(self.residual_dropout, deterministic=not train)(h)
+    h = nn.Dense(self.dim)(nn.gelu(nn.Dense(4 * self.dim)(nn.LayerNorm()(x))))
+    return x + nn.Dropout(self.residual_dropout, deterministic=not train)(h)
+
+
+class Transformer(nn.Module):
+  """Token + learned position embeddings → blocks → LayerNorm → readout.
+
+  ``causal``: each position attends to itself and earlier ones (the paper's
+  "Transformer-seq"; required for language modelling). ``universal``: one block
+  applied ``num_layers`` times (Universal Transformer, weights shared across
+  depth). Padded keys are always masked.
+  """
+  vocab_size: int
+  objective: str = 'classify'
+  causal: bool = False
+  universal: bool = False
+  num_layers: int = 6
+  num_heads: int = 8
+  dim: int = 128
+  max_length: int = 512
+  embedding_dropout: float = 0.2
+  residual_dropout: float = 0.4
+  attention_dropout: float = 0.6
+
+  @nn.compact
+  def __call__(self, tokens, train: bool = False):
+    _check_tokens(tokens)
+    if self.objective == 'lm' and not self.causal:
+      raise ValueError('a bidirectional Transformer cannot be a language model; use a causal ("_seq") model')
+    if tokens.shape[1] > self.max_length:
+      raise ValueError(f'sequence length {tokens.shape[1]} exceeds the model max_length {self.max_length}')
+    positions = self.param('position_embedding', nn.initializers.normal(0.02), (self.max_length, self.dim))
+    x = nn.Embed(self.vocab_size, self.dim)(tokens) + positions[None, :tokens.shape[1]]
+    x = nn.Dropout(self.embedding_dropout, deterministic=not train)(x)
+    real = tokens != PAD_ID
+    mask = nn.make_attention_mask(real, real)
+    if self.causal:
+      mask = nn.combine_masks(mask, nn.make_causal_mask(tokens))
+    block: Optional[TransformerBlock] = None
+    for i in range(self.num_layers):
+      if block is None or not self.universal:
+        block = TransformerBlock(self.num_heads, self.dim, self.residual_dropout, self.attention_dropout,
+                                 name='block' if self.universal else f'block_{i}')
+      x = block(x, mask, train)
+    x = nn.LayerNorm()(x)
+    if self.objective == 'lm':
+      return nn.Dense(self.vocab_size)(x)
+    features = _last_real(x, tokens) if self.causal else x[:, 0]
+    return nn.Dense(NUM_CLASSES)(features)
+
+
+# name -> (class, fixed settings); sizes come from the config's model_kwargs.
+MODELS = {
+    'lstm': (LSTM, {}),
+    'transformer': (Transformer, dict(causal=False)),
+    'transformer_seq': (Transformer, dict(causal=True)),
+    'universal_transformer': (Transformer, dict(causal=False, universal=True)),
+    'universal_transformer_seq': (Transformer, dict(causal=True, universal=True)),
+}
+
+
+def create_model(name: str, vocab_size: int, objective: str = 'classify', **kwargs) -> nn.Module:
+  if name not in MODELS:
+    raise ValueError(f'unknown SVA model {name!r}; choose one of {sorted(MODELS)}')
+  if objective not in OBJECTIVES:
+    raise ValueError(f'unknown SVA objective {objective!r}; choose one of {OBJECTIVES}')
+  cls, fixed = MODELS[name]
+  if objective == 'lm' and fixed.get('causal') is False:
+    raise ValueError(f'{name!r} is bidirectional and cannot be a language model; use {name}_seq')
+  return cls(vocab_size=vocab_size, objective=objective, **fixed, **kwargs)
