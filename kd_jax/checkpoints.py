@@ -35,14 +35,8 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state) -> Tuple[Optiona
   return restored['state'], restored['meta']
 
 
-def restore_model(directory: str, model_name: str, model_kwargs: Dict[str, Any], abstract_variables):
-  """Restores model variables saved by :func:`save`, checking they fit the configured model.
-
-  Raises FileNotFoundError for a missing/empty directory and ValueError for an
-  unreadable checkpoint or one of a different model. Never falls back to an
-  initialised model.
-  """
-  directory = os.path.abspath(directory)
+def _open_saved(directory: str) -> Tuple[ocp.CheckpointManager, int, Dict[str, Any]]:
+  """(manager, latest step, meta) of a saved run; clear errors for a missing, empty or foreign directory."""
   if not os.path.isdir(directory):
     raise FileNotFoundError(
         f'teacher checkpoint directory {directory} does not exist; point config.teacher.checkpoint at the '
@@ -56,6 +50,25 @@ def restore_model(directory: str, model_name: str, model_kwargs: Dict[str, Any],
     meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(f'checkpoint {directory} (step {step}) is unreadable (no kd_jax metadata): {e}') from e
+  return mngr, step, meta
+
+
+def read_meta(directory: str) -> Dict[str, Any]:
+  """The JSON metadata of the latest checkpoint in ``directory``."""
+  mngr, _, meta = _open_saved(os.path.abspath(directory))
+  mngr.close()
+  return meta
+
+
+def restore_model(directory: str, model_name: str, model_kwargs: Dict[str, Any], abstract_variables):
+  """Restores model variables saved by :func:`save`, checking they fit the configured model.
+
+  Raises FileNotFoundError for a missing/empty directory and ValueError for an
+  unreadable checkpoint or one of a different model. Never falls back to an
+  initialised model.
+  """
+  directory = os.path.abspath(directory)
+  mngr, step, meta = _open_saved(directory)
   if meta.get('model') != model_name or _normalise(meta.get('model_kwargs', {})) != _normalise(model_kwargs):
     raise ValueError(f'checkpoint {directory} holds a {meta.get("model")!r} model with settings '
                      f'{meta.get("model_kwargs")}, but the config asks for {model_name!r} with {dict(model_kwargs)}; '

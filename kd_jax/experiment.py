@@ -92,7 +92,8 @@ def train_model(name: str, cfg, config, model, train: data_lib.Split, mesh, dire
   ``extra_meta`` is saved with each checkpoint's metadata (e.g. a vocabulary).
   """
   training.check_batch_size(cfg.batch_size, mesh, f'the batch size of {name}')
-  orders = [training.BatchOrder(len(train), cfg.batch_size, seed, stream) for seed in seeds]
+  orders = [training.BatchOrder(len(train), cfg.batch_size, seed, stream, getattr(train, 'lengths', None))
+            for seed in seeds]
   batches = training.Batches(train, orders, stacked, teacher_logits)
   num_steps = max(1, int(round(cfg.num_epochs * batches.steps_per_epoch)))
   tx = training.make_optimizer(cfg, num_steps)

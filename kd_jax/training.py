@@ -181,12 +181,22 @@ def shard_batch(batch: Dict[str, np.ndarray], mesh: Mesh, batch_spec: P = P('dat
 # ----------------------------------------------------------------------------- data order
 
 class BatchOrder:
-  """Batches as a pure function of (seed, stream, step): a fresh permutation every epoch, remainder dropped."""
+  """Batches as a pure function of (seed, stream, step): a fresh permutation every epoch, remainder dropped.
 
-  def __init__(self, num_examples: int, batch_size: int, seed: int, stream: int):
+  With ``lengths`` (sequence data), each epoch's permutation is cut into
+  chunks of ``SORT_CHUNK_BATCHES`` batches, each chunk is sorted by length and
+  cut into batches, and the batches are shuffled: batches hold sequences of
+  similar length, so little of each batch is padding.
+  """
+  SORT_CHUNK_BATCHES = 50
+
+  def __init__(self, num_examples: int, batch_size: int, seed: int, stream: int, lengths=None):
     if num_examples < batch_size:
       raise ValueError(f'batch size {batch_size} exceeds the {num_examples} training examples')
+    if lengths is not None and len(lengths) != num_examples:
+      raise ValueError(f'{len(lengths)} lengths for {num_examples} examples')
     self.num_examples, self.batch_size, self.seed, self.stream = num_examples, batch_size, seed, stream
+    self.lengths = lengths
     self.steps_per_epoch = num_examples // batch_size
     self._epoch, self._perm = None, None
 
@@ -194,7 +204,14 @@ class BatchOrder:
     epoch, i = divmod(step, self.steps_per_epoch)
     if epoch != self._epoch:
       self._epoch = epoch
-      self._perm = np.random.default_rng([self.seed, self.stream, epoch]).permutation(self.num_examples)
+      rng = np.random.default_rng([self.seed, self.stream, epoch])
+      self._perm = rng.permutation(self.num_examples)[:self.steps_per_epoch * self.batch_size]
+      if self.lengths is not None:
+        chunk = self.SORT_CHUNK_BATCHES * self.batch_size
+        self._perm = np.concatenate([part[np.argsort(self.lengths[part], kind='stable')]
+                                     for part in np.split(self._perm, range(chunk, len(self._perm), chunk))])
+        batches = self._perm.reshape(self.steps_per_epoch, self.batch_size)
+        self._perm = batches[rng.permutation(self.steps_per_epoch)].reshape(-1)
     return self._perm[i * self.batch_size:(i + 1) * self.batch_size]
 
 

@@ -35,7 +35,7 @@ LABELS = ('VBZ', 'VBP')  # index = class: singular 0, plural 1
 NUMPRED_TESTS = {f'test_{k}': (f'numpred.test.{k}', k) for k in range(1, 6)}  # name: (file, attractors)
 UNKNOWN = -1  # attractor count / distance not given by the format
 # Pad sequences of a batch to a multiple of this, so the step compiles for a few lengths only.
-LENGTH_BUCKET = 16
+LENGTH_BUCKET = 8
 
 
 # ----------------------------------------------------------------------------- examples
@@ -169,14 +169,16 @@ def read_full_sentences(stem: str) -> LmSentences:
       raise ValueError(f'{stem}.gold:{i}: expected index<TAB>correct<TAB>wrong<TAB>attractors, got {fields}')
     if words and words[-1] == EOS:  # the model adds its own end token
       words = words[:-1]
-    index = int(fields[0])
-    if index != target or not 0 <= index < len(words) or words[index] != fields[1]:
-      raise ValueError(f'{stem}:{i}: target {index} (eval {target}) is not the correct form {fields[1]!r} '
+    index, right, other = int(fields[0]), fields[1], fields[2]
+    if index != target or not 0 <= index < len(words) or words[index].lower() != right.lower():
+      raise ValueError(f'{stem}:{i}: target {index} (eval {target}) is not the correct form {right!r} '
                        f'in the sentence')
+    if words[index] != right:  # a few .gold lines are capitalised where the text is lower-cased
+      right, other = words[index], other.lower()
     sentences.append(words)
     verb_index.append(index)
-    correct.append(fields[1])
-    wrong.append(fields[2])
+    correct.append(right)
+    wrong.append(other)
     attractors.append(int(fields[3]))
   n = len(sentences)
   return LmSentences(sentences, np.asarray(verb_index, np.int32), correct, wrong, np.asarray(attractors, np.int32),
@@ -309,6 +311,11 @@ class SvaSplit:
 
   def __len__(self):
     return len(self.tokens)
+
+  @property
+  def lengths(self) -> np.ndarray:
+    """Real tokens per sequence (training batches group similar lengths, see kd_jax.training.BatchOrder)."""
+    return (self.tokens != PAD_ID).sum(-1)
 
   def take(self, n: int) -> 'SvaSplit':
     return SvaSplit(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[:n])

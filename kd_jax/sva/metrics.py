@@ -31,6 +31,7 @@ def agreement_metrics(logits: np.ndarray, labels: np.ndarray, attractors: np.nda
   by_attractors = _accuracy_by(attractors, correct, range(MAX_ATTRACTORS + 1))
   if by_attractors:
     out['accuracy_by_attractors'] = by_attractors
+    out['attractor_counts'] = {k: int(np.sum(attractors == int(k))) for k in by_attractors}
     out['macro_attractor_accuracy'] = float(np.mean(list(by_attractors.values())))
   by_distance = _accuracy_by(distances, correct, range(1, MAX_DISTANCE + 1))
   if by_distance:

@@ -1,0 +1,14 @@
+"""transformer teacher → lstm student on subject–verb agreement (Linzen et al. 2016), several seeds.
+
+Verb-number classification on numpred.val (90/10 train/dev), tested on numpred.test.1-5:
+  python -m kd_jax.main --config=configs/sva_transformer_to_lstm.py --workdir=/tmp/sva_transformer_to_lstm \
+      --config.data.dir=../shared/data/sva
+
+Variants: ':lm' (language modelling on the full sentences; Transformers become causal),
+':paper' (the paper's 40 epochs). Offline demo without data: --config.data.source=synthetic
+"""
+from kd_jax.sva import config_base
+
+
+def get_config(variant: str = 'classify'):
+  return config_base.pair_config('transformer', 'lstm', variant)

@@ -1,0 +1,101 @@
+"""The shared base of the ``configs/sva_*.py`` experiment configs (the paper's recipe, CPU-sized epochs)."""
+import ml_collections
+
+# The paper's sizes. Its LSTM dropout (0.8 on inputs and recurrent state) is
+# not reproduced: flax's LSTM cells have no recurrent dropout, and here
+# dropout (one mask per sequence) acts on the embeddings and between layers.
+MODEL_KWARGS = {
+    'lstm': dict(embed_dim=256, hidden_size=256, num_layers=2, dropout_rate=0.2),
+    'transformer': dict(num_layers=6, num_heads=8, dim=128, embedding_dropout=0.2, residual_dropout=0.4,
+                        attention_dropout=0.6),
+    'universal_transformer': dict(num_layers=6, num_heads=8, dim=256, embedding_dropout=0.2, residual_dropout=0.4,
+                                  attention_dropout=0.6),
+}
+
+
+def model_config(model: str, loss: str, **overrides) -> ml_collections.ConfigDict:
+  cfg = ml_collections.ConfigDict(dict(
+      model=model,
+      model_kwargs=dict(MODEL_KWARGS[model.replace('_seq', '')]),
+      loss=loss,
+      num_epochs=20.0,  # paper: 40
+      batch_size=64,
+      optimizer='adam',
+      learning_rate=1e-3,
+      schedule='exponential',
+      decay_steps=1_000,  # × decay_rate every decay_steps (continuous)
+      decay_rate=0.96,
+      clip_norm=1.0,
+      checkpoint='',  # teacher only: a saved SVA teacher's Orbax directory -> offline KD, no teacher training
+  ))
+  cfg.update(overrides)
+  return cfg
+
+
+def sva_config(teacher: str, student: str, objective: str = 'classify') -> ml_collections.ConfigDict:
+  """Teacher → student on the agreement task; ``objective`` 'classify' (verb number) or 'lm'."""
+  config = ml_collections.ConfigDict()
+  config.task = 'sva'
+  config.objective = objective
+  config.seed = 0
+  config.num_seeds = 3  # seeds seed .. seed + num_seeds - 1, one after another
+  config.train_independent_student = True  # the student model on gold labels: the no-KD baseline
+  config.data = dict(
+      source='numpred' if objective == 'classify' else 'full_sentences',
+      dir='',  # '' -> $KD_JAX_SVA_DIR (e.g. ../shared/data/sva); files are found in it or its subdirectories
+      dev_fraction=0.1,  # numpred.val / full sentences: held out with split_seed
+      split_seed=0,
+      tsv_file='agr_50_mostcommon_10K.tsv.gz',  # source=linzen_tsv
+      sentences_stem='subj_agr_filtered',  # source=full_sentences
+      vocab_min_count=1,
+      max_length=0,  # 0: the longest sequence, rounded up to a multiple of 16
+      num_train=0,  # 0 = all
+      num_test=0,  # 0 = all (per test set)
+      synthetic=dict(num_train=4000, num_test=1000, max_intervening=4),
+  )
+  config.teacher = model_config(teacher, 'cross_entropy')
+  config.student = model_config(student, 'distillation')
+  # Paper: T = 1, pure distillation for classification; 0.9 teacher / 0.1 gold for LMs.
+  config.kd = dict(temperature=1.0, alpha=1.0 if objective == 'classify' else 0.9, scale='hinton',
+                   teacher_mode='eval')
+  config.cache_teacher_logits = True  # classification: run each teacher once over the training set
+  config.eval = dict(batch_size=512, ece_bins=15)
+  config.log_every_steps = 200
+  config.checkpoint_every_steps = 2000
+  return config
+
+
+def pair_config(teacher: str, student: str, variant: str = 'classify') -> ml_collections.ConfigDict:
+  """``variant``: 'classify' (default), 'lm' (language modelling; models become causal) or 'paper' (40 epochs)."""
+  if variant == 'lm':
+    seq = lambda m: m if m == 'lstm' else m + '_seq'
+    return sva_config(seq(teacher), seq(student), 'lm')
+  config = sva_config(teacher, student)
+  if variant == 'paper':
+    for role in ('teacher', 'student'):
+      config[role].num_epochs = 40.0
+  elif variant != 'classify':
+    raise ValueError(f'unknown config variant {variant!r}; use classify (default), lm or paper')
+  return config
+
+
+SMOKE_MODEL_KWARGS = {'lstm': dict(embed_dim=32, hidden_size=32, num_layers=1, dropout_rate=0.1),
+                      'transformer': dict(num_layers=2, num_heads=2, dim=32, embedding_dropout=0.1,
+                                          residual_dropout=0.1, attention_dropout=0.1)}
+
+
+def shrink_to_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Seconds-long: synthetic grammar, tiny models, 2 seeds, a few epochs."""
+  config.data.source = 'synthetic'
+  config.data.synthetic = dict(num_train=512, num_test=128, max_intervening=2)
+  config.num_seeds = 2
+  for role in ('teacher', 'student'):
+    base = config[role].model.replace('universal_', '').replace('_seq', '')
+    config[role].model_kwargs = dict(SMOKE_MODEL_KWARGS[base])
+    config[role].num_epochs = 3.0
+    config[role].batch_size = 32
+    config[role].learning_rate = 3e-3
+  config.eval.batch_size = 64
+  config.log_every_steps = 16
+  config.checkpoint_every_steps = 0
+  return config
