@@ -18,7 +18,7 @@ def model_config(model: str, loss: str, **overrides) -> ml_collections.ConfigDic
       model=model,
       model_kwargs=dict(MODEL_KWARGS[model.replace('_seq', '')]),
       loss=loss,
-      num_epochs=20.0,  # paper: 40
+      num_epochs=10.0,  # paper: 40 (the ':paper' variant); 10 fits 3 seeds into ~40 min on 2 CPU cores
       batch_size=64,
       optimizer='adam',
       learning_rate=1e-3,

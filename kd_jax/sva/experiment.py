@@ -338,29 +338,36 @@ def _role_title(results, role) -> str:
 
 
 def results_table(results) -> str:
-  """Markdown: per role, each test set's accuracy (and ECE, perplexity), then accuracy per attractor count."""
+  """Markdown tables: accuracy, ECE (and perplexity) per test set, then accuracy per number of attractors."""
   summary, test_names = results['summary'], list(results['num_test'])
-  lm = results['objective'] == 'lm'
-  header = ['model'] + [f'{t} acc' for t in test_names] + [f'{t} ECE' for t in test_names]
-  if lm:
-    header += [f'{t} ppl' for t in test_names]
-  lines = ['| ' + ' | '.join(header) + ' |', '|---' * len(header) + '|']
-  for role, stats in summary.items():
-    cells = [_cell(stats.get(f'{t}/accuracy')) for t in test_names]
-    cells += [_cell(stats.get(f'{t}/ece'), 1.0, 4) for t in test_names]
-    if lm:
-      cells += [_cell(stats.get(f'{t}/perplexity'), 1.0, 1) for t in test_names]
-    lines.append(f'| {_role_title(results, role)} | ' + ' | '.join(cells) + ' |')
+  metrics = [('Accuracy (%)', 'accuracy', 100.0, 2), ('ECE', 'ece', 1.0, 4)]
+  if results['objective'] == 'lm':
+    metrics.append(('Perplexity', 'perplexity', 1.0, 1))
+  metrics.append(('Accuracy (%), macro mean over subject–verb distances 1–16', 'macro_distance_accuracy', 100.0, 2))
+  lines = []
+  for title, key, scale, digits in metrics:
+    if not any(k.endswith('/' + key) for stats in summary.values() for k in stats):
+      continue  # e.g. distances: only some formats give them
+    lines += [f'{title}:', '', '| model | ' + ' | '.join(test_names) + ' |', '|---' * (len(test_names) + 1) + '|']
+    for role, stats in summary.items():
+      lines.append(f'| {_role_title(results, role)} | ' +
+                   ' | '.join(_cell(stats.get(f'{t}/{key}'), scale, digits) for t in test_names) + ' |')
+    lines.append('')
   counts = attractor_counts(results)
   if counts:
-    lines += ['', 'Accuracy (%) by number of attractors, all test sets pooled:', '',
-              '| model | ' + ' | '.join(str(k) for k in counts) + ' | macro |', '|---' * (len(counts) + 2) + '|']
+    lines += ['Accuracy (%) by number of attractors (all test sets pooled), its macro mean and the micro accuracy over them:', '',
+              '| model | ' + ' | '.join(str(k) for k in counts) + ' | macro | micro |', '|---' * (len(counts) + 3) + '|']
     for role in summary:
-      curve = attractor_curve(results, role, counts)
-      lines.append(f'| {_role_title(results, role)} | ' + ' | '.join(
-          f'{100 * m:.2f} ± {100 * s:.2f}' for m, s in curve) + ' | ' +
-          f'{100 * np.mean([m for m, _ in curve]):.2f} |')
-  return '\n'.join(lines)
+      per_seed, num = attractor_accuracy(results, role, counts)
+      cells = [_mean_std(per_seed[:, j]) for j in range(len(counts))]
+      cells += [_mean_std(per_seed.mean(1)), _mean_std(per_seed @ num / num.sum())]
+      lines.append(f'| {_role_title(results, role)} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines).rstrip()
+
+
+def _mean_std(values) -> str:
+  std = np.std(values, ddof=1) if len(values) > 1 else 0.0
+  return f'{100 * np.mean(values):.2f} ± {100 * std:.2f}'
 
 
 def attractor_counts(results):
@@ -368,23 +375,18 @@ def attractor_counts(results):
   return sorted(int(k) for k in keys)
 
 
-def attractor_curve(results, role, counts):
-  """(mean, std) over seeds of the accuracy at each attractor count, pooling every test set's examples."""
+def attractor_accuracy(results, role, counts):
+  """([seeds, counts] accuracy at each attractor count, [counts] examples), pooling every test set's examples."""
   per_seed = []
   for run in results['runs'][role]:
-    row = []
+    row, num = [], []
     for k in counts:
-      hits = [(r['accuracy_by_attractors'][str(k)], _count_at(r, k)) for name, r in run.items()
+      hits = [(r['accuracy_by_attractors'][str(k)], int(r['attractor_counts'][str(k)])) for r in run.values()
               if isinstance(r, dict) and str(k) in r.get('accuracy_by_attractors', {})]
-      row.append(sum(a * n for a, n in hits) / max(sum(n for _, n in hits), 1))
+      num.append(sum(n for _, n in hits))
+      row.append(sum(a * n for a, n in hits) / max(num[-1], 1))
     per_seed.append(row)
-  per_seed = np.asarray(per_seed)
-  std = per_seed.std(0, ddof=1) if len(per_seed) > 1 else np.zeros(len(counts))
-  return list(zip(per_seed.mean(0), std))
-
-
-def _count_at(result, k) -> int:
-  return int(result['attractor_counts'][str(k)])
+  return np.asarray(per_seed), np.asarray(num, np.float64)
 
 
 def write_report(results, workdir: str):
@@ -413,8 +415,9 @@ def plot_attractors(results, path: str):
   counts = attractor_counts(results)
   fig, ax = plt.subplots(figsize=(5.5, 4))
   for role in results['runs']:
-    curve = np.asarray(attractor_curve(results, role, counts))
-    ax.errorbar(counts, 100 * curve[:, 0], yerr=100 * curve[:, 1], marker='o', capsize=3,
+    per_seed, _ = attractor_accuracy(results, role, counts)
+    std = per_seed.std(0, ddof=1) if len(per_seed) > 1 else np.zeros(len(counts))
+    ax.errorbar(counts, 100 * per_seed.mean(0), yerr=100 * std, marker='o', capsize=3,
                 label=_role_title(results, role))
   ax.set_xlabel('number of attractors')
   ax.set_ylabel('agreement accuracy (%)')

@@ -1,0 +1,159 @@
+"""The SVA job end to end on the synthetic grammar (and on real Linzen data when KD_JAX_SVA_DIR is set)."""
+import json
+import os
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from conftest import load_config
+from kd_jax import checkpoints
+from kd_jax import main
+from kd_jax import models
+from kd_jax import training
+from kd_jax.sva import config_base as sva_config_base
+from kd_jax.sva import data as sva_data
+from kd_jax.sva import experiment as sva_experiment
+
+SVA_DIR = os.environ.get('KD_JAX_SVA_DIR', '')
+SVA_CONFIGS = ['sva_lstm_to_transformer', 'sva_lstm_to_universal_transformer', 'sva_transformer_to_lstm',
+               'sva_lstm_to_lstm']
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('sva'))
+  return workdir, main.run(load_config('sva_smoke'), workdir)
+
+
+def test_end_to_end_classification(finished_run):
+  workdir, results = finished_run
+  assert set(results['runs']) == {'teacher', 'independent', 'student'}
+  for role, runs in results['runs'].items():
+    assert [r['seed'] for r in runs] == [0, 1]
+    for run in runs:
+      for name in ('dev', 'attractors'):
+        assert 0.0 <= run[name]['accuracy'] <= 1.0 and 0.0 <= run[name]['ece'] <= 1.0
+        assert run[name]['count'] == 128
+      # The attractor test set has every count 0..2 (max_intervening=2).
+      assert set(run['attractors']['accuracy_by_attractors']) == {'0', '1', '2'}
+  # The tiny LSTM teacher learned agreement beyond the majority class (~50%).
+  assert min(r['dev']['accuracy'] for r in results['runs']['teacher']) > 0.65
+  summary = results['summary']['student']['dev/accuracy']
+  accs = [r['dev']['accuracy'] for r in results['runs']['student']]
+  assert summary['n'] == 2 and summary['mean'] == pytest.approx(np.mean(accs))
+  assert summary['std'] == pytest.approx(np.std(accs, ddof=1))
+  report = open(os.path.join(workdir, 'results.md')).read()
+  assert 'SYNTHETIC GRAMMAR DEMO' in report and '| lstm → transformer |' in report and '| macro | micro |' in report
+  assert os.path.getsize(os.path.join(workdir, 'accuracy_by_attractors.png')) > 10_000
+  with open(os.path.join(workdir, 'results.json')) as f:
+    assert json.load(f)['summary'] == results['summary']
+  phases = {json.loads(line)['phase'] for line in open(os.path.join(workdir, 'metrics.jsonl'))}
+  assert phases == {f'{role}/seed_{s}' for role in ('teacher', 'independent', 'student') for s in (0, 1)}
+
+
+def test_vocabulary_is_saved_with_the_run_and_its_checkpoints(finished_run):
+  workdir, results = finished_run
+  vocab = sva_data.Vocab.load(os.path.join(workdir, 'vocab.json'))
+  assert len(vocab) == results['vocab_size'] and vocab.words[:4] == list(sva_data.SPECIALS)
+  assert sva_experiment.teacher_vocab(os.path.join(workdir, 'teacher', 'seed_0')) == vocab
+
+
+def test_offline_kd_from_a_saved_teacher(finished_run, tmp_path):
+  first_workdir, first = finished_run
+  config = load_config('sva_smoke', **{'num_seeds': 1, 'train_independent_student': False,
+                                       'teacher.checkpoint': os.path.join(first_workdir, 'teacher', 'seed_0')})
+  results = main.run(config, str(tmp_path))
+  assert not os.path.exists(tmp_path / 'teacher')
+  run, first_run = results['runs']['student'][0], first['runs']['student'][0]
+  assert results['runs']['teacher'][0]['dev'] == first['runs']['teacher'][0]['dev']
+  # Same seed, teacher, vocabulary and data order as the first run's seed 0.
+  np.testing.assert_allclose(run['dev']['accuracy'], first_run['dev']['accuracy'], atol=1 / 128)
+
+
+def test_rerun_resumes_instead_of_retraining(finished_run):
+  workdir, first = finished_run
+  again = main.run(load_config('sva_smoke'), workdir)
+  assert again['runs'] == first['runs']
+
+
+def test_cached_teacher_logits_match_the_teacher_in_the_step(finished_run, tmp_path):
+  first_workdir, first = finished_run
+  config = load_config('sva_smoke', **{'num_seeds': 1, 'train_independent_student': False,
+                                       'cache_teacher_logits': False,
+                                       'teacher.checkpoint': os.path.join(first_workdir, 'teacher', 'seed_0')})
+  run = main.run(config, str(tmp_path))['runs']['student'][0]
+  # Up to float rounding (the teacher sees differently padded batches), the same student.
+  np.testing.assert_allclose(run['dev']['accuracy'], first['runs']['student'][0]['dev']['accuracy'], atol=2 / 128)
+
+
+def test_language_model_end_to_end(tmp_path):
+  config = load_config('sva_smoke', 'lm', **{'num_seeds': 1})
+  results = main.run(config, str(tmp_path))
+  assert results['models'] == {'teacher': 'lstm', 'independent': 'transformer_seq', 'student': 'transformer_seq'}
+  for role, runs in results['runs'].items():
+    test = runs[0]['attractors']
+    # Better than a uniform guess over the vocabulary, and the verbs were all scored.
+    assert 1.0 < test['perplexity'] < results['vocab_size'], role
+    assert test['unscored_oov_verbs'] == 0 and test['count'] == 128
+  assert 'Perplexity:' in open(tmp_path / 'results.md').read()
+
+
+def test_every_sva_config_is_valid():
+  for name in SVA_CONFIGS:
+    for variant in ('classify', 'lm', 'paper'):
+      config = load_config(name, variant)
+      sva_experiment.check_config(config)
+      assert config.task == 'sva'
+  assert load_config('sva_lstm_to_transformer', 'lm').student.model == 'transformer_seq'
+  with pytest.raises(ValueError, match="unknown config variant 'big'"):
+    sva_config_base.pair_config('lstm', 'transformer', 'big')
+
+
+@pytest.mark.parametrize('overrides, error, match', [
+    ({'data.source': 'wiki'}, ValueError, "unknown config.data.source 'wiki'"),
+    ({'teacher.model': 'gru'}, ValueError, "unknown SVA model 'gru'"),
+    ({'teacher.loss': 'distillation'}, ValueError, 'teacher.loss must be cross_entropy'),
+    ({'kd.teacher_mode': 'train'}, ValueError, 'set cache_teacher_logits=False'),
+    ({'data.source': 'full_sentences'}, ValueError, 'full_sentences gives no verb-number labels'),
+    ({'data.source': 'numpred', 'data.dir': '/nonexistent/sva'}, FileNotFoundError, 'does not exist'),
+    ({'teacher.checkpoint': '/nonexistent/teacher'}, FileNotFoundError, 'does not exist'),
+])
+def test_bad_settings_fail_with_a_clear_error(tmp_path, overrides, error, match):
+  with pytest.raises(error, match=match):
+    main.run(load_config('sva_smoke', **overrides), str(tmp_path))
+
+
+def test_missing_data_directory_says_how_to_fix_it(tmp_path, monkeypatch):
+  monkeypatch.delenv(sva_experiment.DATA_ENV, raising=False)
+  with pytest.raises(FileNotFoundError, match='set config.data.dir or \\$KD_JAX_SVA_DIR'):
+    main.run(load_config('sva_smoke', **{'data.source': 'numpred'}), str(tmp_path))
+
+
+def test_a_non_sva_checkpoint_is_refused_as_teacher(tmp_path):
+  meta_free = tmp_path / 'mnist_like'
+  mngr = checkpoints.manager(str(meta_free))
+  state = training.init_state(models.MLP(hidden_sizes=(4,)), optax.sgd(0.1), jax.random.PRNGKey(0))
+  checkpoints.save(mngr, state, {'model': 'mlp', 'model_kwargs': {}})
+  mngr.close()
+  with pytest.raises(ValueError, match='no vocabulary in its metadata; it is not an SVA teacher'):
+    main.run(load_config('sva_smoke', **{'teacher.checkpoint': str(meta_free)}), str(tmp_path / 'run'))
+
+
+def test_unknown_task():
+  config = load_config('sva_smoke')
+  config.task = 'vision'
+  with pytest.raises(ValueError, match="unknown config.task 'vision'"):
+    main.run(config, '/tmp/unused')
+
+
+@pytest.mark.skipif(not SVA_DIR, reason='KD_JAX_SVA_DIR not set (real Linzen data)')
+def test_real_numpred_short_run(tmp_path):
+  config = load_config('sva_smoke', **{'data.source': 'numpred', 'data.dir': SVA_DIR, 'data.num_train': 640,
+                                       'data.num_test': 256, 'num_seeds': 1, 'train_independent_student': False})
+  results = main.run(config, str(tmp_path))
+  assert results['num_train'] == 640 and 'numpred.val' in results['data_source']
+  run = results['runs']['student'][0]
+  assert set(run) >= {'dev', 'test_1', 'test_5'}
+  assert run['test_3']['accuracy_by_attractors'].keys() == {'3'}
