@@ -60,16 +60,18 @@ def test_vocabulary_is_saved_with_the_run_and_its_checkpoints(finished_run):
   assert sva_experiment.teacher_vocab(os.path.join(workdir, 'teacher', 'seed_0')) == vocab
 
 
-def test_offline_kd_from_a_saved_teacher(finished_run, tmp_path):
+def test_offline_kd_from_saved_teachers_one_per_seed(finished_run, tmp_path):
   first_workdir, first = finished_run
-  config = load_config('sva_smoke', **{'num_seeds': 1, 'train_independent_student': False,
-                                       'teacher.checkpoint': os.path.join(first_workdir, 'teacher', 'seed_0')})
+  config = load_config('sva_smoke', **{'train_independent_student': False,
+                                       'teacher.checkpoint': os.path.join(first_workdir, 'teacher', 'seed_{seed}')})
   results = main.run(config, str(tmp_path))
   assert not os.path.exists(tmp_path / 'teacher')
-  run, first_run = results['runs']['student'][0], first['runs']['student'][0]
-  assert results['runs']['teacher'][0]['dev'] == first['runs']['teacher'][0]['dev']
-  # Same seed, teacher, vocabulary and data order as the first run's seed 0.
-  np.testing.assert_allclose(run['dev']['accuracy'], first_run['dev']['accuracy'], atol=1 / 128)
+  assert [r['checkpoint'] for r in results['runs']['teacher']] == [r['checkpoint'] for r in first['runs']['teacher']]
+  for seed in (0, 1):
+    assert results['runs']['teacher'][seed]['dev'] == first['runs']['teacher'][seed]['dev']
+    # Same seed, teacher, vocabulary and data order as the first run's students.
+    np.testing.assert_allclose(results['runs']['student'][seed]['dev']['accuracy'],
+                               first['runs']['student'][seed]['dev']['accuracy'], atol=1 / 128)
 
 
 def test_rerun_resumes_instead_of_retraining(finished_run):

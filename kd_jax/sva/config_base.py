@@ -26,7 +26,9 @@ def model_config(model: str, loss: str, **overrides) -> ml_collections.ConfigDic
       decay_steps=1_000,  # × decay_rate every decay_steps (continuous)
       decay_rate=0.96,
       clip_norm=1.0,
-      checkpoint='',  # teacher only: a saved SVA teacher's Orbax directory -> offline KD, no teacher training
+      # Teacher only: a saved SVA teacher's Orbax directory -> offline KD, no teacher training. '{seed}' in it
+      # is replaced by each seed, e.g. 'DIR/teacher/seed_{seed}': one saved teacher per student seed.
+      checkpoint='',
   ))
   cfg.update(overrides)
   return cfg

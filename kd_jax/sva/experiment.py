@@ -208,6 +208,11 @@ def _restore(model, directory: str, cfg, example_input):
   return checkpoints.restore_model(directory, cfg.model, cfg.model_kwargs.to_dict(), abstract)
 
 
+def teacher_checkpoint(config, seed: int) -> str:
+  """``config.teacher.checkpoint`` for ``seed``: '{seed}' in it is replaced, e.g. 'DIR/teacher/seed_{seed}'."""
+  return config.teacher.checkpoint.replace('{seed}', str(seed))
+
+
 def teacher_vocab(directory: str) -> sva_data.Vocab:
   """The vocabulary saved with a teacher checkpoint: offline KD must encode data exactly as the teacher saw it."""
   meta = checkpoints.read_meta(directory)
@@ -225,7 +230,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   logging.info('SVA data: %s; %d training examples, test sets %s', source, len(train_examples),
                {k: len(v) for k, v in test_examples.items()})
   if config.teacher.checkpoint:
-    vocab = teacher_vocab(config.teacher.checkpoint)
+    vocab = teacher_vocab(teacher_checkpoint(config, config.seed))
   else:
     vocab = sva_data.Vocab.build(_tokens(train_examples), config.data.vocab_min_count)
   vocab.save(os.path.join(workdir, 'vocab.json'))
@@ -256,7 +261,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         directory = os.path.join(workdir, role, f'seed_{seed}')
         model, cfg = model_of[role], settings[role]
         if role == 'teacher' and config.teacher.checkpoint:
-          directory = config.teacher.checkpoint
+          directory = teacher_checkpoint(config, seed)
+          if teacher_vocab(directory) != vocab:
+            raise ValueError(f'the teacher in {directory} was trained with another vocabulary than the teacher of '
+                             f'seed {config.seed}; offline KD needs one vocabulary for all seeds')
           logging.info('Offline KD: using the saved teacher in %s (no teacher training)', directory)
         else:
           distil = role == 'student'
