@@ -308,6 +308,7 @@ class SvaSplit:
   verb_index: Optional[np.ndarray] = None  # LM: input position whose logits predict the verb
   correct_ids: Optional[np.ndarray] = None  # LM: ids of the agreeing / non-agreeing verb forms
   wrong_ids: Optional[np.ndarray] = None
+  length_bucket: int = LENGTH_BUCKET  # batches are trimmed to a multiple of this (fewer shapes: fewer compilations)
 
   def __len__(self):
     return len(self.tokens)
@@ -318,21 +319,21 @@ class SvaSplit:
     return (self.tokens != PAD_ID).sum(-1)
 
   def take(self, n: int) -> 'SvaSplit':
-    return SvaSplit(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[:n])
-                       for f in dataclasses.fields(self)})
+    return dataclasses.replace(self, **{f.name: getattr(self, f.name)[:n] for f in dataclasses.fields(self)
+                                        if isinstance(getattr(self, f.name), np.ndarray)})
 
   def batch(self, idx) -> Dict[str, np.ndarray]:
-    """Training batch at ``idx``, its padding trimmed to the longest sequence (rounded up to LENGTH_BUCKET)."""
+    """Training batch at ``idx``, its padding trimmed to the longest sequence (rounded up to length_bucket)."""
     tokens = self.tokens[idx]
-    length = bucket_length(int((tokens != PAD_ID).sum(-1).max()), tokens.shape[1])
+    length = bucket_length(int((tokens != PAD_ID).sum(-1).max()), tokens.shape[1], self.length_bucket)
     batch = {'inputs': tokens[:, :length], 'label': self.labels[idx]}
     if self.weights is not None:
       batch['label'], batch['weights'] = batch['label'][:, :length], self.weights[idx, :length]
     return batch
 
 
-def bucket_length(length: int, max_length: int) -> int:
-  return min(max_length, -(-max(length, 1) // LENGTH_BUCKET) * LENGTH_BUCKET)
+def bucket_length(length: int, max_length: int, bucket: int = LENGTH_BUCKET) -> int:
+  return min(max_length, -(-max(length, 1) // bucket) * bucket)
 
 
 def _pad(id_lists: Sequence[Sequence[int]], length: int) -> np.ndarray:
@@ -342,29 +343,32 @@ def _pad(id_lists: Sequence[Sequence[int]], length: int) -> np.ndarray:
   return out
 
 
-def encode_classification(examples: AgreementExamples, vocab: Vocab, max_length: int = 0) -> SvaSplit:
-  """``[bos] prefix [eos]`` padded to ``max_length`` (0: the longest, rounded up to LENGTH_BUCKET)."""
+def encode_classification(examples: AgreementExamples, vocab: Vocab, max_length: int = 0,
+                          length_bucket: int = LENGTH_BUCKET) -> SvaSplit:
+  """``[bos] prefix [eos]`` padded to ``max_length`` (0: the longest, rounded up to ``length_bucket``)."""
   ids = [[BOS_ID] + vocab.encode(p) + [EOS_ID] for p in examples.prefixes]
-  length = _check_length(ids, max_length)
-  return SvaSplit(_pad(ids, length), examples.labels, examples.attractors, examples.distances)
+  length = _check_length(ids, max_length, length_bucket)
+  return SvaSplit(_pad(ids, length), examples.labels, examples.attractors, examples.distances,
+                  length_bucket=length_bucket)
 
 
-def encode_lm(sentences: LmSentences, vocab: Vocab, max_length: int = 0) -> SvaSplit:
+def encode_lm(sentences: LmSentences, vocab: Vocab, max_length: int = 0,
+              length_bucket: int = LENGTH_BUCKET) -> SvaSplit:
   """Inputs ``[bos] sentence``, targets ``sentence [eos]``; the verb is predicted at input position verb_index."""
   words = [vocab.encode(s) for s in sentences.sentences]
   inputs, targets = [[BOS_ID] + w for w in words], [w + [EOS_ID] for w in words]
-  length = _check_length(inputs, max_length)
+  length = _check_length(inputs, max_length, length_bucket)
   weights = (_pad(targets, length) != PAD_ID).astype(np.float32)
   return SvaSplit(_pad(inputs, length), _pad(targets, length), sentences.attractors, sentences.distances,
                   weights=weights, verb_index=sentences.verb_index,
                   correct_ids=np.asarray(vocab.encode(sentences.correct), np.int32),
-                  wrong_ids=np.asarray(vocab.encode(sentences.wrong), np.int32))
+                  wrong_ids=np.asarray(vocab.encode(sentences.wrong), np.int32), length_bucket=length_bucket)
 
 
-def _check_length(id_lists, max_length: int) -> int:
+def _check_length(id_lists, max_length: int, length_bucket: int) -> int:
   longest = max(len(ids) for ids in id_lists)
   if not max_length:
-    return bucket_length(longest, longest + LENGTH_BUCKET)
+    return bucket_length(longest, longest + length_bucket, length_bucket)
   if longest > max_length:
     raise ValueError(f'a sequence has {longest} tokens (with bos/eos) but config.data.max_length is {max_length}')
   return max_length

@@ -133,10 +133,9 @@ def _tokens(examples):
   return examples.prefixes if isinstance(examples, sva_data.AgreementExamples) else examples.sentences
 
 
-def encode(examples, vocab, objective: str, max_length: int) -> sva_data.SvaSplit:
-  if objective == 'lm':
-    return sva_data.encode_lm(examples, vocab, max_length)
-  return sva_data.encode_classification(examples, vocab, max_length)
+def encode(examples, vocab, config, max_length: int) -> sva_data.SvaSplit:
+  encoder = sva_data.encode_lm if config.objective == 'lm' else sva_data.encode_classification
+  return encoder(examples, vocab, max_length, config.data.length_bucket)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -235,9 +234,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     vocab = sva_data.Vocab.build(_tokens(train_examples), config.data.vocab_min_count)
   vocab.save(os.path.join(workdir, 'vocab.json'))
   max_length = config.data.max_length or sva_data.bucket_length(
-      2 + max(len(t) for ex in [train_examples, *test_examples.values()] for t in _tokens(ex)), 1 << 16)
-  train = encode(train_examples, vocab, config.objective, max_length)
-  test_sets = {k: encode(v, vocab, config.objective, max_length) for k, v in test_examples.items()}
+      2 + max(len(t) for ex in [train_examples, *test_examples.values()] for t in _tokens(ex)), 1 << 16,
+      config.data.length_bucket)
+  train = encode(train_examples, vocab, config, max_length)
+  test_sets = {k: encode(v, vocab, config, max_length) for k, v in test_examples.items()}
   logging.info('Vocabulary: %d words (from the %s); sequences padded to ≤ %d tokens', len(vocab),
                'teacher checkpoint' if config.teacher.checkpoint else 'training split', max_length)
 
