@@ -30,7 +30,7 @@ def finished_run(tmp_path_factory):
 def test_end_to_end_classification(finished_run):
   workdir, results = finished_run
   assert set(results['runs']) == {'teacher', 'independent', 'student'}
-  for role, runs in results['runs'].items():
+  for runs in results['runs'].values():
     assert [r['seed'] for r in runs] == [0, 1]
     for run in runs:
       for name in ('dev', 'attractors'):
