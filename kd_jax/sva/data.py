@@ -139,7 +139,10 @@ def read_linzen_tsv(path: str) -> AgreementExamples:
 
 
 def paper_split(examples, seed: int = 42, fractions=(0.1, 0.01)) -> Dict[str, object]:
-  """The paper's split of the full corpus: shuffle with ``seed``, then 10% train / 1% valid / the rest test."""
+  """The paper's split of the full corpus: shuffle with ``seed``, then 10% train / 1% valid / the rest test.
+
+  The shuffle is numpy's ``default_rng(seed)``: the paper's proportions, not the exact rows of its code's RNG.
+  """
   order = np.random.default_rng(seed).permutation(len(examples))
   n_train, n_valid = int(len(order) * fractions[0]), int(len(order) * fractions[1])
   return {'train': examples.subset(order[:n_train]), 'valid': examples.subset(order[n_train:n_train + n_valid]),
