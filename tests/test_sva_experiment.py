@@ -159,3 +159,10 @@ def test_real_numpred_short_run(tmp_path):
   run = results['runs']['student'][0]
   assert set(run) >= {'dev', 'test_1', 'test_5'}
   assert run['test_3']['accuracy_by_attractors'].keys() == {'3'}
+
+
+def test_lm_report_says_how_many_verbs_were_not_scored():
+  results = {'runs': {'teacher': [{'seed': 0, 'test': {'unscored_oov_verbs': 18}}]}, 'num_test': {'test': 128}}
+  assert "not scored: {'test': 18} of {'test': 128}" in sva_experiment._unscored_note(results)
+  results['runs']['teacher'][0]['test']['unscored_oov_verbs'] = 0
+  assert sva_experiment._unscored_note(results) == ''

@@ -364,7 +364,8 @@ def results_table(results) -> str:
   counts = attractor_counts(results)
   if counts:
     lines += ['Accuracy (%) by number of attractors (all test sets pooled), its macro mean and the micro accuracy over them:', '',
-              '| model | ' + ' | '.join(str(k) for k in counts) + ' | macro | micro |', '|---' * (len(counts) + 3) + '|']
+              '| model | ' + ' | '.join(str(k) for k in counts) + ' | macro | micro |',
+              '|---' * (len(counts) + 3) + '|']
     for role in summary:
       per_seed, num = attractor_accuracy(results, role, counts)
       cells = [_mean_std(per_seed[:, j]) for j in range(len(counts))]
@@ -407,13 +408,24 @@ def write_report(results, workdir: str):
           f'{results["vocab_size"]} words. Mean ± sample std over {seeds} seed(s); final checkpoints; '
           f'ECE with {results["config"]["eval"]["ece_bins"]} equal-width bins'
           + ('; perplexity = exp(mean NLL per target word, end token included)' if results['objective'] == 'lm'
-             else '') + '.\n\n' + results_table(results) +
+             else '') + '.\n\n' + _unscored_note(results) + results_table(results) +
           f'\n\nWall time: {results["timing"]["total_seconds"]:.0f} s on {results["num_devices"]} device(s).\n')
   with open(os.path.join(workdir, 'results.md'), 'w') as f:
     f.write(text)
   if attractor_counts(results):
     plot_attractors(results, os.path.join(workdir, 'accuracy_by_attractors.png'))
   print(text, flush=True)
+
+
+def _unscored_note(results) -> str:
+  """LM reports: how many agreement verbs per test set fell outside the vocabulary and were not scored."""
+  first_run = next(iter(results['runs'].values()))[0]
+  unscored = {k: v['unscored_oov_verbs'] for k, v in first_run.items()
+              if isinstance(v, dict) and 'unscored_oov_verbs' in v}
+  if not any(unscored.values()):
+    return ''
+  return (f'Verb pairs with a form outside the vocabulary are not scored: {unscored} of '
+          f'{results["num_test"]} test sentences.\n\n')
 
 
 def plot_attractors(results, path: str):
