@@ -5,6 +5,13 @@ import numpy as np
 from scipy.special import softmax
 
 
+def sample_std(values, axis=None):
+  """Standard deviation over seeds/instances with ddof = 1; 0 when there is only one."""
+  values = np.asarray(values, np.float64)
+  n = values.size if axis is None else values.shape[axis]
+  return values.std(axis=axis, ddof=1) if n > 1 else np.zeros_like(values.mean(axis=axis))
+
+
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
   return float(np.mean(np.argmax(logits, axis=-1) == labels))
 

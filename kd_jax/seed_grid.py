@@ -258,7 +258,7 @@ def summarise(instances: List[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, 
     for metric in ('accuracy', 'ece'):
       values = np.array([inst[test_set][metric] for inst in instances])
       summary[test_set][metric] = {'mean': float(values.mean()), 'n': len(values),
-                                   'std': float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+                                   'std': float(metrics_lib.sample_std(values))}
   return summary
 
 

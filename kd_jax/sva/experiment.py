@@ -28,6 +28,7 @@ import optax
 from kd_jax import checkpoints
 from kd_jax import experiment as mnist_experiment
 from kd_jax import losses
+from kd_jax import metrics as metrics_lib
 from kd_jax import training
 from kd_jax.sva import data as sva_data
 from kd_jax.sva import metrics as sva_metrics
@@ -327,7 +328,7 @@ def summarise(runs: Dict[str, list]) -> Dict[str, Dict[str, Dict[str, float]]]:
   for role, role_runs in runs.items():
     flats = [_flatten(r) for r in role_runs]
     summary[role] = {key: {'mean': float(np.mean([f[key] for f in flats])),
-                           'std': float(np.std([f[key] for f in flats], ddof=1)) if len(flats) > 1 else 0.0,
+                           'std': float(metrics_lib.sample_std([f[key] for f in flats])),
                            'n': len(flats)}
                      for key in flats[0]}
   return summary
@@ -375,8 +376,7 @@ def results_table(results) -> str:
 
 
 def _mean_std(values) -> str:
-  std = np.std(values, ddof=1) if len(values) > 1 else 0.0
-  return f'{100 * np.mean(values):.2f} ± {100 * std:.2f}'
+  return f'{100 * np.mean(values):.2f} ± {100 * metrics_lib.sample_std(values):.2f}'
 
 
 def attractor_counts(results):
@@ -436,8 +436,7 @@ def plot_attractors(results, path: str):
   fig, ax = plt.subplots(figsize=(5.5, 4))
   for role in results['runs']:
     per_seed, _ = attractor_accuracy(results, role, counts)
-    std = per_seed.std(0, ddof=1) if len(per_seed) > 1 else np.zeros(len(counts))
-    ax.errorbar(counts, 100 * per_seed.mean(0), yerr=100 * std, marker='o', capsize=3,
+    ax.errorbar(counts, 100 * per_seed.mean(0), yerr=100 * metrics_lib.sample_std(per_seed, axis=0), marker='o', capsize=3,
                 label=_role_title(results, role))
   ax.set_xlabel('number of attractors')
   ax.set_ylabel('agreement accuracy (%)')
