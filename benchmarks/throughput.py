@@ -17,10 +17,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from kd_jax import config_base
 from kd_jax import losses
-from kd_jax import models
+from kd_jax import sharding
 from kd_jax import training
+from kd_jax.mnist import configs
+from kd_jax.mnist import models
 
 _CNN = flags.DEFINE_enum('cnn', 'cpu', ['cpu', 'paper'], 'CNN width: the CPU default or the paper’s.')
 _BATCH = flags.DEFINE_integer('batch_size', 128, 'Global batch size.')
@@ -41,19 +42,20 @@ def _time(fn, steps, repeats):
 
 
 def main(_):
-  mesh = training.data_mesh()
+  mesh = sharding.data_mesh()
   batch_size = _BATCH.value
-  training.check_batch_size(batch_size, mesh, '--batch_size')
+  sharding.check_batch_size(batch_size, mesh, '--batch_size')
   rng = np.random.default_rng(0)
-  batch = training.shard_batch({'inputs': rng.uniform(size=(batch_size, 28, 28, 1)).astype(np.float32),
+  batch = sharding.shard_batch({'inputs': rng.uniform(size=(batch_size, 28, 28, 1)).astype(np.float32),
                                 'label': rng.integers(0, 10, batch_size).astype(np.int32)}, mesh)
   opt = ml_collections.ConfigDict(dict(optimizer='adam', learning_rate=1e-4, schedule='constant', clip_norm=1.0))
   tx = training.make_optimizer(opt, 1000)
-  cnn_kwargs = config_base.CNN_PAPER if _CNN.value == 'paper' else config_base.CNN_CPU
+  cnn_kwargs = configs.MODEL_SETTINGS['cnn'][_CNN.value]
   teacher, student = models.create_model('cnn', **cnn_kwargs), models.create_model('mlp')
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  teacher_state = jax.device_put(training.init_state(teacher, tx, jax.random.PRNGKey(0)), replicated)
-  student_state = jax.device_put(training.init_state(student, tx, jax.random.PRNGKey(1)), replicated)
+  example = batch['inputs'][:1]
+  teacher_state = jax.device_put(training.init_state(teacher, tx, jax.random.PRNGKey(0), example), replicated)
+  student_state = jax.device_put(training.init_state(student, tx, jax.random.PRNGKey(1), example), replicated)
   teacher_variables = teacher_state.variables
 
   # State is not donated here so that the same state can be stepped repeatedly.
@@ -62,8 +64,8 @@ def main(_):
     return jax.jit(step_fn, in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated))
 
   teacher_step = undonated(training.make_train_step(teacher, tx, losses.get_loss('cross_entropy')))
-  kd_step = undonated(training.make_train_step(student, tx, losses.get_loss('distillation', temperature=5.0),
-                                               teacher=teacher))
+  kd_step = undonated(training.make_train_step(
+      student, tx, losses.get_loss('distillation', dict(temperature=5.0, alpha=1.0, scale='hinton')), teacher=teacher))
   infer = jax.jit(lambda v, x: teacher.apply(v, x, train=False))
 
   print(f'devices: {mesh.size} × {jax.devices()[0].device_kind}; CNN {_CNN.value} {dict(cnn_kwargs)}; '

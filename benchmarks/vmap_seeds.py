@@ -3,7 +3,7 @@
   python benchmarks/vmap_seeds.py                       # CNN → MLP, teacher logits computed in the step
   python benchmarks/vmap_seeds.py --student=cnn --instances=1,4
 
-For each N: the vmapped step of N instances (kd_jax.experiment/seed_grid's
+For each N: the vmapped step of N instances (kd_jax.trainer / kd_jax.mnist.grid
 path: stacked states, stacked teachers, [N, B, ...] batches) against N
 separate single-instance steps run one after another. Prints instance-examples/s
 (examples/s × instances) for both. Runs unchanged on a GPU or TPU.
@@ -16,11 +16,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from kd_jax import config_base
-from kd_jax import experiment
 from kd_jax import losses
-from kd_jax import models
+from kd_jax import sharding
+from kd_jax import trainer
 from kd_jax import training
+from kd_jax.mnist import configs
+from kd_jax.mnist import models
 
 _TEACHER = flags.DEFINE_enum('teacher', 'cnn', ['cnn', 'mlp'], 'Teacher model.')
 _STUDENT = flags.DEFINE_enum('student', 'mlp', ['cnn', 'mlp'], 'Student model.')
@@ -31,9 +32,7 @@ _STEPS = flags.DEFINE_integer('steps', 10, 'Timed steps per measurement.')
 
 
 def _model(name):
-  kwargs = {'cnn': config_base.CNN_PAPER if _CNN.value == 'paper' else config_base.CNN_CPU,
-            'mlp': config_base.MLP_PAPER}[name]
-  return models.create_model(name, **kwargs)
+  return models.create_model(name, **configs.MODEL_SETTINGS[name][_CNN.value if name == 'cnn' else 'paper'])
 
 
 def _steps_per_sec(step_fn, state, batch, teacher_variables):
@@ -52,11 +51,12 @@ def _steps_per_sec(step_fn, state, batch, teacher_variables):
 
 
 def main(_):
-  mesh = training.data_mesh()
+  mesh = sharding.data_mesh()
   teacher, student = _model(_TEACHER.value), _model(_STUDENT.value)
   opt = ml_collections.ConfigDict(dict(optimizer='adam', learning_rate=1e-3, schedule='constant', clip_norm=1.0))
   tx = training.make_optimizer(opt, 1000)
-  step = training.make_train_step(student, tx, losses.get_loss('distillation', temperature=5.0), teacher)
+  kd = dict(temperature=5.0, alpha=1.0, scale='hinton')
+  step = training.make_train_step(student, tx, losses.get_loss('distillation', kd), teacher)
   rng = np.random.default_rng(0)
   print(f'{_TEACHER.value}→{_STUDENT.value} KD, teacher in the step; {mesh.size} × {jax.devices()[0].device_kind}; '
         f'batch {_BATCH.value} per instance; {_STEPS.value} timed steps', flush=True)
@@ -65,17 +65,19 @@ def main(_):
     seeds = list(range(n))
     batch = {'inputs': rng.uniform(size=(n, _BATCH.value, 28, 28, 1)).astype(np.float32),
              'label': rng.integers(0, 10, (n, _BATCH.value)).astype(np.int32)}
-    teachers = jax.vmap(lambda k: training.init_variables(teacher, k))(jax.random.split(jax.random.PRNGKey(9), n))
-    stacked = experiment.init_instances(student, tx, seeds, 1, stacked=True)
-    vmapped = training.jit_data_parallel(jax.vmap(step), mesh, jax.sharding.PartitionSpec(None, 'data'))
-    vmapped_rate = _steps_per_sec(vmapped, stacked, training.shard_batch(
+    example = batch['inputs'][0, :1]
+    teachers = jax.vmap(lambda k: training.init_variables(teacher, k, example))(
+        jax.random.split(jax.random.PRNGKey(9), n))
+    stacked = trainer.init_instances(student, tx, seeds, trainer.STUDENT_STREAM, True, example)
+    vmapped = sharding.jit_data_parallel(jax.vmap(step), mesh, jax.sharding.PartitionSpec(None, 'data'))
+    vmapped_rate = _steps_per_sec(vmapped, stacked, sharding.shard_batch(
         batch, mesh, jax.sharding.PartitionSpec(None, 'data')), teachers) * n * _BATCH.value
-    single = training.jit_data_parallel(step, mesh)
+    single = sharding.jit_data_parallel(step, mesh)
     seconds = 0.0
     for k in range(n):  # N runs one after another: time adds up
       one = lambda tree: jax.tree_util.tree_map(lambda x: x[k], tree)  # pylint: disable=cell-var-from-loop
-      state = experiment.init_instances(student, tx, [k], 1, stacked=False)
-      seconds += 1.0 / _steps_per_sec(single, state, training.shard_batch(one(batch), mesh), one(teachers))
+      state = trainer.init_instances(student, tx, [k], trainer.STUDENT_STREAM, False, example)
+      seconds += 1.0 / _steps_per_sec(single, state, sharding.shard_batch(one(batch), mesh), one(teachers))
     sequential_rate = n * _BATCH.value / seconds
     print(f'{n:>3} {vmapped_rate:>18.0f} {sequential_rate:>21.0f} {vmapped_rate / sequential_rate:>8.2f}×',
           flush=True)

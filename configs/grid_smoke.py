@@ -2,12 +2,10 @@
 
   python -m kd_jax.grid --config=configs/grid_smoke.py --workdir=/tmp/kd_grid_smoke
 """
-from kd_jax import config_base
+from kd_jax.mnist import configs
 
 
-def get_config():
-  config = config_base.grid_config()
-  config.num_seeds = 2
+def get_config(variants: str = ''):
+  config = configs.grid_config(','.join(['smoke', variants]))
   config.setups = ('cnn', 'mlp', 'cnn_to_mlp')
-  config.log_every_steps = 8
-  return config_base.shrink_to_smoke(config, (config.models.cnn, config.models.mlp))
+  return config

@@ -11,8 +11,8 @@ Offline KD from a saved teacher (skips teacher training):
   python -m kd_jax.main --config=configs/mnist_cnn_to_mlp.py --workdir=/tmp/kd_student \
       --config.teacher.checkpoint=/tmp/kd_mnist/teacher
 """
-from kd_jax import config_base
+from kd_jax.mnist import configs
 
 
-def get_config(variant: str = 'cpu'):
-  return config_base.pair_config('cnn', 'mlp', variant)
+def get_config(variants: str = ''):
+  return configs.pair_config('cnn', 'mlp', variants)

@@ -6,10 +6,10 @@ CPU budget (full MNIST, 2 cores: ~35 minutes):
 
 Online KD (teacher and student trained together):  --config.mode=online
 Teacher logits computed in the step instead of cached: --config.cache_teacher_logits=False
-The paper's recipe (for accelerators): --config=configs/mnist_grid.py:paper
+The paper's recipe (for accelerators): --config=configs/mnist_grid.py:paper; a smoke run: ':smoke'
 """
-from kd_jax import config_base
+from kd_jax.mnist import configs
 
 
-def get_config(variant: str = 'cpu'):
-  return config_base.grid_config(variant)
+def get_config(variants: str = ''):
+  return configs.grid_config(variants)

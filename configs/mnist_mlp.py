@@ -2,10 +2,10 @@
 
   python -m kd_jax.grid --config=configs/mnist_mlp.py --workdir=/tmp/kd_mlp --config.data.dir=../shared/data/mnist
 """
-from kd_jax import config_base
+from kd_jax.mnist import configs
 
 
-def get_config(variant: str = 'cpu'):
-  config = config_base.grid_config(variant)
+def get_config(variants: str = ''):
+  config = configs.grid_config(variants)
   config.setups = ('mlp',)
   return config

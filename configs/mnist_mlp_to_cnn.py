@@ -3,10 +3,10 @@
   python -m kd_jax.main --config=configs/mnist_mlp_to_cnn.py --workdir=/tmp/kd_mlp_to_cnn \
       --config.data.dir=../shared/data/mnist
 
-The paper's recipe (for accelerators): --config=configs/mnist_mlp_to_cnn.py:paper
+The paper's recipe (for accelerators): --config=configs/mnist_mlp_to_cnn.py:paper; a smoke run: ':smoke'
 """
-from kd_jax import config_base
+from kd_jax.mnist import configs
 
 
-def get_config(variant: str = 'cpu'):
-  return config_base.pair_config('mlp', 'cnn', variant)
+def get_config(variants: str = ''):
+  return configs.pair_config('mlp', 'cnn', variants)

@@ -4,11 +4,12 @@ Verb-number classification on numpred.val (90/10 train/dev), tested on numpred.t
   python -m kd_jax.main --config=configs/sva_lstm_to_universal_transformer.py --workdir=/tmp/sva_lstm_to_universal_transformer \
       --config.data.dir=../shared/data/sva
 
-Variants: ':lm' (language modelling on the full sentences; Transformers become causal),
-':paper' (the paper's 40 epochs). Offline demo without data: --config.data.source=synthetic
+Variants, combinable (e.g. ':lm,paper'): ':lm' (language modelling on the full sentences; Transformers become
+causal), ':paper' (the paper's 40 epochs), ':smoke' (seconds, synthetic data). Offline demo without data:
+--config.data.source=synthetic
 """
-from kd_jax.sva import config_base
+from kd_jax.sva import configs
 
 
-def get_config(variant: str = 'classify'):
-  return config_base.pair_config('lstm', 'universal_transformer', variant)
+def get_config(variants: str = ''):
+  return configs.pair_config('lstm', 'universal_transformer', variants)

@@ -3,8 +3,8 @@
   python -m kd_jax.main --config=configs/sva_smoke.py --workdir=/tmp/sva_smoke
   python -m kd_jax.main --config=configs/sva_smoke.py:lm --workdir=/tmp/sva_smoke_lm
 """
-from kd_jax.sva import config_base
+from kd_jax.sva import configs
 
 
-def get_config(variant: str = 'classify'):
-  return config_base.shrink_to_smoke(config_base.pair_config('lstm', 'transformer', variant))
+def get_config(variants: str = ''):
+  return configs.pair_config('lstm', 'transformer', ','.join(['smoke', variants]))

@@ -4,8 +4,9 @@ Every loss built by :func:`get_loss` has the signature
 ``loss(student_logits, teacher_logits, labels) -> per-example loss [B]``;
 the gold-label loss ignores ``teacher_logits``.
 """
+import dataclasses
 import functools
-from typing import Callable
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +46,7 @@ def distillation_loss(student_logits, teacher_logits, labels, *, temperature: fl
   return loss
 
 
-def check_kd_config(temperature: float, alpha: float, scale: str):
+def check_kd_config(temperature: float, alpha: float, scale: str = 'hinton'):
   if not temperature > 0:
     raise ValueError(f'KD temperature must be > 0, got config.kd.temperature={temperature}')
   if not 0.0 <= alpha <= 1.0:
@@ -54,14 +55,38 @@ def check_kd_config(temperature: float, alpha: float, scale: str):
     raise ValueError(f'unknown KD scale {scale!r} (config.kd.scale); choose one of {sorted(KD_SCALES)}')
 
 
-LOSSES = ('cross_entropy', 'distillation')
+def _distillation(temperature: float, alpha: float, scale: str) -> LossFn:
+  check_kd_config(temperature, alpha, scale)
+  return functools.partial(distillation_loss, temperature=temperature, alpha=alpha, scale=scale)
 
 
-def get_loss(name: str, temperature: float = 1.0, alpha: float = 1.0, scale: str = 'hinton') -> LossFn:
-  """The per-example loss called ``name``: 'cross_entropy' (gold labels) or 'distillation'."""
-  if name == 'cross_entropy':
-    return lambda student_logits, teacher_logits, labels: cross_entropy(student_logits, labels)
-  if name == 'distillation':
-    check_kd_config(temperature, alpha, scale)
-    return functools.partial(distillation_loss, temperature=temperature, alpha=alpha, scale=scale)
-  raise ValueError(f'unknown loss {name!r}; choose one of {list(LOSSES)}')
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+  """A registry entry: ``build(**settings)`` makes the per-example loss from the ``config.kd`` fields it names."""
+  build: Callable[..., LossFn]
+  kd_fields: Tuple[str, ...] = ()
+  uses_teacher: bool = False  # whether the loss reads teacher logits (then the trainer provides them)
+
+
+# A new loss is one new entry here; its hyperparameters are read from config.kd by name.
+LOSSES: Dict[str, LossSpec] = {
+    'cross_entropy': LossSpec(lambda: lambda student_logits, teacher_logits, labels: cross_entropy(student_logits,
+                                                                                                   labels)),
+    'distillation': LossSpec(_distillation, kd_fields=('temperature', 'alpha', 'scale'), uses_teacher=True),
+}
+
+
+def loss_spec(name: str) -> LossSpec:
+  if name not in LOSSES:
+    raise ValueError(f'unknown loss {name!r}; choose one of {list(LOSSES)}')
+  return LOSSES[name]
+
+
+def get_loss(name: str, kd_config: Optional[Mapping[str, Any]] = None) -> LossFn:
+  """The per-example loss called ``name``, built from the ``kd_config`` (``config.kd``) fields it declares."""
+  spec = loss_spec(name)
+  kd_config = kd_config or {}
+  missing = [field for field in spec.kd_fields if field not in kd_config]
+  if missing:
+    raise ValueError(f'loss {name!r} needs config.kd.{", config.kd.".join(missing)}')
+  return spec.build(**{field: kd_config[field] for field in spec.kd_fields})

@@ -1,19 +1,20 @@
 """Runs a kd_jax experiment: ``python -m kd_jax.main --config=configs/<x>.py --workdir=<dir>``.
 
-The config's ``task`` picks the job: 'mnist' (default) or 'sva' (subject–verb agreement).
+The config's ``task`` picks the job; a new task is one entry in ``JOBS`` (its
+module is imported only when a config asks for it).
 """
-from kd_jax import cli
-from kd_jax import experiment
-from kd_jax.sva import experiment as sva_experiment
+import importlib
 
-JOBS = {'mnist': experiment.run, 'sva': sva_experiment.run}
+from kd_jax import cli
+
+JOBS = {'mnist': 'kd_jax.mnist.experiment', 'sva': 'kd_jax.sva.experiment'}  # task -> module with run(config, workdir)
 
 
 def run(config, workdir):
   task = config.get('task', 'mnist')
   if task not in JOBS:
     raise ValueError(f'unknown config.task {task!r}; choose one of {sorted(JOBS)}')
-  return JOBS[task](config, workdir)
+  return importlib.import_module(JOBS[task]).run(config, workdir)
 
 
 if __name__ == '__main__':

@@ -48,3 +48,11 @@ def expected_calibration_error(logits: np.ndarray, labels: np.ndarray, num_bins:
 def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_bins: int = 15) -> dict:
   return {'accuracy': accuracy(logits, labels),
           'ece': expected_calibration_error(logits, labels, num_bins)}
+
+
+def reliability_metrics(logits: np.ndarray, labels: np.ndarray, num_bins: int = 15) -> dict:
+  """Accuracy and ECE with the reliability bins behind them (as lists, ready for JSON)."""
+  bins = reliability_bins(logits, labels, num_bins)
+  return {'accuracy': float(np.sum(bins['count'] * bins['accuracy']) / np.sum(bins['count'])),
+          'ece': ece_from_bins(bins),
+          'reliability': {key: value.tolist() for key, value in bins.items()}}

@@ -1,12 +1,11 @@
-"""Train state, optimizers, the pure train step and the data-parallel loop.
+"""Train state, optimizers, the pure train step, the training loop and batched prediction.
 
 All training state lives in one pytree (:class:`TrainState`) that Orbax saves
 and restores. The step is a pure function of (state, batch, teacher variables);
-it is jitted over a 1-D ``('data',)`` device mesh with the batch sharded along
-it and everything else replicated, so its numbers do not depend on the number
-of devices (jit keeps global-batch semantics, BatchNorm included). Dropout keys
-are ``fold_in(state.rng, state.step)`` and the data order is a function of
-(seed, stream, epoch), so a run restored at step k continues exactly.
+:mod:`kd_jax.sharding` jits it over the device mesh. Dropout keys are
+``fold_in(state.rng, state.step)`` and the data order is a function of
+(seed, stream, epoch) (:mod:`kd_jax.input_pipeline`), so a run restored at
+step k continues exactly. Nothing here knows a task's input shapes.
 """
 import time
 from typing import Any, Callable, Dict, Optional
@@ -20,9 +19,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 import optax
 
+from kd_jax import sharding
+from kd_jax.input_pipeline import Batches
 from kd_jax.losses import LossFn
-
-IMAGE_SHAPE = (28, 28, 1)
 
 
 @flax.struct.dataclass
@@ -38,16 +37,14 @@ class TrainState:
     return {'params': self.params, 'batch_stats': self.batch_stats}
 
 
-def init_variables(model: nn.Module, rng: jax.Array, example_input=None):
-  """The model's {'params', 'batch_stats'}; ``example_input`` (default: one blank MNIST image) fixes the shapes."""
-  if example_input is None:
-    example_input = jnp.zeros((1,) + IMAGE_SHAPE)
+def init_variables(model: nn.Module, rng: jax.Array, example_input):
+  """The model's {'params', 'batch_stats'}; ``example_input`` (e.g. a batch of one) fixes the shapes."""
   variables = model.init({'params': rng}, example_input, train=False)
   return {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
 
 
 def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
-               example_input=None) -> TrainState:
+               example_input) -> TrainState:
   @jax.jit  # one compilation instead of op-by-op dispatch of every initializer
   def init(rng):
     init_rng, dropout_rng = jax.random.split(rng)
@@ -156,99 +153,6 @@ def make_online_step(teacher_step: Callable, student_step: Callable):
   return online_step
 
 
-def data_mesh(devices=None) -> Mesh:
-  """A 1-D ('data',) mesh over ``devices`` (default: all local devices)."""
-  return Mesh(np.asarray(devices if devices is not None else jax.local_devices()), ('data',))
-
-
-def jit_data_parallel(train_step: Callable, mesh: Mesh, batch_spec: P = P('data')) -> Callable:
-  """Jits the step with the batch sharded over the mesh (``batch_spec``) and state/teacher replicated."""
-  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, batch_spec)
-  return jax.jit(train_step, in_shardings=(replicated, sharded, replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=0)
-
-
-def check_batch_size(batch_size: int, mesh: Mesh, what: str):
-  if batch_size % mesh.size:
-    raise ValueError(f'{what} {batch_size} does not split over {mesh.size} devices; '
-                     f'use a multiple of {mesh.size}')
-
-
-def shard_batch(batch: Dict[str, np.ndarray], mesh: Mesh, batch_spec: P = P('data')):
-  return jax.device_put(batch, NamedSharding(mesh, batch_spec))
-
-
-# ----------------------------------------------------------------------------- data order
-
-class BatchOrder:
-  """Batches as a pure function of (seed, stream, step): a fresh permutation every epoch, remainder dropped.
-
-  With ``lengths`` (sequence data), each epoch's permutation is cut into
-  chunks of ``SORT_CHUNK_BATCHES`` batches, each chunk is sorted by length and
-  cut into batches, and the batches are shuffled: batches hold sequences of
-  similar length, so little of each batch is padding.
-  """
-  SORT_CHUNK_BATCHES = 50
-
-  def __init__(self, num_examples: int, batch_size: int, seed: int, stream: int, lengths=None):
-    if num_examples < batch_size:
-      raise ValueError(f'batch size {batch_size} exceeds the {num_examples} training examples')
-    if lengths is not None and len(lengths) != num_examples:
-      raise ValueError(f'{len(lengths)} lengths for {num_examples} examples')
-    self.num_examples, self.batch_size, self.seed, self.stream = num_examples, batch_size, seed, stream
-    self.lengths = lengths
-    self.steps_per_epoch = num_examples // batch_size
-    self._epoch, self._perm = None, None
-
-  def indices(self, step: int) -> np.ndarray:
-    epoch, i = divmod(step, self.steps_per_epoch)
-    if epoch != self._epoch:
-      self._epoch = epoch
-      rng = np.random.default_rng([self.seed, self.stream, epoch])
-      self._perm = rng.permutation(self.num_examples)[:self.steps_per_epoch * self.batch_size]
-      if self.lengths is not None:
-        chunk = self.SORT_CHUNK_BATCHES * self.batch_size
-        self._perm = np.concatenate([part[np.argsort(self.lengths[part], kind='stable')]
-                                     for part in np.split(self._perm, range(chunk, len(self._perm), chunk))])
-        batches = self._perm.reshape(self.steps_per_epoch, self.batch_size)
-        self._perm = batches[rng.permutation(self.steps_per_epoch)].reshape(-1)
-    return self._perm[i * self.batch_size:(i + 1) * self.batch_size]
-
-
-class Batches:
-  """Training batches as a function of the step, for one run or a stack of instances.
-
-  ``split`` is any dataset with ``len`` and ``batch(indices) -> dict`` (an
-  MNIST :class:`kd_jax.data.Split`, an SVA split).
-  ``orders`` holds one :class:`BatchOrder` per instance. With ``stacked``, each
-  array gets a leading instance axis ([N, B, ...], sharded on B); otherwise
-  there must be one order and batches are [B, ...]. ``teacher_logits`` (one
-  row per training example; [N, num_examples, C] when stacked) adds each
-  example's cached teacher logits to its batch.
-  """
-
-  def __init__(self, split, orders, stacked: bool = False, teacher_logits=None):
-    if not stacked and len(orders) != 1:
-      raise ValueError(f'an unstacked run has one batch order, got {len(orders)}')
-    self.split, self.orders, self.stacked, self.teacher_logits = split, list(orders), stacked, teacher_logits
-    self.steps_per_epoch = orders[0].steps_per_epoch
-    self.batch_size = orders[0].batch_size
-    self.examples_per_step = self.batch_size * len(self.orders)
-    self.partition_spec = P(None, 'data') if stacked else P('data')
-
-  def __call__(self, step: int) -> Dict[str, np.ndarray]:
-    per_instance = []
-    for k, order in enumerate(self.orders):
-      idx = order.indices(step)
-      batch = self.split.batch(idx)
-      if self.teacher_logits is not None:
-        batch['teacher_logits'] = (self.teacher_logits[k] if self.stacked else self.teacher_logits)[idx]
-      per_instance.append(batch)
-    if not self.stacked:
-      return per_instance[0]
-    return {key: np.stack([b[key] for b in per_instance]) for key in per_instance[0]}
-
-
 # ----------------------------------------------------------------------------- the loop
 
 def current_step(state) -> int:
@@ -270,11 +174,11 @@ def fit(phase: str, step_fn: Callable, state, batches: Batches, *, num_steps: in
   logging.info('%s: training steps %d → %d (%d steps/epoch, batch %d%s, %d device(s))', phase, start,
                num_steps, batches.steps_per_epoch, batches.batch_size, instances, mesh.size)
   # Place state and teacher as the step returns them, so the step compiles once.
-  replicated = NamedSharding(mesh, P())
-  state, teacher_variables = jax.device_put((state, teacher_variables), replicated)
+  state, teacher_variables = sharding.replicate((state, teacher_variables), mesh)
   history, t_rate, rate_steps = [], None, 0
   for step in range(start, num_steps):
-    state, metrics = step_fn(state, shard_batch(batches(step), mesh, batches.partition_spec), teacher_variables)
+    state, metrics = step_fn(state, sharding.shard_batch(batches(step), mesh, batches.partition_spec),
+                             teacher_variables)
     history.append(metrics)
     done = step + 1
     if t_rate is None:  # the first step includes compilation; time the rest
@@ -313,7 +217,7 @@ def _format_seconds(seconds: float) -> str:
 
 def make_predict_fn(model: nn.Module, mesh: Mesh, batch_size: int):
   """Returns ``predict(variables, inputs) -> logits`` (numpy), eval mode, batched and sharded over the mesh."""
-  check_batch_size(batch_size, mesh, 'eval batch size')
+  sharding.check_batch_size(batch_size, mesh, 'eval batch size')
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   apply = jax.jit(lambda variables, x: model.apply(variables, x, train=False),
                   in_shardings=(replicated, sharded), out_shardings=sharded)

@@ -5,9 +5,10 @@ import ml_collections
 import pytest
 
 from kd_jax import checkpoints
-from kd_jax import models
 from kd_jax import training
+from kd_jax.mnist import models
 
+IMAGE = jnp.zeros((1, 28, 28, 1))  # fixes the models' shapes
 SMALL_CNN = dict(filters=(8, 8, 16), maxout_units=(8, 8, 4))
 OPT = ml_collections.ConfigDict(dict(optimizer='adam', learning_rate=1e-3, schedule='constant', clip_norm=1.0))
 
@@ -15,7 +16,7 @@ OPT = ml_collections.ConfigDict(dict(optimizer='adam', learning_rate=1e-3, sched
 def _saved_teacher(directory, step=3):
   model = models.create_model('cnn', **SMALL_CNN)
   tx = training.make_optimizer(OPT, 10)
-  state = training.init_state(model, tx, jax.random.PRNGKey(0))
+  state = training.init_state(model, tx, jax.random.PRNGKey(0), IMAGE)
   # Make the BatchNorm statistics non-trivial so that restoring them is checked too.
   _, updates = model.apply(state.variables, jax.random.uniform(jax.random.PRNGKey(1), (4, 28, 28, 1)), train=True,
                            rngs={'dropout': jax.random.PRNGKey(2)}, mutable=['batch_stats'])
@@ -27,7 +28,7 @@ def _saved_teacher(directory, step=3):
 
 
 def _abstract(model):
-  return jax.eval_shape(lambda: training.init_variables(model, jax.random.PRNGKey(0)))
+  return jax.eval_shape(lambda: training.init_variables(model, jax.random.PRNGKey(0), IMAGE))
 
 
 def test_teacher_round_trip_gives_identical_logits(tmp_path):
@@ -41,7 +42,7 @@ def test_teacher_round_trip_gives_identical_logits(tmp_path):
 def test_full_state_round_trip(tmp_path):
   model, state = _saved_teacher(tmp_path / 'teacher')
   mngr = checkpoints.manager(str(tmp_path / 'teacher'))
-  fresh = training.init_state(model, training.make_optimizer(OPT, 10), jax.random.PRNGKey(9))
+  fresh = training.init_state(model, training.make_optimizer(OPT, 10), jax.random.PRNGKey(9), IMAGE)
   restored, meta = checkpoints.restore_latest(mngr, jax.eval_shape(lambda: fresh))
   chex.assert_trees_all_equal(restored, state)
   assert meta['step'] == 3

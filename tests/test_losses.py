@@ -24,11 +24,11 @@ def test_kd_term_value_and_gradient(scale, factor):
 
 
 def test_distillation_mixes_kd_and_gold_terms():
-  loss = losses.get_loss('distillation', temperature=2.0, alpha=0.3, scale='hinton')
+  loss = losses.get_loss('distillation', dict(temperature=2.0, alpha=0.3, scale='hinton'))
   expected = 0.3 * 4.0 * KL + 0.7 * np.log(2.0)  # CE of [1/2, 1/2] on the gold class
   chex.assert_trees_all_close(loss(STUDENT, TEACHER, LABELS), jnp.array([expected]), rtol=1e-6)
-  pure_kd = losses.get_loss('distillation', temperature=2.0, alpha=1.0)
-  chex.assert_trees_all_close(pure_kd(STUDENT, TEACHER, jnp.array([0])), jnp.array([4.0 * KL]), rtol=1e-6)
+  pure_kd = losses.get_loss('distillation', dict(temperature=2.0, alpha=1.0, scale='paper'))
+  chex.assert_trees_all_close(pure_kd(STUDENT, TEACHER, jnp.array([0])), jnp.array([0.25 * KL]), rtol=1e-6)
 
 
 def test_kd_is_zero_at_match_and_teacher_gets_no_gradient():
@@ -52,7 +52,17 @@ def test_cross_entropy_ignores_teacher():
 ])
 def test_bad_kd_settings(kwargs, match):
   with pytest.raises(ValueError, match=match):
-    losses.get_loss('distillation', **kwargs)
+    losses.get_loss('distillation', {**dict(temperature=1.0, alpha=1.0, scale='hinton'), **kwargs})
+
+
+def test_a_loss_reads_the_kd_fields_it_declares():
+  assert losses.LOSSES['distillation'].kd_fields == ('temperature', 'alpha', 'scale')
+  assert losses.LOSSES['distillation'].uses_teacher and not losses.LOSSES['cross_entropy'].uses_teacher
+  with pytest.raises(ValueError, match=r"loss 'distillation' needs config.kd.alpha, config.kd.scale"):
+    losses.get_loss('distillation', dict(temperature=2.0))
+  # Fields a loss does not declare are not read (a config.kd may hold other losses' settings).
+  loss = losses.get_loss('distillation', dict(temperature=2.0, alpha=1.0, scale='hinton', margin=3.0))
+  chex.assert_trees_all_close(loss(STUDENT, TEACHER, LABELS), jnp.array([4.0 * KL]), rtol=1e-6)
 
 
 def test_unknown_loss():

@@ -26,19 +26,17 @@ import numpy as np
 import optax
 
 from kd_jax import checkpoints
-from kd_jax import experiment as mnist_experiment
-from kd_jax import losses
-from kd_jax import metrics as metrics_lib
+from kd_jax import sharding
+from kd_jax import trainer
 from kd_jax import training
 from kd_jax.sva import data as sva_data
 from kd_jax.sva import metrics as sva_metrics
 from kd_jax.sva import models as sva_models
+from kd_jax.sva import report
 
 SOURCES = ('numpred', 'linzen_tsv', 'full_sentences', 'synthetic')
 ROLES = ('teacher', 'independent', 'student')
-STREAMS = {'teacher': 0, 'independent': 1, 'student': 1}  # the two students share init and data order
 DATA_ENV = 'KD_JAX_SVA_DIR'
-SYNTHETIC_WARNING = '**SYNTHETIC GRAMMAR DEMO — not the Linzen data; not comparable to the paper.**\n\n'
 
 
 # ----------------------------------------------------------------------------- config and data
@@ -53,22 +51,11 @@ def check_config(config: ml_collections.ConfigDict):
   if config.objective == 'classify' and config.data.source == 'full_sentences':
     raise ValueError('full_sentences gives no verb-number labels; classify with numpred, linzen_tsv or synthetic')
   for role in ('teacher', 'student'):
-    sva_models.create_model(config[role].model, 2, config.objective, **config[role].model_kwargs)
-    losses.get_loss(config[role].loss, **_kd_settings(config))
-  if config.teacher.loss != 'cross_entropy':
-    raise ValueError('the teacher trains on gold labels: config.teacher.loss must be cross_entropy')
+    sva_models.create_model(config[role].model, vocab_size=2, objective=config.objective,
+                            **config[role].model_kwargs)
+  trainer.check_kd_config(config, config.teacher.loss, config.student.loss)
   if config.num_seeds < 1:
     raise ValueError(f'config.num_seeds must be ≥ 1, got {config.num_seeds}')
-  teacher_mode = config.kd.get('teacher_mode', 'eval')
-  if teacher_mode not in ('eval', 'train'):
-    raise ValueError(f"unknown config.kd.teacher_mode {teacher_mode!r}; choose 'eval' or 'train'")
-  if config.cache_teacher_logits and teacher_mode == 'train':
-    raise ValueError('cached teacher logits are eval-mode logits; set cache_teacher_logits=False '
-                     "for kd.teacher_mode='train'")
-
-
-def _kd_settings(config):
-  return {k: config.kd[k] for k in ('temperature', 'alpha', 'scale')}
 
 
 def data_directory(config) -> str:
@@ -203,16 +190,6 @@ def make_classifier_predict(model, mesh, batch_size: int):
 
 # ----------------------------------------------------------------------------- the job
 
-def _restore(model, directory: str, cfg, example_input):
-  abstract = jax.eval_shape(lambda: training.init_variables(model, jax.random.PRNGKey(0), example_input))
-  return checkpoints.restore_model(directory, cfg.model, cfg.model_kwargs.to_dict(), abstract)
-
-
-def teacher_checkpoint(config, seed: int) -> str:
-  """``config.teacher.checkpoint`` for ``seed``: '{seed}' in it is replaced, e.g. 'DIR/teacher/seed_{seed}'."""
-  return config.teacher.checkpoint.replace('{seed}', str(seed))
-
-
 def teacher_vocab(directory: str) -> sva_data.Vocab:
   """The vocabulary saved with a teacher checkpoint: offline KD must encode data exactly as the teacher saw it."""
   meta = checkpoints.read_meta(directory)
@@ -230,7 +207,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   logging.info('SVA data: %s; %d training examples, test sets %s', source, len(train_examples),
                {k: len(v) for k, v in test_examples.items()})
   if config.teacher.checkpoint:
-    vocab = teacher_vocab(teacher_checkpoint(config, config.seed))
+    vocab = teacher_vocab(trainer.checkpoint_path(config.teacher.checkpoint, config.seed))
   else:
     vocab = sva_data.Vocab.build(_tokens(train_examples), config.data.vocab_min_count)
   vocab.save(os.path.join(workdir, 'vocab.json'))
@@ -242,18 +219,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   logging.info('Vocabulary: %d words (from the %s); sequences padded to ≤ %d tokens', len(vocab),
                'teacher checkpoint' if config.teacher.checkpoint else 'training split', max_length)
 
-  mesh = training.data_mesh()
-  model_of = {role: sva_models.create_model(config[cfg_role].model, len(vocab), config.objective,
-                                            **config[cfg_role].model_kwargs)
-              for role, cfg_role in (('teacher', 'teacher'), ('independent', 'student'), ('student', 'student'))}
+  mesh = sharding.data_mesh()
   settings = {'teacher': config.teacher, 'student': config.student,
               'independent': ml_collections.ConfigDict({**config.student.to_dict(), 'loss': 'cross_entropy'})}
+  model_of = {role: sva_models.create_model(cfg.model, vocab_size=len(vocab), objective=config.objective,
+                                            **cfg.model_kwargs) for role, cfg in settings.items()}
   roles = [r for r in ROLES if r != 'independent' or config.train_independent_student]
-  example_input = train.tokens[:1]
+  example = trainer.example_input(train)
   extra_meta = {'vocab': vocab.words, 'objective': config.objective}
   runs = {role: [] for role in roles}
   timing = {role: 0.0 for role in roles}
-  writer = mnist_experiment.MetricWriter(workdir)
+  writer = trainer.MetricWriter(workdir)
   try:
     for seed in range(config.seed, config.seed + config.num_seeds):
       variables = {}
@@ -261,26 +237,27 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         t0 = time.perf_counter()
         directory = os.path.join(workdir, role, f'seed_{seed}')
         model, cfg = model_of[role], settings[role]
-        if role == 'teacher' and config.teacher.checkpoint:
-          directory = teacher_checkpoint(config, seed)
-          if teacher_vocab(directory) != vocab:
+        if role == 'teacher':
+          variables[role], directory, meta = trainer.teacher_for_seed(
+              cfg, config, model, train, mesh, directory, writer, seed=seed, name=f'teacher/seed_{seed}',
+              extra_meta=extra_meta)
+          if sva_data.Vocab(meta.get('vocab', [])) != vocab:
             raise ValueError(f'the teacher in {directory} was trained with another vocabulary than the teacher of '
                              f'seed {config.seed}; offline KD needs one vocabulary for all seeds')
-          logging.info('Offline KD: using the saved teacher in %s (no teacher training)', directory)
         else:
-          distil = role == 'student'
+          distil = trainer.uses_teacher(cfg)
           cached = None
           if distil and config.cache_teacher_logits and config.objective == 'classify':
             cached = make_classifier_predict(model_of['teacher'], mesh, config.eval.batch_size)(
                 variables['teacher'], train)
           in_step = distil and cached is None
-          mnist_experiment.train_model(
+          trainer.train_model(
               f'{role}/seed_{seed}', cfg, config, model, train, mesh, directory, writer, seeds=[seed],
-              stream=STREAMS[role], teacher=model_of['teacher'] if in_step else None,
+              stream=trainer.STUDENT_STREAM, teacher=model_of['teacher'] if in_step else None,
               teacher_variables=variables['teacher'] if in_step else None, teacher_logits=cached,
               extra_meta=extra_meta)
-        # Evaluate (and distil from) what was saved, as an offline-KD user would.
-        variables[role], _ = _restore(model, directory, cfg, example_input)
+          # Evaluate what was saved, as an offline-KD user would.
+          variables[role], _ = trainer.restore_variables(model, directory, cfg, example, seed)
         timing[role] += time.perf_counter() - t0
         result = evaluate(model, variables[role], test_sets, mesh, config)
         runs[role].append({'seed': seed, 'checkpoint': os.path.abspath(directory), **result})
@@ -291,159 +268,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   results = {'data_source': source, 'synthetic': config.data.source == 'synthetic', 'objective': config.objective,
              'models': {role: settings[role].model for role in roles}, 'vocab_size': len(vocab),
              'num_train': len(train), 'num_test': {k: len(v) for k, v in test_sets.items()},
-             'runs': runs, 'summary': summarise(runs), 'num_devices': mesh.size,
+             'runs': runs, 'summary': report.summarise(runs), 'num_devices': mesh.size,
              'timing': {**{f'{r}_seconds': t for r, t in timing.items()},
                         'total_seconds': time.perf_counter() - t_start},
              'config': json.loads(config.to_json())}
-  write_report(results, workdir)
+  report.write_report(results, workdir)
   return results
 
 
 def _one_line(result) -> str:
   return ', '.join(f'{name} acc {r["accuracy"]:.4f}' + (f' ppl {r["perplexity"]:.1f}' if 'perplexity' in r else '')
                    for name, r in result.items())
-
-
-# ----------------------------------------------------------------------------- report
-
-def _flatten(result: Dict[str, Any]) -> Dict[str, float]:
-  """Scalar metrics of one run as 'test_set/metric' (nested dicts as 'test_set/metric/key')."""
-  flat = {}
-  for name, metrics in result.items():
-    if not isinstance(metrics, dict):
-      continue
-    for key, value in metrics.items():
-      if key.endswith('counts'):
-        continue
-      if isinstance(value, dict):
-        flat.update({f'{name}/{key}/{k}': v for k, v in value.items()})
-      elif isinstance(value, (int, float)) and key != 'count':
-        flat[f'{name}/{key}'] = value
-  return flat
-
-
-def summarise(runs: Dict[str, list]) -> Dict[str, Dict[str, Dict[str, float]]]:
-  """Per role and metric: mean, sample std (ddof 1; 0 for one run) and n."""
-  summary = {}
-  for role, role_runs in runs.items():
-    flats = [_flatten(r) for r in role_runs]
-    summary[role] = {key: {'mean': float(np.mean([f[key] for f in flats])),
-                           'std': float(metrics_lib.sample_std([f[key] for f in flats])),
-                           'n': len(flats)}
-                     for key in flats[0]}
-  return summary
-
-
-def _cell(stats, scale=100.0, digits=2) -> str:
-  if stats is None:
-    return '–'
-  return f'{scale * stats["mean"]:.{digits}f} ± {scale * stats["std"]:.{digits}f}'
-
-
-def _role_title(results, role) -> str:
-  models = results['models']
-  return {'teacher': f'{models["teacher"]} (teacher)', 'independent': f'{models["student"]} (no KD)',
-          'student': f'{models["teacher"]} → {models["student"]}'}[role]
-
-
-def results_table(results) -> str:
-  """Markdown tables: accuracy, ECE (and perplexity) per test set, then accuracy per number of attractors."""
-  summary, test_names = results['summary'], list(results['num_test'])
-  metrics = [('Accuracy (%)', 'accuracy', 100.0, 2), ('ECE', 'ece', 1.0, 4)]
-  if results['objective'] == 'lm':
-    metrics.append(('Perplexity', 'perplexity', 1.0, 1))
-  metrics.append(('Accuracy (%), macro mean over subject–verb distances 1–16', 'macro_distance_accuracy', 100.0, 2))
-  lines = []
-  for title, key, scale, digits in metrics:
-    if not any(k.endswith('/' + key) for stats in summary.values() for k in stats):
-      continue  # e.g. distances: only some formats give them
-    lines += [f'{title}:', '', '| model | ' + ' | '.join(test_names) + ' |', '|---' * (len(test_names) + 1) + '|']
-    for role, stats in summary.items():
-      lines.append(f'| {_role_title(results, role)} | ' +
-                   ' | '.join(_cell(stats.get(f'{t}/{key}'), scale, digits) for t in test_names) + ' |')
-    lines.append('')
-  counts = attractor_counts(results)
-  if counts:
-    lines += ['Accuracy (%) by number of attractors (all test sets pooled), its macro mean and the micro accuracy over them:', '',
-              '| model | ' + ' | '.join(str(k) for k in counts) + ' | macro | micro |',
-              '|---' * (len(counts) + 3) + '|']
-    for role in summary:
-      per_seed, num = attractor_accuracy(results, role, counts)
-      cells = [_mean_std(per_seed[:, j]) for j in range(len(counts))]
-      cells += [_mean_std(per_seed.mean(1)), _mean_std(per_seed @ num / num.sum())]
-      lines.append(f'| {_role_title(results, role)} | ' + ' | '.join(cells) + ' |')
-  return '\n'.join(lines).rstrip()
-
-
-def _mean_std(values) -> str:
-  return f'{100 * np.mean(values):.2f} ± {100 * metrics_lib.sample_std(values):.2f}'
-
-
-def attractor_counts(results):
-  keys = {k.split('/')[-1] for stats in results['summary'].values() for k in stats if '/accuracy_by_attractors/' in k}
-  return sorted(int(k) for k in keys)
-
-
-def attractor_accuracy(results, role, counts):
-  """([seeds, counts] accuracy at each attractor count, [counts] examples), pooling every test set's examples."""
-  per_seed = []
-  for run in results['runs'][role]:
-    row, num = [], []
-    for k in counts:
-      hits = [(r['accuracy_by_attractors'][str(k)], int(r['attractor_counts'][str(k)])) for r in run.values()
-              if isinstance(r, dict) and str(k) in r.get('accuracy_by_attractors', {})]
-      num.append(sum(n for _, n in hits))
-      row.append(sum(a * n for a, n in hits) / max(num[-1], 1))
-    per_seed.append(row)
-  return np.asarray(per_seed), np.asarray(num, np.float64)
-
-
-def write_report(results, workdir: str):
-  with open(os.path.join(workdir, 'results.json'), 'w') as f:
-    json.dump(results, f, indent=2)
-  warning = SYNTHETIC_WARNING if results['synthetic'] else ''
-  seeds = max(len(r) for r in results['runs'].values())
-  text = (f'# kd_jax SVA results ({results["objective"]})\n\n{warning}Data: {results["data_source"]}\n\n'
-          f'Train examples: {results["num_train"]}; test examples: {results["num_test"]}; vocabulary '
-          f'{results["vocab_size"]} words. Mean ± sample std over {seeds} seed(s); final checkpoints; '
-          f'ECE with {results["config"]["eval"]["ece_bins"]} equal-width bins'
-          + ('; perplexity = exp(mean NLL per target word, end token included)' if results['objective'] == 'lm'
-             else '') + '.\n\n' + _unscored_note(results) + results_table(results) +
-          f'\n\nWall time: {results["timing"]["total_seconds"]:.0f} s on {results["num_devices"]} device(s).\n')
-  with open(os.path.join(workdir, 'results.md'), 'w') as f:
-    f.write(text)
-  if attractor_counts(results):
-    plot_attractors(results, os.path.join(workdir, 'accuracy_by_attractors.png'))
-  print(text, flush=True)
-
-
-def _unscored_note(results) -> str:
-  """LM reports: how many agreement verbs per test set fell outside the vocabulary and were not scored."""
-  first_run = next(iter(results['runs'].values()))[0]
-  unscored = {k: v['unscored_oov_verbs'] for k, v in first_run.items()
-              if isinstance(v, dict) and 'unscored_oov_verbs' in v}
-  if not any(unscored.values()):
-    return ''
-  return (f'Verb pairs with a form outside the vocabulary are not scored: {unscored} of '
-          f'{results["num_test"]} test sentences.\n\n')
-
-
-def plot_attractors(results, path: str):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  counts = attractor_counts(results)
-  fig, ax = plt.subplots(figsize=(5.5, 4))
-  for role in results['runs']:
-    per_seed, _ = attractor_accuracy(results, role, counts)
-    ax.errorbar(counts, 100 * per_seed.mean(0), yerr=100 * metrics_lib.sample_std(per_seed, axis=0), marker='o', capsize=3,
-                label=_role_title(results, role))
-  ax.set_xlabel('number of attractors')
-  ax.set_ylabel('agreement accuracy (%)')
-  ax.set_xticks(counts)
-  ax.grid(alpha=0.3)
-  ax.legend()
-  ax.set_title('Subject–verb agreement' + (' (SYNTHETIC DEMO)' if results['synthetic'] else ''))
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)

@@ -120,7 +120,8 @@ class Transformer(nn.Module):
     return nn.Dense(NUM_CLASSES)(features)
 
 
-# name -> (class, fixed settings); sizes come from the config's model_kwargs.
+# Config name -> (class, fixed settings); sizes come from the config's model_kwargs. A new model is one entry here
+# (and its sizes in kd_jax/sva/configs.py).
 MODELS = {
     'lstm': (LSTM, {}),
     'transformer': (Transformer, dict(causal=False)),
@@ -130,7 +131,9 @@ MODELS = {
 }
 
 
-def create_model(name: str, vocab_size: int, objective: str = 'classify', **kwargs) -> nn.Module:
+def create_model(name: str, **kwargs) -> nn.Module:
+  """Builds a model by its config name from ``vocab_size``, ``objective`` and its ``model_kwargs``."""
+  objective = kwargs.get('objective', 'classify')
   if name not in MODELS:
     raise ValueError(f'unknown SVA model {name!r}; choose one of {sorted(MODELS)}')
   if objective not in OBJECTIVES:
@@ -138,4 +141,4 @@ def create_model(name: str, vocab_size: int, objective: str = 'classify', **kwar
   cls, fixed = MODELS[name]
   if objective == 'lm' and fixed.get('causal') is False:
     raise ValueError(f'{name!r} is bidirectional and cannot be a language model; use {name}_seq')
-  return cls(vocab_size=vocab_size, objective=objective, **fixed, **kwargs)
+  return cls(**fixed, **kwargs)

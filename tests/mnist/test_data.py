@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import write_idx
-from kd_jax import data
+from kd_jax.mnist import data
 
 
 @pytest.mark.parametrize('name', ['x-idx3-ubyte', 'x-idx3-ubyte.gz'])

@@ -16,7 +16,7 @@ LMS = [name for name in sva_models.MODELS if name == 'lstm' or name.endswith('_s
 
 def _model(name, objective='classify', **kwargs):
   size = SMALL['lstm' if name == 'lstm' else 'transformer']
-  return sva_models.create_model(name, VOCAB, objective, **{**size, **kwargs})
+  return sva_models.create_model(name, vocab_size=VOCAB, objective=objective, **{**size, **kwargs})
 
 
 def _tokens(rows, length):
@@ -89,11 +89,11 @@ def test_dropout_only_in_training():
 
 def test_bad_models_and_inputs():
   with pytest.raises(ValueError, match="unknown SVA model 'gru'"):
-    sva_models.create_model('gru', VOCAB)
+    sva_models.create_model('gru', vocab_size=VOCAB)
   with pytest.raises(ValueError, match="unknown SVA objective 'mlm'"):
-    sva_models.create_model('lstm', VOCAB, 'mlm')
+    sva_models.create_model('lstm', vocab_size=VOCAB, objective='mlm')
   with pytest.raises(ValueError, match='cannot be a language model; use transformer_seq'):
-    sva_models.create_model('transformer', VOCAB, 'lm')
+    sva_models.create_model('transformer', vocab_size=VOCAB, objective='lm')
   with pytest.raises(ValueError, match=r'integer token ids of shape \[batch, length\]'):
     _init(_model('lstm'), jnp.zeros((2, 5, 1)))
   with pytest.raises(ValueError, match='exceeds the model max_length 4'):

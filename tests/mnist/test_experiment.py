@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from conftest import load_config
-from kd_jax import data as data_lib
-from kd_jax import experiment
+from kd_jax.mnist import data as data_lib
+from kd_jax.mnist import experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -118,8 +118,8 @@ def test_pair_configs_are_valid(pair, variant):
 
 @pytest.mark.parametrize('name,setups', [('mnist_grid', 6), ('mnist_cnn', 1), ('mnist_mlp', 1)])
 def test_grid_configs_are_valid(name, setups):
-  from kd_jax import seed_grid  # pylint: disable=g-import-not-at-top
+  from kd_jax.mnist import grid  # pylint: disable=g-import-not-at-top
   for variant in ('cpu', 'paper'):
     config = load_config(name, variant)
-    seed_grid.check_grid_config(config)
+    grid.check_grid_config(config)
     assert len(config.setups) == setups and config.num_seeds == 4

@@ -74,11 +74,17 @@ def _as_images(x: jnp.ndarray) -> jnp.ndarray:
   return x
 
 
+# Config name -> model class; a new model is one entry here (and its settings in kd_jax/mnist/configs.py).
 MODELS = {'cnn': CNN, 'mlp': MLP}
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
-  """Builds a model by its config name (``'cnn'`` or ``'mlp'``)."""
+  """Builds a model by its config name (``'cnn'`` or ``'mlp'``) from its ``model_kwargs``."""
   if name not in MODELS:
     raise ValueError(f'unknown model {name!r}; choose one of {sorted(MODELS)}')
   return MODELS[name](**kwargs)
+
+
+def title(name: str) -> str:
+  """The model's name in reports ('cnn' -> 'CNN')."""
+  return MODELS[name].__name__

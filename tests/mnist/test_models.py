@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax import models
+from kd_jax.mnist import models
 
 
 def _count(tree):

@@ -6,7 +6,6 @@ import chex
 import numpy as np
 import pytest
 
-from kd_jax import training
 from kd_jax.sva import data as sva_data
 
 SVA_DIR = os.environ.get('KD_JAX_SVA_DIR', '')
@@ -169,19 +168,6 @@ def test_batches_trim_padding_to_the_bucket():
   split = sva_data.encode_classification(ex, sva_data.Vocab.build([['w']]), max_length=40)
   assert split.batch(np.array([0]))['inputs'].shape == (1, 8)  # 5 tokens → one bucket of 8
   assert split.batch(np.array([0, 1]))['inputs'].shape == (2, 24)  # 22 tokens → 24
-
-
-def test_batch_order_groups_similar_lengths():
-  lengths = np.random.default_rng(0).integers(1, 50, size=1000)
-  order = training.BatchOrder(1000, 10, seed=0, stream=0, lengths=lengths)
-  epoch = np.concatenate([order.indices(i) for i in range(order.steps_per_epoch)])
-  assert sorted(epoch) == list(range(1000))  # still every example once per epoch
-  spread = np.mean([np.ptp(lengths[order.indices(i)]) for i in range(order.steps_per_epoch)])
-  plain = training.BatchOrder(1000, 10, seed=0, stream=0)
-  plain_spread = np.mean([np.ptp(lengths[plain.indices(i)]) for i in range(plain.steps_per_epoch)])
-  assert spread < plain_spread / 5
-  again = training.BatchOrder(1000, 10, seed=0, stream=0, lengths=lengths)
-  np.testing.assert_array_equal(again.indices(57), order.indices(57))  # a function of (seed, stream, step)
 
 
 def test_tfds_builder_from_local_tsv(tmp_path):

@@ -3,6 +3,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -10,11 +11,12 @@ import pytest
 from conftest import load_config
 from kd_jax import checkpoints
 from kd_jax import main
-from kd_jax import models
+from kd_jax.mnist import models
 from kd_jax import training
-from kd_jax.sva import config_base as sva_config_base
+from kd_jax.sva import configs as sva_configs
 from kd_jax.sva import data as sva_data
 from kd_jax.sva import experiment as sva_experiment
+from kd_jax.sva import report as sva_report
 
 SVA_DIR = os.environ.get('KD_JAX_SVA_DIR', '')
 SVA_CONFIGS = ['sva_lstm_to_transformer', 'sva_lstm_to_universal_transformer', 'sva_transformer_to_lstm',
@@ -104,13 +106,17 @@ def test_language_model_end_to_end(tmp_path):
 
 def test_every_sva_config_is_valid():
   for name in SVA_CONFIGS:
-    for variant in ('classify', 'lm', 'paper'):
+    for variant in ('classify', 'lm', 'paper', 'lm,paper'):
       config = load_config(name, variant)
       sva_experiment.check_config(config)
       assert config.task == 'sva'
   assert load_config('sva_lstm_to_transformer', 'lm').student.model == 'transformer_seq'
+  both = load_config('sva_lstm_to_transformer', 'paper,lm')  # variants compose, in a fixed order
+  assert both.to_dict() == load_config('sva_lstm_to_transformer', 'lm,paper').to_dict()
+  assert (both.objective, both.student.model, both.kd.alpha, both.teacher.num_epochs) == ('lm', 'transformer_seq',
+                                                                                          0.9, 40.0)
   with pytest.raises(ValueError, match="unknown config variant 'big'"):
-    sva_config_base.pair_config('lstm', 'transformer', 'big')
+    sva_configs.pair_config('lstm', 'transformer', 'big')
 
 
 @pytest.mark.parametrize('overrides, error, match', [
@@ -136,7 +142,8 @@ def test_missing_data_directory_says_how_to_fix_it(tmp_path, monkeypatch):
 def test_a_non_sva_checkpoint_is_refused_as_teacher(tmp_path):
   meta_free = tmp_path / 'mnist_like'
   mngr = checkpoints.manager(str(meta_free))
-  state = training.init_state(models.MLP(hidden_sizes=(4,)), optax.sgd(0.1), jax.random.PRNGKey(0))
+  state = training.init_state(models.MLP(hidden_sizes=(4,)), optax.sgd(0.1), jax.random.PRNGKey(0),
+                             jnp.zeros((1, 28, 28, 1)))
   checkpoints.save(mngr, state, {'model': 'mlp', 'model_kwargs': {}})
   mngr.close()
   with pytest.raises(ValueError, match='no vocabulary in its metadata; it is not an SVA teacher'):
@@ -163,6 +170,6 @@ def test_real_numpred_short_run(tmp_path):
 
 def test_lm_report_says_how_many_verbs_were_not_scored():
   results = {'runs': {'teacher': [{'seed': 0, 'test': {'unscored_oov_verbs': 18}}]}, 'num_test': {'test': 128}}
-  assert "not scored: {'test': 18} of {'test': 128}" in sva_experiment._unscored_note(results)
+  assert "not scored: {'test': 18} of {'test': 128}" in sva_report._unscored_note(results)
   results['runs']['teacher'][0]['test']['unscored_oov_verbs'] = 0
-  assert sva_experiment._unscored_note(results) == ''
+  assert sva_report._unscored_note(results) == ''

@@ -1,0 +1,77 @@
+"""Training batches as a pure function of (seed, stream, step), for one run or a stack of instances.
+
+Any dataset with ``len`` and ``batch(indices) -> dict`` works (an MNIST
+:class:`kd_jax.mnist.data.Split`, an SVA :class:`kd_jax.sva.data.SvaSplit`);
+one with a ``lengths`` attribute gets batches of similar sequence lengths.
+"""
+from typing import Dict
+
+from jax.sharding import PartitionSpec as P
+import numpy as np
+
+
+class BatchOrder:
+  """Batches as a pure function of (seed, stream, step): a fresh permutation every epoch, remainder dropped.
+
+  With ``lengths`` (sequence data), each epoch's permutation is cut into
+  chunks of ``SORT_CHUNK_BATCHES`` batches, each chunk is sorted by length and
+  cut into batches, and the batches are shuffled: batches hold sequences of
+  similar length, so little of each batch is padding.
+  """
+  SORT_CHUNK_BATCHES = 50
+
+  def __init__(self, num_examples: int, batch_size: int, seed: int, stream: int, lengths=None):
+    if num_examples < batch_size:
+      raise ValueError(f'batch size {batch_size} exceeds the {num_examples} training examples')
+    if lengths is not None and len(lengths) != num_examples:
+      raise ValueError(f'{len(lengths)} lengths for {num_examples} examples')
+    self.num_examples, self.batch_size, self.seed, self.stream = num_examples, batch_size, seed, stream
+    self.lengths = lengths
+    self.steps_per_epoch = num_examples // batch_size
+    self._epoch, self._perm = None, None
+
+  def indices(self, step: int) -> np.ndarray:
+    epoch, i = divmod(step, self.steps_per_epoch)
+    if epoch != self._epoch:
+      self._epoch = epoch
+      rng = np.random.default_rng([self.seed, self.stream, epoch])
+      self._perm = rng.permutation(self.num_examples)[:self.steps_per_epoch * self.batch_size]
+      if self.lengths is not None:
+        chunk = self.SORT_CHUNK_BATCHES * self.batch_size
+        self._perm = np.concatenate([part[np.argsort(self.lengths[part], kind='stable')]
+                                     for part in np.split(self._perm, range(chunk, len(self._perm), chunk))])
+        batches = self._perm.reshape(self.steps_per_epoch, self.batch_size)
+        self._perm = batches[rng.permutation(self.steps_per_epoch)].reshape(-1)
+    return self._perm[i * self.batch_size:(i + 1) * self.batch_size]
+
+
+class Batches:
+  """Training batches as a function of the step, for one run or a stack of instances.
+
+  ``orders`` holds one :class:`BatchOrder` per instance. With ``stacked``, each
+  array gets a leading instance axis ([N, B, ...], sharded on B); otherwise
+  there must be one order and batches are [B, ...]. ``teacher_logits`` (one
+  row per training example; [N, num_examples, C] when stacked) adds each
+  example's cached teacher logits to its batch.
+  """
+
+  def __init__(self, split, orders, stacked: bool = False, teacher_logits=None):
+    if not stacked and len(orders) != 1:
+      raise ValueError(f'an unstacked run has one batch order, got {len(orders)}')
+    self.split, self.orders, self.stacked, self.teacher_logits = split, list(orders), stacked, teacher_logits
+    self.steps_per_epoch = orders[0].steps_per_epoch
+    self.batch_size = orders[0].batch_size
+    self.examples_per_step = self.batch_size * len(self.orders)
+    self.partition_spec = P(None, 'data') if stacked else P('data')
+
+  def __call__(self, step: int) -> Dict[str, np.ndarray]:
+    per_instance = []
+    for k, order in enumerate(self.orders):
+      idx = order.indices(step)
+      batch = self.split.batch(idx)
+      if self.teacher_logits is not None:
+        batch['teacher_logits'] = (self.teacher_logits[k] if self.stacked else self.teacher_logits)[idx]
+      per_instance.append(batch)
+    if not self.stacked:
+      return per_instance[0]
+    return {key: np.stack([b[key] for b in per_instance]) for key in per_instance[0]}

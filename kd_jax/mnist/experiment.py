@@ -1,0 +1,94 @@
+"""The MNIST distillation job: train (or restore) a teacher, distil a student, evaluate both.
+
+``run(config, workdir)`` is what ``python -m kd_jax.main`` calls for
+``config.task='mnist'``. Layout of the workdir::
+
+  teacher/         Orbax checkpoints of the teacher (offline KD reads these)
+  student/         Orbax checkpoints of the student
+  metrics.jsonl    training metrics, one JSON object per logged step
+  tensorboard/     the same metrics as TensorBoard event files
+  results.json     accuracy and ECE of teacher and student on each test set
+  results.md       the same as a Markdown table
+"""
+import json
+import os
+import time
+from typing import Any, Dict, List, Sequence
+
+from absl import logging
+import jax
+import ml_collections
+
+from kd_jax import metrics as metrics_lib
+from kd_jax import sharding
+from kd_jax import trainer
+from kd_jax import training
+from kd_jax.mnist import data as data_lib
+from kd_jax.mnist import models
+from kd_jax.mnist import report
+
+
+def check_config(config: ml_collections.ConfigDict):
+  """Fails fast, before any data is loaded, on names and values the job cannot use."""
+  for phase in ('teacher', 'student'):
+    models.create_model(config[phase].model, **config[phase].model_kwargs)
+  trainer.check_kd_config(config, config.teacher.loss, config.student.loss)
+
+
+def load_data(config):
+  """MNIST per ``config.data``: (the MnistData, the training split, the test sets), sliced to num_train/num_test."""
+  data = data_lib.load_mnist(config.data.dir, config.data.translate_seed)
+  train = data.train.take(config.data.num_train) if config.data.num_train else data.train
+  test_sets = {k: (v.take(config.data.num_test) if config.data.num_test else v) for k, v in data.test.items()}
+  return data, train, test_sets
+
+
+def evaluate(model, instances: Sequence[Any], test_sets: Dict[str, data_lib.Split], mesh, config,
+             reliability: bool = False) -> List[Dict[str, Dict[str, Any]]]:
+  """Per instance (variables of ``model``) and test set: accuracy and ECE, with ``reliability`` its bins too."""
+  predict = training.make_predict_fn(model, mesh, config.eval.batch_size)
+  metric = metrics_lib.reliability_metrics if reliability else metrics_lib.classification_metrics
+  return [{name: metric(predict(variables, split.images), split.labels, config.eval.ece_bins)
+           for name, split in test_sets.items()} for variables in instances]
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  """Runs the whole job and returns what it writes to ``results.json``."""
+  check_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  t_start = time.perf_counter()
+  data, train, test_sets = load_data(config)
+  mesh = sharding.data_mesh()
+  logging.info('Devices: %d × %s; train %d examples, test %d per set', mesh.size, jax.devices()[0].platform,
+               len(train), len(test_sets['mnist']))
+  teacher = models.create_model(config.teacher.model, **config.teacher.model_kwargs)
+  student = models.create_model(config.student.model, **config.student.model_kwargs)
+  writer = trainer.MetricWriter(workdir)
+  timing = {}
+  try:
+    t0 = time.perf_counter()
+    # The student always distils from the teacher's checkpoint: the job is offline KD end to end.
+    teacher_variables, teacher_dir, _ = trainer.teacher_for_seed(
+        config.teacher, config, teacher, train, mesh, os.path.join(workdir, 'teacher'), writer, seed=config.seed)
+    timing['teacher_seconds'] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    distil = trainer.uses_teacher(config.student)
+    student_state = trainer.train_model('student', config.student, config, student, train, mesh,
+                                        os.path.join(workdir, 'student'), writer, seeds=[config.seed],
+                                        stream=trainer.STUDENT_STREAM, teacher=teacher if distil else None,
+                                        teacher_variables=teacher_variables if distil else None)
+    timing['student_seconds'] = time.perf_counter() - t0
+  finally:
+    writer.close()
+
+  t0 = time.perf_counter()
+  results = {'teacher': evaluate(teacher, [teacher_variables], test_sets, mesh, config)[0],
+             'student': evaluate(student, [student_state.variables], test_sets, mesh, config)[0]}
+  timing['eval_seconds'] = time.perf_counter() - t0
+  timing['total_seconds'] = time.perf_counter() - t_start
+  results.update(data_source=data.source, demo_sample=data.demo_sample, teacher_checkpoint=os.path.abspath(teacher_dir),
+                 num_train=len(train), num_test=len(test_sets['mnist']), num_devices=mesh.size,
+                 timing=timing, config=json.loads(config.to_json()))
+  report.write_results(results, workdir, {'teacher': config.teacher.model, 'student': config.student.model})
+  return results

@@ -1,0 +1,234 @@
+"""The paper's MNIST grid: independent models and teacher→student pairs, several seeds each, one report.
+
+Run by ``python -m kd_jax.grid --config=configs/mnist_grid.py --workdir=...``.
+
+Seeds run in parallel: the N instances of a setup are one jitted program,
+``jax.vmap``-ed over the stacked train states, each instance with its own init,
+dropout keys and data order; instance k equals the single run of
+``kd_jax.main`` with seed ``config.seed + k``. Each student instance distils
+from its own teacher instance. The independent CNN/MLP rows are the teachers
+themselves (trained on gold labels), as in the paper.
+
+Modes: ``offline`` (teachers trained first — or restored from
+``config.models.<name>.checkpoint``, '{seed}' replaced by each seed — then
+students from the saved teachers; optionally from teacher logits cached once
+over the training set) and ``online`` (teacher and student trained together,
+the student on the teacher's current logits). The reported checkpoint is the
+final one, not the best: there is no model selection on the test sets.
+
+Writes ``grid.json`` (every instance's numbers), ``grid.md`` (mean ± std and
+n), ``accuracy.png`` (grouped bars with error bars) and ``reliability.png``.
+"""
+import json
+import os
+import time
+from typing import Any, Dict, Tuple
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from kd_jax import checkpoints
+from kd_jax import input_pipeline
+from kd_jax import losses
+from kd_jax import sharding
+from kd_jax import trainer
+from kd_jax import training
+from kd_jax.mnist import data as data_lib
+from kd_jax.mnist import experiment
+from kd_jax.mnist import models
+from kd_jax.mnist import report
+
+MODES = ('offline', 'online')
+
+
+def parse_setup(setup: str) -> Tuple[str, str]:
+  """'cnn' -> ('cnn', ''), an independent model; 'cnn_to_mlp' -> ('cnn', 'mlp')."""
+  teacher, _, student = setup.partition('_to_')
+  for name in (teacher, student):
+    if name and name not in models.MODELS:
+      raise ValueError(f'unknown model {name!r} in grid setup {setup!r}; models: {sorted(models.MODELS)}')
+  return teacher, student
+
+
+def setup_title(setup: str) -> str:
+  teacher, student = parse_setup(setup)
+  return f'{models.title(teacher)}→{models.title(student)}' if student else models.title(teacher)
+
+
+def check_grid_config(config):
+  if config.mode not in MODES:
+    raise ValueError(f'unknown grid mode {config.mode!r} (config.mode); choose one of {MODES}')
+  if config.num_seeds < 1:
+    raise ValueError(f'config.num_seeds must be ≥ 1, got {config.num_seeds}')
+  vmap_seeds(config)
+  for setup in config.setups:
+    for name in filter(None, parse_setup(setup)):
+      if name not in config.models:
+        raise ValueError(f'grid setup {setup!r} needs training settings config.models.{name}')
+  trainer.check_kd_config(config)
+
+
+def role_config(config, model: str, loss: str) -> ml_collections.ConfigDict:
+  """The training settings of ``model`` as a teacher/independent model, or as a student (``loss='distillation'``)."""
+  cfg = ml_collections.ConfigDict(config.models[model].to_dict())
+  cfg.model, cfg.loss = model, loss
+  if loss == 'distillation':
+    cfg.update(config.get('student_overrides', {}))
+  return cfg
+
+
+def teacher_logits_on(model, stacked_variables, images: np.ndarray, mesh, config) -> np.ndarray:
+  """Each teacher instance's eval-mode logits on ``images``: [N, len(images), C]."""
+  predict = training.make_predict_fn(model, mesh, config.eval.batch_size)
+  return np.stack([predict(trainer.instance(stacked_variables, k), images) for k in range(config.num_seeds)])
+
+
+def vmap_seeds(config) -> bool:
+  """``config.seed_parallelism``: 'vmap', 'sequential', or 'auto' (vmap except on CPU).
+
+  XLA:CPU runs a vmapped CNN — a grouped convolution over instances — several
+  times slower than the instances one after another (benchmarks/vmap_seeds.py),
+  so 'auto' runs seeds sequentially there; the numbers are the same either way.
+  """
+  if config.seed_parallelism not in ('auto', 'vmap', 'sequential'):
+    raise ValueError(f'unknown config.seed_parallelism {config.seed_parallelism!r}; use auto, vmap or sequential')
+  if config.seed_parallelism == 'auto':
+    return jax.devices()[0].platform != 'cpu'
+  return config.seed_parallelism == 'vmap'
+
+
+def train_instances(name: str, cfg, config, model, train, mesh, directory: str, writer, seeds, stream: int, *,
+                    teacher=None, teacher_variables=None, teacher_logits=None):
+  """One instance per seed, vmapped or in sequence; returns the instances' variables stacked on axis 0."""
+  common = dict(seeds=seeds, stream=stream, teacher=teacher)
+  if vmap_seeds(config):
+    return trainer.train_model(name, cfg, config, model, train, mesh, directory, writer, stacked=True,
+                               teacher_variables=teacher_variables, teacher_logits=teacher_logits,
+                               **common).variables
+  variables = []
+  for k, seed in enumerate(seeds):
+    common['seeds'] = [seed]
+    variables.append(trainer.train_model(
+        f'{name}_seed_{seed}', cfg, config, model, train, mesh, os.path.join(directory, f'seed_{seed}'), writer,
+        teacher_variables=None if teacher_variables is None else trainer.instance(teacher_variables, k),
+        teacher_logits=None if teacher_logits is None else teacher_logits[k], **common).variables)
+  return trainer.stack(variables)
+
+
+def train_online_pair(setup: str, config, train: data_lib.Split, mesh, workdir: str, writer, seeds):
+  """Teacher and student trained together, one instance per seed; returns the students' stacked variables."""
+  teacher_name, student_name = parse_setup(setup)
+  teacher_cfg, student_cfg = (role_config(config, teacher_name, 'cross_entropy'),
+                              role_config(config, student_name, 'distillation'))
+  if teacher_cfg.batch_size != student_cfg.batch_size:
+    raise ValueError(f'online KD trains {setup} on shared batches: config.models.{teacher_name}.batch_size and '
+                     f'config.models.{student_name}.batch_size must be equal')
+  sharding.check_batch_size(student_cfg.batch_size, mesh, f'the batch size of {setup}')
+  teacher, student = (models.create_model(teacher_name, **teacher_cfg.model_kwargs),
+                      models.create_model(student_name, **student_cfg.model_kwargs))
+  stacked = vmap_seeds(config)
+  example = trainer.example_input(train)
+
+  def train_online(run_seeds):
+    orders = [input_pipeline.BatchOrder(len(train), student_cfg.batch_size, seed, trainer.STUDENT_STREAM)
+              for seed in run_seeds]
+    batches = input_pipeline.Batches(train, orders, stacked=stacked)
+    num_steps = max(1, int(round(max(teacher_cfg.num_epochs, student_cfg.num_epochs) * batches.steps_per_epoch)))
+    teacher_tx, student_tx = (training.make_optimizer(teacher_cfg, num_steps),
+                              training.make_optimizer(student_cfg, num_steps))
+    step = training.make_online_step(
+        training.make_train_step(teacher, teacher_tx, losses.get_loss(teacher_cfg.loss, config.kd),
+                                 output_logits=True),
+        training.make_train_step(student, student_tx, losses.get_loss(student_cfg.loss, config.kd)))
+    state = (trainer.init_instances(teacher, teacher_tx, run_seeds, trainer.TEACHER_STREAM, stacked, example),
+             trainer.init_instances(student, student_tx, run_seeds, trainer.STUDENT_STREAM, stacked, example))
+    step_fn = sharding.jit_data_parallel(jax.vmap(step, in_axes=(0, 0, None)) if stacked else step, mesh,
+                                         batches.partition_spec)
+    name = f'{setup}_online' + ('' if stacked else f'_seed_{run_seeds[0]}')
+    state = training.fit(name, step_fn, state, batches, num_steps=num_steps, mesh=mesh,
+                         log_every=config.log_every_steps, writer=writer)
+    mngr = checkpoints.manager(os.path.join(workdir, f'{setup}_online', '_'.join(map(str, run_seeds))))
+    checkpoints.save(mngr, state[1], {'model': student_name, 'model_kwargs': student_cfg.model_kwargs.to_dict(),
+                                      'phase': name, 'num_steps': num_steps, 'seeds': list(run_seeds),
+                                      'stacked': stacked})
+    mngr.close()
+    return state[1].variables
+
+  if stacked:
+    return train_online(seeds)
+  return trainer.stack([train_online([seed]) for seed in seeds])
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  """Trains and evaluates every setup of ``config.setups``; writes and returns the report."""
+  check_grid_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  t_start = time.perf_counter()
+  data, train, test_sets = experiment.load_data(config)
+  mesh = sharding.data_mesh()
+  seeds = [config.seed + k for k in range(config.num_seeds)]
+  logging.info('Grid: %s, %s KD, seeds %s (%s), %d device(s)', list(config.setups), config.mode, seeds,
+               'vmapped' if vmap_seeds(config) else 'one after another', mesh.size)
+  writer = trainer.MetricWriter(workdir)
+  rows, timing, teachers = {}, {}, {}
+
+  def get_teacher(name):  # trained (or restored) once per model, shared by its independent row and its students
+    if name not in teachers:
+      t0 = time.perf_counter()
+      cfg = role_config(config, name, 'cross_entropy')
+      model = models.create_model(name, **cfg.model_kwargs)
+      if cfg.checkpoint:  # offline KD from saved teachers, one per seed
+        variables = trainer.stack([trainer.teacher_for_seed(cfg, config, model, train, mesh, '', writer,
+                                                            seed=seed)[0] for seed in seeds])
+      else:
+        variables = train_instances(name, cfg, config, model, train, mesh, os.path.join(workdir, name), writer,
+                                    seeds, trainer.TEACHER_STREAM)
+      teachers[name] = (model, variables)
+      timing[name] = time.perf_counter() - t0
+    return teachers[name]
+
+  try:
+    for setup in config.setups:
+      teacher_name, student_name = parse_setup(setup)
+      if not student_name:
+        model, variables = get_teacher(teacher_name)
+      else:
+        student = models.create_model(student_name, **config.models[student_name].model_kwargs)
+        t0 = time.perf_counter()
+        if config.mode == 'online':
+          variables = train_online_pair(setup, config, train, mesh, workdir, writer, seeds)
+        else:
+          teacher, teacher_variables = get_teacher(teacher_name)
+          t0 = time.perf_counter()
+          cached = (teacher_logits_on(teacher, teacher_variables, train.images, mesh, config)
+                    if config.cache_teacher_logits else None)
+          variables = train_instances(
+              setup, role_config(config, student_name, 'distillation'), config, student, train, mesh,
+              os.path.join(workdir, setup), writer, seeds, trainer.STUDENT_STREAM,
+              teacher=None if config.cache_teacher_logits else teacher,
+              teacher_variables=None if config.cache_teacher_logits else teacher_variables,
+              teacher_logits=cached)
+        timing[setup] = time.perf_counter() - t0
+        model = student
+      rows[setup] = experiment.evaluate(model, [trainer.instance(variables, k) for k in range(config.num_seeds)],
+                                        test_sets, mesh, config, reliability=True)
+      logging.info('%s: %s', setup, report.format_row(rows[setup]))
+  finally:
+    writer.close()
+
+  grid_report = {
+      'setups': {setup: {'title': setup_title(setup), 'instances': rows[setup],
+                         'summary': report.summarise(rows[setup]),
+                         'seconds': timing.get(setup, timing.get(parse_setup(setup)[0]))}
+                 for setup in config.setups},
+      'seeds': seeds, 'vmapped': vmap_seeds(config), 'mode': config.mode,
+      'cache_teacher_logits': bool(config.cache_teacher_logits),
+      'checkpoint_rule': 'final checkpoint of each run (no early stopping or best-of selection)',
+      'data_source': data.source, 'demo_sample': data.demo_sample, 'num_train': len(train),
+      'num_test': len(test_sets['mnist']), 'num_devices': mesh.size, 'device': jax.devices()[0].device_kind,
+      'total_seconds': time.perf_counter() - t_start, 'config': json.loads(config.to_json()),
+  }
+  report.write_grid_report(grid_report, workdir)
+  return grid_report

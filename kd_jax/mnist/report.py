@@ -1,0 +1,131 @@
+"""MNIST reports: the single job's table, and the seed grid's table, summary and plots."""
+import os
+from typing import Any, Dict, List
+
+import numpy as np
+
+from kd_jax import reports
+from kd_jax.mnist.data import TEST_SETS
+
+TEST_SET_TITLES = {'mnist': 'MNIST', 'mnist_scale': 'MNIST-Scaled', 'mnist_translate': 'MNIST-Translated'}
+DEMO_WARNING = '**DEMO SAMPLE ONLY — not full MNIST; not comparable to the paper.**\n\n'
+
+
+# ----------------------------------------------------------------------------- the single job
+
+def results_table(results: Dict[str, Any], model_names: Dict[str, str]) -> str:
+  header = '| model | ' + ' | '.join(f'{TEST_SET_TITLES[t]} acc | {TEST_SET_TITLES[t]} ECE' for t in TEST_SETS) + ' |'
+  lines = [header, '|---' * (1 + 2 * len(TEST_SETS)) + '|']
+  for role in ('teacher', 'student'):
+    cells = ' | '.join(f'{100 * results[role][t]["accuracy"]:.2f}% | {results[role][t]["ece"]:.4f}'
+                       for t in TEST_SETS)
+    lines.append(f'| {role} ({model_names[role]}) | {cells} |')
+  return '\n'.join(lines)
+
+
+def write_results(results, workdir: str, model_names: Dict[str, str]):
+  warning = DEMO_WARNING if results['demo_sample'] else ''
+  text = (f'# kd_jax results\n\n{warning}Data: {results["data_source"]}\n\n'
+          f'Train examples: {results["num_train"]}; test examples per set: {results["num_test"]}; '
+          f'final checkpoints (not best); ECE with {results["config"]["eval"]["ece_bins"]} equal-width bins.\n\n'
+          f'{results_table(results, model_names)}\n\n'
+          f'Wall time: {results["timing"]["total_seconds"]:.0f} s on {results["num_devices"]} device(s).\n')
+  reports.write(workdir, 'results', results, text)
+
+
+# ----------------------------------------------------------------------------- the seed grid
+
+def summarise(instances: List[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, float]]]:
+  """Mean, sample standard deviation and n over instances, per test set and metric."""
+  return {test_set: {metric: reports.summary_stats([inst[test_set][metric] for inst in instances])
+                     for metric in ('accuracy', 'ece')}
+          for test_set in TEST_SETS}
+
+
+def format_row(instances) -> str:
+  summary = summarise(instances)
+  return ', '.join(f'{TEST_SET_TITLES[t]} {100 * summary[t]["accuracy"]["mean"]:.2f}%' for t in TEST_SETS)
+
+
+def grid_table(report) -> str:
+  lines = ['| setup | n | ' + ' | '.join(f'{TEST_SET_TITLES[t]} acc (%) | {TEST_SET_TITLES[t]} ECE' for t in TEST_SETS)
+           + ' |', '|---|---' + '|---' * (2 * len(TEST_SETS)) + '|']
+  for setup in report['setups'].values():
+    s = setup['summary']
+    cells = ' | '.join(f'{reports.mean_std_cell(s[t]["accuracy"])} | {reports.mean_std_cell(s[t]["ece"], 1.0, 4)}'
+                       for t in TEST_SETS)
+    lines.append(f'| {setup["title"]} | {s["mnist"]["accuracy"]["n"]} | {cells} |')
+  return '\n'.join(lines)
+
+
+def write_grid_report(report, workdir: str):
+  plot_accuracy(report, os.path.join(workdir, 'accuracy.png'))
+  plot_reliability(report, os.path.join(workdir, 'reliability.png'))
+  warning = DEMO_WARNING if report['demo_sample'] else ''
+  logits = 'cached once per teacher instance' if report['cache_teacher_logits'] else 'computed in the step'
+  seconds = ', '.join(f'{s["title"]} {s["seconds"]:.0f} s' for s in report['setups'].values() if s['seconds'])
+  text = (f'# kd_jax MNIST grid\n\n{warning}Data: {report["data_source"]}\n\n'
+          f'{report["mode"]} KD; seeds {report["seeds"]} (n = {len(report["seeds"])} per setup, '
+          f'{"vmapped" if report["vmapped"] else "run one after another"}); '
+          f'teacher logits {logits if report["mode"] == "offline" else "from the co-trained teacher"}; '
+          f'{report["num_train"]} train examples, {report["num_test"]} test examples per set. '
+          f'Cells: mean ± sample std (ddof = 1) over instances. Checkpoint rule: {report["checkpoint_rule"]}. '
+          f'ECE: {report["config"]["eval"]["ece_bins"]} equal-width bins.\n\n{grid_table(report)}\n\n'
+          f'![accuracy](accuracy.png)\n\n![reliability](reliability.png)\n\n'
+          f'Wall time: {report["total_seconds"]:.0f} s on {report["num_devices"]} × {report["device"]} '
+          f'({seconds}).\n')
+  reports.write(workdir, 'grid', report, text, json_indent=1)
+
+
+def plot_accuracy(report, path: str):
+  plt = reports.pyplot()
+  setups = list(report['setups'].values())
+  x = np.arange(len(TEST_SETS))
+  width = 0.8 / len(setups)
+  fig, ax = plt.subplots(figsize=(9, 4.5))
+  for i, setup in enumerate(setups):
+    s = setup['summary']
+    ax.bar(x + (i - (len(setups) - 1) / 2) * width, [100 * s[t]['accuracy']['mean'] for t in TEST_SETS],
+           width, yerr=[100 * s[t]['accuracy']['std'] for t in TEST_SETS], capsize=3, label=setup['title'])
+  ax.set_xticks(x, [TEST_SET_TITLES[t] for t in TEST_SETS])
+  ax.set_ylabel('accuracy (%)')
+  ax.set_ylim(0, 100)
+  ax.set_title(f'Accuracy, mean ± std over {len(report["seeds"])} seeds ({report["mode"]} KD)')
+  ax.legend(ncol=len(setups), fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.08))
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_reliability(report, path: str):
+  """Reliability diagrams of the CNN, the MLP and CNN→MLP (those present), bins pooled over instances."""
+  plt = reports.pyplot()
+  shown = [s for s in ('cnn', 'mlp', 'cnn_to_mlp') if s in report['setups']] or list(report['setups'])[:3]
+  fig, axes = plt.subplots(len(TEST_SETS), len(shown), figsize=(3.2 * len(shown), 9), squeeze=False)
+  for col, setup in enumerate(shown):
+    for row, test_set in enumerate(TEST_SETS):
+      bins = [inst[test_set]['reliability'] for inst in report['setups'][setup]['instances']]
+      count = np.sum([b['count'] for b in bins], axis=0)
+      safe = np.maximum(count, 1)
+      accuracy = np.sum([np.array(b['accuracy']) * b['count'] for b in bins], axis=0) / safe
+      confidence = np.sum([np.array(b['confidence']) * b['count'] for b in bins], axis=0) / safe
+      edges = np.linspace(0, 1, len(count) + 1)
+      ax = axes[row, col]
+      filled = count > 0
+      ax.bar(edges[:-1], np.where(filled, accuracy, 0), width=np.diff(edges), align='edge',
+             edgecolor='black', linewidth=0.5, label='accuracy')
+      ax.bar(edges[:-1], np.where(filled, np.abs(confidence - accuracy), 0), bottom=np.minimum(accuracy, confidence),
+             width=np.diff(edges), align='edge', color='red', alpha=0.3, label='gap to mean confidence')
+      ax.plot([0, 1], [0, 1], 'k--', linewidth=0.8)
+      ece = report['setups'][setup]['summary'][test_set]['ece']['mean']
+      ax.set_title(f'{report["setups"][setup]["title"]} · {TEST_SET_TITLES[test_set]}\nECE {ece:.3f}', fontsize=9)
+      ax.set_xlim(0, 1)
+      ax.set_ylim(0, 1)
+      if row == len(TEST_SETS) - 1:
+        ax.set_xlabel('confidence')
+      if col == 0:
+        ax.set_ylabel('accuracy')
+  axes[0, 0].legend(fontsize=7, loc='upper left')
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

@@ -1,0 +1,37 @@
+"""What every job's report shares: summaries over seeds, the written files, the plotting set-up."""
+import json
+import os
+from typing import Any, Dict, Sequence
+
+import numpy as np
+
+from kd_jax import metrics
+
+
+def summary_stats(values: Sequence[float]) -> Dict[str, float]:
+  """Mean, sample standard deviation (ddof 1; 0 for one value) and n."""
+  return {'mean': float(np.mean(values)), 'std': float(metrics.sample_std(values)), 'n': len(values)}
+
+
+def mean_std_cell(stats, scale: float = 100.0, digits: int = 2) -> str:
+  """'mean ± std' of :func:`summary_stats` output, times ``scale``; '–' for none."""
+  if stats is None:
+    return '–'
+  return f'{scale * stats["mean"]:.{digits}f} ± {scale * stats["std"]:.{digits}f}'
+
+
+def write(workdir: str, stem: str, data: Dict[str, Any], markdown: str, json_indent: int = 2):
+  """Writes ``stem.json`` and ``stem.md`` to ``workdir`` and prints the Markdown."""
+  with open(os.path.join(workdir, f'{stem}.json'), 'w') as f:
+    json.dump(data, f, indent=json_indent)
+  with open(os.path.join(workdir, f'{stem}.md'), 'w') as f:
+    f.write(markdown)
+  print(markdown, flush=True)
+
+
+def pyplot():
+  """matplotlib.pyplot on the file-only Agg backend (jobs run headless)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt

@@ -1,0 +1,138 @@
+"""SVA reports: mean ± std tables per metric and test set, accuracy by number of attractors, its plot."""
+import os
+from typing import Any, Dict
+
+import numpy as np
+
+from kd_jax import metrics as metrics_lib
+from kd_jax import reports
+
+SYNTHETIC_WARNING = '**SYNTHETIC GRAMMAR DEMO — not the Linzen data; not comparable to the paper.**\n\n'
+
+
+def _flatten(result: Dict[str, Any]) -> Dict[str, float]:
+  """Scalar metrics of one run as 'test_set/metric' (nested dicts as 'test_set/metric/key')."""
+  flat = {}
+  for name, metrics in result.items():
+    if not isinstance(metrics, dict):
+      continue
+    for key, value in metrics.items():
+      if key.endswith('counts'):
+        continue
+      if isinstance(value, dict):
+        flat.update({f'{name}/{key}/{k}': v for k, v in value.items()})
+      elif isinstance(value, (int, float)) and key != 'count':
+        flat[f'{name}/{key}'] = value
+  return flat
+
+
+def summarise(runs: Dict[str, list]) -> Dict[str, Dict[str, Dict[str, float]]]:
+  """Per role and metric: mean, sample std (ddof 1; 0 for one run) and n."""
+  summary = {}
+  for role, role_runs in runs.items():
+    flats = [_flatten(r) for r in role_runs]
+    summary[role] = {key: reports.summary_stats([f[key] for f in flats]) for key in flats[0]}
+  return summary
+
+
+def _role_title(results, role) -> str:
+  models = results['models']
+  return {'teacher': f'{models["teacher"]} (teacher)', 'independent': f'{models["student"]} (no KD)',
+          'student': f'{models["teacher"]} → {models["student"]}'}[role]
+
+
+def results_table(results) -> str:
+  """Markdown tables: accuracy, ECE (and perplexity) per test set, then accuracy per number of attractors."""
+  summary, test_names = results['summary'], list(results['num_test'])
+  metrics = [('Accuracy (%)', 'accuracy', 100.0, 2), ('ECE', 'ece', 1.0, 4)]
+  if results['objective'] == 'lm':
+    metrics.append(('Perplexity', 'perplexity', 1.0, 1))
+  metrics.append(('Accuracy (%), macro mean over subject–verb distances 1–16', 'macro_distance_accuracy', 100.0, 2))
+  lines = []
+  for title, key, scale, digits in metrics:
+    if not any(k.endswith('/' + key) for stats in summary.values() for k in stats):
+      continue  # e.g. distances: only some formats give them
+    lines += [f'{title}:', '', '| model | ' + ' | '.join(test_names) + ' |', '|---' * (len(test_names) + 1) + '|']
+    for role, stats in summary.items():
+      lines.append(f'| {_role_title(results, role)} | ' +
+                   ' | '.join(reports.mean_std_cell(stats.get(f'{t}/{key}'), scale, digits) for t in test_names) + ' |')
+    lines.append('')
+  counts = attractor_counts(results)
+  if counts:
+    lines += ['Accuracy (%) by number of attractors (all test sets pooled), its macro mean and the micro accuracy over them:', '',
+              '| model | ' + ' | '.join(str(k) for k in counts) + ' | macro | micro |',
+              '|---' * (len(counts) + 3) + '|']
+    for role in summary:
+      per_seed, num = attractor_accuracy(results, role, counts)
+      cells = [_mean_std_cell(per_seed[:, j]) for j in range(len(counts))]
+      cells += [_mean_std_cell(per_seed.mean(1)), _mean_std_cell(per_seed @ num / num.sum())]
+      lines.append(f'| {_role_title(results, role)} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines).rstrip()
+
+
+def _mean_std_cell(values) -> str:
+  return reports.mean_std_cell(reports.summary_stats(values))
+
+
+def attractor_counts(results):
+  keys = {k.split('/')[-1] for stats in results['summary'].values() for k in stats if '/accuracy_by_attractors/' in k}
+  return sorted(int(k) for k in keys)
+
+
+def attractor_accuracy(results, role, counts):
+  """([seeds, counts] accuracy at each attractor count, [counts] examples), pooling every test set's examples."""
+  per_seed = []
+  for run in results['runs'][role]:
+    row, num = [], []
+    for k in counts:
+      hits = [(r['accuracy_by_attractors'][str(k)], int(r['attractor_counts'][str(k)])) for r in run.values()
+              if isinstance(r, dict) and str(k) in r.get('accuracy_by_attractors', {})]
+      num.append(sum(n for _, n in hits))
+      row.append(sum(a * n for a, n in hits) / max(num[-1], 1))
+    per_seed.append(row)
+  return np.asarray(per_seed), np.asarray(num, np.float64)
+
+
+def write_report(results, workdir: str):
+  if attractor_counts(results):
+    plot_attractors(results, os.path.join(workdir, 'accuracy_by_attractors.png'))
+  warning = SYNTHETIC_WARNING if results['synthetic'] else ''
+  seeds = max(len(r) for r in results['runs'].values())
+  text = (f'# kd_jax SVA results ({results["objective"]})\n\n{warning}Data: {results["data_source"]}\n\n'
+          f'Train examples: {results["num_train"]}; test examples: {results["num_test"]}; vocabulary '
+          f'{results["vocab_size"]} words. Mean ± sample std over {seeds} seed(s); final checkpoints; '
+          f'ECE with {results["config"]["eval"]["ece_bins"]} equal-width bins'
+          + ('; perplexity = exp(mean NLL per target word, end token included)' if results['objective'] == 'lm'
+             else '') + '.\n\n' + _unscored_note(results) + results_table(results) +
+          f'\n\nWall time: {results["timing"]["total_seconds"]:.0f} s on {results["num_devices"]} device(s).\n')
+  reports.write(workdir, 'results', results, text)
+
+
+def _unscored_note(results) -> str:
+  """LM reports: how many agreement verbs per test set fell outside the vocabulary and were not scored."""
+  first_run = next(iter(results['runs'].values()))[0]
+  unscored = {k: v['unscored_oov_verbs'] for k, v in first_run.items()
+              if isinstance(v, dict) and 'unscored_oov_verbs' in v}
+  if not any(unscored.values()):
+    return ''
+  return (f'Verb pairs with a form outside the vocabulary are not scored: {unscored} of '
+          f'{results["num_test"]} test sentences.\n\n')
+
+
+def plot_attractors(results, path: str):
+  plt = reports.pyplot()
+  counts = attractor_counts(results)
+  fig, ax = plt.subplots(figsize=(5.5, 4))
+  for role in results['runs']:
+    per_seed, _ = attractor_accuracy(results, role, counts)
+    ax.errorbar(counts, 100 * per_seed.mean(0), yerr=100 * metrics_lib.sample_std(per_seed, axis=0), marker='o', capsize=3,
+                label=_role_title(results, role))
+  ax.set_xlabel('number of attractors')
+  ax.set_ylabel('agreement accuracy (%)')
+  ax.set_xticks(counts)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  ax.set_title('Subject–verb agreement' + (' (SYNTHETIC DEMO)' if results['synthetic'] else ''))
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

@@ -1,0 +1,194 @@
+"""The shared trainer: what every job (MNIST, its seed grid, SVA) does with a model, knowing no task.
+
+* :func:`check_kd_config` validates the KD settings of a teacher → student job;
+* :func:`train_model` trains one run or a vmapped stack of seeds, resuming from
+  its checkpoints;
+* :func:`teacher_for_seed` gives the teacher of one seed for KD: restored from
+  ``teacher.checkpoint`` (offline KD; ``'{seed}'`` in the path is replaced by
+  the seed) or trained first, and in both cases read back from its checkpoint;
+* :class:`MetricWriter` logs training metrics to JSONL and TensorBoard.
+
+Random streams: the initial state of seed ``s`` in a phase is
+``init_state(fold_in(PRNGKey(s), stream))`` and its data order is a function of
+(s, stream, epoch), with one stream for teachers and one for students, so a
+student instance in the grid equals the single job's student of the same seed.
+"""
+import json
+import os
+from typing import Any, Dict, Optional, Sequence
+
+from absl import logging
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from kd_jax import checkpoints
+from kd_jax import input_pipeline
+from kd_jax import losses
+from kd_jax import sharding
+from kd_jax import training
+
+TEACHER_STREAM, STUDENT_STREAM = 0, 1
+TEACHER_MODES = ('eval', 'train')
+
+
+class MetricWriter:
+  """Training metrics to ``metrics.jsonl`` and TensorBoard event files."""
+
+  def __init__(self, workdir: str):
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+    self._tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+  def write(self, phase: str, step: int, scalars: Dict[str, float]):
+    self._jsonl.write(json.dumps({'phase': phase, 'step': step, **scalars}) + '\n')
+    self._jsonl.flush()
+    for name, value in scalars.items():
+      self._tensorboard.add_scalar(f'{phase}/{name}', value, step)
+
+  def close(self):
+    self._jsonl.close()
+    self._tensorboard.close()
+
+
+# ----------------------------------------------------------------------------- KD settings
+
+def teacher_mode(config) -> str:
+  return config.kd.get('teacher_mode', 'eval')
+
+
+def check_kd_config(config, teacher_loss: str = 'cross_entropy', student_loss: str = 'distillation'):
+  """Fails fast, before any data is read, on loss names, ``config.kd`` values and teacher settings."""
+  if losses.loss_spec(teacher_loss).uses_teacher:
+    raise ValueError(f'the teacher trains on gold labels: config.teacher.loss must be cross_entropy, '
+                     f'got {teacher_loss!r}')
+  for name in (teacher_loss, student_loss):
+    losses.get_loss(name, config.kd)
+  if teacher_mode(config) not in TEACHER_MODES:
+    raise ValueError(f'unknown config.kd.teacher_mode {teacher_mode(config)!r}; choose one of {TEACHER_MODES}')
+  if config.get('cache_teacher_logits', False) and teacher_mode(config) == 'train':
+    raise ValueError('config.cache_teacher_logits needs a deterministic teacher: cached logits are eval-mode '
+                     "logits, so set cache_teacher_logits=False for config.kd.teacher_mode='train'")
+
+
+def uses_teacher(cfg) -> bool:
+  """Whether the phase with settings ``cfg`` trains on teacher logits."""
+  return losses.loss_spec(cfg.loss).uses_teacher
+
+
+# ----------------------------------------------------------------------------- training
+
+def example_input(split):
+  """One training input (a batch of one): fixes a model's parameter shapes."""
+  return split.batch(np.arange(1))['inputs']
+
+
+def init_instances(model, tx, seeds: Sequence[int], stream: int, stacked: bool, example):
+  """The initial state of seed ``s`` is init_state(fold_in(PRNGKey(s), stream)); stacked: one per seed, vmapped."""
+  keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), stream) for s in seeds])
+  if stacked:
+    return jax.vmap(lambda key: training.init_state(model, tx, key, example))(keys)
+  return training.init_state(model, tx, keys[0], example)
+
+
+def train_model(name: str, cfg, config, model, train, mesh, directory: str, writer: Optional[MetricWriter], *,
+                seeds: Sequence[int], stream: int, stacked: bool = False, teacher: Optional[nn.Module] = None,
+                teacher_variables=None, teacher_logits=None, extra_meta: Optional[Dict[str, Any]] = None):
+  """Trains ``model`` with the settings ``cfg``, resuming from the checkpoints in ``directory`` if any.
+
+  One run (``seeds=[s]``), or with ``stacked`` one vmapped instance per seed,
+  each with its own init, dropout keys and data order, and each paired with its
+  own teacher instance (``teacher_variables`` / ``teacher_logits`` stacked on
+  the leading axis). Instance k equals the single run with seed ``seeds[k]``.
+  ``train`` is any split with ``len`` and ``batch(indices)``; ``extra_meta`` is
+  saved with each checkpoint's metadata (e.g. a vocabulary).
+  """
+  sharding.check_batch_size(cfg.batch_size, mesh, f'the batch size of {name}')
+  orders = [input_pipeline.BatchOrder(len(train), cfg.batch_size, seed, stream, getattr(train, 'lengths', None))
+            for seed in seeds]
+  batches = input_pipeline.Batches(train, orders, stacked, teacher_logits)
+  num_steps = max(1, int(round(cfg.num_epochs * batches.steps_per_epoch)))
+  tx = training.make_optimizer(cfg, num_steps)
+  state = init_instances(model, tx, seeds, stream, stacked, example_input(train))
+  meta = {'model': cfg.model, 'model_kwargs': cfg.model_kwargs.to_dict(), 'phase': name, 'num_steps': num_steps,
+          'seeds': list(seeds), 'stacked': stacked, **(extra_meta or {})}
+  mngr = checkpoints.manager(directory)
+  try:
+    restored, saved_meta = checkpoints.restore_latest(mngr, jax.eval_shape(lambda: state))
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f'{mngr.directory} holds a checkpoint that does not fit the settings of {name}; '
+                     f'use a fresh --workdir: {e}') from e
+  if restored is not None:
+    if saved_meta.get('num_steps') != num_steps:
+      raise ValueError(f'{mngr.directory} is a run of {saved_meta.get("num_steps")} steps but {name} '
+                       f'asks for {num_steps}; use a fresh --workdir')
+    logging.info('%s: resuming from the checkpoint at step %d in %s', name, training.current_step(restored),
+                 mngr.directory)
+    state = restored
+  step = training.make_train_step(model, tx, losses.get_loss(cfg.loss, config.kd), teacher,
+                                  teacher_train_mode=teacher_mode(config) == 'train')
+  step_fn = sharding.jit_data_parallel(jax.vmap(step) if stacked else step, mesh, batches.partition_spec)
+  state = training.fit(name, step_fn, state, batches, num_steps=num_steps, mesh=mesh,
+                       teacher_variables=teacher_variables, log_every=config.log_every_steps, writer=writer,
+                       save_fn=lambda s: checkpoints.save(mngr, s, meta),
+                       checkpoint_every=config.get('checkpoint_every_steps', 0))
+  mngr.close()
+  return state
+
+
+# ----------------------------------------------------------------------------- saved models and teachers
+
+def instance(tree, k: int):
+  """Instance ``k`` of a stack of pytrees (leading axis)."""
+  return jax.tree_util.tree_map(lambda x: x[k], tree)
+
+
+def stack(trees):
+  """Pytrees stacked on a new leading axis (host arrays)."""
+  return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+
+def checkpoint_path(template: str, seed: int) -> str:
+  """A checkpoint directory for ``seed``: '{seed}' in ``template`` is replaced, e.g. 'DIR/teacher/seed_{seed}'."""
+  return template.replace('{seed}', str(seed))
+
+
+def restore_variables(model, directory: str, cfg, example, seed: Optional[int] = None):
+  """(variables, meta) saved by :func:`train_model` in ``directory``, checked against ``cfg.model``/``model_kwargs``.
+
+  A checkpoint of a vmapped stack of seeds gives the instance of ``seed``.
+  """
+  init = lambda key: training.init_variables(model, key, example)
+  meta = checkpoints.read_meta(directory)
+  if not meta.get('stacked'):
+    abstract = jax.eval_shape(lambda: init(jax.random.PRNGKey(0)))
+    return checkpoints.restore_model(directory, cfg.model, cfg.model_kwargs.to_dict(), abstract)
+  seeds = meta.get('seeds', [])
+  if seed not in seeds:
+    raise ValueError(f'checkpoint {directory} holds the vmapped instances of seeds {seeds}, not seed {seed}')
+  abstract = jax.eval_shape(jax.vmap(init), jax.random.split(jax.random.PRNGKey(0), len(seeds)))
+  variables, meta = checkpoints.restore_model(directory, cfg.model, cfg.model_kwargs.to_dict(), abstract)
+  return instance(variables, seeds.index(seed)), meta
+
+
+def teacher_for_seed(cfg: ml_collections.ConfigDict, config, model, train, mesh, directory: str, writer, *,
+                     seed: int, name: str = 'teacher', extra_meta: Optional[Dict[str, Any]] = None):
+  """The teacher of ``seed`` for KD: (variables, checkpoint directory, meta).
+
+  Offline KD from a saved teacher when ``cfg.checkpoint`` is set ('{seed}' in
+  it replaced by ``seed``): no training. Otherwise the teacher is trained (or
+  resumed) in ``directory``. Either way its variables are read back from the
+  checkpoint: students always distil from what was saved. A missing,
+  unreadable or mismatched checkpoint is an error, never a random teacher.
+  """
+  if cfg.checkpoint:
+    directory = checkpoint_path(cfg.checkpoint, seed)
+    logging.info('Offline KD: using the saved teacher in %s (no teacher training)', directory)
+  else:
+    train_model(name, cfg, config, model, train, mesh, directory, writer, seeds=[seed], stream=TEACHER_STREAM,
+                extra_meta=extra_meta)
+  variables, meta = restore_variables(model, directory, cfg, example_input(train), seed)
+  logging.info('Teacher restored from %s (step %d)', directory, meta['step'])
+  return variables, directory, meta

@@ -1,0 +1,89 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import load_config
+from kd_jax.mnist import data as data_lib
+from kd_jax.mnist import grid
+
+
+def grid_smoke_config(data_dir='', **overrides):
+  return load_config('grid_smoke', data_dir=data_dir, **overrides)
+
+
+@pytest.fixture(scope='module')
+def grid_report(tmp_path_factory, tiny_mnist_dir):
+  workdir = str(tmp_path_factory.mktemp('grid'))
+  # Seeds one after another: on CPU a vmapped CNN is slow (grouped convolutions); vmap is checked below.
+  config = grid_smoke_config(tiny_mnist_dir, **{'data.num_train': 0, 'data.num_test': 0,
+                                                'seed_parallelism': 'sequential'})
+  config.setups = ('cnn', 'mlp', 'cnn_to_mlp', 'mlp_to_mlp', 'cnn_to_cnn', 'mlp_to_cnn')
+  return workdir, grid.run(config, workdir)
+
+
+def test_grid_report(grid_report):
+  workdir, report = grid_report
+  assert list(report['setups']) == ['cnn', 'mlp', 'cnn_to_mlp', 'mlp_to_mlp', 'cnn_to_cnn', 'mlp_to_cnn']
+  assert not report['vmapped'] and report['seeds'] == [0, 1] and 'final checkpoint' in report['checkpoint_rule']
+  for setup in report['setups'].values():
+    assert len(setup['instances']) == 2
+    accuracies = [inst['mnist_translate']['accuracy'] for inst in setup['instances']]
+    summary = setup['summary']['mnist_translate']['accuracy']
+    assert summary['n'] == 2
+    np.testing.assert_allclose(summary['mean'], np.mean(accuracies))
+    np.testing.assert_allclose(summary['std'], np.std(accuracies, ddof=1))
+    bins = setup['instances'][0]['mnist']['reliability']
+    assert sum(bins['count']) == 200
+  assert report['setups']['cnn']['instances'][0] != report['setups']['cnn']['instances'][1]
+  with open(os.path.join(workdir, 'grid.json')) as f:
+    assert json.load(f)['setups']['cnn_to_mlp']['title'] == 'CNN→MLP'
+  table = open(os.path.join(workdir, 'grid.md')).read()
+  for title in ('CNN', 'MLP', 'CNN→MLP', 'MLP→MLP', 'CNN→CNN', 'MLP→CNN'):
+    assert f'| {title} | 2 |' in table
+  assert 'final checkpoint' in table and '±' in table
+  for name in ('accuracy.png', 'reliability.png'):
+    with open(os.path.join(workdir, name), 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_vmapped_grid_matches_seeds_run_one_after_another(grid_report, tiny_mnist_dir, tmp_path):
+  _, sequential = grid_report
+  config = grid_smoke_config(tiny_mnist_dir, **{'data.num_train': 0, 'data.num_test': 0,
+                                                'seed_parallelism': 'vmap'})
+  config.setups = ('mlp',)
+  vmapped = grid.run(config, str(tmp_path))
+  assert vmapped['vmapped']
+  for k in range(2):
+    for test_set in data_lib.TEST_SETS:
+      np.testing.assert_allclose(sequential['setups']['mlp']['instances'][k][test_set]['accuracy'],
+                                 vmapped['setups']['mlp']['instances'][k][test_set]['accuracy'], atol=0.011)
+
+
+def test_online_grid(tiny_mnist_dir, tmp_path):
+  config = grid_smoke_config(tiny_mnist_dir, **{'mode': 'online', 'data.num_train': 0, 'data.num_test': 0})
+  config.setups = ('cnn_to_mlp',)
+  report = grid.run(config, str(tmp_path))
+  assert report['mode'] == 'online' and len(report['setups']['cnn_to_mlp']['instances']) == 2
+  assert os.listdir(tmp_path / 'cnn_to_mlp_online')
+  assert not os.path.exists(tmp_path / 'cnn')  # no separately trained teacher
+
+
+@pytest.mark.parametrize('overrides,match', [
+    ({'mode': 'distant'}, "unknown grid mode 'distant'"),
+    ({'num_seeds': 0}, 'num_seeds must be ≥ 1'),
+    ({'kd.teacher_mode': 'train'}, 'cache_teacher_logits needs a deterministic teacher'),
+    ({'seed_parallelism': 'threads'}, "unknown config.seed_parallelism 'threads'"),
+    ({'kd.alpha': -1.0}, r'\[0, 1\]'),
+])
+def test_bad_grid_config(tmp_path, overrides, match):
+  with pytest.raises(ValueError, match=match):
+    grid.run(grid_smoke_config(**overrides), str(tmp_path))
+
+
+def test_unknown_model_in_a_setup(tmp_path):
+  config = grid_smoke_config()
+  config.setups = ('cnn_to_vit',)
+  with pytest.raises(ValueError, match="unknown model 'vit' in grid setup 'cnn_to_vit'"):
+    grid.run(config, str(tmp_path))

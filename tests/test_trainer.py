@@ -1,0 +1,118 @@
+"""The shared trainer: vmapped seeds, cached teacher logits, saved teachers, KD settings (with MNIST models)."""
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from conftest import load_config
+from kd_jax import sharding
+from kd_jax import trainer
+from kd_jax import training
+from kd_jax.mnist import data as data_lib
+from kd_jax.mnist import grid
+from kd_jax.mnist import models
+
+IMAGE = jnp.zeros((1, 28, 28, 1))  # fixes the models' shapes
+
+
+def _split(n=96, seed=0):
+  rng = np.random.default_rng(seed)
+  return data_lib.Split(rng.uniform(size=(n, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32))
+
+
+def _sgd(config, model, loss='distillation'):
+  cfg = grid.role_config(config, model, loss)
+  cfg.update(optimizer='sgd', learning_rate=0.05, num_epochs=2.0, batch_size=16)
+  return cfg
+
+
+@pytest.fixture(scope='module')
+def stacked_teachers():
+  config = load_config('grid_smoke')
+  teacher = models.create_model('cnn', **config.models.cnn.model_kwargs)
+  variables = jax.vmap(lambda k: training.init_variables(teacher, k, IMAGE))(jax.random.split(jax.random.PRNGKey(5), 2))
+  return config, teacher, variables
+
+
+def test_vmapped_instance_equals_the_single_run_of_its_seed(tmp_path, stacked_teachers):
+  # SGD keeps rounding differences (vmapped vs plain kernels) at rounding size; Adam would amplify them
+  # on weights with ~zero gradient (see test_training).
+  config, teacher, teacher_variables = stacked_teachers
+  student = models.create_model('mlp', **config.models.mlp.model_kwargs)
+  split, mesh = _split(), sharding.data_mesh()
+  kwargs = dict(stream=trainer.STUDENT_STREAM, teacher=teacher)
+  stacked = trainer.train_model('vmapped', _sgd(config, 'mlp'), config, student, split, mesh,
+                                str(tmp_path / 'vmapped'), None, seeds=[3, 4], stacked=True,
+                                teacher_variables=teacher_variables, **kwargs)
+  single = trainer.train_model('single', _sgd(config, 'mlp'), config, student, split, mesh,
+                               str(tmp_path / 'single'), None, seeds=[4],
+                               teacher_variables=trainer.instance(teacher_variables, 1), **kwargs)
+  assert int(single.step) == 12 and list(np.asarray(stacked.step)) == [12, 12]
+  chex.assert_trees_all_close(trainer.instance(stacked.variables, 1), single.variables, rtol=1e-4, atol=1e-5)
+  # The two instances really are different runs.
+  assert not np.allclose(stacked.params['Dense_0']['kernel'][0], stacked.params['Dense_0']['kernel'][1])
+  # A saved stack gives back the instance of the seed asked for.
+  cfg = _sgd(config, 'mlp')
+  restored, meta = trainer.restore_variables(student, str(tmp_path / 'vmapped'), cfg, IMAGE, seed=4)
+  assert meta['seeds'] == [3, 4] and meta['stacked']
+  chex.assert_trees_all_equal(restored, jax.tree_util.tree_map(np.asarray, trainer.instance(stacked.variables, 1)))
+  with pytest.raises(ValueError, match=r'vmapped instances of seeds \[3, 4\], not seed 5'):
+    trainer.restore_variables(student, str(tmp_path / 'vmapped'), cfg, IMAGE, seed=5)
+
+
+def test_cached_teacher_logits_give_the_same_student(tmp_path, stacked_teachers):
+  config, teacher, teacher_variables = stacked_teachers
+  student = models.create_model('mlp', **config.models.mlp.model_kwargs)
+  split, mesh = _split(), sharding.data_mesh()
+  cached = grid.teacher_logits_on(teacher, teacher_variables, split.images, mesh, config)
+  chex.assert_shape(cached, (2, len(split), 10))
+  common = dict(seeds=[0, 1], stream=trainer.STUDENT_STREAM, stacked=True)
+  in_step = trainer.train_model('in_step', _sgd(config, 'mlp'), config, student, split, mesh,
+                                str(tmp_path / 'in_step'), None, teacher=teacher,
+                                teacher_variables=teacher_variables, **common)
+  from_cache = trainer.train_model('cached', _sgd(config, 'mlp'), config, student, split, mesh,
+                                   str(tmp_path / 'cached'), None, teacher_logits=cached, **common)
+  chex.assert_trees_all_close(from_cache.variables, in_step.variables, rtol=1e-4, atol=1e-5)
+
+
+def test_teacher_for_seed_trains_once_then_reads_saved_teachers_per_seed(tmp_path):
+  config = load_config('grid_smoke')
+  cfg = _sgd(config, 'mlp', 'cross_entropy')
+  model = models.create_model('mlp', **cfg.model_kwargs)
+  split, mesh = _split(), sharding.data_mesh()
+  trained = {seed: trainer.teacher_for_seed(cfg, config, model, split, mesh, str(tmp_path / f'seed_{seed}'), None,
+                                            seed=seed) for seed in (0, 1)}
+  assert not np.allclose(trained[0][0]['params']['Dense_0']['kernel'], trained[1][0]['params']['Dense_0']['kernel'])
+  cfg.checkpoint = str(tmp_path / 'seed_{seed}')
+  for seed in (0, 1):
+    variables, directory, meta = trainer.teacher_for_seed(cfg, config, model, split, mesh, str(tmp_path / 'unused'),
+                                                          None, seed=seed)
+    assert directory == str(tmp_path / f'seed_{seed}') and meta['seeds'] == [seed]
+    chex.assert_trees_all_equal(variables, trained[seed][0])
+  assert not (tmp_path / 'unused').exists()  # nothing was trained
+  cfg.checkpoint = str(tmp_path / 'seed_{seed}')
+  with pytest.raises(FileNotFoundError, match='seed_7 does not exist'):
+    trainer.teacher_for_seed(cfg, config, model, split, mesh, '', None, seed=7)
+
+
+@pytest.mark.parametrize('kd,teacher_loss,student_loss,match', [
+    ({}, 'distillation', 'distillation', 'teacher trains on gold labels: config.teacher.loss must be cross_entropy'),
+    ({}, 'cross_entropy', 'hinge', "unknown loss 'hinge'"),
+    ({'temperature': 0.0}, 'cross_entropy', 'distillation', 'temperature must be > 0'),
+    ({'teacher_mode': 'frozen'}, 'cross_entropy', 'distillation', "unknown config.kd.teacher_mode 'frozen'"),
+    ({'teacher_mode': 'train', 'cache': True}, 'cross_entropy', 'distillation',
+     'cache_teacher_logits needs a deterministic teacher'),
+])
+def test_bad_kd_settings(kd, teacher_loss, student_loss, match):
+  config = ml_collections.ConfigDict({'kd': dict(temperature=2.0, alpha=1.0, scale='hinton', teacher_mode='eval'),
+                                      'cache_teacher_logits': kd.pop('cache', False)})
+  config.kd.update(kd)
+  with pytest.raises(ValueError, match=match):
+    trainer.check_kd_config(config, teacher_loss, student_loss)
+
+
+def test_checkpoint_path_template():
+  assert trainer.checkpoint_path('/a/teacher/seed_{seed}', 3) == '/a/teacher/seed_3'
+  assert trainer.checkpoint_path('/a/teacher', 3) == '/a/teacher'
