@@ -22,8 +22,8 @@ def _split(n=96, seed=0):
   return data_lib.Split(rng.uniform(size=(n, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32))
 
 
-def _sgd(config, model, loss='distillation'):
-  cfg = grid.role_config(config, model, loss)
+def _sgd(config, model, role='student'):
+  cfg = grid.role_config(config, model, role)
   cfg.update(optimizer='sgd', learning_rate=0.05, num_epochs=2.0, batch_size=16)
   return cfg
 
@@ -79,7 +79,7 @@ def test_cached_teacher_logits_give_the_same_student(tmp_path, stacked_teachers)
 
 def test_teacher_for_seed_trains_once_then_reads_saved_teachers_per_seed(tmp_path):
   config = load_config('grid_smoke')
-  cfg = _sgd(config, 'mlp', 'cross_entropy')
+  cfg = _sgd(config, 'mlp', 'teacher')
   model = models.create_model('mlp', **cfg.model_kwargs)
   split, mesh = _split(), sharding.data_mesh()
   trained = {seed: trainer.teacher_for_seed(cfg, config, model, split, mesh, str(tmp_path / f'seed_{seed}'), None,

@@ -149,6 +149,7 @@ def grid_config(variants: str = '') -> ml_collections.ConfigDict:
   # The teacher/independent settings of each model ('checkpoint': offline KD from saved teachers, '{seed}' allowed).
   config.models = {name: model_config(name, 'cross_entropy', num_epochs=settings['grid_epochs'])
                    for name, settings in MODEL_SETTINGS.items()}
+  config.student_loss = 'distillation'  # the loss of every student (kd_jax/losses.py), its settings in config.kd
   config.student_overrides = {}  # settings that differ for the student role, e.g. {'learning_rate': 1e-4}
   _shared_fields(config)
   return config_lib.apply_variants(config, variants, GRID_VARIANTS)

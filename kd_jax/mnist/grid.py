@@ -67,15 +67,18 @@ def check_grid_config(config):
     for name in filter(None, parse_setup(setup)):
       if name not in config.models:
         raise ValueError(f'grid setup {setup!r} needs training settings config.models.{name}')
-  trainer.check_kd_config(config)
+  trainer.check_kd_config(config, student_loss=config.student_loss)
 
 
-def role_config(config, model: str, loss: str) -> ml_collections.ConfigDict:
-  """The training settings of ``model`` as a teacher/independent model, or as a student (``loss='distillation'``)."""
+def role_config(config, model: str, role: str) -> ml_collections.ConfigDict:
+  """The training settings of ``model`` as a ``'teacher'`` (also the independent model) or a ``'student'``."""
   cfg = ml_collections.ConfigDict(config.models[model].to_dict())
-  cfg.model, cfg.loss = model, loss
-  if loss == 'distillation':
-    cfg.update(config.get('student_overrides', {}))
+  cfg.model = model
+  if role == 'student':
+    cfg.loss = config.student_loss
+    cfg.update(config.student_overrides)
+  else:
+    cfg.loss = 'cross_entropy'
   return cfg
 
 
@@ -120,8 +123,8 @@ def train_instances(name: str, cfg, config, model, train, mesh, directory: str, 
 def train_online_pair(setup: str, config, train: data_lib.Split, mesh, workdir: str, writer, seeds):
   """Teacher and student trained together, one instance per seed; returns the students' stacked variables."""
   teacher_name, student_name = parse_setup(setup)
-  teacher_cfg, student_cfg = (role_config(config, teacher_name, 'cross_entropy'),
-                              role_config(config, student_name, 'distillation'))
+  teacher_cfg, student_cfg = (role_config(config, teacher_name, 'teacher'),
+                              role_config(config, student_name, 'student'))
   if teacher_cfg.batch_size != student_cfg.batch_size:
     raise ValueError(f'online KD trains {setup} on shared batches: config.models.{teacher_name}.batch_size and '
                      f'config.models.{student_name}.batch_size must be equal')
@@ -177,7 +180,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   def get_teacher(name):  # trained (or restored) once per model, shared by its independent row and its students
     if name not in teachers:
       t0 = time.perf_counter()
-      cfg = role_config(config, name, 'cross_entropy')
+      cfg = role_config(config, name, 'teacher')
       model = models.create_model(name, **cfg.model_kwargs)
       if cfg.checkpoint:  # offline KD from saved teachers, one per seed
         variables = trainer.stack([trainer.teacher_for_seed(cfg, config, model, train, mesh, '', writer,
@@ -205,7 +208,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
           cached = (teacher_logits_on(teacher, teacher_variables, train.images, mesh, config)
                     if config.cache_teacher_logits else None)
           variables = train_instances(
-              setup, role_config(config, student_name, 'distillation'), config, student, train, mesh,
+              setup, role_config(config, student_name, 'student'), config, student, train, mesh,
               os.path.join(workdir, setup), writer, seeds, trainer.STUDENT_STREAM,
               teacher=None if config.cache_teacher_logits else teacher,
               teacher_variables=None if config.cache_teacher_logits else teacher_variables,

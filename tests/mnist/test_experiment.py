@@ -112,6 +112,10 @@ def test_pair_configs_are_valid(pair, variant):
     assert config.teacher.num_epochs == 400 and config.teacher.optimizer == 'radam'
   with pytest.raises(ValueError, match='unknown config variant'):
     load_config(f'mnist_{pair}', 'tpu')
+  both = load_config(f'mnist_{pair}', 'smoke,' + variant)  # variants compose
+  experiment.check_config(both)
+  assert both.data.num_train == 512 and both.student.num_epochs == 3.0
+  assert both.kd.scale == config.kd.scale and both.student.optimizer == config.student.optimizer
 
 
 @pytest.mark.parametrize('name,setups', [('mnist_grid', 6), ('mnist_cnn', 1), ('mnist_mlp', 1)])
