@@ -1,14 +1,28 @@
-"""Orbax checkpoints of train states, and teacher restore for offline KD.
+"""Orbax checkpoints of train states, teacher restore for offline KD, and what to do with damaged steps.
 
 Each checkpoint step holds three items: ``state`` (the whole TrainState, for
 resuming), ``variables`` (params + batch_stats, all a teacher needs) and
 ``meta`` (JSON: model name and settings, so a mismatch is reported by name).
+
+A step that cannot be read (truncated or deleted files) is *damage*, not a
+settings mismatch: the newest readable step is used instead, with a warning
+that names the damaged files, and only when no step is readable is it an error
+(:class:`CheckpointDamagedError`). Messages are one paragraph; Orbax's full
+exception (with its TensorStore specs) goes to the debug log.
 """
 import os
-from typing import Any, Dict, Optional, Tuple
+import re
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
+from absl import logging
 import numpy as np
 import orbax.checkpoint as ocp
+
+DAMAGED_SUFFIX = '.damaged'  # a damaged step directory is renamed <step>.damaged; Orbax then ignores it
+
+
+class CheckpointDamagedError(RuntimeError):
+  """No step of a checkpoint directory can be read."""
 
 
 def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
@@ -25,62 +39,133 @@ def save(mngr: ocp.CheckpointManager, state, meta: Dict[str, Any]):
   mngr.wait_until_finished()
 
 
-def restore_latest(mngr: ocp.CheckpointManager, abstract_state) -> Tuple[Optional[Any], Optional[Dict[str, Any]]]:
-  """The latest saved (TrainState, meta), for resuming; (None, None) when there is none."""
-  step = mngr.latest_step()
-  if step is None:
-    return None, None
-  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
-                                                        meta=ocp.args.JsonRestore()))
-  return restored['state'], restored['meta']
+def describe_error(error: Exception) -> str:
+  """One readable line for an Orbax/TensorStore error: its message without the TensorStore spec."""
+  logging.debug('checkpoint error in full: %r', error)
+  message = re.sub(r'\s*\[tensorstore_spec=.*', '', str(error), flags=re.S).strip()
+  message = ' '.join(message.split())
+  return message if len(message) <= 300 else message[:297] + '...'
 
 
-def _open_saved(directory: str) -> Tuple[ocp.CheckpointManager, int, Dict[str, Any]]:
-  """(manager, latest step, meta) of a saved run; clear errors for a missing, empty or foreign directory."""
+def _damaged_files(error: Exception, step_dir: str) -> str:
+  files = re.findall(r'(?:local file|file) "([^"]+)"', str(error))
+  files = [f for f in files if os.path.isfile(f)] or files
+  return files[-1] if files else step_dir
+
+
+def _readable_steps(mngr: ocp.CheckpointManager, restore_item: Callable[[int, Dict[str, Any]], Any],
+                    check_meta: Optional[Callable[[Dict[str, Any]], None]] = None,
+                    set_aside: bool = False) -> Iterator[Tuple[int, Dict[str, Any], Any]]:
+  """(step, meta, restore_item(step, meta)) of the newest step whose meta and item can be read.
+
+  ``check_meta`` may raise (a settings mismatch is the caller's error, not
+  damage). With ``set_aside``, damaged steps are renamed ``<step>.damaged`` so
+  that training can save that step again.
+  """
+  directory = str(mngr.directory)
+  damaged = []
+  for step in sorted(mngr.all_steps(), reverse=True):
+    step_dir = os.path.join(directory, str(step))
+    try:
+      meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+    except Exception as e:  # pylint: disable=broad-except
+      damaged.append((step, f'its metadata is unreadable ({_damaged_files(e, step_dir)}: {describe_error(e)})'))
+      continue
+    if meta is None:
+      damaged.append((step, f'no kd_jax metadata in {step_dir}'))
+      continue
+    if check_meta is not None:
+      check_meta(meta)
+    try:
+      item = restore_item(step, meta)
+    except Exception as e:  # pylint: disable=broad-except
+      damaged.append((step, f'damaged file {_damaged_files(e, step_dir)} ({describe_error(e)})'))
+      continue
+    for bad_step, reason in damaged:
+      logging.warning('Checkpoint %s, step %d: %s; using the newest readable step, %d.', directory, bad_step, reason,
+                      step)
+    if set_aside and damaged:
+      _set_aside(mngr, [bad_step for bad_step, _ in damaged])
+    yield step, meta, item
+    return
+  if damaged:
+    reasons = '; '.join(f'step {bad_step}: {reason}' for bad_step, reason in damaged)
+    raise CheckpointDamagedError(f'checkpoint {directory} is damaged: no step can be read ({reasons}). '
+                                 'Restore the files, or start over in a fresh --workdir.')
+
+
+def _set_aside(mngr, steps):
+  for step in steps:
+    path = os.path.join(str(mngr.directory), str(step))
+    os.replace(path, path + DAMAGED_SUFFIX)
+    logging.warning('Moved the damaged step aside to %s', path + DAMAGED_SUFFIX)
+  mngr.reload()
+
+
+def restore_latest(mngr: ocp.CheckpointManager, abstract_state,
+                   check_meta: Optional[Callable[[Dict[str, Any]], None]] = None
+                   ) -> Tuple[Optional[Any], Optional[Dict[str, Any]]]:
+  """The newest readable saved (TrainState, meta), for resuming; (None, None) when there is none.
+
+  ``check_meta(meta)`` runs before the state is read (e.g. to refuse a run of
+  other settings). Damaged newer steps are set aside, with a warning.
+  """
+  restore_state = lambda step, meta: mngr.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))['state']
+  for _, meta, state in _readable_steps(mngr, restore_state, check_meta, set_aside=True):
+    return state, meta
+  return None, None
+
+
+def _open_saved(directory: str) -> ocp.CheckpointManager:
+  """The manager of a saved run; clear errors for a missing or empty directory."""
   if not os.path.isdir(directory):
     raise FileNotFoundError(
         f'teacher checkpoint directory {directory} does not exist; point config.teacher.checkpoint at the '
         '<workdir>/teacher directory of a finished run, or leave it empty to train the teacher first')
   mngr = ocp.CheckpointManager(directory)
-  step = mngr.latest_step()
-  if step is None:
+  if mngr.latest_step() is None:
     raise FileNotFoundError(f'{directory} holds no Orbax checkpoint steps; expected <workdir>/teacher of a run '
                             'that finished training its teacher')
-  try:
-    meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-  except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'checkpoint {directory} (step {step}) is unreadable (no kd_jax metadata): {e}') from e
-  return mngr, step, meta
+  return mngr
 
 
 def read_meta(directory: str) -> Dict[str, Any]:
-  """The JSON metadata of the latest checkpoint in ``directory``."""
-  mngr, _, meta = _open_saved(os.path.abspath(directory))
-  mngr.close()
-  return meta
+  """The JSON metadata of the newest readable checkpoint step in ``directory``."""
+  directory = os.path.abspath(directory)
+  mngr = _open_saved(directory)
+  try:
+    for step, meta, _ in _readable_steps(mngr, lambda step, meta: None):
+      return {**meta, 'step': step}
+  finally:
+    mngr.close()
+  raise CheckpointDamagedError(f'checkpoint {directory} holds no readable step')
 
 
 def restore_model(directory: str, model_name: str, model_kwargs: Dict[str, Any], abstract_variables):
   """Restores model variables saved by :func:`save`, checking they fit the configured model.
 
-  Raises FileNotFoundError for a missing/empty directory and ValueError for an
-  unreadable checkpoint or one of a different model. Never falls back to an
-  initialised model.
+  Raises FileNotFoundError for a missing/empty directory, ValueError for a
+  checkpoint of a different model and CheckpointDamagedError when no step can
+  be read. Never falls back to an initialised model.
   """
   directory = os.path.abspath(directory)
-  mngr, step, meta = _open_saved(directory)
-  if meta.get('model') != model_name or _normalise(meta.get('model_kwargs', {})) != _normalise(model_kwargs):
-    raise ValueError(f'checkpoint {directory} holds a {meta.get("model")!r} model with settings '
-                     f'{meta.get("model_kwargs")}, but the config asks for {model_name!r} with {dict(model_kwargs)}; '
-                     'make config.teacher.model/model_kwargs match the checkpoint')
+
+  def check(meta):
+    if meta.get('model') != model_name or _normalise(meta.get('model_kwargs', {})) != _normalise(model_kwargs):
+      raise ValueError(f'checkpoint {directory} holds a {meta.get("model")!r} model with settings '
+                       f'{meta.get("model_kwargs")}, but the config asks for {model_name!r} with '
+                       f'{dict(model_kwargs)}; make config.teacher.model/model_kwargs match the checkpoint')
+
+  mngr = _open_saved(directory)
+  restore_variables = lambda step, meta: mngr.restore(
+      step, args=ocp.args.Composite(variables=ocp.args.StandardRestore(abstract_variables)))['variables']
   try:
-    restored = mngr.restore(step, args=ocp.args.Composite(variables=ocp.args.StandardRestore(abstract_variables)))
-  except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'checkpoint {directory} (step {step}) could not be restored as the configured '
-                     f'{model_name!r} model: {e}') from e
+    for _, meta, variables in _readable_steps(mngr, restore_variables, check):
+      return variables, meta
   finally:
     mngr.close()
-  return restored['variables'], meta
+  raise CheckpointDamagedError(f'checkpoint {directory} holds no readable step')
 
 
 def _normalise(x):

@@ -6,6 +6,7 @@ function that edits the config. Variants are applied in the order the task
 declares them (not the order written), so ``lm,paper`` equals ``paper,lm``;
 an unknown name is an error that lists the known ones.
 """
+import math
 from typing import Callable, Mapping, Optional
 
 import ml_collections
@@ -52,3 +53,83 @@ def apply_variants(config: ml_collections.ConfigDict, arg: Optional[str],
     if known[name] is not None:
       known[name](config)
   return config
+
+
+# ----------------------------------------------------------------------------- validation
+
+def _fail(field: str, message: str, value):
+  raise ValueError(f'config.{field} {message}, got {value!r}')
+
+
+def check_int(config, field: str, minimum: int = 0, multiple_of: int = 1):
+  """``config.<field>`` (dotted) is an integer ≥ ``minimum`` (and a multiple of ``multiple_of``)."""
+  value = _get(config, field)
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    _fail(field, f'must be an integer ≥ {minimum}', value)
+  if value % multiple_of:
+    _fail(field, f'must be a multiple of the {multiple_of} devices (each gets an equal share)', value)
+
+
+def check_number(config, field: str, low: float = 0.0, high: float = float('inf'), low_open: bool = True,
+                 high_open: bool = False):
+  """``config.<field>`` is a finite number in the interval from ``low`` to ``high`` (open or closed ends)."""
+  value = _get(config, field)
+  ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+  ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+  if not ok:
+    interval = f'{"(" if low_open else "["}{low:g}, {high:g}{")" if high_open else "]"}'
+    _fail(field, f'must be a finite number in {interval}', value)
+
+
+def check_choice(config, field: str, choices):
+  value = _get(config, field)
+  if value not in choices:
+    _fail(field, f'must be one of {", ".join(map(str, choices))}', value)
+
+
+def _get(config, field: str):
+  value = config
+  for part in field.split('.'):
+    value = value[part]
+  return value
+
+
+def check_phase(config, field: str, num_devices: int):
+  """The training settings ``config.<field>`` of one phase: every range and every optimizer/schedule name.
+
+  (The model and loss names are the job's to check: they live in task and loss registries.)
+  """
+  from kd_jax import training  # pylint: disable=g-import-not-at-top  # configs import this module; keep JAX out
+  check_number(config, f'{field}.num_epochs')
+  check_int(config, f'{field}.batch_size', 1, num_devices)
+  check_choice(config, f'{field}.optimizer', list(training.OPTIMIZERS))
+  check_number(config, f'{field}.learning_rate')
+  check_choice(config, f'{field}.schedule', training.SCHEDULES)
+  if _get(config, f'{field}.schedule') == 'exponential':
+    check_int(config, f'{field}.decay_steps', 1)
+    check_number(config, f'{field}.decay_rate')
+  check_number(config, f'{field}.clip_norm', low_open=False)
+  for key, value in _get(config, f'{field}.model_kwargs').items():
+    if 'dropout' in key:
+      check_number(config, f'{field}.model_kwargs.{key}', low_open=False, high=1.0, high_open=True)
+
+
+def check_job(config, num_devices: int):
+  """The fields every job has: data slices, evaluation, logging, checkpointing, the divergence guard."""
+  check_int(config, 'seed')
+  check_int(config, 'data.num_train')
+  check_int(config, 'data.num_test')
+  check_int(config, 'eval.batch_size', 1, num_devices)
+  check_int(config, 'eval.ece_bins', 1)
+  check_int(config, 'log_every_steps', 1)
+  check_int(config, 'checkpoint_every_steps')
+  check_number(config, 'divergence_factor', low_open=False)
+  check_choice(config, 'overwrite', (False, True))
+
+
+def job_fields(config: ml_collections.ConfigDict):
+  """Adds the settings every job shares beyond its task's: the divergence guard and the workdir policy."""
+  # Training stops when a logged loss exceeds divergence_factor × max(1, the run's first logged loss); 0: off.
+  config.divergence_factor = 1e4
+  # A workdir whose checkpoints were trained with other settings is refused; True deletes them and retrains.
+  config.overwrite = False

@@ -13,8 +13,10 @@ Random streams: the initial state of seed ``s`` in a phase is
 (s, stream, epoch), with one stream for teachers and one for students, so a
 student instance in the grid equals the single job's student of the same seed.
 """
+import hashlib
 import json
 import os
+import shutil
 from typing import Any, Dict, Optional, Sequence
 
 from absl import logging
@@ -48,9 +50,29 @@ class MetricWriter:
     for name, value in scalars.items():
       self._tensorboard.add_scalar(f'{phase}/{name}', value, step)
 
+  def truncate(self, phase: str, step: int):
+    """Drops ``phase``'s records after ``step``: a resumed run logs those steps again."""
+    self._jsonl.flush()
+    with open(self._jsonl.name) as f:
+      lines = f.readlines()
+    kept = [line for line in lines if not _later_record(line, phase, step)]
+    if len(kept) != len(lines):
+      with open(self._jsonl.name, 'w') as f:
+        f.writelines(kept)
+      logging.info('%s: dropped %d metric records after step %d from %s', phase, len(lines) - len(kept), step,
+                   self._jsonl.name)
+
   def close(self):
     self._jsonl.close()
     self._tensorboard.close()
+
+
+def _later_record(line: str, phase: str, step: int) -> bool:
+  try:
+    record = json.loads(line)
+  except ValueError:
+    return True  # a line cut short by an interrupted write
+  return record.get('phase') == phase and record.get('step', 0) > step
 
 
 # ----------------------------------------------------------------------------- KD settings
@@ -95,7 +117,8 @@ def init_instances(model, tx, seeds: Sequence[int], stream: int, stacked: bool, 
 
 def train_model(name: str, cfg, config, model, train, mesh, directory: str, writer: Optional[MetricWriter], *,
                 seeds: Sequence[int], stream: int, stacked: bool = False, teacher: Optional[nn.Module] = None,
-                teacher_variables=None, teacher_logits=None, extra_meta: Optional[Dict[str, Any]] = None):
+                teacher_variables=None, teacher_logits=None, extra_meta: Optional[Dict[str, Any]] = None,
+                settings_field: str = ''):
   """Trains ``model`` with the settings ``cfg``, resuming from the checkpoints in ``directory`` if any.
 
   One run (``seeds=[s]``), or with ``stacked`` one vmapped instance per seed,
@@ -103,7 +126,12 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
   own teacher instance (``teacher_variables`` / ``teacher_logits`` stacked on
   the leading axis). Instance k equals the single run with seed ``seeds[k]``.
   ``train`` is any split with ``len`` and ``batch(indices)``; ``extra_meta`` is
-  saved with each checkpoint's metadata (e.g. a vocabulary).
+  saved with each checkpoint's metadata (e.g. a vocabulary); ``settings_field``
+  names ``cfg`` in errors (default ``config.<name>``).
+
+  Checkpoints record the settings that determine the result (:func:`run_settings`);
+  resuming under other settings is refused with the differences, unless
+  ``config.overwrite`` (then the old checkpoints are deleted and training starts over).
   """
   sharding.check_batch_size(cfg.batch_size, mesh, f'the batch size of {name}')
   orders = [input_pipeline.BatchOrder(len(train), cfg.batch_size, seed, stream, getattr(train, 'lengths', None))
@@ -112,30 +140,114 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
   num_steps = max(1, int(round(cfg.num_epochs * batches.steps_per_epoch)))
   tx = training.make_optimizer(cfg, num_steps)
   state = init_instances(model, tx, seeds, stream, stacked, example_input(train))
+  settings = run_settings(cfg, config, train, seeds=seeds, stream=stream, stacked=stacked, num_steps=num_steps,
+                          teacher_targets=teacher_logits if teacher_logits is not None else teacher_variables)
   meta = {'model': cfg.model, 'model_kwargs': cfg.model_kwargs.to_dict(), 'phase': name, 'num_steps': num_steps,
-          'seeds': list(seeds), 'stacked': stacked, **(extra_meta or {})}
+          'seeds': list(seeds), 'stacked': stacked, 'settings': settings, **(extra_meta or {})}
+
+  def check_settings(saved_meta):
+    differences = settings_diff(saved_meta.get('settings'), settings)
+    if differences:
+      raise SettingsMismatchError(
+          f'{directory} holds {name} trained with other settings than the config asks for '
+          f'({"; ".join(differences)}). Use a fresh --workdir, or --config.overwrite=True to delete these '
+          'checkpoints and train again here.')
+
   mngr = checkpoints.manager(directory)
   try:
-    restored, saved_meta = checkpoints.restore_latest(mngr, jax.eval_shape(lambda: state))
-  except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'{mngr.directory} holds a checkpoint that does not fit the settings of {name}; '
-                     f'use a fresh --workdir: {e}') from e
+    restored, _ = checkpoints.restore_latest(mngr, jax.eval_shape(lambda: state), check_settings)
+  except SettingsMismatchError:
+    if not config.get('overwrite', False):
+      raise
+    logging.warning('%s: config.overwrite=True: deleting the checkpoints in %s (trained with other settings)',
+                    name, directory)
+    mngr.close()
+    shutil.rmtree(directory)
+    mngr, restored = checkpoints.manager(directory), None
   if restored is not None:
-    if saved_meta.get('num_steps') != num_steps:
-      raise ValueError(f'{mngr.directory} is a run of {saved_meta.get("num_steps")} steps but {name} '
-                       f'asks for {num_steps}; use a fresh --workdir')
     logging.info('%s: resuming from the checkpoint at step %d in %s', name, training.current_step(restored),
                  mngr.directory)
     state = restored
+  if writer is not None:
+    writer.truncate(name, training.current_step(state))
   step = training.make_train_step(model, tx, losses.get_loss(cfg.loss, config.kd), teacher,
                                   teacher_train_mode=teacher_mode(config) == 'train')
   step_fn = sharding.jit_data_parallel(jax.vmap(step) if stacked else step, mesh, batches.partition_spec)
-  state = training.fit(name, step_fn, state, batches, num_steps=num_steps, mesh=mesh,
-                       teacher_variables=teacher_variables, log_every=config.log_every_steps, writer=writer,
-                       save_fn=lambda s: checkpoints.save(mngr, s, meta),
-                       checkpoint_every=config.get('checkpoint_every_steps', 0))
+  try:
+    state = training.fit(name, step_fn, state, batches, num_steps=num_steps, mesh=mesh,
+                         teacher_variables=teacher_variables, log_every=config.log_every_steps, writer=writer,
+                         save_fn=lambda s: checkpoints.save(mngr, s, meta),
+                         checkpoint_every=config.get('checkpoint_every_steps', 0),
+                         divergence_factor=config.get('divergence_factor', 0.0),
+                         settings_field=settings_field or f'config.{name}')
+  except KeyboardInterrupt:
+    mngr.wait_until_finished()  # a save in flight completes (or Orbax discards its temporary files)
+    latest = mngr.latest_step()
+    mngr.close()
+    where = f'the newest checkpoint is step {latest}' if latest is not None else 'no checkpoint was saved yet'
+    raise TrainingInterrupted(f'{name} interrupted; {where} in {directory}: run the same command again to '
+                              'resume from it') from None
   mngr.close()
   return state
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+  """Ctrl-C during training, with where the run can resume from."""
+
+
+# ----------------------------------------------------------------------------- what determines a run
+
+class SettingsMismatchError(ValueError):
+  """A workdir's checkpoints were trained with other settings than the config asks for."""
+
+
+def digest(tree) -> str:
+  """A short hash of every array in a pytree (dtype, shape and bytes)."""
+  h = hashlib.blake2b(digest_size=12)
+  for leaf in jax.tree_util.tree_leaves(tree):
+    array = np.ascontiguousarray(np.asarray(leaf))
+    h.update(f'{array.dtype}{array.shape}'.encode())
+    h.update(array.tobytes())
+  return h.hexdigest()
+
+
+def _flatten(tree, prefix: str = '') -> Dict[str, Any]:
+  if isinstance(tree, dict):
+    flat = {}
+    for key, value in tree.items():
+      flat.update(_flatten(value, f'{prefix}{key}.'))
+    return flat
+  return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
+
+
+def run_settings(cfg, config, train, *, seeds, stream: int, stacked: bool, num_steps: int,
+                 teacher_targets=None) -> Dict[str, Any]:
+  """What determines a phase's result, as a flat JSON-able dict.
+
+  The phase's training settings (``cfg``, less the teacher checkpoint path),
+  ``config.kd`` when the loss reads teacher logits, the seeds and stream, and
+  digests of the training data itself (so any data setting that changes what
+  is trained on counts, and evaluation-only ones do not) and of the teacher
+  (its variables, or its cached logits). Logging, checkpointing and evaluation
+  settings are not part of it.
+  """
+  settings = {k: v for k, v in _flatten(cfg.to_dict()).items() if k != 'checkpoint'}
+  if losses.loss_spec(cfg.loss).uses_teacher:
+    settings.update({f'kd.{k}': v for k, v in _flatten(config.kd.to_dict()).items()})
+    settings['teacher (digest of its variables or cached logits)'] = (
+        None if teacher_targets is None else digest(teacher_targets))
+  settings.update({'seeds': list(seeds), 'stream': stream, 'vmapped': stacked, 'num_steps': num_steps,
+                   'training data (digest)': digest(train.batch(np.arange(len(train)))),
+                   'training examples': len(train)})
+  return json.loads(json.dumps(settings))
+
+
+def settings_diff(saved: Optional[Dict[str, Any]], now: Dict[str, Any]):
+  """'key: saved → now' for each setting that differs; one line when nothing was recorded."""
+  if saved is None:
+    return ['the checkpoints record no settings (written by an older kd_jax), so they cannot be checked']
+  return [f'{key}: {saved.get(key, "(unset)")!r} → {now.get(key, "(unset)")!r}'
+          for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key)]
 
 
 # ----------------------------------------------------------------------------- saved models and teachers
@@ -174,7 +286,8 @@ def restore_variables(model, directory: str, cfg, example, seed: Optional[int] =
 
 
 def teacher_for_seed(cfg: ml_collections.ConfigDict, config, model, train, mesh, directory: str, writer, *,
-                     seed: int, name: str = 'teacher', extra_meta: Optional[Dict[str, Any]] = None):
+                     seed: int, name: str = 'teacher', extra_meta: Optional[Dict[str, Any]] = None,
+                     settings_field: str = 'config.teacher'):
   """The teacher of ``seed`` for KD: (variables, checkpoint directory, meta).
 
   Offline KD from a saved teacher when ``cfg.checkpoint`` is set ('{seed}' in
@@ -188,7 +301,7 @@ def teacher_for_seed(cfg: ml_collections.ConfigDict, config, model, train, mesh,
     logging.info('Offline KD: using the saved teacher in %s (no teacher training)', directory)
   else:
     train_model(name, cfg, config, model, train, mesh, directory, writer, seeds=[seed], stream=TEACHER_STREAM,
-                extra_meta=extra_meta)
+                extra_meta=extra_meta, settings_field=settings_field)
   variables, meta = restore_variables(model, directory, cfg, example_input(train), seed)
   logging.info('Teacher restored from %s (step %d)', directory, meta['step'])
   return variables, directory, meta

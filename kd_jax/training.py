@@ -57,7 +57,8 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Arra
 
 # ----------------------------------------------------------------------------- optimizers
 
-_OPTIMIZERS = {'adam': optax.adam, 'radam': optax.radam, 'sgd': optax.sgd}
+OPTIMIZERS = {'adam': optax.adam, 'radam': optax.radam, 'sgd': optax.sgd}
+SCHEDULES = ('constant', 'cosine', 'exponential')
 
 
 def make_schedule(cfg, total_steps: int) -> optax.Schedule:
@@ -73,10 +74,10 @@ def make_schedule(cfg, total_steps: int) -> optax.Schedule:
 
 def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
   """Gradient clipping by global norm, then ``cfg.optimizer`` on ``cfg.schedule``."""
-  if cfg.optimizer not in _OPTIMIZERS:
-    raise ValueError(f'unknown optimizer {cfg.optimizer!r}; choose one of {sorted(_OPTIMIZERS)}')
+  if cfg.optimizer not in OPTIMIZERS:
+    raise ValueError(f'unknown optimizer {cfg.optimizer!r}; choose one of {sorted(OPTIMIZERS)}')
   parts = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm else []
-  parts.append(_OPTIMIZERS[cfg.optimizer](make_schedule(cfg, total_steps)))
+  parts.append(OPTIMIZERS[cfg.optimizer](make_schedule(cfg, total_steps)))
   return optax.chain(*parts)
 
 
@@ -164,8 +165,16 @@ def current_step(state) -> int:
 
 def fit(phase: str, step_fn: Callable, state, batches: Batches, *, num_steps: int, mesh: Mesh,
         teacher_variables=None, log_every: int = 100, writer=None,
-        save_fn: Optional[Callable[[Any], None]] = None, checkpoint_every: int = 0):
-  """Runs ``step_fn`` from the state's step to ``num_steps`` with progress (rate, ETA) and metric logging."""
+        save_fn: Optional[Callable[[Any], None]] = None, checkpoint_every: int = 0,
+        divergence_factor: float = 0.0, settings_field: str = ''):
+  """Runs ``step_fn`` from the state's step to ``num_steps`` with progress (rate, ETA) and metric logging.
+
+  Stops with FloatingPointError when a loss is non-finite or, with a
+  ``divergence_factor``, exceeds that factor × max(1, the first logged loss);
+  the losses since the last check are checked before every save, so a diverged
+  state never replaces a good checkpoint. ``settings_field`` (e.g.
+  ``config.student``) names the settings to change in that error.
+  """
   start = current_step(state)
   if start >= num_steps:
     logging.info('%s: already at step %d of %d, nothing to train', phase, start, num_steps)
@@ -175,7 +184,8 @@ def fit(phase: str, step_fn: Callable, state, batches: Batches, *, num_steps: in
                num_steps, batches.steps_per_epoch, batches.batch_size, instances, mesh.size)
   # Place state and teacher as the step returns them, so the step compiles once.
   state, teacher_variables = sharding.replicate((state, teacher_variables), mesh)
-  history, t_rate, rate_steps = [], None, 0
+  guard = _LossGuard(phase, divergence_factor, settings_field or f'config.{phase}')
+  history, t_rate, rate_steps, checked = [], None, 0, 0
   for step in range(start, num_steps):
     state, metrics = step_fn(state, sharding.shard_batch(batches(step), mesh, batches.partition_spec),
                              teacher_variables)
@@ -185,12 +195,9 @@ def fit(phase: str, step_fn: Callable, state, batches: Batches, *, num_steps: in
       jax.block_until_ready(metrics)
       t_rate, rate_steps = time.perf_counter(), done
     if done % log_every == 0 or done == num_steps:
+      guard.check(history[checked:], done)
       summary = {k: float(np.mean([m[k] for m in history])) for k in history[0]}
-      history = []
-      if not np.isfinite(summary['loss']):
-        raise FloatingPointError(
-            f'{phase}: non-finite loss ({summary["loss"]}) in steps up to {done}; lower '
-            f'config.{phase}.learning_rate or check the inputs and loss settings')
+      history, checked = [], 0
       elapsed = time.perf_counter() - t_rate
       rate = (done - rate_steps) / elapsed if elapsed > 0 and done > rate_steps else float('nan')
       eta = (num_steps - done) / rate if rate == rate and rate > 0 else float('nan')
@@ -200,10 +207,38 @@ def fit(phase: str, step_fn: Callable, state, batches: Batches, *, num_steps: in
       if writer is not None:
         writer.write(phase, done, {**summary, 'examples_per_sec': rate * batches.examples_per_step})
     if save_fn is not None and checkpoint_every and done % checkpoint_every == 0 and done < num_steps:
+      guard.check(history[checked:], done)
+      checked = len(history)
       save_fn(state)
   if save_fn is not None:
     save_fn(state)
   return state
+
+
+class _LossGuard:
+  """Non-finite and diverging losses stop training, with the step and the settings to change."""
+
+  def __init__(self, phase: str, factor: float, field: str):
+    self.phase, self.factor, self.field, self.bound = phase, factor, field, None
+
+  def check(self, metrics, step: int):
+    if not metrics:
+      return
+    losses = np.stack([np.asarray(m['loss'], np.float64) for m in metrics])
+    if not np.all(np.isfinite(losses)):
+      raise FloatingPointError(
+          f'{self.phase}: non-finite loss in the steps up to {step}; lower {self.field}.learning_rate or check the '
+          'inputs and loss settings')
+    if not self.factor:
+      return
+    if self.bound is None:  # the first check sets the scale: max(1, the mean loss of the first logged steps)
+      self.bound = self.factor * max(1.0, float(losses.mean()))
+    worst = float(losses.max())
+    if worst > self.bound:
+      raise FloatingPointError(
+          f'{self.phase}: the loss diverged ({worst:.4g} in the steps up to {step}, above config.divergence_factor '
+          f'× its first logged value = {self.bound:.4g}); lower {self.field}.learning_rate (or raise '
+          'config.divergence_factor). No checkpoint was written from the diverged state.')
 
 
 def _format_seconds(seconds: float) -> str:

@@ -13,7 +13,7 @@ SMALL_CNN = dict(filters=(8, 8, 16), maxout_units=(8, 8, 4))
 OPT = ml_collections.ConfigDict(dict(optimizer='adam', learning_rate=1e-3, schedule='constant', clip_norm=1.0))
 
 
-def _saved_teacher(directory, step=3):
+def _saved_teacher(directory, step=3, extra_steps=()):
   model = models.create_model('cnn', **SMALL_CNN)
   tx = training.make_optimizer(OPT, 10)
   state = training.init_state(model, tx, jax.random.PRNGKey(0), IMAGE)
@@ -21,8 +21,12 @@ def _saved_teacher(directory, step=3):
   _, updates = model.apply(state.variables, jax.random.uniform(jax.random.PRNGKey(1), (4, 28, 28, 1)), train=True,
                            rngs={'dropout': jax.random.PRNGKey(2)}, mutable=['batch_stats'])
   state = state.replace(step=jnp.asarray(step, jnp.int32), batch_stats=updates['batch_stats'])
-  mngr = checkpoints.manager(str(directory))
+  mngr = checkpoints.manager(str(directory), max_to_keep=5)
   checkpoints.save(mngr, state, {'model': 'cnn', 'model_kwargs': SMALL_CNN})
+  for later in extra_steps:  # later steps with other weights
+    checkpoints.save(mngr, state.replace(step=jnp.asarray(later, jnp.int32),
+                                         params=jax.tree_util.tree_map(lambda p: p + later, state.params)),
+                     {'model': 'cnn', 'model_kwargs': SMALL_CNN})
   mngr.close()
   return model, state
 
@@ -62,7 +66,7 @@ def test_unreadable_checkpoint_is_an_error(tmp_path):
   model = models.create_model('cnn', **SMALL_CNN)
   (tmp_path / 'junk' / '7').mkdir(parents=True)
   (tmp_path / 'junk' / '7' / 'state').write_text('not a checkpoint')
-  with pytest.raises(ValueError, match='unreadable'):
+  with pytest.raises(checkpoints.CheckpointDamagedError, match='is damaged: no step can be read.*metadata is unreadable'):
     checkpoints.restore_model(str(tmp_path / 'junk'), 'cnn', SMALL_CNN, _abstract(model))
 
 
@@ -75,3 +79,38 @@ def test_checkpoint_of_another_model_is_an_error(tmp_path):
   with pytest.raises(ValueError, match='model_kwargs match the checkpoint'):
     checkpoints.restore_model(str(tmp_path / 'teacher'), 'cnn', wider,
                               _abstract(models.create_model('cnn', **wider)))
+
+
+def _damage(step_dir, item='state'):
+  """Truncates every data file of one item of a saved step, as a full disk or a killed copy would."""
+  files = [p for p in (step_dir / item).rglob('*') if p.is_file() and p.parent.name == 'd']
+  assert files
+  for path in files:
+    with open(path, 'r+b') as f:
+      f.truncate(10)
+
+
+def test_a_damaged_newest_step_falls_back_to_the_previous_one(tmp_path, caplog):
+  model, state = _saved_teacher(tmp_path / 'run', extra_steps=(6,))
+  _damage(tmp_path / 'run' / '6')
+  fresh = training.init_state(model, training.make_optimizer(OPT, 10), jax.random.PRNGKey(9), IMAGE)
+  restored, meta = checkpoints.restore_latest(checkpoints.manager(str(tmp_path / 'run')), jax.eval_shape(lambda: fresh))
+  assert meta['step'] == 3
+  chex.assert_trees_all_equal(restored, state)
+  assert 'step 6: damaged file' in caplog.text and str(tmp_path / 'run' / '6' / 'state') in caplog.text
+  assert 'tensorstore_spec' not in caplog.text
+  # The damaged step is set aside, so that training can write step 6 again.
+  assert (tmp_path / 'run' / '6.damaged').is_dir() and not (tmp_path / 'run' / '6').exists()
+
+
+def test_a_damaged_teacher_step_falls_back_and_total_damage_is_named(tmp_path):
+  model, state = _saved_teacher(tmp_path / 'teacher', extra_steps=(6,))
+  _damage(tmp_path / 'teacher' / '6', 'variables')
+  variables, meta = checkpoints.restore_model(str(tmp_path / 'teacher'), 'cnn', SMALL_CNN, _abstract(model))
+  assert meta['step'] == 3
+  chex.assert_trees_all_equal(variables, state.variables)
+  assert (tmp_path / 'teacher' / '6').is_dir()  # a teacher given to read is never modified
+  _damage(tmp_path / 'teacher' / '3', 'variables')
+  with pytest.raises(checkpoints.CheckpointDamagedError, match='is damaged: no step can be read') as error:
+    checkpoints.restore_model(str(tmp_path / 'teacher'), 'cnn', SMALL_CNN, _abstract(model))
+  assert 'tensorstore_spec' not in str(error.value) and '\n' not in str(error.value)

@@ -65,6 +65,7 @@ def _shared_fields(config: ml_collections.ConfigDict):
   config.eval = dict(batch_size=1000, ece_bins=15)
   config.log_every_steps = 100
   config.checkpoint_every_steps = 1000
+  config_lib.job_fields(config)
 
 
 def _paper_kd_and_logging(config):

@@ -19,6 +19,7 @@ from absl import logging
 import jax
 import ml_collections
 
+from kd_jax import config_lib
 from kd_jax import metrics as metrics_lib
 from kd_jax import sharding
 from kd_jax import trainer
@@ -30,9 +31,17 @@ from kd_jax.mnist import report
 
 def check_config(config: ml_collections.ConfigDict):
   """Fails fast, before any data is loaded, on names and values the job cannot use."""
+  check_data_and_eval(config)
   for phase in ('teacher', 'student'):
+    config_lib.check_phase(config, phase, jax.local_device_count())
     models.create_model(config[phase].model, **config[phase].model_kwargs)
   trainer.check_kd_config(config, config.teacher.loss, config.student.loss)
+
+
+def check_data_and_eval(config):
+  """The fields the single job and the grid share."""
+  config_lib.check_job(config, jax.local_device_count())
+  config_lib.check_int(config, 'data.translate_seed')
 
 
 def load_data(config):

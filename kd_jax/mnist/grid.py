@@ -30,6 +30,7 @@ import ml_collections
 import numpy as np
 
 from kd_jax import checkpoints
+from kd_jax import config_lib
 from kd_jax import input_pipeline
 from kd_jax import losses
 from kd_jax import sharding
@@ -63,10 +64,13 @@ def check_grid_config(config):
   if config.num_seeds < 1:
     raise ValueError(f'config.num_seeds must be ≥ 1, got {config.num_seeds}')
   vmap_seeds(config)
+  experiment.check_data_and_eval(config)
   for setup in config.setups:
     for name in filter(None, parse_setup(setup)):
       if name not in config.models:
         raise ValueError(f'grid setup {setup!r} needs training settings config.models.{name}')
+      config_lib.check_phase(config, f'models.{name}', jax.local_device_count())
+      models.create_model(name, **config.models[name].model_kwargs)
   trainer.check_kd_config(config, student_loss=config.student_loss)
 
 
@@ -108,6 +112,7 @@ def train_instances(name: str, cfg, config, model, train, mesh, directory: str, 
   common = dict(seeds=seeds, stream=stream, teacher=teacher)
   if vmap_seeds(config):
     return trainer.train_model(name, cfg, config, model, train, mesh, directory, writer, stacked=True,
+                               settings_field=f'config.models.{cfg.model}',
                                teacher_variables=teacher_variables, teacher_logits=teacher_logits,
                                **common).variables
   variables = []
@@ -115,6 +120,7 @@ def train_instances(name: str, cfg, config, model, train, mesh, directory: str, 
     common['seeds'] = [seed]
     variables.append(trainer.train_model(
         f'{name}_seed_{seed}', cfg, config, model, train, mesh, os.path.join(directory, f'seed_{seed}'), writer,
+        settings_field=f'config.models.{cfg.model}',
         teacher_variables=None if teacher_variables is None else trainer.instance(teacher_variables, k),
         teacher_logits=None if teacher_logits is None else teacher_logits[k], **common).variables)
   return trainer.stack(variables)
@@ -151,7 +157,9 @@ def train_online_pair(setup: str, config, train: data_lib.Split, mesh, workdir: 
                                          batches.partition_spec)
     name = f'{setup}_online' + ('' if stacked else f'_seed_{run_seeds[0]}')
     state = training.fit(name, step_fn, state, batches, num_steps=num_steps, mesh=mesh,
-                         log_every=config.log_every_steps, writer=writer)
+                         log_every=config.log_every_steps, writer=writer,
+                         divergence_factor=config.divergence_factor,
+                         settings_field=f'config.models.{student_name}')
     mngr = checkpoints.manager(os.path.join(workdir, f'{setup}_online', '_'.join(map(str, run_seeds))))
     checkpoints.save(mngr, state[1], {'model': student_name, 'model_kwargs': student_cfg.model_kwargs.to_dict(),
                                       'phase': name, 'num_steps': num_steps, 'seeds': list(run_seeds),

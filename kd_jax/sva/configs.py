@@ -100,4 +100,5 @@ def pair_config(teacher: str, student: str, variants: str = '') -> ml_collection
   config.eval = dict(batch_size=512, ece_bins=15)
   config.log_every_steps = 200
   config.checkpoint_every_steps = 2000
+  config_lib.job_fields(config)
   return config_lib.apply_variants(config, variants, VARIANTS)

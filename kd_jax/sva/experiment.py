@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from kd_jax import checkpoints
+from kd_jax import config_lib
 from kd_jax import sharding
 from kd_jax import trainer
 from kd_jax import training
@@ -50,7 +51,14 @@ def check_config(config: ml_collections.ConfigDict):
                      '(use data.source=full_sentences or synthetic)')
   if config.objective == 'classify' and config.data.source == 'full_sentences':
     raise ValueError('full_sentences gives no verb-number labels; classify with numpred, linzen_tsv or synthetic')
+  num_devices = jax.local_device_count()
+  config_lib.check_job(config, num_devices)
+  config_lib.check_number(config, 'data.dev_fraction', high=1.0, high_open=True)
+  for field, minimum in (('split_seed', 0), ('vocab_min_count', 1), ('max_length', 0), ('length_bucket', 1),
+                         ('synthetic.num_train', 1), ('synthetic.num_test', 1), ('synthetic.max_intervening', 0)):
+    config_lib.check_int(config, f'data.{field}', minimum)
   for role in ('teacher', 'student'):
+    config_lib.check_phase(config, role, num_devices)
     sva_models.create_model(config[role].model, vocab_size=2, objective=config.objective,
                             **config[role].model_kwargs)
   trainer.check_kd_config(config, config.teacher.loss, config.student.loss)
@@ -255,7 +263,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
               f'{role}/seed_{seed}', cfg, config, model, train, mesh, directory, writer, seeds=[seed],
               stream=trainer.STUDENT_STREAM, teacher=model_of['teacher'] if in_step else None,
               teacher_variables=variables['teacher'] if in_step else None, teacher_logits=cached,
-              extra_meta=extra_meta)
+              extra_meta=extra_meta, settings_field='config.student')
           # Evaluate what was saved, as an offline-KD user would.
           variables[role], _ = trainer.restore_variables(model, directory, cfg, example, seed)
         timing[role] += time.perf_counter() - t0
