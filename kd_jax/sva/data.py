@@ -18,13 +18,11 @@ an end token at the verb's position; label VBZ (singular) = 0, VBP (plural) = 1.
 LM input ``[bos] sentence``, target ``sentence [eos]``.
 """
 import collections
-import csv
 import dataclasses
 import gzip
-import io
 import json
 import os
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -79,27 +77,41 @@ class LmSentences:
                        [self.wrong[i] for i in idx], self.attractors[idx], self.distances[idx])
 
 
-def _open_text(path: str):
+def _read_lines(path: str) -> List[Tuple[int, str]]:
+  """(1-based line number, line without its newline) of every non-blank line; a clear error for a missing,
+  undecodable or empty file."""
   if not os.path.exists(path):
     raise FileNotFoundError(f'SVA data file {path} does not exist')
-  if path.endswith('.gz'):
-    return io.TextIOWrapper(gzip.open(path, 'rb'), encoding='utf-8')
-  return open(path, encoding='utf-8')
+  try:
+    if path.endswith('.gz'):
+      with gzip.open(path, 'rb') as f:
+        raw = f.read()
+    else:
+      with open(path, 'rb') as f:
+        raw = f.read()
+    text = raw.decode('utf-8')
+  except UnicodeDecodeError as e:
+    line_no = raw.count(b'\n', 0, e.start) + 1
+    raise ValueError(f'{path}:{line_no}: not UTF-8 text (undecodable byte at offset {e.start}); '
+                     'is this the right file?') from None
+  except (OSError, EOFError) as e:
+    raise ValueError(f'cannot read SVA data file {path}: {e}') from None
+  lines = [(i, line.rstrip('\r')) for i, line in enumerate(text.split('\n'), 1) if line.strip()]
+  if not lines:
+    raise ValueError(f'SVA data file {path} is empty')
+  return lines
 
 
 def read_numpred(path: str, attractors: int = UNKNOWN) -> AgreementExamples:
   """Linzen's simple format: ``VBZ|VBP <TAB> prefix`` per line (``attractors``: the file's count, if known)."""
   prefixes, labels = [], []
-  with _open_text(path) as f:
-    for line_no, line in enumerate(f, 1):
-      line = line.rstrip('\n')
-      if not line.strip():
-        continue
-      label, sep, prefix = line.partition('\t')
-      if not sep or label not in LABELS:
-        raise ValueError(f'{path}:{line_no}: expected "VBZ|VBP<TAB>prefix", got {line[:80]!r}')
-      prefixes.append(prefix.split())
-      labels.append(LABELS.index(label))
+  for line_no, line in _read_lines(path):
+    columns = line.split('\t')
+    if len(columns) != 2 or columns[0] not in LABELS:
+      raise ValueError(f'{path}:{line_no}: expected "VBZ|VBP<TAB>prefix" (2 tab-separated columns), got '
+                       f'{len(columns)} column(s): {line[:80]!r}')
+    prefixes.append(columns[1].split())
+    labels.append(LABELS.index(columns[0]))
   n = len(labels)
   return AgreementExamples(prefixes, np.asarray(labels, np.int32), np.full(n, attractors, np.int32),
                            np.full(n, UNKNOWN, np.int32))
@@ -118,22 +130,30 @@ def read_linzen_tsv(path: str) -> AgreementExamples:
   else UNKNOWN (such examples count in micro accuracy, not per attractor).
   """
   prefixes, labels, attractors, distances = [], [], [], []
-  with _open_text(path) as f:
-    reader = csv.DictReader(f, delimiter='\t', quoting=csv.QUOTE_NONE)
-    missing = [c for c in TSV_COLUMNS if c not in (reader.fieldnames or ())]
-    if missing:
-      raise ValueError(f'{path}: not a Linzen agreement TSV, header lacks {missing}')
-    for line_no, row in enumerate(reader, 2):
+  lines = _read_lines(path)
+  header = lines[0][1].split('\t')
+  missing = [c for c in TSV_COLUMNS if c not in header]
+  if missing:
+    raise ValueError(f'{path}: not a Linzen agreement TSV, header lacks {missing}')
+  for line_no, line in lines[1:]:
+    values = line.split('\t')
+    if len(values) != len(header):
+      raise ValueError(f'{path}:{line_no}: expected {len(header)} tab-separated columns (as the header), '
+                       f'got {len(values)}')
+    row = dict(zip(header, values))
+    try:
       if row['verb_pos'] not in LABELS:
-        raise ValueError(f'{path}:{line_no}: verb_pos must be VBZ or VBP, got {row["verb_pos"]!r}')
+          raise ValueError(f'verb_pos must be VBZ or VBP, got {row["verb_pos"]!r}')
       words, verb_index = row['sentence'].split(), int(row['verb_index'])
       if not 1 <= verb_index <= len(words):
-        raise ValueError(f'{path}:{line_no}: verb_index {verb_index} outside the {len(words)}-word sentence')
-      prefixes.append(words[:verb_index - 1])
-      labels.append(LABELS.index(row['verb_pos']))
-      n_int, n_diff = int(row['n_intervening']), int(row['n_diff_intervening'])
-      attractors.append(n_diff if n_int == n_diff else UNKNOWN)
-      distances.append(int(row['distance']))
+        raise ValueError(f'verb_index {verb_index} outside the {len(words)}-word sentence')
+      n_int, n_diff, distance = int(row['n_intervening']), int(row['n_diff_intervening']), int(row['distance'])
+    except ValueError as e:
+      raise ValueError(f'{path}:{line_no}: {e}') from None
+    prefixes.append(words[:verb_index - 1])
+    labels.append(LABELS.index(row['verb_pos']))
+    attractors.append(n_diff if n_int == n_diff else UNKNOWN)
+    distances.append(distance)
   return AgreementExamples(prefixes, np.asarray(labels, np.int32), np.asarray(attractors, np.int32),
                            np.asarray(distances, np.int32))
 
@@ -158,18 +178,21 @@ def holdout_split(examples, holdout_fraction: float, seed: int):
 
 def read_full_sentences(stem: str) -> LmSentences:
   """``stem.text`` (tokens, ending in <eos>), ``stem.gold`` (index, correct, wrong, attractors), ``stem.eval``."""
-  with _open_text(stem + '.text') as f:
-    texts = [line.split() for line in f if line.strip()]
-  with _open_text(stem + '.gold') as f:
-    gold = [line.rstrip('\n').split('\t') for line in f if line.strip()]
-  with _open_text(stem + '.eval') as f:
-    evals = [int(line) for line in f if line.strip()]
+  texts = [line.split() for _, line in _read_lines(stem + '.text')]
+  gold = [line.split('\t') for _, line in _read_lines(stem + '.gold')]
+  evals = []
+  for line_no, line in _read_lines(stem + '.eval'):
+    try:
+      evals.append(int(line))
+    except ValueError:
+      raise ValueError(f'{stem}.eval:{line_no}: expected one integer (the verb index), got {line[:80]!r}') from None
   if not len(texts) == len(gold) == len(evals):
     raise ValueError(f'{stem}.text/.gold/.eval are not line-aligned: {len(texts)} / {len(gold)} / {len(evals)} lines')
   sentences, verb_index, correct, wrong, attractors = [], [], [], [], []
   for i, (words, fields, target) in enumerate(zip(texts, gold, evals), 1):
-    if len(fields) != 4:
-      raise ValueError(f'{stem}.gold:{i}: expected index<TAB>correct<TAB>wrong<TAB>attractors, got {fields}')
+    if len(fields) != 4 or not fields[0].isdigit() or not fields[3].isdigit():
+      raise ValueError(f'{stem}.gold:{i}: expected 4 tab-separated columns index<TAB>correct<TAB>wrong<TAB>attractors, '
+                       f'got {len(fields)}: {fields}')
     if words and words[-1] == EOS:  # the model adds its own end token
       words = words[:-1]
     index, right, other = int(fields[0]), fields[1], fields[2]

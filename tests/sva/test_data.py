@@ -32,6 +32,23 @@ def test_read_numpred_rejects_bad_lines(tmp_path):
     sva_data.read_numpred(path)
   with pytest.raises(FileNotFoundError, match='does not exist'):
     sva_data.read_numpred(str(tmp_path / 'missing'))
+  # Extra columns are an error, not extra words of the prefix.
+  path = _write(tmp_path / 'extra', 'VBZ\tthe dog\nVBP\tthe cats\t3\n')
+  with pytest.raises(ValueError, match=r'extra:2: expected .*\(2 tab-separated columns\), got 3 column\(s\)'):
+    sva_data.read_numpred(path)
+
+
+@pytest.mark.parametrize('reader', ['numpred', 'tsv', 'full_sentences'])
+def test_empty_and_binary_files_are_named(tmp_path, reader):
+  read = {'numpred': sva_data.read_numpred, 'tsv': sva_data.read_linzen_tsv,
+          'full_sentences': lambda path: sva_data.read_full_sentences(path[:-len('.text')])}[reader]
+  empty = _write(tmp_path / 'empty.text', '\n  \n')
+  with pytest.raises(ValueError, match=f'SVA data file {empty} is empty'):
+    read(empty)
+  binary = tmp_path / 'binary.text'
+  binary.write_bytes(b'VBZ\tthe dog\n\x89PNG\r\n\x1a\n\xff\xfe')
+  with pytest.raises(ValueError, match=f'{binary}:2: not UTF-8 text'):
+    read(str(binary))
 
 
 def _tsv_row(sentence, verb_pos, subj_index, verb_index, n_intervening, n_diff, distance):
@@ -84,6 +101,17 @@ def _write_full_sentences(tmp_path, gold_lines, eval_lines):
   _write(stem + '.gold', gold_lines)
   _write(stem + '.eval', eval_lines)
   return stem
+
+
+def test_tsv_rows_need_every_column(tmp_path):
+  header = '\t'.join(sva_data.TSV_COLUMNS)
+  row = _tsv_row('the dog is here', 'VBZ', 1, 3, 0, 0, 2)
+  path = _write(tmp_path / 'short.tsv', f'{header}\n{row}\n{row.rsplit(chr(9), 1)[0]}\n')
+  with pytest.raises(ValueError, match=r'short.tsv:3: expected 18 tab-separated columns \(as the header\), got 17'):
+    sva_data.read_linzen_tsv(path)
+  path = _write(tmp_path / 'nonint.tsv', f'{header}\n' + row.replace('\t3\t', '\tthree\t', 1) + '\n')
+  with pytest.raises(ValueError, match='nonint.tsv:2: invalid literal'):
+    sva_data.read_linzen_tsv(path)
 
 
 def test_read_full_sentences(tmp_path):
