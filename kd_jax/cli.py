@@ -1,5 +1,15 @@
-"""The shared command line of kd_jax's entry points: ``--config`` (with overrides) and ``--workdir``."""
+"""The shared command line of kd_jax's entry points: ``--config`` (with overrides) and ``--workdir``.
+
+Errors are one line, ``kd_jax: error: …``, with exit code 2 for usage and
+config errors (bad flags, settings, data files) and 1 for runtime ones;
+``--verbose`` (or ``KD_JAX_VERBOSE=1``) shows the traceback instead. Ctrl-C
+prints where the run can resume from and exits with 130.
+"""
+import errno
 import logging as py_logging
+import os
+import shutil
+import sys
 from typing import Callable
 
 from absl import app
@@ -7,19 +17,76 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+USAGE_ERRORS = (ValueError, FileNotFoundError, KeyError)  # the config or the inputs are wrong: exit 2
+
 
 def run(job: Callable[..., object]):
   """Parses ``--config``/``--workdir`` and runs ``job(config, workdir)``."""
   config = config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
   workdir = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.')
+  verbose = flags.DEFINE_bool('verbose', os.environ.get('KD_JAX_VERBOSE', '') not in ('', '0'),
+                              'Show tracebacks of errors (also: KD_JAX_VERBOSE=1).')
   flags.mark_flags_as_required(['config', 'workdir'])
+
+  def parse_flags(argv):
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as e:
+      _exit(2, _last_line(str(e)))
+    except (AttributeError, KeyError) as e:  # ml_collections: an override of a field the config does not have
+      _exit(2, f'a --config.* override names no field of the config ({e}); --config.FIELD must exist in the file')
 
   def main(argv):
     if len(argv) > 1:
-      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+      _exit(2, f'unexpected arguments: {argv[1:]}')
     logging.set_verbosity(logging.INFO)
     # Orbax logs every file it writes at INFO; keep its warnings, drop the chatter.
     logging.get_absl_handler().addFilter(lambda r: r.levelno >= py_logging.WARNING or 'orbax' not in r.pathname)
-    job(config.value, workdir.value)
+    try:
+      job(config.value, workdir.value)
+    except KeyboardInterrupt as e:
+      _exit(130, str(e) or 'interrupted', 'kd_jax: ')
+    except Exception as e:  # pylint: disable=broad-except
+      if verbose.value:
+        raise
+      code = 2 if isinstance(e, USAGE_ERRORS) else 1
+      _exit(code, error_message(e, workdir.value))
 
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
+
+
+def error_message(error: Exception, workdir: str) -> str:
+  """One line for ``error``; a full disk says where and how much space to free."""
+  if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+    path = error.filename or workdir
+    free = shutil.disk_usage(workdir if os.path.isdir(workdir) else '.').free
+    needed = _largest_checkpoint_bytes(workdir)
+    return (f'no space left on the device writing {path} ({free / 2**20:.0f} MiB free there); free at least '
+            f'{needed / 2**20:.0f} MiB (one checkpoint of this run) and run the same command again to resume')
+  return ' '.join(f'{type(error).__name__}: {error}'.split()) if not isinstance(error, USAGE_ERRORS + (
+      RuntimeError, FloatingPointError)) else ' '.join(str(error).split())
+
+
+def _largest_checkpoint_bytes(workdir: str) -> int:
+  """The largest checkpoint step directory under ``workdir`` (directories named by a step number)."""
+  largest = 0
+  for root, dirs, _ in os.walk(workdir):
+    for name in dirs:
+      if name.isdigit():
+        step_dir = os.path.join(root, name)
+        largest = max(largest, sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(step_dir)
+                                   for f in fs))
+  return largest
+
+
+def _last_line(message: str) -> str:
+  """A flag error's own words: ml_collections wraps config-file errors in a traceback; keep its last line."""
+  lines = [line.strip() for line in message.splitlines() if line.strip()]
+  if len(lines) > 1 and any(line.startswith('Traceback') for line in lines):
+    return f'{lines[0]} {lines[-1]}'
+  return ' '.join(lines)
+
+
+def _exit(code: int, message: str, prefix: str = 'kd_jax: error: '):
+  print(prefix + message, file=sys.stderr, flush=True)
+  sys.exit(code)

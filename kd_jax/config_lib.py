@@ -129,7 +129,7 @@ def check_job(config, num_devices: int):
 
 def job_fields(config: ml_collections.ConfigDict):
   """Adds the settings every job shares beyond its task's: the divergence guard and the workdir policy."""
-  # Training stops when a logged loss exceeds divergence_factor × max(1, the run's first logged loss); 0: off.
+  # Training stops when a loss exceeds divergence_factor × max(1, the loss of the run's first step); 0: off.
   config.divergence_factor = 1e4
   # A workdir whose checkpoints were trained with other settings is refused; True deletes them and retrains.
   config.overwrite = False

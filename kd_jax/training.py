@@ -170,7 +170,7 @@ def fit(phase: str, step_fn: Callable, state, batches: Batches, *, num_steps: in
   """Runs ``step_fn`` from the state's step to ``num_steps`` with progress (rate, ETA) and metric logging.
 
   Stops with FloatingPointError when a loss is non-finite or, with a
-  ``divergence_factor``, exceeds that factor × max(1, the first logged loss);
+  ``divergence_factor``, exceeds that factor × max(1, the loss of the first step run);
   the losses since the last check are checked before every save, so a diverged
   state never replaces a good checkpoint. ``settings_field`` (e.g.
   ``config.student``) names the settings to change in that error.
@@ -231,13 +231,13 @@ class _LossGuard:
           'inputs and loss settings')
     if not self.factor:
       return
-    if self.bound is None:  # the first check sets the scale: max(1, the mean loss of the first logged steps)
-      self.bound = self.factor * max(1.0, float(losses.mean()))
+    if self.bound is None:  # the scale: the loss of the first step run (before any update, in a fresh run)
+      self.bound = self.factor * max(1.0, float(losses[0].max()))
     worst = float(losses.max())
     if worst > self.bound:
       raise FloatingPointError(
           f'{self.phase}: the loss diverged ({worst:.4g} in the steps up to {step}, above config.divergence_factor '
-          f'× its first logged value = {self.bound:.4g}); lower {self.field}.learning_rate (or raise '
+          f'× max(1, its first value) = {self.bound:.4g}); lower {self.field}.learning_rate (or raise '
           'config.divergence_factor). No checkpoint was written from the diverged state.')
 
 

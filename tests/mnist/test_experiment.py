@@ -1,5 +1,7 @@
+import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -7,6 +9,7 @@ import pytest
 
 from conftest import ROOT
 from conftest import load_config
+from kd_jax import trainer
 from kd_jax.mnist import data as data_lib
 from kd_jax.mnist import experiment
 
@@ -58,9 +61,74 @@ def test_rerun_in_a_finished_workdir_resumes_instead_of_retraining(finished_run,
   workdir, first = finished_run
   config = smoke_config(tiny_mnist_dir, **{'data.num_train': 0, 'data.num_test': 0})
   assert experiment.run(config, workdir)['student'] == first['student']
-  config.student.num_epochs = 2.0
-  with pytest.raises(ValueError, match='fresh --workdir'):
+
+
+@pytest.mark.parametrize('overrides,differences', [
+    ({'kd.temperature': 2.0}, ['kd.temperature: 5.0 → 2.0']),
+    ({'student.num_epochs': 2.0}, ['num_epochs: 3.0 → 2.0', 'num_steps: 45 → 30']),
+    ({'seed': 1, 'teacher.learning_rate': 0.5}, ['learning_rate: 0.01 → 0.5', 'seeds: [0] → [1]']),
+    ({'data.num_train': 900}, ['training data (digest)', 'training examples: 1000 → 900']),
+])
+def test_a_finished_workdir_refuses_other_settings_with_their_differences(finished_run, tiny_mnist_dir, overrides,
+                                                                          differences):
+  workdir, _ = finished_run
+  config = smoke_config(tiny_mnist_dir, **{'data.num_train': 0, 'data.num_test': 0, **overrides})
+  with pytest.raises(trainer.SettingsMismatchError, match='trained with other settings') as error:
     experiment.run(config, workdir)
+  for difference in differences:
+    assert difference in str(error.value)
+  assert 'fresh --workdir, or --config.overwrite=True' in str(error.value)
+  with open(os.path.join(workdir, 'results.json')) as f:  # the old results still describe the old run
+    assert json.load(f)['config']['kd']['temperature'] == 5.0
+
+
+def test_overwrite_retrains_and_eval_only_changes_reevaluate(finished_run, tiny_mnist_dir, tmp_path):
+  workdir = str(tmp_path / 'copy')
+  shutil.copytree(finished_run[0], workdir)
+  first = finished_run[1]
+  # Evaluation-only settings re-evaluate the same models: no training, new metrics, a truthful config.
+  config = smoke_config(tiny_mnist_dir, **{'data.num_train': 0, 'data.num_test': 100, 'eval.ece_bins': 5,
+                                           'log_every_steps': 7})
+  again = experiment.run(config, workdir)
+  assert again['num_test'] == 100 and again['config']['eval']['ece_bins'] == 5
+  assert again['student']['mnist']['accuracy'] != first['student']['mnist']['accuracy'] or (
+      again['student']['mnist']['ece'] != first['student']['mnist']['ece'])
+  assert not any('"step": 7' in line for line in open(os.path.join(workdir, 'metrics.jsonl')))  # nothing trained
+  # overwrite=True deletes checkpoints of other settings and trains again.
+  config = smoke_config(tiny_mnist_dir, **{'data.num_train': 0, 'data.num_test': 0, 'kd.temperature': 2.0,
+                                           'overwrite': True})
+  retrained = experiment.run(config, workdir)
+  assert retrained['teacher'] == first['teacher']  # the teacher's settings did not change: it was kept
+  assert retrained['student'] != first['student'] and retrained['config']['kd']['temperature'] == 2.0
+  records = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
+  student_steps = [r['step'] for r in records if r['phase'] == 'student']
+  assert len(student_steps) == len(set(student_steps))  # the old run's records were dropped, not duplicated
+
+
+def test_a_damaged_newest_checkpoint_resumes_from_the_previous_one(finished_run, tiny_mnist_dir, tmp_path):
+  overrides = {'data.num_train': 0, 'data.num_test': 0, 'checkpoint_every_steps': 8}
+  workdir = str(tmp_path / 'run')
+  unbroken = experiment.run(smoke_config(tiny_mnist_dir, **overrides), workdir)
+  assert unbroken['student'] == finished_run[1]['student']  # saving every 8 steps changes nothing
+  for phase, newest, previous in (('teacher', 45, 40), ('student', 45, 40)):
+    assert sorted(os.listdir(os.path.join(workdir, phase))) == [str(previous), str(newest)]
+    for path in glob.glob(os.path.join(workdir, phase, str(newest), 'state', '**', 'd', '*'), recursive=True):
+      with open(path, 'r+b') as f:
+        f.truncate(10)
+  resumed = experiment.run(smoke_config(tiny_mnist_dir, **overrides), workdir)
+  assert resumed['teacher'] == unbroken['teacher'] and resumed['student'] == unbroken['student']
+  assert os.path.isdir(os.path.join(workdir, 'teacher', '45.damaged'))
+  records = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
+  steps = [(r['phase'], r['step']) for r in records]
+  assert len(steps) == len(set(steps)) and ('student', 45) in steps
+
+
+def test_a_diverging_loss_stops_training_before_any_checkpoint(tiny_mnist_dir, tmp_path):
+  config = smoke_config(tiny_mnist_dir, **{'teacher.learning_rate': 1e6})
+  with pytest.raises(FloatingPointError, match=r'teacher: the loss diverged .* steps up to 4.*config.teacher.'
+                                               'learning_rate'):
+    experiment.run(config, str(tmp_path))
+  assert not os.listdir(tmp_path / 'teacher')
 
 
 def test_missing_teacher_checkpoint_never_means_a_random_teacher(tiny_mnist_dir, tmp_path):
@@ -78,9 +146,28 @@ def test_missing_teacher_checkpoint_never_means_a_random_teacher(tiny_mnist_dir,
     ({'kd.alpha': 2.0}, ValueError, r'\[0, 1\]'),
     ({'kd.teacher_mode': 'frozen'}, ValueError, 'teacher_mode'),
     ({'data.dir': '/nonexistent/mnist'}, FileNotFoundError, 'MNIST data directory'),
+    # Ranges, checked before any data is read (the data directory below does not exist).
+    ({'teacher.batch_size': -8}, ValueError, r'config.teacher.batch_size must be an integer ≥ 1, got -8'),
+    ({'student.batch_size': 0}, ValueError, r'config.student.batch_size must be an integer ≥ 1, got 0'),
+    ({'student.batch_size': 60}, ValueError, r'config.student.batch_size must be a multiple of the 8 devices'),
+    ({'teacher.num_epochs': 0.0}, ValueError, r'config.teacher.num_epochs must be a finite number in \(0, inf\]'),
+    ({'student.num_epochs': -5.0}, ValueError, r'config.student.num_epochs must be'),
+    ({'data.num_train': -1}, ValueError, r'config.data.num_train must be an integer ≥ 0, got -1'),
+    ({'data.num_test': -3}, ValueError, r'config.data.num_test must be an integer ≥ 0'),
+    ({'student.schedule': 'linear'}, ValueError, r'config.student.schedule must be one of constant, cosine, '
+                                                 r'exponential, got .linear.'),
+    ({'teacher.optimizer': 'adamw2'}, ValueError, r'config.teacher.optimizer must be one of adam, radam, sgd'),
+    ({'student.learning_rate': 0.0}, ValueError, r'config.student.learning_rate must be a finite number in \(0'),
+    ({'teacher.clip_norm': -1.0}, ValueError, r'config.teacher.clip_norm must be a finite number in \[0'),
+    ({'teacher.model_kwargs.dropout_rate': 1.0}, ValueError, r'config.teacher.model_kwargs.dropout_rate must be '
+                                                             r'a finite number in \[0, 1\)'),
+    ({'eval.ece_bins': 0}, ValueError, r'config.eval.ece_bins must be an integer ≥ 1, got 0'),
+    ({'eval.batch_size': 100}, ValueError, r'config.eval.batch_size must be a multiple of the 8 devices'),
+    ({'log_every_steps': 0}, ValueError, r'config.log_every_steps must be an integer ≥ 1'),
+    ({'divergence_factor': -1.0}, ValueError, r'config.divergence_factor must be a finite number in \[0'),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, overrides, error, match):
-  config = smoke_config('', **overrides)
+  config = smoke_config('/nonexistent/mnist' if error is ValueError else '', **overrides)
   with pytest.raises(error, match=match):
     experiment.run(config, str(tmp_path))
 
@@ -89,8 +176,18 @@ def test_command_line_reports_a_bad_override(tmp_path):
   result = subprocess.run(
       [sys.executable, '-m', 'kd_jax.main', '--config=configs/smoke.py', f'--workdir={tmp_path}',
        '--config.kd.temperature=-1'], cwd=ROOT, capture_output=True, text=True, timeout=120)
-  assert result.returncode != 0
-  assert 'config.kd.temperature=-1' in result.stderr
+  assert result.returncode == 2  # a config error
+  last_line = result.stderr.strip().splitlines()[-1]
+  assert last_line.startswith('kd_jax: error: ') and 'config.kd.temperature=-1' in last_line
+  assert 'Traceback' not in result.stderr
+
+
+def test_command_line_reports_an_unknown_override_in_one_line(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'kd_jax.main', '--config=configs/smoke.py', f'--workdir={tmp_path}',
+       '--config.kd.temprature=2'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2 and 'Traceback' not in result.stderr
+  assert result.stderr.strip().splitlines()[-1].startswith("kd_jax: error: a --config.* override names no field")
 
 
 def test_real_mnist_slice(full_mnist_dir, tmp_path):
