@@ -103,6 +103,17 @@ def test_a_damaged_newest_step_falls_back_to_the_previous_one(tmp_path, caplog):
   assert (tmp_path / 'run' / '6.damaged').is_dir() and not (tmp_path / 'run' / '6').exists()
 
 
+def test_a_deleted_manifest_or_metadata_falls_back_too(tmp_path):
+  model, state = _saved_teacher(tmp_path / 'run', extra_steps=(6, 9))
+  (tmp_path / 'run' / '9' / 'state' / 'manifest.ocdbt').unlink()
+  (tmp_path / 'run' / '6' / 'meta' / 'metadata').unlink()
+  fresh = training.init_state(model, training.make_optimizer(OPT, 10), jax.random.PRNGKey(9), IMAGE)
+  restored, meta = checkpoints.restore_latest(checkpoints.manager(str(tmp_path / 'run')), jax.eval_shape(lambda: fresh))
+  assert meta['step'] == 3
+  chex.assert_trees_all_equal(restored, state)
+  assert sorted(p.name for p in (tmp_path / 'run').iterdir()) == ['3', '6.damaged', '9.damaged']
+
+
 def test_a_damaged_teacher_step_falls_back_and_total_damage_is_named(tmp_path):
   model, state = _saved_teacher(tmp_path / 'teacher', extra_steps=(6,))
   _damage(tmp_path / 'teacher' / '6', 'variables')

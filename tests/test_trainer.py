@@ -116,3 +116,37 @@ def test_bad_kd_settings(kd, teacher_loss, student_loss, match):
 def test_checkpoint_path_template():
   assert trainer.checkpoint_path('/a/teacher/seed_{seed}', 3) == '/a/teacher/seed_3'
   assert trainer.checkpoint_path('/a/teacher', 3) == '/a/teacher'
+
+
+class _InterruptedSplit:
+  """A training split whose batch for ``step`` is Ctrl-C (as if pressed while training)."""
+
+  def __init__(self, split, interrupt_at):
+    self.split, self.interrupt_at, self.calls = split, interrupt_at, 0
+
+  def __len__(self):
+    return len(self.split)
+
+  def batch(self, idx):
+    self.calls += 1
+    if self.calls == self.interrupt_at + 3:  # the example input and the data digest come first; steps from 0
+      raise KeyboardInterrupt
+    return self.split.batch(idx)
+
+
+def test_ctrl_c_says_where_to_resume_and_resuming_finishes_the_run(tmp_path):
+  config = load_config('grid_smoke')
+  config.checkpoint_every_steps = 4
+  cfg = _sgd(config, 'mlp', 'teacher')
+  model = models.create_model('mlp', **cfg.model_kwargs)
+  split, mesh = _split(), sharding.data_mesh()
+  run = lambda data: trainer.train_model('teacher', cfg, config, model, data, mesh, str(tmp_path / 'run'), None,
+                                         seeds=[0], stream=trainer.TEACHER_STREAM)
+  with pytest.raises(trainer.TrainingInterrupted, match=r'teacher interrupted; the newest checkpoint is step 8 in '
+                                                        f'{tmp_path}/run: run the same command again'):
+    run(_InterruptedSplit(split, interrupt_at=10))
+  resumed = run(split)
+  unbroken = trainer.train_model('teacher', cfg, config, model, split, mesh, str(tmp_path / 'unbroken'), None,
+                                 seeds=[0], stream=trainer.TEACHER_STREAM)
+  assert int(resumed.step) == 12
+  chex.assert_trees_all_equal(resumed.variables, unbroken.variables)

@@ -88,6 +88,7 @@ def test_online_grid(tiny_mnist_dir, tmp_path):
     ({'kd.teacher_mode': 'train'}, 'cache_teacher_logits needs a deterministic teacher'),
     ({'seed_parallelism': 'threads'}, "unknown config.seed_parallelism 'threads'"),
     ({'kd.alpha': -1.0}, r'\[0, 1\]'),
+    ({'models.cnn.batch_size': 0}, r'config.models.cnn.batch_size must be an integer ≥ 1'),
 ])
 def test_bad_grid_config(tmp_path, overrides, match):
   with pytest.raises(ValueError, match=match):

@@ -127,6 +127,10 @@ def test_every_sva_config_is_valid():
     ({'data.source': 'full_sentences'}, ValueError, 'full_sentences gives no verb-number labels'),
     ({'data.source': 'numpred', 'data.dir': '/nonexistent/sva'}, FileNotFoundError, 'does not exist'),
     ({'teacher.checkpoint': '/nonexistent/teacher'}, FileNotFoundError, 'does not exist'),
+    ({'data.dev_fraction': 1.5}, ValueError, r'config.data.dev_fraction must be a finite number in \(0, 1\)'),
+    ({'data.length_bucket': 0}, ValueError, r'config.data.length_bucket must be an integer ≥ 1'),
+    ({'student.batch_size': 12}, ValueError, r'config.student.batch_size must be a multiple of the 8 devices'),
+    ({'teacher.model_kwargs.dropout_rate': -0.1}, ValueError, r'config.teacher.model_kwargs.dropout_rate must be'),
 ])
 def test_bad_settings_fail_with_a_clear_error(tmp_path, overrides, error, match):
   with pytest.raises(error, match=match):

@@ -1,0 +1,18 @@
+import errno
+
+from kd_jax import cli
+
+
+def test_a_full_disk_names_the_path_and_the_space_to_free(tmp_path):
+  step_dir = tmp_path / 'teacher' / '40' / 'state'
+  step_dir.mkdir(parents=True)
+  (step_dir / 'data').write_bytes(b'x' * 3 * 2**20)
+  error = OSError(errno.ENOSPC, 'No space left on device', str(tmp_path / 'student' / '45'))
+  message = cli.error_message(error, str(tmp_path))
+  assert message.startswith(f'no space left on the device writing {tmp_path}/student/45 (')
+  assert 'free at least 3 MiB (one checkpoint of this run)' in message and '\n' not in message
+
+
+def test_errors_are_one_line():
+  assert cli.error_message(ValueError('config.x must be\n  positive'), '.') == 'config.x must be positive'
+  assert cli.error_message(TypeError('bad'), '.') == 'TypeError: bad'
