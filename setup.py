@@ -23,7 +23,7 @@ setup(
         'tensorflow-datasets>=4.9',
     ],
     extras_require={
-        'test': ['pytest'],
+        'test': ['pytest', 'pytest-xdist'],  # the suite runs on 2 processes (README's test command)
         'tfds': ['tensorflow'],  # TFDS needs TensorFlow to download and read MNIST / MNIST-C
     },
 )
