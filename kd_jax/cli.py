@@ -49,7 +49,7 @@ def run(job: Callable[..., object]):
     except Exception as e:  # pylint: disable=broad-except
       if verbose.value:
         raise
-      code = 2 if isinstance(e, USAGE_ERRORS) else 1
+      code = 2 if isinstance(e, USAGE_ERRORS) and not _is_disk_full(e) else 1
       _exit(code, error_message(e, workdir.value))
 
   app.run(main, flags_parser=parse_flags)
@@ -57,14 +57,19 @@ def run(job: Callable[..., object]):
 
 def error_message(error: Exception, workdir: str) -> str:
   """One line for ``error``; a full disk says where and how much space to free."""
-  if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-    path = error.filename or workdir
+  if _is_disk_full(error):
+    path = getattr(error, 'filename', None) or workdir
     free = shutil.disk_usage(workdir if os.path.isdir(workdir) else '.').free
     needed = _largest_checkpoint_bytes(workdir)
     return (f'no space left on the device writing {path} ({free / 2**20:.0f} MiB free there); free at least '
             f'{needed / 2**20:.0f} MiB (one checkpoint of this run) and run the same command again to resume')
   return ' '.join(f'{type(error).__name__}: {error}'.split()) if not isinstance(error, USAGE_ERRORS + (
       RuntimeError, FloatingPointError)) else ' '.join(str(error).split())
+
+
+def _is_disk_full(error: Exception) -> bool:
+  # Orbax/TensorStore may re-raise ENOSPC as another exception type: recognise the text too.
+  return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or 'No space left on device' in str(error)
 
 
 def _largest_checkpoint_bytes(workdir: str) -> int:

@@ -16,3 +16,8 @@ def test_a_full_disk_names_the_path_and_the_space_to_free(tmp_path):
 def test_errors_are_one_line():
   assert cli.error_message(ValueError('config.x must be\n  positive'), '.') == 'config.x must be positive'
   assert cli.error_message(TypeError('bad'), '.') == 'TypeError: bad'
+
+
+def test_a_full_disk_reported_by_tensorstore_is_recognised(tmp_path):
+  error = ValueError('RESOURCE_EXHAUSTED: Error writing local file "/x/7/state/d/ab": No space left on device')
+  assert cli.error_message(error, str(tmp_path)).startswith(f'no space left on the device writing {tmp_path} (')
