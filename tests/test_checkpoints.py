@@ -66,7 +66,8 @@ def test_unreadable_checkpoint_is_an_error(tmp_path):
   model = models.create_model('cnn', **SMALL_CNN)
   (tmp_path / 'junk' / '7').mkdir(parents=True)
   (tmp_path / 'junk' / '7' / 'state').write_text('not a checkpoint')
-  with pytest.raises(checkpoints.CheckpointDamagedError, match='is damaged: no step can be read.*metadata is unreadable'):
+  with pytest.raises(checkpoints.CheckpointDamagedError,
+                     match='is damaged: no step can be read.*metadata is unreadable'):
     checkpoints.restore_model(str(tmp_path / 'junk'), 'cnn', SMALL_CNN, _abstract(model))
 
 
