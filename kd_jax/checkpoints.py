@@ -25,6 +25,13 @@ class CheckpointDamagedError(RuntimeError):
   """No step of a checkpoint directory can be read."""
 
 
+class CheckpointStructureError(ValueError):
+  """A readable checkpoint whose arrays do not fit the configured model."""
+
+
+_STRUCTURE_MISMATCH = ('tree structures do not match', 'Structure mismatch')  # Orbax's words, either direction
+
+
 def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(os.path.abspath(directory),
                                options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
@@ -79,6 +86,12 @@ def _readable_steps(mngr: ocp.CheckpointManager, restore_item: Callable[[int, Di
     try:
       item = restore_item(step, meta)
     except Exception as e:  # pylint: disable=broad-except
+      if any(text in str(e) for text in _STRUCTURE_MISMATCH):  # readable, but not this model's arrays: not damage
+        raise CheckpointStructureError(
+            f'checkpoint {step_dir} holds arrays of another structure than the configured model '
+            f'({describe_error(e)[:200]}); it was likely written by an older kd_jax whose model differed (e.g. the '
+            'CNN before its BatchNorm-cancelled convolution biases were dropped): train it again (a fresh '
+            '--workdir, or --config.overwrite=True)') from None
       damaged.append((step, f'damaged file {_damaged_files(e, step_dir)} ({describe_error(e)})'))
       continue
     for bad_step, reason in damaged:

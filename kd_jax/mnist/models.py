@@ -26,7 +26,15 @@ def maxout(x: jnp.ndarray, num_units: int) -> jnp.ndarray:
 
 
 class CNN(nn.Module):
-  """The paper's VanillaCNN: 3 × [conv → maxout → BN → ReLU → max-pool → dropout] → GAP → dense."""
+  """The paper's VanillaCNN: 3 × [conv → maxout → BN → ReLU → max-pool → dropout] → GAP → dense.
+
+  Where a maxout group has one channel (``filters == maxout_units``, the first two layers of the paper's and the
+  CPU configs) the convolution has no bias: BatchNorm subtracts the batch mean right after it, so a bias there
+  changes nothing the model computes (the same function class). Its true gradient is 0 and the computed one is
+  rounding noise that depends on the device count; Adam scales that noise into full-size steps, so with the bias
+  1- and 8-device runs drifted apart. Where a group has several channels, their biases shift which one wins the
+  max, so those convolutions keep theirs.
+  """
   filters: Sequence[int] = (128, 64, 64)
   maxout_units: Sequence[int] = (128, 64, 16)
   pool_sizes: Sequence[int] = (1, 2, 2)
@@ -39,7 +47,8 @@ class CNN(nn.Module):
   def __call__(self, x, train: bool = False):
     x = _as_images(x)
     for filters, units, pool in zip(self.filters, self.maxout_units, self.pool_sizes):
-      x = nn.Conv(filters, (self.kernel_size,) * 2, padding='VALID', kernel_init=_KERNEL_INIT)(x)
+      x = nn.Conv(filters, (self.kernel_size,) * 2, padding='VALID', kernel_init=_KERNEL_INIT,
+                  use_bias=filters != units)(x)
       x = maxout(x, units)
       x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=_BN_EPSILON)(x)
       x = nn.relu(x)
