@@ -15,8 +15,9 @@ import re
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from absl import logging
-import numpy as np
 import orbax.checkpoint as ocp
+
+from kd_jax import sharding
 
 DAMAGED_SUFFIX = '.damaged'  # a damaged step directory is renamed <step>.damaged; Orbax then ignores it
 
@@ -39,7 +40,7 @@ def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
 
 def save(mngr: ocp.CheckpointManager, state, meta: Dict[str, Any]):
   """Saves ``state`` (one TrainState or a stack of them) at its step and waits until the files are complete."""
-  step = int(np.asarray(state.step).reshape(-1)[0])
+  step = int(sharding.to_host(state.step).reshape(-1)[0])
   mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                           variables=ocp.args.StandardSave(state.variables),
                                           meta=ocp.args.JsonSave({**meta, 'step': step})))
@@ -108,10 +109,12 @@ def _readable_steps(mngr: ocp.CheckpointManager, restore_item: Callable[[int, Di
 
 
 def _set_aside(mngr, steps):
-  for step in steps:
-    path = os.path.join(str(mngr.directory), str(step))
-    os.replace(path, path + DAMAGED_SUFFIX)
-    logging.warning('Moved the damaged step aside to %s', path + DAMAGED_SUFFIX)
+  if sharding.is_primary():
+    for step in steps:
+      path = os.path.join(str(mngr.directory), str(step))
+      os.replace(path, path + DAMAGED_SUFFIX)
+      logging.warning('Moved the damaged step aside to %s', path + DAMAGED_SUFFIX)
+  sharding.barrier('set aside damaged checkpoint steps')
   mngr.reload()
 
 
@@ -123,8 +126,9 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state,
   ``check_meta(meta)`` runs before the state is read (e.g. to refuse a run of
   other settings). Damaged newer steps are set aside, with a warning.
   """
+  target = sharding.replicated_like(abstract_state)
   restore_state = lambda step, meta: mngr.restore(
-      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))['state']
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))['state']
   for _, meta, state in _readable_steps(mngr, restore_state, check_meta, set_aside=True):
     return state, meta
   return None, None
@@ -171,8 +175,9 @@ def restore_model(directory: str, model_name: str, model_kwargs: Dict[str, Any],
                        f'{dict(model_kwargs)}; make config.teacher.model/model_kwargs match the checkpoint')
 
   mngr = _open_saved(directory)
+  target = sharding.replicated_like(abstract_variables)
   restore_variables = lambda step, meta: mngr.restore(
-      step, args=ocp.args.Composite(variables=ocp.args.StandardRestore(abstract_variables)))['variables']
+      step, args=ocp.args.Composite(variables=ocp.args.StandardRestore(target)))['variables']
   try:
     for _, meta, variables in _readable_steps(mngr, restore_variables, check):
       return variables, meta

@@ -17,6 +17,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from kd_jax import sharding
+
 USAGE_ERRORS = (ValueError, FileNotFoundError, KeyError)  # the config or the inputs are wrong: exit 2
 
 
@@ -43,6 +45,7 @@ def run(job: Callable[..., object]):
     # Orbax logs every file it writes at INFO; keep its warnings, drop the chatter.
     logging.get_absl_handler().addFilter(lambda r: r.levelno >= py_logging.WARNING or 'orbax' not in r.pathname)
     try:
+      sharding.initialize_distributed()
       job(config.value, workdir.value)
     except KeyboardInterrupt as e:
       _exit(130, str(e) or 'interrupted', 'kd_jax: ')

@@ -6,6 +6,7 @@ from typing import Any, Dict, Sequence
 import numpy as np
 
 from kd_jax import metrics
+from kd_jax import sharding
 
 
 def summary_stats(values: Sequence[float]) -> Dict[str, float]:
@@ -21,7 +22,9 @@ def mean_std_cell(stats, scale: float = 100.0, digits: int = 2) -> str:
 
 
 def write(workdir: str, stem: str, data: Dict[str, Any], markdown: str, json_indent: int = 2):
-  """Writes ``stem.json`` and ``stem.md`` to ``workdir`` and prints the Markdown."""
+  """Writes ``stem.json`` and ``stem.md`` to ``workdir`` and prints the Markdown (process 0 only)."""
+  if not sharding.is_primary():
+    return
   with open(os.path.join(workdir, f'{stem}.json'), 'w') as f:
     json.dump(data, f, indent=json_indent)
   with open(os.path.join(workdir, f'{stem}.md'), 'w') as f:

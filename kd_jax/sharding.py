@@ -5,16 +5,18 @@ One 1-D ``('data',)`` mesh: the batch is sharded along it and everything else
 semantics (BatchNorm included), so a run's numbers do not depend on the number
 of devices.
 """
+import os
 from typing import Callable, Dict
 
 import jax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
 
 def data_mesh(devices=None) -> Mesh:
-  """A 1-D ('data',) mesh over ``devices`` (default: all local devices)."""
-  return Mesh(np.asarray(devices if devices is not None else jax.local_devices()), ('data',))
+  """A 1-D ('data',) mesh over ``devices`` (default: every device of every process: one job, not one per host)."""
+  return Mesh(np.asarray(devices if devices is not None else jax.devices()), ('data',))
 
 
 def jit_data_parallel(train_step: Callable, mesh: Mesh, batch_spec: P = P('data')) -> Callable:
@@ -25,7 +27,20 @@ def jit_data_parallel(train_step: Callable, mesh: Mesh, batch_spec: P = P('data'
 
 
 def replicate(tree, mesh: Mesh):
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  """``tree`` on every device of the mesh; with several processes, every process must pass the same values."""
+  sharding = NamedSharding(mesh, P())
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+  return jax.tree_util.tree_map(
+      lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda index: np.asarray(to_host(x))[index]),
+      tree)
+
+
+def replicated_like(abstract_tree, mesh: Mesh = None):
+  """Abstract arrays placed replicated on ``mesh`` (default: every device): restore targets that fit this run,
+  whatever the device topology of the run that saved them."""
+  target = NamedSharding(mesh if mesh is not None else data_mesh(), P())
+  return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=target), abstract_tree)
 
 
 def check_batch_size(batch_size: int, mesh: Mesh, what: str):
@@ -35,4 +50,74 @@ def check_batch_size(batch_size: int, mesh: Mesh, what: str):
 
 
 def shard_batch(batch: Dict[str, np.ndarray], mesh: Mesh, batch_spec: P = P('data')):
-  return jax.device_put(batch, NamedSharding(mesh, batch_spec))
+  """The global batch as arrays sharded over the mesh.
+
+  With several processes, each process passes the same global batch (a pure
+  function of seed, stream and step) and contributes only the rows that live on
+  its own devices.
+  """
+  sharding = NamedSharding(mesh, batch_spec)
+  if jax.process_count() == 1:
+    return jax.device_put(batch, sharding)
+  axis = list(batch_spec).index('data')
+
+  def put(x):
+    spans = [index[axis] for index in sharding.addressable_devices_indices_map(x.shape).values()]
+    rows = slice(min(s.start or 0 for s in spans), max(x.shape[axis] if s.stop is None else s.stop for s in spans))
+    return jax.make_array_from_process_local_data(sharding, x[(slice(None),) * axis + (rows,)], x.shape)
+
+  return jax.tree_util.tree_map(put, batch)
+
+
+# ----------------------------------------------------------------------------- several processes
+
+COORDINATOR_ENV, NUM_PROCESSES_ENV, PROCESS_ID_ENV = 'KD_JAX_COORDINATOR', 'KD_JAX_NUM_PROCESSES', 'KD_JAX_PROCESS_ID'
+
+
+def initialize_distributed(environ=None) -> bool:
+  """Starts JAX's multi-process runtime when this run is one process of several; True if it did.
+
+  Explicit: ``KD_JAX_COORDINATOR`` (host:port), ``KD_JAX_NUM_PROCESSES`` and
+  ``KD_JAX_PROCESS_ID``, all three or none. Otherwise JAX's own detection, used
+  when a multi-worker Cloud TPU slice (``TPU_WORKER_HOSTNAMES`` with several
+  hosts) or a SLURM job of several tasks (``SLURM_NTASKS`` > 1) is visible.
+  On CPU, processes exchange collectives over gloo.
+  """
+  env = os.environ if environ is None else environ
+  explicit = {name: env.get(name, '') for name in (COORDINATOR_ENV, NUM_PROCESSES_ENV, PROCESS_ID_ENV)}
+  if any(explicit.values()) and not all(explicit.values()):
+    missing = [name for name, value in explicit.items() if not value]
+    raise ValueError(f'multi-process run half-configured: set {", ".join(missing)} too (or none of '
+                     f'{", ".join(explicit)})')
+  auto = len(env.get('TPU_WORKER_HOSTNAMES', '').split(',')) > 1 or int(env.get('SLURM_NTASKS', '1') or 1) > 1
+  if not all(explicit.values()) and not auto:
+    return False
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  if all(explicit.values()):
+    jax.distributed.initialize(explicit[COORDINATOR_ENV], num_processes=int(explicit[NUM_PROCESSES_ENV]),
+                               process_id=int(explicit[PROCESS_ID_ENV]))
+  else:
+    jax.distributed.initialize()
+  return True
+
+
+def is_primary() -> bool:
+  """Process 0 writes logs, metrics, reports and plots; every process takes part in checkpoints."""
+  return jax.process_index() == 0
+
+
+def barrier(name: str):
+  """Waits until every process gets here (no-op for one process)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
+
+def to_host(tree):
+  """Numpy copies of a pytree of arrays, also of arrays spread over several processes (gathered)."""
+  def get(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      if x.is_fully_replicated:
+        return np.asarray(x.addressable_data(0))
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+  return jax.tree_util.tree_map(get, tree)

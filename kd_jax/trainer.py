@@ -40,11 +40,16 @@ class MetricWriter:
   """Training metrics to ``metrics.jsonl`` and TensorBoard event files."""
 
   def __init__(self, workdir: str):
+    self._primary = sharding.is_primary()  # other processes write nothing
+    if not self._primary:
+      return
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
     self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
     self._tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
   def write(self, phase: str, step: int, scalars: Dict[str, float]):
+    if not self._primary:
+      return
     self._jsonl.write(json.dumps({'phase': phase, 'step': step, **scalars}) + '\n')
     self._jsonl.flush()
     for name, value in scalars.items():
@@ -52,6 +57,8 @@ class MetricWriter:
 
   def truncate(self, phase: str, step: int):
     """Drops ``phase``'s records after ``step``: a resumed run logs those steps again."""
+    if not self._primary:
+      return
     self._jsonl.flush()
     with open(self._jsonl.name) as f:
       lines = f.readlines()
@@ -63,6 +70,8 @@ class MetricWriter:
                    self._jsonl.name)
 
   def close(self):
+    if not self._primary:
+      return
     self._jsonl.close()
     self._tensorboard.close()
 
@@ -162,7 +171,9 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
     logging.warning('%s: config.overwrite=True: deleting the checkpoints in %s (trained with other settings)',
                     name, directory)
     mngr.close()
-    shutil.rmtree(directory)
+    if sharding.is_primary():
+      shutil.rmtree(directory)
+    sharding.barrier('delete checkpoints of other settings')
     mngr, restored = checkpoints.manager(directory), None
   if restored is not None:
     logging.info('%s: resuming from the checkpoint at step %d in %s', name, training.current_step(restored),
@@ -204,8 +215,8 @@ class SettingsMismatchError(ValueError):
 def digest(tree) -> str:
   """A short hash of every array in a pytree (dtype, shape and bytes)."""
   h = hashlib.blake2b(digest_size=12)
-  for leaf in jax.tree_util.tree_leaves(tree):
-    array = np.ascontiguousarray(np.asarray(leaf))
+  for leaf in jax.tree_util.tree_leaves(sharding.to_host(tree)):
+    array = np.ascontiguousarray(leaf)
     h.update(f'{array.dtype}{array.shape}'.encode())
     h.update(array.tobytes())
   return h.hexdigest()
@@ -259,7 +270,7 @@ def instance(tree, k: int):
 
 def stack(trees):
   """Pytrees stacked on a new leading axis (host arrays)."""
-  return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+  return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *sharding.to_host(trees))
 
 
 def checkpoint_path(template: str, seed: int) -> str:

@@ -160,7 +160,7 @@ def current_step(state) -> int:
   """The step of a TrainState, a stack of them, or an (online) pair of them."""
   if isinstance(state, tuple):
     state = state[-1]
-  return int(np.asarray(state.step).reshape(-1)[0])
+  return int(sharding.to_host(state.step).reshape(-1)[0])
 
 
 def fit(phase: str, step_fn: Callable, state, batches: Batches, *, num_steps: int, mesh: Mesh,
@@ -195,6 +195,7 @@ def fit(phase: str, step_fn: Callable, state, batches: Batches, *, num_steps: in
       jax.block_until_ready(metrics)
       t_rate, rate_steps = time.perf_counter(), done
     if done % log_every == 0 or done == num_steps:
+      history = sharding.to_host(history)
       guard.check(history[checked:], done)
       summary = {k: float(np.mean([m[k] for m in history])) for k in history[0]}
       history, checked = [], 0
@@ -207,6 +208,7 @@ def fit(phase: str, step_fn: Callable, state, batches: Batches, *, num_steps: in
       if writer is not None:
         writer.write(phase, done, {**summary, 'examples_per_sec': rate * batches.examples_per_step})
     if save_fn is not None and checkpoint_every and done % checkpoint_every == 0 and done < num_steps:
+      history = sharding.to_host(history)
       guard.check(history[checked:], done)
       checked = len(history)
       save_fn(state)
@@ -260,8 +262,8 @@ def make_predict_fn(model: nn.Module, mesh: Mesh, batch_size: int):
   def predict(variables, inputs: np.ndarray) -> np.ndarray:
     n = len(inputs)
     padded = np.concatenate([inputs, np.zeros((-n % batch_size,) + inputs.shape[1:], inputs.dtype)])
-    outputs = [apply(variables, jax.device_put(padded[i:i + batch_size], sharded))
+    outputs = [apply(variables, sharding.shard_batch(padded[i:i + batch_size], mesh))
                for i in range(0, len(padded), batch_size)]
-    return np.concatenate([np.asarray(o) for o in outputs])[:n]
+    return np.concatenate(sharding.to_host(outputs))[:n]
 
   return predict

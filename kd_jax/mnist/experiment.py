@@ -33,14 +33,14 @@ def check_config(config: ml_collections.ConfigDict):
   """Fails fast, before any data is loaded, on names and values the job cannot use."""
   check_data_and_eval(config)
   for phase in ('teacher', 'student'):
-    config_lib.check_phase(config, phase, jax.local_device_count())
+    config_lib.check_phase(config, phase, jax.device_count())
     models.create_model(config[phase].model, **config[phase].model_kwargs)
   trainer.check_kd_config(config, config.teacher.loss, config.student.loss)
 
 
 def check_data_and_eval(config):
   """The fields the single job and the grid share."""
-  config_lib.check_job(config, jax.local_device_count())
+  config_lib.check_job(config, jax.device_count())
   config_lib.check_int(config, 'data.translate_seed')
 
 

@@ -69,7 +69,7 @@ def check_grid_config(config):
     for name in filter(None, parse_setup(setup)):
       if name not in config.models:
         raise ValueError(f'grid setup {setup!r} needs training settings config.models.{name}')
-      config_lib.check_phase(config, f'models.{name}', jax.local_device_count())
+      config_lib.check_phase(config, f'models.{name}', jax.device_count())
       models.create_model(name, **config.models[name].model_kwargs)
   trainer.check_kd_config(config, student_loss=config.student_loss)
 

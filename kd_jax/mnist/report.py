@@ -5,6 +5,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from kd_jax import reports
+from kd_jax import sharding
 from kd_jax.mnist.data import TEST_SETS
 
 TEST_SET_TITLES = {'mnist': 'MNIST', 'mnist_scale': 'MNIST-Scaled', 'mnist_translate': 'MNIST-Translated'}
@@ -59,6 +60,8 @@ def grid_table(report) -> str:
 
 
 def write_grid_report(report, workdir: str):
+  if not sharding.is_primary():
+    return
   plot_accuracy(report, os.path.join(workdir, 'accuracy.png'))
   plot_reliability(report, os.path.join(workdir, 'reliability.png'))
   warning = DEMO_WARNING if report['demo_sample'] else ''

@@ -51,7 +51,7 @@ def check_config(config: ml_collections.ConfigDict):
                      '(use data.source=full_sentences or synthetic)')
   if config.objective == 'classify' and config.data.source == 'full_sentences':
     raise ValueError('full_sentences gives no verb-number labels; classify with numpred, linzen_tsv or synthetic')
-  num_devices = jax.local_device_count()
+  num_devices = jax.device_count()
   config_lib.check_job(config, num_devices)
   config_lib.check_number(config, 'data.dev_fraction', high=1.0, high_open=True)
   for field, minimum in (('split_seed', 0), ('vocab_min_count', 1), ('max_length', 0), ('length_bucket', 1),
@@ -218,7 +218,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     vocab = teacher_vocab(trainer.checkpoint_path(config.teacher.checkpoint, config.seed))
   else:
     vocab = sva_data.Vocab.build(_tokens(train_examples), config.data.vocab_min_count)
-  vocab.save(os.path.join(workdir, 'vocab.json'))
+  if sharding.is_primary():
+    vocab.save(os.path.join(workdir, 'vocab.json'))
   max_length = config.data.max_length or sva_data.bucket_length(
       2 + max(len(t) for ex in [train_examples, *test_examples.values()] for t in _tokens(ex)), 1 << 16,
       config.data.length_bucket)

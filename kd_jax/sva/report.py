@@ -6,6 +6,7 @@ import numpy as np
 
 from kd_jax import metrics as metrics_lib
 from kd_jax import reports
+from kd_jax import sharding
 
 SYNTHETIC_WARNING = '**SYNTHETIC GRAMMAR DEMO — not the Linzen data; not comparable to the paper.**\n\n'
 
@@ -94,6 +95,8 @@ def attractor_accuracy(results, role, counts):
 
 
 def write_report(results, workdir: str):
+  if not sharding.is_primary():
+    return
   if attractor_counts(results):
     plot_attractors(results, os.path.join(workdir, 'accuracy_by_attractors.png'))
   warning = SYNTHETIC_WARNING if results['synthetic'] else ''

@@ -1,0 +1,161 @@
+"""Several JAX processes on this machine (gloo collectives over localhost) train like one process.
+
+Each job runs as 2 processes × 2 CPU devices and as 1 process × 4 devices: the same global mesh size and global
+batches. SGD keeps cross-process reduction-order rounding at rounding size (Adam rescales near-zero gradients of
+dead units into full steps, see tests/test_training.py), so the two runs must agree to float tolerance.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from kd_jax import checkpoints
+from kd_jax import sharding
+
+TIMEOUT_S = 300  # per job; every wait is bounded and every process is killed on the way out
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def _start(module, args, workdir, num_processes, devices_per_process, log_dir):
+  """Starts the job as ``num_processes`` processes; returns the Popen objects."""
+  port = _free_port()
+  procs = []
+  for i in range(num_processes):
+    env = {k: v for k, v in os.environ.items() if not k.startswith('KD_JAX_') or k.endswith('_DIR')}
+    env.update(XLA_FLAGS=f'--xla_force_host_platform_device_count={devices_per_process}', JAX_PLATFORMS='cpu')
+    if num_processes > 1:
+      env.update({sharding.COORDINATOR_ENV: f'127.0.0.1:{port}', sharding.NUM_PROCESSES_ENV: str(num_processes),
+                  sharding.PROCESS_ID_ENV: str(i)})
+    log = open(os.path.join(log_dir, f'{os.path.basename(workdir)}_{i}.log'), 'w')
+    procs.append(subprocess.Popen([sys.executable, '-m', module, *args, f'--workdir={workdir}'], cwd=ROOT, env=env,
+                                  stdout=log, stderr=subprocess.STDOUT))
+  return procs
+
+
+def _wait(procs, timeout=TIMEOUT_S):
+  deadline = time.monotonic() + timeout
+  try:
+    for p in procs:
+      p.wait(timeout=max(1.0, deadline - time.monotonic()))
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait(timeout=30)
+  return [p.returncode for p in procs]
+
+
+def _run(module, args, workdir, num_processes, devices_per_process, tmp_path):
+  codes = _wait(_start(module, args, workdir, num_processes, devices_per_process, str(tmp_path)))
+  assert codes == [0] * num_processes, open(os.path.join(tmp_path, os.path.basename(workdir) + '_0.log')).read()[-3000:]
+  with open(os.path.join(workdir, 'results.json' if module == 'kd_jax.main' else 'grid.json')) as f:
+    return json.load(f)
+
+
+def _numbers(tree):
+  """The float leaves of a results tree, by path (timings, configs and paths left out)."""
+  skip = ('timing', 'total_seconds', 'seconds', 'config', 'checkpoint', 'teacher_checkpoint', 'num_devices')
+  if isinstance(tree, dict):
+    return {f'{k}/{p}': v for k, sub in tree.items() if k not in skip for p, v in _numbers(sub).items()}
+  if isinstance(tree, list):
+    return {f'{i}/{p}': v for i, sub in enumerate(tree) for p, v in _numbers(sub).items()}
+  return {'': tree} if isinstance(tree, (int, float)) and not isinstance(tree, bool) else {}
+
+
+def _assert_same_numbers(multi, single):
+  a, b = _numbers(multi), _numbers(single)
+  assert a.keys() == b.keys() and len(a) > 10
+  for key in a:
+    np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def _unique_metric_records(workdir):
+  records = [line for line in open(os.path.join(workdir, 'metrics.jsonl'))]
+  steps = [(json.loads(r)['phase'], json.loads(r)['step']) for r in records]
+  assert records and len(steps) == len(set(steps))  # one writer: process 0
+
+
+SGD = ['--config.teacher.optimizer=sgd', '--config.student.optimizer=sgd', '--config.teacher.learning_rate=0.05',
+       '--config.student.learning_rate=0.05']
+
+
+def test_the_main_job_as_two_processes_equals_one_process(tmp_path):
+  args = ['--config=configs/smoke.py', *SGD]
+  multi = _run('kd_jax.main', args, str(tmp_path / 'multi'), 2, 2, tmp_path)
+  single = _run('kd_jax.main', args, str(tmp_path / 'single'), 1, 4, tmp_path)
+  assert multi['num_devices'] == single['num_devices'] == 4
+  _assert_same_numbers(multi, single)
+  _unique_metric_records(str(tmp_path / 'multi'))
+  assert sorted(os.listdir(tmp_path / 'multi')) == sorted(os.listdir(tmp_path / 'single'))
+  saved = [checkpoints.read_meta(str(tmp_path / run / 'student')) for run in ('multi', 'single')]
+  # Same settings and training data; the teacher's digest is bit-exact, and the teachers differ at rounding level.
+  digest_key = 'teacher (digest of its variables or cached logits)'
+  assert {k: v for k, v in saved[0]['settings'].items() if k != digest_key} == {
+      k: v for k, v in saved[1]['settings'].items() if k != digest_key}
+  from kd_jax import trainer  # pylint: disable=g-import-not-at-top
+  from kd_jax.mnist import configs, models  # pylint: disable=g-import-not-at-top
+  cfg = configs.pair_config('cnn', 'mlp', 'smoke').student
+  model = models.create_model('mlp', **cfg.model_kwargs)
+  params = [trainer.restore_variables(model, str(tmp_path / run / 'student'), cfg, np.zeros((1, 28, 28, 1),
+                                                                                            np.float32))[0]
+            for run in ('multi', 'single')]
+  chex.assert_trees_all_close(params[0], params[1], rtol=1e-4, atol=1e-5)
+
+
+def test_a_killed_two_process_run_resumes(tmp_path):
+  args = ['--config=configs/smoke.py', *SGD, '--config.checkpoint_every_steps=8']
+  workdir = str(tmp_path / 'run')
+  procs = _start('kd_jax.main', args, workdir, 2, 2, str(tmp_path))
+  deadline = time.monotonic() + TIMEOUT_S
+  try:
+    while not os.path.isdir(os.path.join(workdir, 'teacher', '8')) and time.monotonic() < deadline:
+      assert all(p.poll() is None for p in procs), 'the run ended before its first checkpoint'
+      time.sleep(0.2)
+    time.sleep(1.0)
+  finally:
+    for p in procs:
+      p.send_signal(signal.SIGKILL)
+    _wait(procs, 60)
+  assert not os.path.exists(os.path.join(workdir, 'results.json'))
+  resumed = _run('kd_jax.main', args, workdir, 2, 2, tmp_path)
+  unbroken = _run('kd_jax.main', args, str(tmp_path / 'unbroken'), 2, 2, tmp_path)
+  _assert_same_numbers(resumed, unbroken)
+
+
+def test_the_vmapped_grid_with_cached_logits_as_two_processes_equals_one_process(tmp_path):
+  args = ['--config=configs/grid_smoke.py', '--config.seed_parallelism=vmap', "--config.setups=('mlp', 'mlp_to_mlp')",
+          '--config.models.mlp.optimizer=sgd', '--config.models.mlp.learning_rate=0.05']
+  multi = _run('kd_jax.grid', args, str(tmp_path / 'multi'), 2, 2, tmp_path)
+  single = _run('kd_jax.grid', args, str(tmp_path / 'single'), 1, 4, tmp_path)
+  assert multi['vmapped'] and multi['cache_teacher_logits']
+  _assert_same_numbers(multi, single)
+  _unique_metric_records(str(tmp_path / 'multi'))
+
+
+def test_sva_with_length_grouped_batches_as_two_processes_equals_one_process(tmp_path):
+  args = ['--config=configs/sva_smoke.py', '--config.num_seeds=1', *SGD]
+  multi = _run('kd_jax.main', args, str(tmp_path / 'multi'), 2, 2, tmp_path)
+  single = _run('kd_jax.main', args, str(tmp_path / 'single'), 1, 4, tmp_path)
+  _assert_same_numbers(multi, single)
+  _unique_metric_records(str(tmp_path / 'multi'))
+
+
+def test_a_half_configured_multi_process_run_is_an_error():
+  with pytest.raises(ValueError, match='half-configured: set KD_JAX_NUM_PROCESSES, KD_JAX_PROCESS_ID too'):
+    sharding.initialize_distributed({sharding.COORDINATOR_ENV: '127.0.0.1:1234'})
+  assert not sharding.initialize_distributed({})  # one process: nothing to start
+  assert jax.process_count() == 1
