@@ -1,8 +1,10 @@
 """Several JAX processes on this machine (gloo collectives over localhost) train like one process.
 
 Each job runs as 2 processes × 2 CPU devices and as 1 process × 4 devices: the same global mesh size and global
-batches. SGD keeps cross-process reduction-order rounding at rounding size (Adam rescales near-zero gradients of
-dead units into full steps, see tests/test_training.py), so the two runs must agree to float tolerance.
+batches, on the offline demo data (the jobs' environment is cleared of KD_JAX_* settings). Reductions across
+processes add in another order, so the runs agree to rounding after a step, and training amplifies that (measured:
+smoke teacher losses equal to 1e-7 for 8 SGD steps, 5e-4 apart after 24). The runs are therefore short (one epoch of
+each phase) and use SGD (Adam rescales near-zero gradients of dead units into full steps, see tests/test_training.py).
 """
 import json
 import os
@@ -20,6 +22,9 @@ import pytest
 from conftest import ROOT
 from kd_jax import checkpoints
 from kd_jax import sharding
+from kd_jax import trainer
+from kd_jax.mnist import configs
+from kd_jax.mnist import models
 
 TIMEOUT_S = 300  # per job; every wait is bounded and every process is killed on the way out
 
@@ -35,7 +40,7 @@ def _start(module, args, workdir, num_processes, devices_per_process, log_dir):
   port = _free_port()
   procs = []
   for i in range(num_processes):
-    env = {k: v for k, v in os.environ.items() if not k.startswith('KD_JAX_') or k.endswith('_DIR')}
+    env = {k: v for k, v in os.environ.items() if not k.startswith('KD_JAX_')}
     env.update(XLA_FLAGS=f'--xla_force_host_platform_device_count={devices_per_process}', JAX_PLATFORMS='cpu')
     if num_processes > 1:
       env.update({sharding.COORDINATOR_ENV: f'127.0.0.1:{port}', sharding.NUM_PROCESSES_ENV: str(num_processes),
@@ -80,7 +85,10 @@ def _assert_same_numbers(multi, single):
   a, b = _numbers(multi), _numbers(single)
   assert a.keys() == b.keys() and len(a) > 10
   for key in a:
-    np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    # Accuracy and ECE of barely-trained smoke models hinge on near-tied logits: a rounding-size difference in the
+    # weights can flip one of 200 test predictions (0.005) and move the ECE by about as much.
+    atol = 0.011 if key.split('/')[-2] in ('accuracy', 'ece') else 1e-5
+    np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=atol, err_msg=key)
 
 
 def _unique_metric_records(workdir):
@@ -90,7 +98,7 @@ def _unique_metric_records(workdir):
 
 
 SGD = ['--config.teacher.optimizer=sgd', '--config.student.optimizer=sgd', '--config.teacher.learning_rate=0.05',
-       '--config.student.learning_rate=0.05']
+       '--config.student.learning_rate=0.05', '--config.teacher.num_epochs=1', '--config.student.num_epochs=1']
 
 
 def test_the_main_job_as_two_processes_equals_one_process(tmp_path):
@@ -98,7 +106,6 @@ def test_the_main_job_as_two_processes_equals_one_process(tmp_path):
   multi = _run('kd_jax.main', args, str(tmp_path / 'multi'), 2, 2, tmp_path)
   single = _run('kd_jax.main', args, str(tmp_path / 'single'), 1, 4, tmp_path)
   assert multi['num_devices'] == single['num_devices'] == 4
-  _assert_same_numbers(multi, single)
   _unique_metric_records(str(tmp_path / 'multi'))
   assert sorted(os.listdir(tmp_path / 'multi')) == sorted(os.listdir(tmp_path / 'single'))
   saved = [checkpoints.read_meta(str(tmp_path / run / 'student')) for run in ('multi', 'single')]
@@ -106,18 +113,20 @@ def test_the_main_job_as_two_processes_equals_one_process(tmp_path):
   digest_key = 'teacher (digest of its variables or cached logits)'
   assert {k: v for k, v in saved[0]['settings'].items() if k != digest_key} == {
       k: v for k, v in saved[1]['settings'].items() if k != digest_key}
-  from kd_jax import trainer  # pylint: disable=g-import-not-at-top
-  from kd_jax.mnist import configs, models  # pylint: disable=g-import-not-at-top
-  cfg = configs.pair_config('cnn', 'mlp', 'smoke').student
-  model = models.create_model('mlp', **cfg.model_kwargs)
-  params = [trainer.restore_variables(model, str(tmp_path / run / 'student'), cfg, np.zeros((1, 28, 28, 1),
-                                                                                            np.float32))[0]
-            for run in ('multi', 'single')]
-  chex.assert_trees_all_close(params[0], params[1], rtol=1e-4, atol=1e-5)
+  # The final weights of both phases agree to rounding; then the metrics.
+  config = configs.pair_config('cnn', 'mlp', 'smoke')
+  for phase in ('teacher', 'student'):
+    cfg = config[phase]
+    model = models.create_model(cfg.model, **cfg.model_kwargs)
+    variables = [trainer.restore_variables(model, str(tmp_path / run / phase), cfg, np.zeros((1, 28, 28, 1),
+                                                                                              np.float32))[0]
+                 for run in ('multi', 'single')]
+    chex.assert_trees_all_close(variables[0], variables[1], rtol=1e-4, atol=1e-5)
+  _assert_same_numbers(multi, single)
 
 
 def test_a_killed_two_process_run_resumes(tmp_path):
-  args = ['--config=configs/smoke.py', *SGD, '--config.checkpoint_every_steps=8']
+  args = ['--config=configs/smoke.py', *SGD[:4], '--config.checkpoint_every_steps=8']
   workdir = str(tmp_path / 'run')
   procs = _start('kd_jax.main', args, workdir, 2, 2, str(tmp_path))
   deadline = time.monotonic() + TIMEOUT_S
@@ -138,7 +147,7 @@ def test_a_killed_two_process_run_resumes(tmp_path):
 
 def test_the_vmapped_grid_with_cached_logits_as_two_processes_equals_one_process(tmp_path):
   args = ['--config=configs/grid_smoke.py', '--config.seed_parallelism=vmap', "--config.setups=('mlp', 'mlp_to_mlp')",
-          '--config.models.mlp.optimizer=sgd', '--config.models.mlp.learning_rate=0.05']
+          '--config.models.mlp.optimizer=sgd', '--config.models.mlp.learning_rate=0.05', '--config.models.mlp.num_epochs=1']
   multi = _run('kd_jax.grid', args, str(tmp_path / 'multi'), 2, 2, tmp_path)
   single = _run('kd_jax.grid', args, str(tmp_path / 'single'), 1, 4, tmp_path)
   assert multi['vmapped'] and multi['cache_teacher_logits']
