@@ -23,9 +23,9 @@ import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 # Jobs jit fresh closures, so tests compile the same small programs again and again (each smoke job's steps,
 # every predict function). JAX's persistent compilation cache, in a fresh directory per test session (nothing
 # carries over between sessions), compiles each program once: ~25% less wall time.
-_JIT_CACHE = tempfile.mkdtemp(prefix='kd_jax_tests_jit_cache_')
-atexit.register(shutil.rmtree, _JIT_CACHE, ignore_errors=True)
-jax.config.update('jax_compilation_cache_dir', _JIT_CACHE)
+JIT_CACHE = tempfile.mkdtemp(prefix='kd_jax_tests_jit_cache_')
+atexit.register(shutil.rmtree, JIT_CACHE, ignore_errors=True)
+jax.config.update('jax_compilation_cache_dir', JIT_CACHE)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
 jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
 
@@ -82,3 +82,8 @@ def full_mnist_dir():
   if not directory:
     pytest.skip('set KD_JAX_DATA_DIR to the full MNIST IDX directory to run this test')
   return directory
+
+
+def pytest_collection_modifyitems(items):
+  """The multi-process tests first: the longest file, so that `-n 2 --dist loadfile` runs it beside the rest."""
+  items.sort(key=lambda item: 0 if '/multiprocess/' in str(item.fspath) else 1)

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import JIT_CACHE
 from conftest import ROOT
 from kd_jax import checkpoints
 from kd_jax import sharding
@@ -41,7 +42,10 @@ def _start(module, args, workdir, num_processes, devices_per_process, log_dir):
   procs = []
   for i in range(num_processes):
     env = {k: v for k, v in os.environ.items() if not k.startswith('KD_JAX_')}
-    env.update(XLA_FLAGS=f'--xla_force_host_platform_device_count={devices_per_process}', JAX_PLATFORMS='cpu')
+    env.update(XLA_FLAGS=f'--xla_force_host_platform_device_count={devices_per_process}', JAX_PLATFORMS='cpu',
+               # The session's compilation cache: repeated runs of a job compile their programs once.
+               JAX_COMPILATION_CACHE_DIR=JIT_CACHE, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='-1')
     if num_processes > 1:
       env.update({sharding.COORDINATOR_ENV: f'127.0.0.1:{port}', sharding.NUM_PROCESSES_ENV: str(num_processes),
                   sharding.PROCESS_ID_ENV: str(i)})
@@ -126,15 +130,16 @@ def test_the_main_job_as_two_processes_equals_one_process(tmp_path):
 
 
 def test_a_killed_two_process_run_resumes(tmp_path):
-  args = ['--config=configs/smoke.py', *SGD[:4], '--config.checkpoint_every_steps=8']
+  args = ['--config=configs/smoke.py', *SGD[:4], '--config.teacher.num_epochs=2', '--config.student.num_epochs=1',
+          '--config.checkpoint_every_steps=4']
   workdir = str(tmp_path / 'run')
   procs = _start('kd_jax.main', args, workdir, 2, 2, str(tmp_path))
   deadline = time.monotonic() + TIMEOUT_S
   try:
-    while not os.path.isdir(os.path.join(workdir, 'teacher', '8')) and time.monotonic() < deadline:
+    while not os.path.isdir(os.path.join(workdir, 'teacher', '4')) and time.monotonic() < deadline:
       assert all(p.poll() is None for p in procs), 'the run ended before its first checkpoint'
       time.sleep(0.2)
-    time.sleep(1.0)
+    time.sleep(0.5)  # killed within the teacher's 16 steps or the student's: results.json is seconds away
   finally:
     for p in procs:
       p.send_signal(signal.SIGKILL)
@@ -156,7 +161,7 @@ def test_the_vmapped_grid_with_cached_logits_as_two_processes_equals_one_process
 
 
 def test_sva_with_length_grouped_batches_as_two_processes_equals_one_process(tmp_path):
-  args = ['--config=configs/sva_smoke.py', '--config.num_seeds=1', *SGD]
+  args = ['--config=configs/sva_smoke.py', '--config.num_seeds=1', '--config.train_independent_student=False', *SGD]
   multi = _run('kd_jax.main', args, str(tmp_path / 'multi'), 2, 2, tmp_path)
   single = _run('kd_jax.main', args, str(tmp_path / 'single'), 1, 4, tmp_path)
   _assert_same_numbers(multi, single)
