@@ -105,14 +105,21 @@ SGD = ['--config.teacher.optimizer=sgd', '--config.student.optimizer=sgd', '--co
        '--config.student.learning_rate=0.05', '--config.teacher.num_epochs=1', '--config.student.num_epochs=1']
 
 
-def test_the_main_job_as_two_processes_equals_one_process(tmp_path):
+@pytest.fixture(scope='module')
+def smoke_runs(tmp_path_factory):
+  """The smoke job as 2 processes × 2 devices and as 1 process × 4 devices: (directory, multi, single results)."""
+  base = tmp_path_factory.mktemp('smoke')
   args = ['--config=configs/smoke.py', *SGD]
-  multi = _run('kd_jax.main', args, str(tmp_path / 'multi'), 2, 2, tmp_path)
-  single = _run('kd_jax.main', args, str(tmp_path / 'single'), 1, 4, tmp_path)
+  return (base, _run('kd_jax.main', args, str(base / 'multi'), 2, 2, base),
+          _run('kd_jax.main', args, str(base / 'single'), 1, 4, base))
+
+
+def test_the_main_job_as_two_processes_equals_one_process(smoke_runs):
+  base, multi, single = smoke_runs
   assert multi['num_devices'] == single['num_devices'] == 4
-  _unique_metric_records(str(tmp_path / 'multi'))
-  assert sorted(os.listdir(tmp_path / 'multi')) == sorted(os.listdir(tmp_path / 'single'))
-  saved = [checkpoints.read_meta(str(tmp_path / run / 'student')) for run in ('multi', 'single')]
+  _unique_metric_records(str(base / 'multi'))
+  assert sorted(os.listdir(base / 'multi')) == sorted(os.listdir(base / 'single'))
+  saved = [checkpoints.read_meta(str(base / run / 'student')) for run in ('multi', 'single')]
   # Same settings and training data; the teacher's digest is bit-exact, and the teachers differ at rounding level.
   digest_key = 'teacher (digest of its variables or cached logits)'
   assert {k: v for k, v in saved[0]['settings'].items() if k != digest_key} == {
@@ -122,32 +129,32 @@ def test_the_main_job_as_two_processes_equals_one_process(tmp_path):
   for phase in ('teacher', 'student'):
     cfg = config[phase]
     model = models.create_model(cfg.model, **cfg.model_kwargs)
-    variables = [trainer.restore_variables(model, str(tmp_path / run / phase), cfg, np.zeros((1, 28, 28, 1),
-                                                                                              np.float32))[0]
+    variables = [trainer.restore_variables(model, str(base / run / phase), cfg, np.zeros((1, 28, 28, 1),
+                                                                                          np.float32))[0]
                  for run in ('multi', 'single')]
     chex.assert_trees_all_close(variables[0], variables[1], rtol=1e-4, atol=1e-5)
   _assert_same_numbers(multi, single)
 
 
-def test_a_killed_two_process_run_resumes(tmp_path):
-  args = ['--config=configs/smoke.py', *SGD[:4], '--config.teacher.num_epochs=2', '--config.student.num_epochs=1',
-          '--config.checkpoint_every_steps=4']
+def test_a_killed_two_process_run_resumes(smoke_runs, tmp_path):
+  # The smoke runs' settings (checkpointing is not one of them), killed after the teacher's first checkpoint.
+  args = ['--config=configs/smoke.py', *SGD, '--config.checkpoint_every_steps=4']
   workdir = str(tmp_path / 'run')
   procs = _start('kd_jax.main', args, workdir, 2, 2, str(tmp_path))
   deadline = time.monotonic() + TIMEOUT_S
   try:
     while not os.path.isdir(os.path.join(workdir, 'teacher', '4')) and time.monotonic() < deadline:
       assert all(p.poll() is None for p in procs), 'the run ended before its first checkpoint'
-      time.sleep(0.2)
-    time.sleep(0.5)  # killed within the teacher's 16 steps or the student's: results.json is seconds away
+      time.sleep(0.1)
   finally:
     for p in procs:
       p.send_signal(signal.SIGKILL)
     _wait(procs, 60)
-  assert not os.path.exists(os.path.join(workdir, 'results.json'))
+  assert not os.path.exists(os.path.join(workdir, 'results.json'))  # killed mid-run (normally in teacher steps 5-8)
   resumed = _run('kd_jax.main', args, workdir, 2, 2, tmp_path)
-  unbroken = _run('kd_jax.main', args, str(tmp_path / 'unbroken'), 2, 2, tmp_path)
-  _assert_same_numbers(resumed, unbroken)
+  _assert_same_numbers(resumed, smoke_runs[1])
+  assert resumed == {**smoke_runs[1], 'timing': resumed['timing'], 'teacher_checkpoint': resumed['teacher_checkpoint'],
+                     'config': resumed['config']}  # not just close: the same multi-process run
 
 
 def test_the_vmapped_grid_with_cached_logits_as_two_processes_equals_one_process(tmp_path):
