@@ -341,7 +341,7 @@ class SvaSplit:
 
   @property
   def lengths(self) -> np.ndarray:
-    """Real tokens per sequence (training batches group similar lengths, see kd_jax.training.BatchOrder)."""
+    """Real tokens per sequence (training batches group similar lengths, see kd_jax.input_pipeline.BatchOrder)."""
     return (self.tokens != PAD_ID).sum(-1)
 
   def take(self, n: int) -> 'SvaSplit':
