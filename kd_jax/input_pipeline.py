@@ -1,8 +1,8 @@
 """Training batches as a pure function of (seed, stream, step), for one run or a stack of instances.
 
-Any dataset with ``len`` and ``batch(indices) -> dict`` works (an MNIST
-:class:`kd_jax.mnist.data.Split`, an SVA :class:`kd_jax.sva.data.SvaSplit`);
-one with a ``lengths`` attribute gets batches of similar sequence lengths.
+Any dataset with ``len`` and ``batch(indices) -> dict`` works (each task's
+in-memory split); one with a ``lengths`` attribute gets batches of similar
+sequence lengths.
 """
 from typing import Dict
 
