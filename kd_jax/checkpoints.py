@@ -12,7 +12,7 @@ exception (with its TensorStore specs) goes to the debug log.
 """
 import os
 import re
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from absl import logging
 import orbax.checkpoint as ocp
@@ -61,10 +61,10 @@ def _damaged_files(error: Exception, step_dir: str) -> str:
   return files[-1] if files else step_dir
 
 
-def _readable_steps(mngr: ocp.CheckpointManager, restore_item: Callable[[int, Dict[str, Any]], Any],
-                    check_meta: Optional[Callable[[Dict[str, Any]], None]] = None,
-                    set_aside: bool = False) -> Iterator[Tuple[int, Dict[str, Any], Any]]:
-  """(step, meta, restore_item(step, meta)) of the newest step whose meta and item can be read.
+def _newest_readable(mngr: ocp.CheckpointManager, restore_item: Callable[[int, Dict[str, Any]], Any],
+                     check_meta: Optional[Callable[[Dict[str, Any]], None]] = None,
+                     set_aside: bool = False) -> Optional[Tuple[int, Dict[str, Any], Any]]:
+  """(step, meta, restore_item(step, meta)) of the newest step whose meta and item can be read; None without steps.
 
   ``check_meta`` may raise (a settings mismatch is the caller's error, not
   damage). With ``set_aside``, damaged steps are renamed ``<step>.damaged`` so
@@ -100,12 +100,12 @@ def _readable_steps(mngr: ocp.CheckpointManager, restore_item: Callable[[int, Di
                       step)
     if set_aside and damaged:
       _set_aside(mngr, [bad_step for bad_step, _ in damaged])
-    yield step, meta, item
-    return
+    return step, meta, item
   if damaged:
     reasons = '; '.join(f'step {bad_step}: {reason}' for bad_step, reason in damaged)
     raise CheckpointDamagedError(f'checkpoint {directory} is damaged: no step can be read ({reasons}). '
                                  'Restore the files, or start over in a fresh --workdir.')
+  return None
 
 
 def _set_aside(mngr, steps):
@@ -129,9 +129,8 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state,
   target = sharding.replicated_like(abstract_state)
   restore_state = lambda step, meta: mngr.restore(
       step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))['state']
-  for _, meta, state in _readable_steps(mngr, restore_state, check_meta, set_aside=True):
-    return state, meta
-  return None, None
+  newest = _newest_readable(mngr, restore_state, check_meta, set_aside=True)
+  return (None, None) if newest is None else (newest[2], newest[1])
 
 
 def _open_saved(directory: str) -> ocp.CheckpointManager:
@@ -152,11 +151,10 @@ def read_meta(directory: str) -> Dict[str, Any]:
   directory = os.path.abspath(directory)
   mngr = _open_saved(directory)
   try:
-    for step, meta, _ in _readable_steps(mngr, lambda step, meta: None):
-      return {**meta, 'step': step}
+    step, meta, _ = _newest_readable(mngr, lambda step, meta: None)  # _open_saved: there are steps
   finally:
     mngr.close()
-  raise CheckpointDamagedError(f'checkpoint {directory} holds no readable step')
+  return {**meta, 'step': step}
 
 
 def restore_model(directory: str, model_name: str, model_kwargs: Dict[str, Any], abstract_variables):
@@ -179,11 +177,10 @@ def restore_model(directory: str, model_name: str, model_kwargs: Dict[str, Any],
   restore_variables = lambda step, meta: mngr.restore(
       step, args=ocp.args.Composite(variables=ocp.args.StandardRestore(target)))['variables']
   try:
-    for _, meta, variables in _readable_steps(mngr, restore_variables, check):
-      return variables, meta
+    _, meta, variables = _newest_readable(mngr, restore_variables, check)  # _open_saved: there are steps
   finally:
     mngr.close()
-  raise CheckpointDamagedError(f'checkpoint {directory} holds no readable step')
+  return variables, meta
 
 
 def _normalise(x):

@@ -66,8 +66,9 @@ def error_message(error: Exception, workdir: str) -> str:
     needed = _largest_checkpoint_bytes(workdir)
     return (f'no space left on the device writing {path} ({free / 2**20:.0f} MiB free there); free at least '
             f'{needed / 2**20:.0f} MiB (one checkpoint of this run) and run the same command again to resume')
-  return ' '.join(f'{type(error).__name__}: {error}'.split()) if not isinstance(error, USAGE_ERRORS + (
-      RuntimeError, FloatingPointError)) else ' '.join(str(error).split())
+  # kd_jax's own errors say what is wrong; anything else also says what kind of error it is.
+  ours = isinstance(error, USAGE_ERRORS + (RuntimeError, FloatingPointError))
+  return ' '.join((str(error) if ours else f'{type(error).__name__}: {error}').split())
 
 
 def _is_disk_full(error: Exception) -> bool:
