@@ -8,6 +8,7 @@ setup(
     python_requires='>=3.10',
     install_requires=[
         'absl-py',
+        'etils[epath]',  # every path a job reads or writes (local or gs://)
         'chex>=0.1.90',
         'flax>=0.12',
         'importlib_resources',  # TFDS needs it on Python 3.11 but declares it only for older Pythons
@@ -23,6 +24,9 @@ setup(
         'tensorflow-datasets>=4.9',
     ],
     extras_require={
+        # gs:// workdirs, checkpoints and data: epath reads/writes through gcsfs; Orbax asks google-cloud-storage
+        # about the bucket.
+        'gcs': ['gcsfs', 'google-cloud-storage'],
         'test': ['pytest', 'pytest-xdist'],  # the suite runs on 2 processes (README's test command)
         'tfds': ['tensorflow'],  # TFDS needs TensorFlow to download and read MNIST / MNIST-C
     },

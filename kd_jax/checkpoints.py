@@ -10,13 +10,14 @@ that names the damaged files, and only when no step is readable is it an error
 (:class:`CheckpointDamagedError`). Messages are one paragraph; Orbax's full
 exception (with its TensorStore specs) goes to the debug log.
 """
-import os
 import re
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from absl import logging
+from etils import epath
 import orbax.checkpoint as ocp
 
+from kd_jax import paths
 from kd_jax import sharding
 
 DAMAGED_SUFFIX = '.damaged'  # a damaged step directory is renamed <step>.damaged; Orbax then ignores it
@@ -33,8 +34,8 @@ class CheckpointStructureError(ValueError):
 _STRUCTURE_MISMATCH = ('tree structures do not match', 'Structure mismatch')  # Orbax's words, either direction
 
 
-def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(os.path.abspath(directory),
+def manager(directory: paths.PathLike, max_to_keep: int = 2) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(paths.absolute(directory),
                                options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 
 
@@ -55,9 +56,9 @@ def describe_error(error: Exception) -> str:
   return message if len(message) <= 300 else message[:297] + '...'
 
 
-def _damaged_files(error: Exception, step_dir: str) -> str:
+def _damaged_files(error: Exception, step_dir) -> str:
   files = re.findall(r'(?:local file|file) "([^"]+)"', str(error))
-  files = [f for f in files if os.path.isfile(f)] or files
+  files = [f for f in files if epath.Path(f).is_file()] or files
   return files[-1] if files else step_dir
 
 
@@ -70,10 +71,10 @@ def _newest_readable(mngr: ocp.CheckpointManager, restore_item: Callable[[int, D
   damage). With ``set_aside``, damaged steps are renamed ``<step>.damaged`` so
   that training can save that step again.
   """
-  directory = str(mngr.directory)
+  directory = mngr.directory
   damaged = []
   for step in sorted(mngr.all_steps(), reverse=True):
-    step_dir = os.path.join(directory, str(step))
+    step_dir = directory / str(step)
     try:
       meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
     except Exception as e:  # pylint: disable=broad-except
@@ -111,9 +112,9 @@ def _newest_readable(mngr: ocp.CheckpointManager, restore_item: Callable[[int, D
 def _set_aside(mngr, steps):
   if sharding.is_primary():
     for step in steps:
-      path = os.path.join(str(mngr.directory), str(step))
-      os.replace(path, path + DAMAGED_SUFFIX)
-      logging.warning('Moved the damaged step aside to %s', path + DAMAGED_SUFFIX)
+      path = mngr.directory / str(step)
+      path.rename(path.with_name(path.name + DAMAGED_SUFFIX))
+      logging.warning('Moved the damaged step aside to %s%s', path, DAMAGED_SUFFIX)
   sharding.barrier('set aside damaged checkpoint steps')
   mngr.reload()
 
@@ -133,9 +134,9 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state,
   return (None, None) if newest is None else (newest[2], newest[1])
 
 
-def _open_saved(directory: str) -> ocp.CheckpointManager:
+def _open_saved(directory) -> ocp.CheckpointManager:
   """The manager of a saved run; clear errors for a missing or empty directory."""
-  if not os.path.isdir(directory):
+  if not directory.is_dir():
     raise FileNotFoundError(
         f'teacher checkpoint directory {directory} does not exist; point config.teacher.checkpoint at the '
         '<workdir>/teacher directory of a finished run, or leave it empty to train the teacher first')
@@ -146,9 +147,9 @@ def _open_saved(directory: str) -> ocp.CheckpointManager:
   return mngr
 
 
-def read_meta(directory: str) -> Dict[str, Any]:
+def read_meta(directory: paths.PathLike) -> Dict[str, Any]:
   """The JSON metadata of the newest readable checkpoint step in ``directory``."""
-  directory = os.path.abspath(directory)
+  directory = paths.absolute(directory)
   mngr = _open_saved(directory)
   try:
     step, meta, _ = _newest_readable(mngr, lambda step, meta: None)  # _open_saved: there are steps
@@ -157,14 +158,14 @@ def read_meta(directory: str) -> Dict[str, Any]:
   return {**meta, 'step': step}
 
 
-def restore_model(directory: str, model_name: str, model_kwargs: Dict[str, Any], abstract_variables):
+def restore_model(directory: paths.PathLike, model_name: str, model_kwargs: Dict[str, Any], abstract_variables):
   """Restores model variables saved by :func:`save`, checking they fit the configured model.
 
   Raises FileNotFoundError for a missing/empty directory, ValueError for a
   checkpoint of a different model and CheckpointDamagedError when no step can
   be read. Never falls back to an initialised model.
   """
-  directory = os.path.abspath(directory)
+  directory = paths.absolute(directory)
 
   def check(meta):
     if meta.get('model') != model_name or _normalise(meta.get('model_kwargs', {})) != _normalise(model_kwargs):

@@ -1,8 +1,8 @@
 """What every job's report shares: summaries over seeds, the written files, the plotting set-up."""
 import json
-import os
 from typing import Any, Dict, Sequence
 
+from etils import epath
 import numpy as np
 
 from kd_jax import metrics
@@ -25,11 +25,16 @@ def write(workdir: str, stem: str, data: Dict[str, Any], markdown: str, json_ind
   """Writes ``stem.json`` and ``stem.md`` to ``workdir`` and prints the Markdown (process 0 only)."""
   if not sharding.is_primary():
     return
-  with open(os.path.join(workdir, f'{stem}.json'), 'w') as f:
-    json.dump(data, f, indent=json_indent)
-  with open(os.path.join(workdir, f'{stem}.md'), 'w') as f:
-    f.write(markdown)
+  epath.Path(workdir, f'{stem}.json').write_text(json.dumps(data, indent=json_indent))
+  epath.Path(workdir, f'{stem}.md').write_text(markdown)
   print(markdown, flush=True)
+
+
+def save_figure(fig, path, dpi: int = 120):
+  """``fig`` as a PNG at ``path`` (local or gs://), then closed."""
+  with epath.Path(path).open('wb') as f:
+    fig.savefig(f, format='png', dpi=dpi)
+  pyplot().close(fig)
 
 
 def pyplot():

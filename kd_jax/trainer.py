@@ -16,10 +16,11 @@ student instance in the grid equals the single job's student of the same seed.
 import hashlib
 import json
 import os
-import shutil
+import time
 from typing import Any, Dict, Optional, Sequence
 
 from absl import logging
+from etils import epath
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -29,6 +30,7 @@ import numpy as np
 from kd_jax import checkpoints
 from kd_jax import input_pipeline
 from kd_jax import losses
+from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import training
 
@@ -37,43 +39,68 @@ TEACHER_MODES = ('eval', 'train')
 
 
 class MetricWriter:
-  """Training metrics to ``metrics.jsonl`` and TensorBoard event files."""
+  """Training metrics to ``metrics.jsonl`` and TensorBoard event files, in a local or bucket (gs://) workdir.
 
-  def __init__(self, workdir: str):
+  Bucket objects cannot be appended to, so the records are kept in memory and the file is rewritten at most every
+  ``flush_seconds``, at every checkpoint (:meth:`flush`) and at the end: a killed run keeps every record up to its
+  last checkpoint, and a resumed run logs the steps after it again.
+  """
+
+  def __init__(self, workdir: paths.PathLike, flush_seconds: float = 10.0):
     self._primary = sharding.is_primary()  # other processes write nothing
     if not self._primary:
       return
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
-    self._tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+    from tensorboardX import record_writer  # pylint: disable=g-import-not-at-top
+    for scheme in ('gs', 's3'):  # tensorboardX's own gs:// writer needs google-cloud-storage: use epath's instead
+      record_writer.register_writer_factory(scheme, _EpathEventFiles())
+    self._path = epath.Path(workdir) / 'metrics.jsonl'
+    self._lines = self._path.read_text().splitlines(keepends=True) if self._path.exists() else []
+    self._flush_seconds, self._flushed_at = flush_seconds, time.monotonic()
+    self._tensorboard = SummaryWriter(os.fspath(epath.Path(workdir) / 'tensorboard'))
 
   def write(self, phase: str, step: int, scalars: Dict[str, float]):
     if not self._primary:
       return
-    self._jsonl.write(json.dumps({'phase': phase, 'step': step, **scalars}) + '\n')
-    self._jsonl.flush()
+    self._lines.append(json.dumps({'phase': phase, 'step': step, **scalars}) + '\n')
     for name, value in scalars.items():
       self._tensorboard.add_scalar(f'{phase}/{name}', value, step)
+    if time.monotonic() - self._flushed_at >= self._flush_seconds:
+      self.flush()
+
+  def flush(self):
+    if not self._primary:
+      return
+    self._path.write_text(''.join(self._lines))
+    self._tensorboard.flush()
+    self._flushed_at = time.monotonic()
 
   def truncate(self, phase: str, step: int):
     """Drops ``phase``'s records after ``step``: a resumed run logs those steps again."""
     if not self._primary:
       return
-    self._jsonl.flush()
-    with open(self._jsonl.name) as f:
-      lines = f.readlines()
-    kept = [line for line in lines if not _later_record(line, phase, step)]
-    if len(kept) != len(lines):
-      with open(self._jsonl.name, 'w') as f:
-        f.writelines(kept)
-      logging.info('%s: dropped %d metric records after step %d from %s', phase, len(lines) - len(kept), step,
-                   self._jsonl.name)
+    kept = [line for line in self._lines if not _later_record(line, phase, step)]
+    if len(kept) != len(self._lines):
+      logging.info('%s: dropped %d metric records after step %d from %s', phase, len(self._lines) - len(kept), step,
+                   self._path)
+      self._lines = kept
+      self.flush()
 
   def close(self):
     if not self._primary:
       return
-    self._jsonl.close()
+    self.flush()
     self._tensorboard.close()
+
+
+class _EpathEventFiles:
+  """tensorboardX event files written through etils.epath (a tensorboardX writer factory)."""
+
+  def open(self, path):
+    return epath.Path(path).open('wb')
+
+  def directory_check(self, path):
+    epath.Path(path).mkdir(parents=True, exist_ok=True)
 
 
 def _later_record(line: str, phase: str, step: int) -> bool:
@@ -172,7 +199,7 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
                     name, directory)
     mngr.close()
     if sharding.is_primary():
-      shutil.rmtree(directory)
+      epath.Path(directory).rmtree()
     sharding.barrier('delete checkpoints of other settings')
     mngr, restored = checkpoints.manager(directory), None
   if restored is not None:
@@ -181,13 +208,19 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
     state = restored
   if writer is not None:
     writer.truncate(name, training.current_step(state))
+
+  def save(s):
+    if writer is not None:
+      writer.flush()  # the metric records up to this checkpoint survive a kill
+    checkpoints.save(mngr, s, meta)
+
   step = training.make_train_step(model, tx, losses.get_loss(cfg.loss, config.kd), teacher,
                                   teacher_train_mode=teacher_mode(config) == 'train')
   step_fn = sharding.jit_data_parallel(jax.vmap(step) if stacked else step, mesh, batches.partition_spec)
   try:
     state = training.fit(name, step_fn, state, batches, num_steps=num_steps, mesh=mesh,
                          teacher_variables=teacher_variables, log_every=config.log_every_steps, writer=writer,
-                         save_fn=lambda s: checkpoints.save(mngr, s, meta),
+                         save_fn=save,
                          checkpoint_every=config.get('checkpoint_every_steps', 0),
                          divergence_factor=config.get('divergence_factor', 0.0),
                          settings_field=settings_field or f'config.{name}')

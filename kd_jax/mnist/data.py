@@ -13,7 +13,6 @@ Sources, in order of preference:
 Images are float32 in [0, 1], shape [N, 28, 28, 1]; labels int32.
 """
 import dataclasses
-import gzip
 import importlib.util
 import os
 import socket
@@ -21,8 +20,11 @@ import struct
 from typing import Callable, Dict, Optional
 
 from absl import logging
+from etils import epath
 import numpy as np
 from scipy import ndimage
+
+from kd_jax import paths
 
 DATA_DIR_ENV = 'KD_JAX_DATA_DIR'
 IDX_FILES = {
@@ -64,10 +66,8 @@ class MnistData:
 
 def read_idx(path: str) -> np.ndarray:
   """Reads an IDX file (the MNIST container format), gzipped or not."""
-  opener = gzip.open if path.endswith('.gz') else open
   try:
-    with opener(path, 'rb') as f:
-      raw = f.read()
+    raw = paths.read_bytes(path)
   except (OSError, EOFError) as e:
     raise ValueError(f'cannot read IDX file {path}: {e}') from e
   if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
@@ -82,15 +82,15 @@ def read_idx(path: str) -> np.ndarray:
 
 def _find_idx(directory: str, stem: str) -> Optional[str]:
   for name in (stem, stem + '.gz', stem.replace('-idx', '.idx'), stem.replace('-idx', '.idx') + '.gz'):
-    path = os.path.join(directory, name)
-    if os.path.isfile(path):
-      return path
+    path = epath.Path(directory) / name
+    if path.is_file():
+      return str(path)
   return None
 
 
 def load_idx_dir(directory: str) -> Dict[str, Split]:
   """Loads MNIST train/test from a directory of the four IDX files."""
-  if not os.path.isdir(directory):
+  if not epath.Path(directory).is_dir():
     raise FileNotFoundError(
         f'MNIST data directory {directory!r} does not exist; set config.data.dir or '
         f'${DATA_DIR_ENV} to a directory holding the four MNIST IDX files, or leave both empty to use TFDS.')
@@ -228,7 +228,7 @@ def load_mnist(data_dir: str = '', translate_seed: int = 0,
   if data_dir:
     splits = load_idx_dir(data_dir)
     data = MnistData(splits['train'], regenerate_mnist_c(splits['test'], translate_seed),
-                     source=(f'MNIST IDX files from {os.path.abspath(data_dir)} '
+                     source=(f'MNIST IDX files from {paths.absolute(data_dir)} '
                              f'({len(splits["train"])} train / {len(splits["test"])} test); MNIST-C scale/translate '
                              f'regenerated with the MNIST-C recipe (translate seed {translate_seed})'))
   else:

@@ -21,6 +21,7 @@ import ml_collections
 
 from kd_jax import config_lib
 from kd_jax import metrics as metrics_lib
+from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import trainer
 from kd_jax import training
@@ -64,7 +65,7 @@ def evaluate(model, instances: Sequence[Any], test_sets: Dict[str, data_lib.Spli
 def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """Runs the whole job and returns what it writes to ``results.json``."""
   check_config(config)
-  os.makedirs(workdir, exist_ok=True)
+  paths.absolute(workdir).mkdir(parents=True, exist_ok=True)
   t_start = time.perf_counter()
   data, train, test_sets = load_data(config)
   mesh = sharding.data_mesh()
@@ -96,7 +97,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
              'student': evaluate(student, [student_state.variables], test_sets, mesh, config)[0]}
   timing['eval_seconds'] = time.perf_counter() - t0
   timing['total_seconds'] = time.perf_counter() - t_start
-  results.update(data_source=data.source, demo_sample=data.demo_sample, teacher_checkpoint=os.path.abspath(teacher_dir),
+  results.update(data_source=data.source, demo_sample=data.demo_sample, teacher_checkpoint=str(paths.absolute(teacher_dir)),
                  num_train=len(train), num_test=len(test_sets['mnist']), num_devices=mesh.size,
                  timing=timing, config=json.loads(config.to_json()))
   report.write_results(results, workdir, {'teacher': config.teacher.model, 'student': config.student.model})

@@ -33,6 +33,7 @@ from kd_jax import checkpoints
 from kd_jax import config_lib
 from kd_jax import input_pipeline
 from kd_jax import losses
+from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import trainer
 from kd_jax import training
@@ -175,7 +176,7 @@ def train_online_pair(setup: str, config, train: data_lib.Split, mesh, workdir: 
 def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """Trains and evaluates every setup of ``config.setups``; writes and returns the report."""
   check_grid_config(config)
-  os.makedirs(workdir, exist_ok=True)
+  paths.absolute(workdir).mkdir(parents=True, exist_ok=True)
   t_start = time.perf_counter()
   data, train, test_sets = experiment.load_data(config)
   mesh = sharding.data_mesh()

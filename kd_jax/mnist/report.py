@@ -96,8 +96,7 @@ def plot_accuracy(report, path: str):
   ax.set_title(f'Accuracy, mean ± std over {len(report["seeds"])} seeds ({report["mode"]} KD)')
   ax.legend(ncol=len(setups), fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.08))
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  reports.save_figure(fig, path, dpi=120)
 
 
 def plot_reliability(report, path: str):
@@ -130,5 +129,4 @@ def plot_reliability(report, path: str):
         ax.set_ylabel('accuracy')
   axes[0, 0].legend(fontsize=7, loc='upper left')
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  reports.save_figure(fig, path, dpi=110)

@@ -19,12 +19,13 @@ LM input ``[bos] sentence``, target ``sentence [eos]``.
 """
 import collections
 import dataclasses
-import gzip
 import json
-import os
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from etils import epath
 import numpy as np
+
+from kd_jax import paths
 
 PAD, UNK, BOS, EOS = '<pad>', '<unk>', '<bos>', '<eos>'
 SPECIALS = (PAD, UNK, BOS, EOS)
@@ -80,15 +81,10 @@ class LmSentences:
 def _read_lines(path: str) -> List[Tuple[int, str]]:
   """(1-based line number, line without its newline) of every non-blank line; a clear error for a missing,
   undecodable or empty file."""
-  if not os.path.exists(path):
+  if not epath.Path(path).exists():
     raise FileNotFoundError(f'SVA data file {path} does not exist')
+  raw = paths.read_bytes(path)
   try:
-    if path.endswith('.gz'):
-      with gzip.open(path, 'rb') as f:
-        raw = f.read()
-    else:
-      with open(path, 'rb') as f:
-        raw = f.read()
     text = raw.decode('utf-8')
   except UnicodeDecodeError as e:
     line_no = raw.count(b'\n', 0, e.start) + 1
@@ -309,16 +305,14 @@ class Vocab:
   def decode(self, ids: Iterable[int]) -> List[str]:
     return [self.words[i] for i in ids if i != PAD_ID]
 
-  def save(self, path: str):
-    with open(path, 'w') as f:
-      json.dump({'words': self.words}, f)
+  def save(self, path: paths.PathLike):
+    epath.Path(path).write_text(json.dumps({'words': self.words}))
 
   @classmethod
   def load(cls, path: str) -> 'Vocab':
-    if not os.path.exists(path):
+    if not epath.Path(path).exists():
       raise FileNotFoundError(f'vocabulary file {path} does not exist')
-    with open(path) as f:
-      return cls(json.load(f)['words'])
+    return cls(json.loads(epath.Path(path).read_text())['words'])
 
 
 # ----------------------------------------------------------------------------- encoded splits

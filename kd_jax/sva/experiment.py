@@ -19,6 +19,7 @@ import time
 from typing import Any, Dict
 
 from absl import logging
+from etils import epath
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -27,6 +28,7 @@ import optax
 
 from kd_jax import checkpoints
 from kd_jax import config_lib
+from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import trainer
 from kd_jax import training
@@ -71,16 +73,17 @@ def data_directory(config) -> str:
   if not directory:
     raise FileNotFoundError(f'no SVA data directory: set config.data.dir or ${DATA_ENV} (e.g. ../shared/data/sva), '
                             'or run the offline demo with --config.data.source=synthetic')
-  if not os.path.isdir(directory):
+  if not epath.Path(directory).is_dir():
     raise FileNotFoundError(f'SVA data directory {directory} does not exist (config.data.dir / ${DATA_ENV})')
   return directory
 
 
 def _find(directory: str, name: str) -> str:
   """``name`` in ``directory`` or one of its subdirectories (e.g. sva/linzen_simple/numpred.val)."""
-  for root in [directory] + sorted(os.path.join(directory, d) for d in os.listdir(directory)):
-    if os.path.exists(os.path.join(root, name)):
-      return os.path.join(root, name)
+  directory = epath.Path(directory)
+  for root in [directory] + sorted(directory.iterdir()):
+    if (root / name).exists():
+      return str(root / name)
   raise FileNotFoundError(f'{name} not found in {directory} or its subdirectories (config.data.dir / ${DATA_ENV})')
 
 
@@ -106,7 +109,7 @@ def load_examples(config):
     for name, (filename, attractors) in sva_data.NUMPRED_TESTS.items():
       tests[name] = sva_data.read_numpred(_find(directory, filename), attractors)
     source = (f'Linzen numpred: {val_path} split {1 - cfg.dev_fraction:.0%}/{cfg.dev_fraction:.0%} train/dev '
-              f'(seed {cfg.split_seed}); tests numpred.test.1-5 in {os.path.dirname(val_path)}')
+              f'(seed {cfg.split_seed}); tests numpred.test.1-5 in {epath.Path(val_path).parent}')
   elif cfg.source == 'linzen_tsv':
     path = _find(data_directory(config), cfg.tsv_file)
     splits = sva_data.paper_split(sva_data.read_linzen_tsv(path), seed=42)
@@ -209,7 +212,7 @@ def teacher_vocab(directory: str) -> sva_data.Vocab:
 def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """Runs the whole job and returns what it writes to ``results.json``."""
   check_config(config)
-  os.makedirs(workdir, exist_ok=True)
+  paths.absolute(workdir).mkdir(parents=True, exist_ok=True)
   t_start = time.perf_counter()
   train_examples, test_examples, source = load_examples(config)
   logging.info('SVA data: %s; %d training examples, test sets %s', source, len(train_examples),
@@ -219,7 +222,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   else:
     vocab = sva_data.Vocab.build(_tokens(train_examples), config.data.vocab_min_count)
   if sharding.is_primary():
-    vocab.save(os.path.join(workdir, 'vocab.json'))
+    vocab.save(epath.Path(workdir) / 'vocab.json')
   max_length = config.data.max_length or sva_data.bucket_length(
       2 + max(len(t) for ex in [train_examples, *test_examples.values()] for t in _tokens(ex)), 1 << 16,
       config.data.length_bucket)
@@ -269,7 +272,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
           variables[role], _ = trainer.restore_variables(model, directory, cfg, example, seed)
         timing[role] += time.perf_counter() - t0
         result = evaluate(model, variables[role], test_sets, mesh, config)
-        runs[role].append({'seed': seed, 'checkpoint': os.path.abspath(directory), **result})
+        runs[role].append({'seed': seed, 'checkpoint': str(paths.absolute(directory)), **result})
         logging.info('%s seed %d: %s', role, seed, _one_line(result))
   finally:
     writer.close()

@@ -137,5 +137,4 @@ def plot_attractors(results, path: str):
   ax.legend()
   ax.set_title('Subject–verb agreement' + (' (SYNTHETIC DEMO)' if results['synthetic'] else ''))
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  reports.save_figure(fig, path, dpi=120)

@@ -8,9 +8,9 @@ Splits are the paper's (seed-42 shuffle, 10% / 1% / 89%), made by
 :func:`kd_jax.sva.data.paper_split`. Records are written as ArrayRecord, which
 TFDS reads without TensorFlow.
 """
-import os
 from typing import Dict
 
+from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -44,11 +44,11 @@ class LinzenAgreement(tfds.core.GeneratorBasedBuilder):
     )
 
   def _split_generators(self, dl_manager):
-    manual_dir = os.fspath(dl_manager.manual_dir)
-    paths = [os.path.join(manual_dir, name) for name in TSV_NAMES if os.path.exists(os.path.join(manual_dir, name))]
-    if not paths:
+    manual_dir = epath.Path(dl_manager.manual_dir)
+    found = [manual_dir / name for name in TSV_NAMES if (manual_dir / name).exists()]
+    if not found:
       raise FileNotFoundError(f'none of {TSV_NAMES} in the manual_dir {manual_dir}')
-    splits = sva_data.paper_split(sva_data.read_linzen_tsv(paths[0]), seed=42)
+    splits = sva_data.paper_split(sva_data.read_linzen_tsv(str(found[0])), seed=42)
     return {'train': self._generate_examples(splits['train']),
             'validation': self._generate_examples(splits['valid']),
             'test': self._generate_examples(splits['test'])}

@@ -1,0 +1,132 @@
+"""Jobs read and write through etils.epath: a gs:// workdir, data dir and teacher checkpoint work unchanged.
+
+There is no GCS here, so a fake bucket stands in: epath's fsspec backend gets, for ``gs://`` paths, a local
+filesystem rooted in a temporary directory that records what it writes. Orbax's own GCS access (TensorStore's gcs
+driver, google-cloud-storage) cannot run without the network: its CheckpointManager is handed the bucket's local
+directory, and the test checks that it was asked for the unmangled gs:// path.
+"""
+import json
+import os
+import shutil
+
+from etils import epath
+from etils.epath import backend
+from fsspec.implementations.local import LocalFileSystem
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from conftest import load_config
+from kd_jax import paths
+from kd_jax import reports
+from kd_jax import trainer
+from kd_jax.mnist import data as mnist_data
+from kd_jax.mnist import experiment
+from kd_jax.sva import data as sva_data
+
+
+class _Bucket(LocalFileSystem):
+  """``gs://<bucket>/x`` as the local file ``<root>/<bucket>/x``; records the files it opens for writing."""
+  root = ''  # set per test, in a subclass
+
+  def __init__(self):
+    super().__init__(auto_mkdir=True)  # like GCS: no directories to create before writing
+    self.written = set()
+
+  @classmethod
+  def local(cls, path) -> str:
+    path = os.fspath(path)
+    return os.path.join(cls.root, path[len('gs://'):]) if path.startswith('gs://') else path
+
+  @classmethod
+  def _strip_protocol(cls, path):
+    return super()._strip_protocol(cls.local(path))
+
+  def _open(self, path, mode='rb', **kwargs):
+    if any(m in mode for m in 'wa'):
+      self.written.add(os.path.relpath(path, self.root))
+    return super()._open(path, mode, **kwargs)
+
+
+@pytest.fixture
+def bucket(tmp_path, monkeypatch):
+  fake = type('Bucket', (_Bucket,), {'root': str(tmp_path / 'buckets')})()
+  real_fs = backend.fsspec_backend.fs
+  monkeypatch.setattr(backend.fsspec_backend, 'fs',
+                      lambda path: fake if os.fspath(path).startswith('gs://') else real_fs(path))
+  monkeypatch.chdir(tmp_path)  # os.path.abspath('gs://b/x') would be tmp_path/'gs:'/b/x
+  yield fake
+  assert not (tmp_path / 'gs:').exists(), 'something wrote a gs:// path through the local filesystem'
+
+
+def test_absolute_keeps_uris_and_makes_local_paths_absolute(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  assert str(paths.absolute('gs://bucket/kd/teacher')) == 'gs://bucket/kd/teacher'
+  assert str(paths.absolute('run/teacher')) == str(tmp_path / 'run' / 'teacher')
+  assert str(paths.absolute('/abs/x')) == '/abs/x'
+
+
+def test_data_files_are_read_from_a_bucket(bucket, tiny_mnist_dir):
+  shutil.copytree(tiny_mnist_dir, bucket.local('gs://data/mnist'))  # .gz and plain IDX files
+  splits = mnist_data.load_idx_dir('gs://data/mnist')
+  local = mnist_data.load_idx_dir(tiny_mnist_dir)
+  np.testing.assert_array_equal(splits['train'].images, local['train'].images)
+  np.testing.assert_array_equal(splits['test'].labels, local['test'].labels)
+  with pytest.raises(FileNotFoundError, match='gs://data/none'):
+    mnist_data.load_idx_dir('gs://data/none')
+
+  epath.Path('gs://data/sva/numpred.val').write_text('VBZ\tthe dog near the cars\nVBP\tthe dogs\n')
+  examples = sva_data.read_numpred('gs://data/sva/numpred.val')
+  assert examples.labels.tolist() == [0, 1]
+  vocab = sva_data.Vocab.build([['the', 'dog']], min_count=1)
+  vocab.save('gs://run/vocab.json')
+  assert sva_data.Vocab.load('gs://run/vocab.json') == vocab and 'run/vocab.json' in bucket.written
+
+
+def test_metric_records_in_a_bucket_survive_resume(bucket):
+  writer = trainer.MetricWriter('gs://run/job', flush_seconds=3600.0)
+  for step in (10, 20, 30):
+    writer.write('teacher', step, {'loss': 1.0 / step})
+  writer.flush()
+  writer.close()
+  resumed = trainer.MetricWriter('gs://run/job')  # a resumed run: back to the checkpoint at step 20
+  resumed.truncate('teacher', 20)
+  resumed.write('teacher', 30, {'loss': 0.5})
+  resumed.close()
+  records = [json.loads(line) for line in epath.Path('gs://run/job/metrics.jsonl').read_text().splitlines()]
+  assert [(r['step'], r['loss']) for r in records] == [(10, 0.1), (20, 0.05), (30, 0.5)]
+  assert any(path.startswith('run/job/tensorboard/events.out.tfevents') for path in bucket.written)
+
+
+def test_plots_are_written_to_a_bucket(bucket):
+  plt = reports.pyplot()
+  fig, ax = plt.subplots()
+  ax.plot([0, 1], [1, 0])
+  reports.save_figure(fig, 'gs://run/plot.png')
+  assert 'run/plot.png' in bucket.written
+  assert epath.Path('gs://run/plot.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_the_main_job_with_a_bucket_workdir_data_dir_and_teacher(bucket, tiny_mnist_dir, monkeypatch):
+  shutil.copytree(tiny_mnist_dir, bucket.local('gs://data/mnist'))
+  managers = []
+  real_manager = ocp.CheckpointManager
+
+  def local_manager(directory, *args, **kwargs):
+    managers.append(str(directory))
+    return real_manager(bucket.local(directory), *args, **kwargs)
+
+  monkeypatch.setattr(ocp, 'CheckpointManager', local_manager)
+  config = load_config('smoke', data_dir='gs://data/mnist', **{'data.num_train': 256, 'data.num_test': 100})
+  results = experiment.run(config, 'gs://run/kd')
+  assert results['teacher_checkpoint'] == 'gs://run/kd/teacher' and 'gs://data/mnist' in results['data_source']
+  assert {'gs://run/kd/teacher', 'gs://run/kd/student'} <= set(managers)
+  assert {'run/kd/results.json', 'run/kd/results.md', 'run/kd/metrics.jsonl'} <= bucket.written
+  saved = json.loads(epath.Path('gs://run/kd/results.json').read_text())
+  assert saved['student'] == results['student']
+
+  # Offline KD from the teacher in the bucket: nothing is trained for the teacher, the same student results.
+  config.teacher.checkpoint = 'gs://run/kd/teacher'
+  offline = experiment.run(config, 'gs://run/offline')
+  assert offline['teacher'] == results['teacher'] and offline['student'] == results['student']
+  assert not epath.Path('gs://run/offline/teacher').exists()
