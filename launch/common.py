@@ -1,0 +1,66 @@
+"""What the launchers share: settings from flags or the environment, the job's command line, printed commands."""
+import argparse
+import os
+import shlex
+import subprocess
+from typing import List, Optional, Sequence, Union
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
+JOBS = {'main': 'kd_jax.main', 'grid': 'kd_jax.grid'}
+
+
+def add_setting(parser: argparse.ArgumentParser, name: str, env: str, help_text: str, default: str = ''):
+  """A string flag whose default comes from the environment variable ``env``."""
+  parser.add_argument(f'--{name}', default=os.environ.get(env, default),
+                      help=f'{help_text} (default: ${env}{f" or {default}" if default else ""})')
+  parser.set_defaults(**{f'_env_{name}': env})
+
+
+def require(parser: argparse.ArgumentParser, args: argparse.Namespace, *names: str):
+  """Exits with a usage error naming every missing setting and its environment variable."""
+  missing = [f'--{n} (or ${getattr(args, f"_env_{n}")})' for n in names if not getattr(args, n)]
+  if missing:
+    parser.error('missing ' + ', '.join(missing))
+
+
+def add_job_flags(parser: argparse.ArgumentParser, several_configs: bool = False):
+  parser.add_argument('--job', choices=sorted(JOBS), default='main',
+                      help='main: python -m kd_jax.main (MNIST pair or SVA); grid: python -m kd_jax.grid')
+  parser.add_argument('--config', required=True, action='append' if several_configs else 'store',
+                      help='e.g. configs/mnist_cnn_to_mlp.py or configs/mnist_grid.py:paper'
+                      + (' (repeat the flag for several)' if several_configs else ''))
+  parser.add_argument('--dry-run', action='store_true', help='print the commands, run nothing')
+  parser.add_argument('overrides', nargs='*', help='after --: flags for the job, e.g. -- --config.seed=1')
+
+
+def job_command(job: str, config: str, workdir: str, overrides: Sequence[str] = (),
+                python: str = 'python3') -> List[str]:
+  """The job's command line: ``python -m kd_jax.<job> --config=… --workdir=… <overrides>``."""
+  config_file = config.split(':')[0]
+  if not os.path.isfile(os.path.join(ROOT, config_file)):
+    raise SystemExit(f'launch: error: --config={config}: {config_file} is not a file of the repository')
+  return [python, '-m', JOBS[job], f'--config={config}', f'--workdir={workdir}', *overrides]
+
+
+class Shell:
+  """Prints every command as it can be typed in a shell, then runs it (unless ``dry_run``)."""
+
+  def __init__(self, dry_run: bool):
+    self.dry_run = dry_run
+
+  def run(self, command: Union[str, List[str]], capture: bool = False, check: bool = True) -> Optional[str]:
+    """Runs ``command`` (a list, or a string for a shell pipeline); returns its stdout when ``capture``."""
+    text = command if isinstance(command, str) else shlex.join(command)
+    print(text, flush=True)
+    if self.dry_run:
+      return None
+    result = subprocess.run(command, shell=isinstance(command, str), check=False, text=True,
+                            stdout=subprocess.PIPE if capture else None)
+    if check and result.returncode:
+      raise SystemExit(f'launch: error: exit status {result.returncode}: {text}')
+    return result.stdout if capture else None
+
+  def note(self, text: str):
+    """A line that is not a command (commented, so the printed plan stays a valid shell script)."""
+    print(f'# {text}', flush=True)
+

@@ -1,0 +1,73 @@
+"""Runs a kd_jax job on a SLURM GPU cluster: one task per node, each using all of its node's GPUs, as one JAX job.
+
+    python launch/slurm.py --name=kd-grid --nodes=2 --gpus_per_node=8 --partition=gpu --time=04:00:00 \\
+        --workdir=/shared/kd/grid --job=grid --config=configs/mnist_grid.py:paper [--dry-run] [-- --config.num_seeds=5]
+
+Writes an sbatch script to ``<logdir>/<name>.sbatch`` and submits it with ``sbatch``. ``srun`` starts the job on every
+node; ``jax.distributed.initialize()`` reads SLURM's environment (coordinator, process count and index). The
+workdir must be visible to every node (a shared file system or gs://). ``--requeue``: a preempted or requeued job
+resumes from the workdir's newest checkpoints.
+"""
+import argparse
+import os
+import shlex
+import sys
+
+if __package__ in (None, ''):  # run as a script: python launch/slurm.py
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from launch import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def parse_args(argv):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--name', required=True, help='SLURM job name (and the script\'s file name)')
+  parser.add_argument('--nodes', type=int, default=1)
+  parser.add_argument('--gpus_per_node', type=int, default=1)
+  parser.add_argument('--cpus_per_task', type=int, default=8)
+  common.add_setting(parser, 'partition', 'KD_JAX_SLURM_PARTITION', 'SLURM partition (empty: the default one)')
+  common.add_setting(parser, 'account', 'KD_JAX_SLURM_ACCOUNT', 'SLURM account (empty: none)')
+  parser.add_argument('--time', default='04:00:00', help='wall-time limit, HH:MM:SS')
+  common.add_setting(parser, 'workdir', 'KD_JAX_WORKDIR', 'a directory every node can reach (or gs://)')
+  parser.add_argument('--logdir', default='slurm_logs', help='where the sbatch script and the job logs go')
+  parser.add_argument('--setup', default='source .venv/bin/activate',
+                      help='shell line run before the job on each node, e.g. to activate the environment')
+  common.add_job_flags(parser)
+  args = parser.parse_args(argv)
+  common.require(parser, args, 'workdir')
+  for name in ('nodes', 'gpus_per_node', 'cpus_per_task'):
+    if getattr(args, name) < 1:
+      parser.error(f'--{name} must be ≥ 1, got {getattr(args, name)}')
+  return args
+
+
+def sbatch_script(args) -> str:
+  logdir = os.path.abspath(args.logdir)
+  options = {'job-name': args.name, 'nodes': args.nodes, 'ntasks-per-node': 1, 'gpus-per-node': args.gpus_per_node,
+             'cpus-per-task': args.cpus_per_task, 'time': args.time, 'output': f'{logdir}/%x-%j.out',
+             'partition': args.partition, 'account': args.account}
+  lines = ['#!/bin/bash'] + [f'#SBATCH --{k}={v}' for k, v in options.items() if v] + ['#SBATCH --requeue']
+  workdir = args.workdir if '://' in args.workdir else os.path.abspath(args.workdir)  # srun starts in the repo
+  job = common.job_command(args.job, args.config, workdir, args.overrides, python='python')
+  lines += ['set -euo pipefail', f'cd {shlex.quote(common.ROOT)}', args.setup,
+            '# One process per node; jax.distributed.initialize() reads the SLURM_* variables.',
+            'srun ' + shlex.join(job)]
+  return '\n'.join(line for line in lines if line) + '\n'
+
+
+def main(argv):
+  args = parse_args(argv)
+  shell = common.Shell(args.dry_run)
+  script = sbatch_script(args)
+  path = os.path.join(os.path.abspath(args.logdir), f'{args.name}.sbatch')
+  shell.note(f'{path}:')
+  for line in script.splitlines():
+    shell.note('  ' + line)
+  if not args.dry_run:
+    os.makedirs(args.logdir, exist_ok=True)
+    with open(path, 'w') as f:
+      f.write(script)
+  shell.run(['sbatch', path])
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])

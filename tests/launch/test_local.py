@@ -1,0 +1,48 @@
+import json
+import os
+
+from conftest import JIT_CACHE
+from conftest import ROOT
+from launchers import launch
+from launchers import words
+
+TINY = ['--config.data.num_train=256', '--config.data.num_test=100', '--config.teacher.num_epochs=1',
+        '--config.student.num_epochs=1']
+CACHE = {'JAX_COMPILATION_CACHE_DIR': JIT_CACHE, 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
+         'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '-1'}
+
+
+def test_dry_run_prints_one_command_per_config_and_seed(tmp_path):
+  code, lines, _ = launch('local', '--config=configs/smoke.py', '--config=configs/sva_smoke.py:lm', '--seeds=0,4',
+                          f'--workdir={tmp_path}', '--dry-run', '--', '--config.log_every_steps=5')
+  assert code == 0 and len(lines) == 4
+  for line, (name, config, seed) in zip(lines, [('smoke', 'configs/smoke.py', 0), ('smoke', 'configs/smoke.py', 4),
+                                                ('sva_smoke_lm', 'configs/sva_smoke.py:lm', 0),
+                                                ('sva_smoke_lm', 'configs/sva_smoke.py:lm', 4)]):
+    workdir = f'{tmp_path}/{name}/seed_{seed}'
+    command = words(line)
+    assert command[:6] == ['mkdir', '-p', workdir, '&&', 'cd', ROOT]
+    assert command[8:14] == ['-m', 'kd_jax.main', f'--config={config}', f'--workdir={workdir}', f'--config.seed={seed}',
+                             '--config.log_every_steps=5']
+    assert command[-3:] == ['>', f'{workdir}/launch.log', '2>&1']
+  assert not os.listdir(tmp_path)
+
+
+def test_runs_two_seeds_side_by_side_and_reports_a_failed_run(tmp_path):
+  code, lines, err = launch('local', '--config=configs/smoke.py', '--seeds=0,1', '--parallel=2',
+                            f'--workdir={tmp_path}', '--', *TINY, env=CACHE)
+  assert code == 0, err
+  results = [json.load(open(tmp_path / 'smoke' / f'seed_{s}' / 'results.json')) for s in (0, 1)]
+  assert [r['config']['seed'] for r in results] == [0, 1]
+  assert results[0]['student'] != results[1]['student']  # different seeds, different students
+  assert sum(line.startswith('# done in ') for line in lines) == 2
+  code, lines, err = launch('local', '--config=configs/smoke.py', f'--workdir={tmp_path}/bad', '--',
+                            '--config.teacher.num_epochs=-1')
+  assert code == 1
+  assert f'1 of 1 runs failed; see {tmp_path}/bad/smoke/seed_0/launch.log' in err
+  assert 'num_epochs' in open(tmp_path / 'bad' / 'smoke' / 'seed_0' / 'launch.log').read()
+
+
+def test_bad_seeds_are_a_usage_error():
+  code, _, err = launch('local', '--config=configs/smoke.py', '--seeds=0,x', '--dry-run')
+  assert code == 2 and '--seeds=0,x: expected comma-separated integers' in err

@@ -1,0 +1,72 @@
+import shlex
+
+from conftest import ROOT
+from launchers import launch
+from launchers import words
+
+SETTINGS = ['--name=kd-grid', '--project=my-project', '--zone=us-central2-b', '--accelerator_type=v4-32',
+            '--workdir=gs://my-bucket/kd/grid']
+WHERE = ['--zone=us-central2-b', '--project=my-project']
+
+
+def test_dry_run_prints_create_install_run_fetch_delete():
+  code, lines, _ = launch('tpu', *SETTINGS, '--job=grid', '--config=configs/mnist_grid.py:paper', '--dry-run', '--',
+                          '--config.num_seeds=5', "--config.setups=('cnn', 'cnn_to_mlp')")
+  assert code == 0
+  commands = [words(line) for line in lines]
+  assert commands[0] == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'create', 'kd-grid', *WHERE,
+                         '--accelerator-type=v4-32', '--version=tpu-ubuntu2204-base']
+  pack = lines[1]  # this working tree (tracked and untracked, not ignored files) as an archive
+  assert pack.startswith(f'git -C {ROOT} ls-files -z --cached --others --exclude-standard | tar -C {ROOT} -czf ')
+  assert commands[2] == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'scp', '/tmp/kd_jax_kd-grid.tar.gz',
+                         'kd-grid:kd_jax.tar.gz', '--worker=all', *WHERE]
+  ssh = ['gcloud', 'compute', 'tpus', 'tpu-vm', 'ssh', 'kd-grid', '--worker=all', *WHERE, '--command']
+  assert commands[3][:-1] == ssh and 'pip install -q -e "./kd_jax[gcs]" "jax[tpu]"' in commands[3][-1]
+  assert commands[4][:-1] == ssh
+  remote = commands[4][-1]  # what each worker runs, itself a shell line
+  assert remote.startswith('cd kd_jax && ')
+  assert shlex.split(remote.removeprefix('cd kd_jax && ')) == [
+      'python3', '-m', 'kd_jax.grid', '--config=configs/mnist_grid.py:paper', '--workdir=gs://my-bucket/kd/grid',
+      '--config.num_seeds=5', "--config.setups=('cnn', 'cnn_to_mlp')"]
+  assert commands[5] == ['mkdir', '-p', 'results/kd-grid']
+  assert commands[6][:3] == ['gcloud', 'storage', 'rsync'] and commands[6][-2:] == ['gs://my-bucket/kd/grid',
+                                                                                    'results/kd-grid']
+  assert commands[7] == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'delete', 'kd-grid', *WHERE, '--quiet']
+  assert len(lines) == 8
+
+
+def test_spot_queued_resource_waits_until_active_and_is_deleted_with_its_node():
+  code, lines, _ = launch('tpu', *SETTINGS, '--config=configs/smoke.py', '--spot', '--queued', '--steps=create,delete',
+                          '--dry-run')
+  assert code == 0
+  assert words(lines[0]) == ['gcloud', 'compute', 'tpus', 'queued-resources', 'create', 'kd-grid', '--node-id=kd-grid',
+                             *WHERE, '--accelerator-type=v4-32', '--runtime-version=tpu-ubuntu2204-base', '--spot']
+  assert lines[1].startswith('# repeated every 30 s until the state is ACTIVE')
+  assert words(lines[2]) == ['gcloud', 'compute', 'tpus', 'queued-resources', 'describe', 'kd-grid', *WHERE,
+                             '--format=value(state.state)']
+  assert words(lines[3]) == ['gcloud', 'compute', 'tpus', 'queued-resources', 'delete', 'kd-grid', *WHERE, '--force',
+                             '--quiet']
+  assert len(lines) == 4
+
+
+def test_settings_from_the_environment_and_keep():
+  env = {'CLOUDSDK_CORE_PROJECT': 'env-project', 'CLOUDSDK_COMPUTE_ZONE': 'europe-west4-a', 'KD_JAX_TPU_TYPE': 'v5litepod-8',
+         'KD_JAX_TPU_RUNTIME': 'v2-alpha-tpuv5-lite', 'KD_JAX_WORKDIR': 'gs://b/run'}
+  code, lines, _ = launch('tpu', '--name=t', '--config=configs/smoke.py', '--keep', '--dry-run', env=env)
+  assert code == 0
+  assert words(lines[0]) == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'create', 't', '--zone=europe-west4-a',
+                             '--project=env-project', '--accelerator-type=v5litepod-8', '--version=v2-alpha-tpuv5-lite']
+  assert '--workdir=gs://b/run' in lines[4] and not any(' delete ' in line for line in lines)
+
+
+def test_bad_settings_are_usage_errors_naming_the_flag():
+  code, lines, err = launch('tpu', '--name=t', '--config=configs/smoke.py', '--dry-run')
+  assert code == 2 and not lines
+  assert ('missing --project (or $CLOUDSDK_CORE_PROJECT), --zone (or $CLOUDSDK_COMPUTE_ZONE), --accelerator_type '
+          '(or $KD_JAX_TPU_TYPE), --workdir (or $KD_JAX_WORKDIR)') in err
+  code, lines, err = launch('tpu', *SETTINGS[:-1], '--workdir=/tmp/run', '--config=configs/smoke.py', '--dry-run')
+  assert code == 2 and '--workdir=/tmp/run: the workers of a TPU slice share no disk; use a gs:// directory' in err
+  code, _, err = launch('tpu', *SETTINGS, '--config=configs/smoke.py', '--steps=create,train', '--dry-run')
+  assert code == 2 and '--steps: unknown step(s) train' in err
+  code, lines, err = launch('tpu', *SETTINGS, '--config=configs/nope.py', '--dry-run')
+  assert code == 1 and not lines and '--config=configs/nope.py: configs/nope.py is not a file of the repository' in err
