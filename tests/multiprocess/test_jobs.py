@@ -1,6 +1,6 @@
 """Several JAX processes on this machine (gloo collectives over localhost) train like one process.
 
-Each job runs as 2 processes × 2 CPU devices and as 1 process × 4 devices: the same global mesh size and global
+Each job runs as 2 processes × 2 CPU devices (the main job also as 4 × 1) and as 1 process × 4 devices: the same global mesh size and global
 batches, on the offline demo data (the jobs' environment is cleared of KD_JAX_* settings). Reductions across
 processes add in another order, so the runs agree to rounding after a step, and training amplifies that (measured:
 smoke teacher losses equal to 1e-7 for 8 SGD steps, 5e-4 apart after 24). The runs are therefore short (one epoch of
@@ -134,6 +134,14 @@ def test_the_main_job_as_two_processes_equals_one_process(smoke_runs):
                  for run in ('multi', 'single')]
     chex.assert_trees_all_close(variables[0], variables[1], rtol=1e-4, atol=1e-5)
   _assert_same_numbers(multi, single)
+
+
+def test_the_main_job_as_four_processes_equals_one_process(smoke_runs):
+  base, _, single = smoke_runs
+  four = _run('kd_jax.main', ['--config=configs/smoke.py', *SGD], str(base / 'four'), 4, 1, base)
+  assert four['num_devices'] == 4
+  _assert_same_numbers(four, single)
+  _unique_metric_records(str(base / 'four'))
 
 
 def test_a_killed_two_process_run_resumes(smoke_runs, tmp_path):
