@@ -11,6 +11,8 @@ from typing import Callable, Mapping, Optional
 
 import ml_collections
 
+COMPUTE_DTYPES = ('float32', 'bfloat16')
+
 Variant = Optional[Callable[[ml_collections.ConfigDict], None]]
 
 
@@ -125,6 +127,7 @@ def check_job(config, num_devices: int):
   check_int(config, 'checkpoint_every_steps')
   check_number(config, 'divergence_factor', low_open=False)
   check_choice(config, 'overwrite', (False, True))
+  check_choice(config, 'compute_dtype', COMPUTE_DTYPES)
 
 
 def job_fields(config: ml_collections.ConfigDict):
@@ -133,3 +136,6 @@ def job_fields(config: ml_collections.ConfigDict):
   config.divergence_factor = 1e4
   # A workdir whose checkpoints were trained with other settings is refused; True deletes them and retrains.
   config.overwrite = False
+  # Mixed precision: 'bfloat16' runs the models' forward and backward passes in bfloat16 on accelerators; parameters,
+  # optimizer state, batch statistics, softmaxes and losses stay float32 (kd_jax/training.py: apply_fn).
+  config.compute_dtype = 'float32'

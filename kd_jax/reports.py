@@ -21,6 +21,13 @@ def mean_std_cell(stats, scale: float = 100.0, digits: int = 2) -> str:
   return f'{scale * stats["mean"]:.{digits}f} ± {scale * stats["std"]:.{digits}f}'
 
 
+def precision_note(config: Dict[str, Any]) -> str:
+  """'' for float32 runs; what ran in bfloat16 otherwise (appended to a report's wall-time line)."""
+  if config.get('compute_dtype', 'float32') == 'float32':
+    return ''
+  return f'; models computed in {config["compute_dtype"]} (parameters, optimizer state and losses in float32)'
+
+
 def write(workdir: str, stem: str, data: Dict[str, Any], markdown: str, json_indent: int = 2):
   """Writes ``stem.json`` and ``stem.md`` to ``workdir`` and prints the Markdown (process 0 only)."""
   if not sharding.is_primary():

@@ -215,7 +215,8 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
     checkpoints.save(mngr, s, meta)
 
   step = training.make_train_step(model, tx, losses.get_loss(cfg.loss, config.kd), teacher,
-                                  teacher_train_mode=teacher_mode(config) == 'train')
+                                  teacher_train_mode=teacher_mode(config) == 'train',
+                                  compute_dtype=config.compute_dtype)
   step_fn = sharding.jit_data_parallel(jax.vmap(step) if stacked else step, mesh, batches.partition_spec)
   try:
     state = training.fit(name, step_fn, state, batches, num_steps=num_steps, mesh=mesh,
@@ -280,6 +281,8 @@ def run_settings(cfg, config, train, *, seeds, stream: int, stacked: bool, num_s
     settings.update({f'kd.{k}': v for k, v in _flatten(config.kd.to_dict()).items()})
     settings['teacher (digest of its variables or cached logits)'] = (
         None if teacher_targets is None else digest(teacher_targets))
+  if config.compute_dtype != 'float32':  # recorded only when not the default: float32 checkpoints predate the field
+    settings['compute_dtype'] = config.compute_dtype
   settings.update({'seeds': list(seeds), 'stream': stream, 'vmapped': stacked, 'num_steps': num_steps,
                    'training data (digest)': digest(train.batch(np.arange(len(train)))),
                    'training examples': len(train)})

@@ -55,6 +55,29 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Arra
   return init(rng)
 
 
+def apply_fn(model: nn.Module, compute_dtype: str = 'float32') -> Callable:
+  """``model.apply`` computing in ``compute_dtype`` ('float32' or 'bfloat16'), with float32 logits.
+
+  Mixed precision by casting: the float parameters and inputs are cast to the compute dtype for the pass (so every
+  module computes in it, whatever the model), the float32 parameters remain the master copy and get float32
+  gradients through the cast, and logits and batch-statistic updates come back in float32, so softmaxes, losses
+  and running averages stay float32.
+  """
+  dtype = jnp.dtype(compute_dtype)
+  if dtype == jnp.float32:
+    return model.apply
+  cast = lambda tree, to: jax.tree_util.tree_map(
+      lambda x: x.astype(to) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+  def apply(variables, inputs, **kwargs):
+    out = model.apply({**variables, 'params': cast(variables['params'], dtype)}, cast(inputs, dtype), **kwargs)
+    if kwargs.get('mutable'):
+      return cast(out[0], jnp.float32), cast(out[1], jnp.float32)
+    return cast(out, jnp.float32)
+
+  return apply
+
+
 # ----------------------------------------------------------------------------- optimizers
 
 OPTIMIZERS = {'adam': optax.adam, 'radam': optax.radam, 'sgd': optax.sgd}
@@ -85,7 +108,7 @@ def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn: LossFn,
                     teacher: Optional[nn.Module] = None, teacher_train_mode: bool = False,
-                    output_logits: bool = False):
+                    output_logits: bool = False, compute_dtype: str = 'float32'):
   """The pure step ``(state, batch, teacher_variables) -> (state, metrics)``.
 
   With a ``teacher``, its logits are computed inside the step (eval mode by
@@ -93,12 +116,16 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
   the teacher with dropout and batch statistics). Without one, teacher logits
   may come in the batch (``batch['teacher_logits']``: cached, or from an online
   teacher). Teacher logits never receive gradients. ``output_logits`` adds the
-  model's own training logits to the metrics (for online KD).
+  model's own training logits to the metrics (for online KD). Both models run
+  in ``compute_dtype`` (:func:`apply_fn`).
 
   The batch holds ``inputs`` and ``label``; with ``weights`` (same shape as
   ``label``, e.g. a language model's non-padding targets) loss and accuracy are
   weighted means over the labelled positions instead of means over examples.
   """
+
+  student_apply = apply_fn(model, compute_dtype)
+  teacher_apply = apply_fn(teacher, compute_dtype) if teacher is not None else None
 
   def train_step(state: TrainState, batch: Dict[str, jax.Array], teacher_variables):
     student_key, teacher_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
@@ -108,15 +135,15 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
     teacher_logits = batch.get('teacher_logits')
     if teacher is not None:
       if teacher_train_mode:
-        teacher_logits, _ = teacher.apply(teacher_variables, inputs, train=True,
+        teacher_logits, _ = teacher_apply(teacher_variables, inputs, train=True,
                                           rngs={'dropout': teacher_key}, mutable=['batch_stats'])
       else:
-        teacher_logits = teacher.apply(teacher_variables, inputs, train=False)
+        teacher_logits = teacher_apply(teacher_variables, inputs, train=False)
     if teacher_logits is not None:
       teacher_logits = jax.lax.stop_gradient(teacher_logits)
 
     def loss_of(params):
-      logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats}, inputs, train=True,
+      logits, updates = student_apply({'params': params, 'batch_stats': state.batch_stats}, inputs, train=True,
                                     rngs={'dropout': student_key}, mutable=['batch_stats'])
       return weighted_mean(loss_fn(logits, teacher_logits, labels)), (logits, updates['batch_stats'])
 
@@ -252,11 +279,12 @@ def _format_seconds(seconds: float) -> str:
 
 # ----------------------------------------------------------------------------- evaluation
 
-def make_predict_fn(model: nn.Module, mesh: Mesh, batch_size: int):
+def make_predict_fn(model: nn.Module, mesh: Mesh, batch_size: int, compute_dtype: str = 'float32'):
   """Returns ``predict(variables, inputs) -> logits`` (numpy), eval mode, batched and sharded over the mesh."""
   sharding.check_batch_size(batch_size, mesh, 'eval batch size')
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-  apply = jax.jit(lambda variables, x: model.apply(variables, x, train=False),
+  model_apply = apply_fn(model, compute_dtype)
+  apply = jax.jit(lambda variables, x: model_apply(variables, x, train=False),
                   in_shardings=(replicated, sharded), out_shardings=sharded)
 
   def predict(variables, inputs: np.ndarray) -> np.ndarray:

@@ -190,3 +190,40 @@ def test_online_step_trains_both_and_feeds_the_student_the_teachers_current_logi
   assert not np.allclose(new_teacher.params['Dense_0']['kernel'], states[0].params['Dense_0']['kernel'])
   assert {'teacher_loss', 'teacher_accuracy', 'teacher_agreement', 'loss'} <= set(metrics)
   assert 'logits' not in metrics and 'teacher_logits' not in metrics
+
+
+def test_bfloat16_computes_in_bfloat16_and_returns_float32_logits():
+  model = models.create_model('cnn', **SMALL_CNN)
+  variables = training.init_variables(model, jax.random.PRNGKey(0), IMAGE)
+  images = _split(8).images
+  apply = training.apply_fn(model, 'bfloat16')
+  logits = apply(variables, images, train=False)
+  assert logits.dtype == jnp.float32
+  jaxpr = str(jax.make_jaxpr(lambda v, x: apply(v, x, train=False))(variables, images))
+  assert 'conv_general_dilated' in jaxpr and 'bf16[8,26,26,8]' in jaxpr  # the first convolution's output
+  exact = model.apply(variables, images, train=False)
+  assert not np.array_equal(logits, exact)  # rounded …
+  np.testing.assert_allclose(logits, exact, rtol=0.05, atol=0.05)  # … to bfloat16's 8 bits of mantissa
+  assert training.apply_fn(model, 'float32') == model.apply
+
+
+def test_a_bfloat16_step_keeps_float32_state_and_follows_float32_losses():
+  """Parameters, optimizer state and batch statistics stay float32; the first step's loss (the same weights) is
+  within 1% of float32's, and after 12 Adam steps on random labels the losses stay within 10% (measured: 5.6%)."""
+  teacher = models.create_model('cnn', **SMALL_CNN)
+  teacher_variables = training.init_variables(teacher, jax.random.PRNGKey(7), IMAGE)
+  student = models.create_model('mlp', hidden_sizes=(32, 16))
+  tx = training.make_optimizer(OPT, 12)
+  mesh, split = sharding.data_mesh(), _split(64)
+  runs = {}
+  for dtype in ('float32', 'bfloat16'):
+    step = training.make_train_step(student, tx, losses.get_loss('distillation', KD), teacher, compute_dtype=dtype)
+    runs[dtype] = _run_steps(step, training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE), teacher_variables,
+                             mesh, split, 12)
+  state, bf16_losses = runs['bfloat16']
+  chex.assert_trees_all_equal_dtypes(state, runs['float32'][0])
+  assert {x.dtype for x in jax.tree_util.tree_leaves((state.params, state.batch_stats, state.opt_state))
+          if jnp.issubdtype(x.dtype, jnp.floating)} == {jnp.dtype(jnp.float32)}
+  assert not np.array_equal(bf16_losses, runs['float32'][1])
+  np.testing.assert_allclose(bf16_losses[0], runs['float32'][1][0], rtol=0.01)
+  np.testing.assert_allclose(bf16_losses, runs['float32'][1], rtol=0.1)

@@ -56,7 +56,7 @@ def load_data(config):
 def evaluate(model, instances: Sequence[Any], test_sets: Dict[str, data_lib.Split], mesh, config,
              reliability: bool = False) -> List[Dict[str, Dict[str, Any]]]:
   """Per instance (variables of ``model``) and test set: accuracy and ECE, with ``reliability`` its bins too."""
-  predict = training.make_predict_fn(model, mesh, config.eval.batch_size)
+  predict = training.make_predict_fn(model, mesh, config.eval.batch_size, config.compute_dtype)
   metric = metrics_lib.reliability_metrics if reliability else metrics_lib.classification_metrics
   return [{name: metric(predict(variables, split.images), split.labels, config.eval.ece_bins)
            for name, split in test_sets.items()} for variables in instances]

@@ -89,7 +89,7 @@ def role_config(config, model: str, role: str) -> ml_collections.ConfigDict:
 
 def teacher_logits_on(model, stacked_variables, images: np.ndarray, mesh, config) -> np.ndarray:
   """Each teacher instance's eval-mode logits on ``images``: [N, len(images), C]."""
-  predict = training.make_predict_fn(model, mesh, config.eval.batch_size)
+  predict = training.make_predict_fn(model, mesh, config.eval.batch_size, config.compute_dtype)
   return np.stack([predict(trainer.instance(stacked_variables, k), images) for k in range(config.num_seeds)])
 
 
@@ -150,8 +150,9 @@ def train_online_pair(setup: str, config, train: data_lib.Split, mesh, workdir: 
                               training.make_optimizer(student_cfg, num_steps))
     step = training.make_online_step(
         training.make_train_step(teacher, teacher_tx, losses.get_loss(teacher_cfg.loss, config.kd),
-                                 output_logits=True),
-        training.make_train_step(student, student_tx, losses.get_loss(student_cfg.loss, config.kd)))
+                                 output_logits=True, compute_dtype=config.compute_dtype),
+        training.make_train_step(student, student_tx, losses.get_loss(student_cfg.loss, config.kd),
+                                 compute_dtype=config.compute_dtype))
     state = (trainer.init_instances(teacher, teacher_tx, run_seeds, trainer.TEACHER_STREAM, stacked, example),
              trainer.init_instances(student, student_tx, run_seeds, trainer.STUDENT_STREAM, stacked, example))
     step_fn = sharding.jit_data_parallel(jax.vmap(step, in_axes=(0, 0, None)) if stacked else step, mesh,

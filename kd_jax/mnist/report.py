@@ -30,7 +30,8 @@ def write_results(results, workdir: str, model_names: Dict[str, str]):
           f'Train examples: {results["num_train"]}; test examples per set: {results["num_test"]}; '
           f'final checkpoints (not best); ECE with {results["config"]["eval"]["ece_bins"]} equal-width bins.\n\n'
           f'{results_table(results, model_names)}\n\n'
-          f'Wall time: {results["timing"]["total_seconds"]:.0f} s on {results["num_devices"]} device(s).\n')
+          f'Wall time: {results["timing"]["total_seconds"]:.0f} s on {results["num_devices"]} device(s)'
+          f'{reports.precision_note(results["config"])}.\n')
   reports.write(workdir, 'results', results, text)
 
 
@@ -76,7 +77,7 @@ def write_grid_report(report, workdir: str):
           f'ECE: {report["config"]["eval"]["ece_bins"]} equal-width bins.\n\n{grid_table(report)}\n\n'
           f'![accuracy](accuracy.png)\n\n![reliability](reliability.png)\n\n'
           f'Wall time: {report["total_seconds"]:.0f} s on {report["num_devices"]} × {report["device"]} '
-          f'({seconds}).\n')
+          f'({seconds}){reports.precision_note(report["config"])}.\n')
   reports.write(workdir, 'grid', report, text, json_indent=1)
 
 

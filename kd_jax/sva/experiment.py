@@ -139,12 +139,14 @@ def encode(examples, vocab, config, max_length: int) -> sva_data.SvaSplit:
 
 # ----------------------------------------------------------------------------- evaluation
 
-def make_lm_scorer(model, batch_size: int):
+def make_lm_scorer(model, batch_size: int, compute_dtype: str = 'float32'):
   """``score(variables, split)``: (Σ target NLL, number of targets, [N, 2] logits of (wrong, correct) verb form)."""
+
+  apply = training.apply_fn(model, compute_dtype)
 
   @jax.jit
   def score_batch(variables, tokens, targets, weights, verb_index, wrong_ids, correct_ids):
-    logits = model.apply(variables, tokens, train=False)
+    logits = apply(variables, tokens, train=False)
     nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
     at_verb = jnp.take_along_axis(logits, verb_index[:, None, None], axis=1)[:, 0]
     pair = jnp.stack([jnp.take_along_axis(at_verb, ids[:, None], axis=1)[:, 0] for ids in (wrong_ids, correct_ids)],
@@ -168,7 +170,7 @@ def evaluate(model, variables, test_sets: Dict[str, sva_data.SvaSplit], mesh, co
   """Agreement metrics on every test set (and perplexity for language models)."""
   results = {}
   if config.objective == 'lm':
-    score = make_lm_scorer(model, config.eval.batch_size)
+    score = make_lm_scorer(model, config.eval.batch_size, config.compute_dtype)
     for name, split in test_sets.items():
       total_nll, num_tokens, pair_logits = score(variables, split)
       # Verbs outside the vocabulary cannot be scored; they are counted and left out.
@@ -178,16 +180,16 @@ def evaluate(model, variables, test_sets: Dict[str, sva_data.SvaSplit], mesh, co
       results[name] = {**result, 'perplexity': sva_metrics.perplexity(total_nll, num_tokens),
                        'num_target_tokens': num_tokens, 'unscored_oov_verbs': int((~known).sum())}
     return results
-  predict = make_classifier_predict(model, mesh, config.eval.batch_size)
+  predict = make_classifier_predict(model, mesh, config.eval.batch_size, config.compute_dtype)
   for name, split in test_sets.items():
     results[name] = sva_metrics.agreement_metrics(predict(variables, split), split.labels, split.attractors,
                                                   split.distances, config.eval.ece_bins)
   return results
 
 
-def make_classifier_predict(model, mesh, batch_size: int):
+def make_classifier_predict(model, mesh, batch_size: int, compute_dtype: str = 'float32'):
   """``predict(variables, split) -> [N, 2]`` logits, in batches of similar length with their padding trimmed."""
-  predict = training.make_predict_fn(model, mesh, batch_size)
+  predict = training.make_predict_fn(model, mesh, batch_size, compute_dtype)
 
   def predict_split(variables, split: sva_data.SvaSplit) -> np.ndarray:
     order = np.argsort(split.lengths, kind='stable')
@@ -260,8 +262,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
           distil = trainer.uses_teacher(cfg)
           cached = None
           if distil and config.cache_teacher_logits and config.objective == 'classify':
-            cached = make_classifier_predict(model_of['teacher'], mesh, config.eval.batch_size)(
-                variables['teacher'], train)
+            predict = make_classifier_predict(model_of['teacher'], mesh, config.eval.batch_size, config.compute_dtype)
+            cached = predict(variables['teacher'], train)
           in_step = distil and cached is None
           trainer.train_model(
               f'{role}/seed_{seed}', cfg, config, model, train, mesh, directory, writer, seeds=[seed],

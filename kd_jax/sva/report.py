@@ -107,7 +107,8 @@ def write_report(results, workdir: str):
           f'ECE with {results["config"]["eval"]["ece_bins"]} equal-width bins'
           + ('; perplexity = exp(mean NLL per target word, end token included)' if results['objective'] == 'lm'
              else '') + '.\n\n' + _unscored_note(results) + results_table(results) +
-          f'\n\nWall time: {results["timing"]["total_seconds"]:.0f} s on {results["num_devices"]} device(s).\n')
+          f'\n\nWall time: {results["timing"]["total_seconds"]:.0f} s on {results["num_devices"]} device(s)'
+          f'{reports.precision_note(results["config"])}.\n')
   reports.write(workdir, 'results', results, text)
 
 

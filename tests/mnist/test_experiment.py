@@ -222,3 +222,23 @@ def test_grid_configs_are_valid(name, setups):
     config = load_config(name, variant)
     grid.check_grid_config(config)
     assert len(config.setups) == setups and config.num_seeds == 4
+
+
+def test_the_smoke_job_in_bfloat16_stays_near_float32(finished_run, tiny_mnist_dir, tmp_path):
+  """Stated tolerance on the smoke config: test accuracies within 5 points, ECE within 0.06 (barely trained models:
+  one flipped prediction of 200 moves accuracy by 0.5 points)."""
+  config = smoke_config(tiny_mnist_dir, **{'data.num_train': 0, 'data.num_test': 0, 'compute_dtype': 'bfloat16'})
+  bf16 = experiment.run(config, str(tmp_path / 'bf16'))
+  assert bf16['config']['compute_dtype'] == 'bfloat16'
+  assert 'models computed in bfloat16 (parameters, optimizer state and losses in float32)' in open(
+      tmp_path / 'bf16' / 'results.md').read()
+  assert 'bfloat16' not in open(os.path.join(finished_run[0], 'results.md')).read()
+  for role in ('teacher', 'student'):
+    assert bf16[role] != finished_run[1][role]
+    for test_set, metrics in bf16[role].items():
+      exact = finished_run[1][role][test_set]
+      assert abs(metrics['accuracy'] - exact['accuracy']) <= 0.05, (role, test_set)
+      assert abs(metrics['ece'] - exact['ece']) <= 0.06, (role, test_set)
+  # A workdir trained in float32 is not continued in bfloat16 (or the other way round).
+  with pytest.raises(trainer.SettingsMismatchError, match="compute_dtype: '\\(unset\\)' → 'bfloat16'"):
+    experiment.run(config, finished_run[0])
