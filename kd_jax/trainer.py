@@ -14,6 +14,7 @@ Random streams: the initial state of seed ``s`` in a phase is
 student instance in the grid equals the single job's student of the same seed.
 """
 import hashlib
+import io
 import json
 import os
 import time
@@ -94,13 +95,31 @@ class MetricWriter:
 
 
 class _EpathEventFiles:
-  """tensorboardX event files written through etils.epath (a tensorboardX writer factory)."""
+  """A tensorboardX writer factory for event files in a bucket, written through etils.epath."""
 
   def open(self, path):
-    return epath.Path(path).open('wb')
+    return _BucketEventFile(path)
 
   def directory_check(self, path):
-    epath.Path(path).mkdir(parents=True, exist_ok=True)
+    del path  # buckets have no directories to create
+
+
+class _BucketEventFile:
+  """An event file in a bucket. Objects cannot be appended to (and bucket file objects have no ``fileno`` for
+  tensorboardX's fsync), so every flush rewrites the whole file, as tensorboardX's own GCS writer does: TensorBoard
+  sees the events of a running job."""
+
+  def __init__(self, path):
+    self._path, self._buffer = epath.Path(path), io.BytesIO()
+
+  def write(self, data: bytes):
+    self._buffer.write(data)
+
+  def flush(self):
+    self._path.write_bytes(self._buffer.getvalue())
+
+  def close(self):
+    self.flush()
 
 
 def _later_record(line: str, phase: str, step: int) -> bool:
