@@ -48,6 +48,27 @@ def save(mngr: ocp.CheckpointManager, state, meta: Dict[str, Any]):
   mngr.wait_until_finished()
 
 
+def save_snapshot(mngr: ocp.CheckpointManager, step: int, variables, meta: Dict[str, Any]):
+  """Saves ``variables`` (no optimizer state) as step ``step`` of a snapshot directory, unless it is there."""
+  if step in mngr.all_steps():
+    return
+  mngr.save(step, args=ocp.args.Composite(variables=ocp.args.StandardSave(variables),
+                                          meta=ocp.args.JsonSave({**meta, 'step': step})))
+  mngr.wait_until_finished()
+
+
+def all_steps(directory: paths.PathLike):
+  """The saved steps of a checkpoint directory, oldest first ([] when it does not exist)."""
+  directory = paths.absolute(directory)
+  if not directory.is_dir():
+    return []
+  mngr = ocp.CheckpointManager(directory)
+  try:
+    return sorted(mngr.all_steps())
+  finally:
+    mngr.close()
+
+
 def describe_error(error: Exception) -> str:
   """One readable line for an Orbax/TensorStore error: its message without the TensorStore spec."""
   logging.debug('checkpoint error in full: %r', error)
@@ -64,16 +85,18 @@ def _damaged_files(error: Exception, step_dir) -> str:
 
 def _newest_readable(mngr: ocp.CheckpointManager, restore_item: Callable[[int, Dict[str, Any]], Any],
                      check_meta: Optional[Callable[[Dict[str, Any]], None]] = None,
-                     set_aside: bool = False) -> Optional[Tuple[int, Dict[str, Any], Any]]:
+                     set_aside: bool = False, step: Optional[int] = None) -> Optional[Tuple[int, Dict[str, Any], Any]]:
   """(step, meta, restore_item(step, meta)) of the newest step whose meta and item can be read; None without steps.
 
   ``check_meta`` may raise (a settings mismatch is the caller's error, not
   damage). With ``set_aside``, damaged steps are renamed ``<step>.damaged`` so
-  that training can save that step again.
+  that training can save that step again. With ``step``, only that step is read.
   """
   directory = mngr.directory
   damaged = []
-  for step in sorted(mngr.all_steps(), reverse=True):
+  if step is not None and step not in mngr.all_steps():
+    raise FileNotFoundError(f'{directory} has no step {step}; it has {sorted(mngr.all_steps())}')
+  for step in [step] if step is not None else sorted(mngr.all_steps(), reverse=True):
     step_dir = directory / str(step)
     try:
       meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
@@ -147,23 +170,24 @@ def _open_saved(directory) -> ocp.CheckpointManager:
   return mngr
 
 
-def read_meta(directory: paths.PathLike) -> Dict[str, Any]:
-  """The JSON metadata of the newest readable checkpoint step in ``directory``."""
+def read_meta(directory: paths.PathLike, step: Optional[int] = None) -> Dict[str, Any]:
+  """The JSON metadata of the newest readable checkpoint step in ``directory`` (or of ``step``)."""
   directory = paths.absolute(directory)
   mngr = _open_saved(directory)
   try:
-    step, meta, _ = _newest_readable(mngr, lambda step, meta: None)  # _open_saved: there are steps
+    step, meta, _ = _newest_readable(mngr, lambda step, meta: None, step=step)  # _open_saved: there are steps
   finally:
     mngr.close()
   return {**meta, 'step': step}
 
 
-def restore_model(directory: paths.PathLike, model_name: str, model_kwargs: Dict[str, Any], abstract_variables):
+def restore_model(directory: paths.PathLike, model_name: str, model_kwargs: Dict[str, Any], abstract_variables,
+                  step: Optional[int] = None):
   """Restores model variables saved by :func:`save`, checking they fit the configured model.
 
   Raises FileNotFoundError for a missing/empty directory, ValueError for a
   checkpoint of a different model and CheckpointDamagedError when no step can
-  be read. Never falls back to an initialised model.
+  be read. Never falls back to an initialised model. ``step``: that step, not the newest.
   """
   directory = paths.absolute(directory)
 
@@ -178,7 +202,7 @@ def restore_model(directory: paths.PathLike, model_name: str, model_kwargs: Dict
   restore_variables = lambda step, meta: mngr.restore(
       step, args=ocp.args.Composite(variables=ocp.args.StandardRestore(target)))['variables']
   try:
-    _, meta, variables = _newest_readable(mngr, restore_variables, check)  # _open_saved: there are steps
+    _, meta, variables = _newest_readable(mngr, restore_variables, check, step=step)  # _open_saved: there are steps
   finally:
     mngr.close()
   return variables, meta

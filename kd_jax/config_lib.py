@@ -128,6 +128,8 @@ def check_job(config, num_devices: int):
   check_number(config, 'divergence_factor', low_open=False)
   check_choice(config, 'overwrite', (False, True))
   check_choice(config, 'compute_dtype', COMPUTE_DTYPES)
+  check_choice(config, 'snapshots', (False, True))
+  check_number(config, 'snapshot_first_epoch')
 
 
 def job_fields(config: ml_collections.ConfigDict):
@@ -139,3 +141,7 @@ def job_fields(config: ml_collections.ConfigDict):
   # Mixed precision: 'bfloat16' runs the models' forward and backward passes in bfloat16 on accelerators; parameters,
   # optimizer state, batch statistics, softmaxes and losses stay float32 (kd_jax/training.py: apply_fn).
   config.compute_dtype = 'float32'
+  # Snapshots for the analyses (python -m kd_jax.analyze): the variables at epochs 0, f, 2f, 4f, … (f =
+  # snapshot_first_epoch) and at the end of every phase, in <phase dir>/snapshots/, never deleted.
+  config.snapshots = False
+  config.snapshot_first_epoch = 1.0

@@ -233,6 +233,14 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
       writer.flush()  # the metric records up to this checkpoint survive a kill
     checkpoints.save(mngr, s, meta)
 
+  snapshots = snapshot_steps(num_steps, batches.steps_per_epoch, config.snapshot_first_epoch)
+  snapshot_mngr = checkpoints.manager(snapshot_dir(directory), max_to_keep=None) if config.snapshots else None
+
+  def snapshot(s):
+    done = training.current_step(s)
+    checkpoints.save_snapshot(snapshot_mngr, done, s.variables,
+                              {**meta, 'epoch': done / batches.steps_per_epoch})
+
   step = training.make_train_step(model, tx, losses.get_loss(cfg.loss, config.kd), teacher,
                                   teacher_train_mode=teacher_mode(config) == 'train',
                                   compute_dtype=config.compute_dtype)
@@ -243,7 +251,8 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
                          save_fn=save,
                          checkpoint_every=config.get('checkpoint_every_steps', 0),
                          divergence_factor=config.get('divergence_factor', 0.0),
-                         settings_field=settings_field or f'config.{name}')
+                         settings_field=settings_field or f'config.{name}',
+                         snapshot_fn=snapshot if config.snapshots else None, snapshot_steps=snapshots)
   except KeyboardInterrupt:
     mngr.wait_until_finished()  # a save in flight completes (or Orbax discards its temporary files)
     latest = mngr.latest_step()
@@ -252,7 +261,23 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
     raise TrainingInterrupted(f'{name} interrupted; {where} in {directory}: run the same command again to '
                               'resume from it') from None
   mngr.close()
+  if snapshot_mngr is not None:
+    snapshot_mngr.close()
   return state
+
+
+def snapshot_dir(directory: str) -> str:
+  """Where a run's snapshots go: apart from its resume checkpoints, which keep only the newest few."""
+  return os.path.join(directory, 'snapshots')
+
+
+def snapshot_steps(num_steps: int, steps_per_epoch: int, first_epoch: float) -> Sequence[int]:
+  """The steps at epochs 0, first_epoch, 2·first_epoch, 4·first_epoch, … and the last step."""
+  epochs, epoch = [0.0], first_epoch
+  while epoch * steps_per_epoch < num_steps:
+    epochs.append(epoch)
+    epoch *= 2
+  return sorted({int(round(e * steps_per_epoch)) for e in epochs} | {num_steps})
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -333,21 +358,22 @@ def checkpoint_path(template: str, seed: int) -> str:
   return template.replace('{seed}', str(seed))
 
 
-def restore_variables(model, directory: str, cfg, example, seed: Optional[int] = None):
+def restore_variables(model, directory: str, cfg, example, seed: Optional[int] = None, step: Optional[int] = None):
   """(variables, meta) saved by :func:`train_model` in ``directory``, checked against ``cfg.model``/``model_kwargs``.
 
-  A checkpoint of a vmapped stack of seeds gives the instance of ``seed``.
+  A checkpoint of a vmapped stack of seeds gives the instance of ``seed``; ``step`` picks a step (e.g. a snapshot)
+  instead of the newest.
   """
   init = lambda key: training.init_variables(model, key, example)
-  meta = checkpoints.read_meta(directory)
+  meta = checkpoints.read_meta(directory, step)
   if not meta.get('stacked'):
     abstract = jax.eval_shape(lambda: init(jax.random.PRNGKey(0)))
-    return checkpoints.restore_model(directory, cfg.model, cfg.model_kwargs.to_dict(), abstract)
+    return checkpoints.restore_model(directory, cfg.model, cfg.model_kwargs.to_dict(), abstract, step)
   seeds = meta.get('seeds', [])
   if seed not in seeds:
     raise ValueError(f'checkpoint {directory} holds the vmapped instances of seeds {seeds}, not seed {seed}')
   abstract = jax.eval_shape(jax.vmap(init), jax.random.split(jax.random.PRNGKey(0), len(seeds)))
-  variables, meta = checkpoints.restore_model(directory, cfg.model, cfg.model_kwargs.to_dict(), abstract)
+  variables, meta = checkpoints.restore_model(directory, cfg.model, cfg.model_kwargs.to_dict(), abstract, step)
   return instance(variables, seeds.index(seed)), meta
 
 

@@ -8,7 +8,7 @@ and restores. The step is a pure function of (state, batch, teacher variables);
 step k continues exactly. Nothing here knows a task's input shapes.
 """
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from absl import logging
 import flax
@@ -193,7 +193,8 @@ def current_step(state) -> int:
 def fit(phase: str, step_fn: Callable, state, batches: Batches, *, num_steps: int, mesh: Mesh,
         teacher_variables=None, log_every: int = 100, writer=None,
         save_fn: Optional[Callable[[Any], None]] = None, checkpoint_every: int = 0,
-        divergence_factor: float = 0.0, settings_field: str = ''):
+        divergence_factor: float = 0.0, settings_field: str = '',
+        snapshot_fn: Optional[Callable[[Any], None]] = None, snapshot_steps: Sequence[int] = ()):
   """Runs ``step_fn`` from the state's step to ``num_steps`` with progress (rate, ETA) and metric logging.
 
   Stops with FloatingPointError when a loss is non-finite or, with a
@@ -201,8 +202,12 @@ def fit(phase: str, step_fn: Callable, state, batches: Batches, *, num_steps: in
   the losses since the last check are checked before every save, so a diverged
   state never replaces a good checkpoint. ``settings_field`` (e.g.
   ``config.student``) names the settings to change in that error.
+  ``snapshot_fn(state)`` runs at each of ``snapshot_steps`` reached (the
+  starting step included): the snapshots for the analyses.
   """
   start = current_step(state)
+  if snapshot_fn is not None and start in snapshot_steps and start < num_steps:
+    snapshot_fn(state)
   if start >= num_steps:
     logging.info('%s: already at step %d of %d, nothing to train', phase, start, num_steps)
     return state
@@ -239,6 +244,8 @@ def fit(phase: str, step_fn: Callable, state, batches: Batches, *, num_steps: in
       guard.check(history[checked:], done)
       checked = len(history)
       save_fn(state)
+    if snapshot_fn is not None and done in snapshot_steps:
+      snapshot_fn(state)
   if save_fn is not None:
     save_fn(state)
   return state

@@ -19,6 +19,7 @@ from absl import logging
 import jax
 import ml_collections
 
+from kd_jax import analysis
 from kd_jax import config_lib
 from kd_jax import metrics as metrics_lib
 from kd_jax import paths
@@ -51,6 +52,15 @@ def load_data(config):
   train = data.train.take(config.data.num_train) if config.data.num_train else data.train
   test_sets = {k: (v.take(config.data.num_test) if config.data.num_test else v) for k, v in data.test.items()}
   return data, train, test_sets
+
+
+def probe(config, workdir: str) -> analysis.Probe:
+  """What the analyses (python -m kd_jax.analyze) run this task's models on: the MNIST test sets."""
+  del workdir  # the data settings are all in the config
+  _, _, test_sets = load_data(config)
+  return analysis.Probe({name: analysis.ProbeSet(split.images, split.labels) for name, split in test_sets.items()},
+                        lambda meta: models.create_model(meta['model'], **meta['model_kwargs']),
+                        default_sets=('mnist_translate', 'mnist_scale'))
 
 
 def evaluate(model, instances: Sequence[Any], test_sets: Dict[str, data_lib.Split], mesh, config,

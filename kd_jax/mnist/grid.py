@@ -64,6 +64,8 @@ def check_grid_config(config):
     raise ValueError(f'unknown grid mode {config.mode!r} (config.mode); choose one of {MODES}')
   if config.num_seeds < 1:
     raise ValueError(f'config.num_seeds must be ≥ 1, got {config.num_seeds}')
+  if config.snapshots and config.mode == 'online':
+    raise ValueError("config.snapshots=True needs config.mode='offline': the online grid takes no snapshots")
   vmap_seeds(config)
   experiment.check_data_and_eval(config)
   for setup in config.setups:

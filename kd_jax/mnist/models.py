@@ -3,7 +3,8 @@
 Every model is a pure function of ``{'params', 'batch_stats'}`` and inputs:
 ``model.apply(variables, x, train=...)``. In training mode BatchNorm uses batch
 statistics (and the caller must mark ``batch_stats`` mutable); in eval mode it
-uses the running averages.
+uses the running averages. Each model sows the input of its output layer as
+``intermediates/penultimate`` (for the analyses: ``mutable=['intermediates']``).
 """
 from typing import Sequence
 
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 # Glorot-uniform kernels.
 _BN_EPSILON = 1e-3
 _KERNEL_INIT = nn.initializers.glorot_uniform()
+PENULTIMATE = 'penultimate'
 
 
 def maxout(x: jnp.ndarray, num_units: int) -> jnp.ndarray:
@@ -56,6 +58,7 @@ class CNN(nn.Module):
         x = nn.max_pool(x, (pool, pool), strides=(pool, pool))
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = x.mean(axis=(1, 2))  # global average pooling
+    self.sow('intermediates', PENULTIMATE, x)
     return nn.Dense(self.num_classes, kernel_init=_KERNEL_INIT)(x)
 
 
@@ -74,6 +77,7 @@ class MLP(nn.Module):
       x = nn.relu(x)
       x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=_BN_EPSILON)(x)
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    self.sow('intermediates', PENULTIMATE, x)
     return nn.Dense(self.num_classes, kernel_init=_KERNEL_INIT)(x)
 
 

@@ -26,6 +26,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from kd_jax import analysis
 from kd_jax import checkpoints
 from kd_jax import config_lib
 from kd_jax import paths
@@ -132,6 +133,37 @@ def _tokens(examples):
   return examples.prefixes if isinstance(examples, sva_data.AgreementExamples) else examples.sentences
 
 
+def padded_length(config, example_sets) -> int:
+  """config.data.max_length, or the longest encoded sequence of all sets rounded up to the length bucket."""
+  return config.data.max_length or sva_data.bucket_length(
+      2 + max(len(t) for ex in example_sets for t in _tokens(ex)), 1 << 16, config.data.length_bucket)
+
+
+def probe(config, workdir: str) -> analysis.Probe:
+  """What the analyses (python -m kd_jax.analyze) run this task's models on: the test sets, grouped by attractors.
+
+  ``pooled`` is every test set together, shuffled once (seed 0), so that its first items cover every attractor
+  count. The classification objective only: a language model's outputs are per token.
+  """
+  if config.objective != 'classify':
+    raise ValueError(f"the analyses cover SVA's classification objective; {workdir} was trained with "
+                     f"objective={config.objective!r}")
+  train_examples, test_examples, _ = load_examples(config)
+  vocab = sva_data.Vocab.load(epath.Path(workdir) / 'vocab.json')
+  max_length = padded_length(config, [train_examples, *test_examples.values()])
+  encoded = {name: encode(examples, vocab, config, max_length) for name, examples in test_examples.items()}
+  sets = {name: analysis.ProbeSet(split.tokens, split.labels, split.attractors) for name, split in encoded.items()}
+  order = np.random.default_rng(0).permutation(sum(len(s.labels) for s in sets.values()))
+  sets['pooled'] = analysis.ProbeSet(*(np.concatenate([getattr(s, f) for s in sets.values()])[order]
+                                       for f in ('inputs', 'labels', 'groups')))
+
+  def create_model(meta):
+    return sva_models.create_model(meta['model'], vocab_size=len(meta['vocab']), objective=meta['objective'],
+                                   **meta['model_kwargs'])
+
+  return analysis.Probe(sets, create_model, default_sets=('pooled',), group_name='attractors')
+
+
 def encode(examples, vocab, config, max_length: int) -> sva_data.SvaSplit:
   encoder = sva_data.encode_lm if config.objective == 'lm' else sva_data.encode_classification
   return encoder(examples, vocab, max_length, config.data.length_bucket)
@@ -225,9 +257,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     vocab = sva_data.Vocab.build(_tokens(train_examples), config.data.vocab_min_count)
   if sharding.is_primary():
     vocab.save(epath.Path(workdir) / 'vocab.json')
-  max_length = config.data.max_length or sva_data.bucket_length(
-      2 + max(len(t) for ex in [train_examples, *test_examples.values()] for t in _tokens(ex)), 1 << 16,
-      config.data.length_bucket)
+  max_length = padded_length(config, [train_examples, *test_examples.values()])
   train = encode(train_examples, vocab, config, max_length)
   test_sets = {k: encode(v, vocab, config, max_length) for k, v in test_examples.items()}
   logging.info('Vocabulary: %d words (from the %s); sequences padded to ≤ %d tokens', len(vocab),

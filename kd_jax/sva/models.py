@@ -19,6 +19,7 @@ from kd_jax.sva.data import PAD_ID
 
 OBJECTIVES = ('classify', 'lm')
 NUM_CLASSES = 2
+PENULTIMATE = 'penultimate'  # classifiers sow the features their output layer reads (for the analyses)
 
 
 def _last_real(x: jnp.ndarray, tokens: jnp.ndarray) -> jnp.ndarray:
@@ -53,7 +54,9 @@ class LSTM(nn.Module):
       x = dropout(nn.RNN(nn.OptimizedLSTMCell(self.hidden_size))(x))
     if self.objective == 'lm':
       return nn.Dense(self.vocab_size)(x)
-    return nn.Dense(NUM_CLASSES)(_last_real(x, tokens))
+    features = _last_real(x, tokens)
+    self.sow('intermediates', PENULTIMATE, features)
+    return nn.Dense(NUM_CLASSES)(features)
 
 
 class TransformerBlock(nn.Module):
@@ -117,6 +120,7 @@ class Transformer(nn.Module):
     if self.objective == 'lm':
       return nn.Dense(self.vocab_size)(x)
     features = _last_real(x, tokens) if self.causal else x[:, 0]
+    self.sow('intermediates', PENULTIMATE, features)
     return nn.Dense(NUM_CLASSES)(features)
 
 

@@ -1,0 +1,18 @@
+"""The analyses of finished runs (training paths, converged solutions, error overlap).
+
+    python -m kd_jax.analyze --config=configs/analyze.py --config.workdirs=/tmp/kd_grid --workdir=/tmp/kd_analysis
+
+Train the runs with ``--config.snapshots=True`` for training paths (short CPU runs:
+``--config.snapshot_first_epoch=0.0625``).
+"""
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.workdirs = ''  # comma-separated workdirs of finished jobs of one task
+  config.sets = ''  # probe sets, comma-separated ('' = the task's: MNIST-Translated and -Scaled; SVA: pooled tests)
+  config.num_examples = 2000  # the first N items of each probe set
+  config.path_seeds = (0,)  # whose snapshots make the training-path figure
+  config.train_mode = False  # True: dropout on and batch statistics, as the paper code's analyses ran
+  return config

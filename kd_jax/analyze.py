@@ -1,0 +1,58 @@
+"""The analyses of finished runs: training paths, converged solutions, shared errors (kd_jax/analysis.py).
+
+    python -m kd_jax.analyze --config=configs/analyze.py --config.workdirs=/tmp/kd_grid --workdir=/tmp/kd_analysis
+
+``config.workdirs``: one or more workdirs (comma-separated) of finished jobs of one task — a grid, single jobs or
+SVA runs; ``--workdir``: where analysis.json, analysis.md and the figures go. The task and its data settings are read
+from each workdir's results (``results.json`` or ``grid.json``).
+"""
+import importlib
+import json
+import os
+
+from etils import epath
+import ml_collections
+
+from kd_jax import analysis
+from kd_jax import cli
+from kd_jax import config_lib
+from kd_jax import main
+
+RESULT_FILES = ('grid.json', 'results.json')
+
+
+def saved_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a finished job in ``workdir`` ran with (from its results file)."""
+  for name in RESULT_FILES:
+    path = epath.Path(workdir) / name
+    if path.exists():
+      return ml_collections.ConfigDict(json.loads(path.read_text())['config'])
+  raise FileNotFoundError(f'{workdir} holds neither {" nor ".join(RESULT_FILES)}: analyse the workdir of a '
+                          'finished job (config.workdirs)')
+
+
+def check_config(config):
+  config_lib.check_int(config, 'num_examples', 1)
+  config_lib.check_choice(config, 'train_mode', (False, True))
+  if not [w for w in config.workdirs.split(',') if w]:
+    raise ValueError("config.workdirs is empty: give the workdir(s) of finished jobs, e.g. --config.workdirs=/tmp/kd_grid")
+
+
+def run(config, out: str):
+  check_config(config)
+  workdirs = [w for w in config.workdirs.split(',') if w]
+  job_configs = [saved_config(w) for w in workdirs]
+  tasks = sorted({c.get('task', 'mnist') for c in job_configs})
+  if len(tasks) > 1:
+    raise ValueError(f'config.workdirs mixes tasks {tasks}: analyse one task at a time')
+  probe = importlib.import_module(main.JOBS[tasks[0]]).probe(job_configs[0], workdirs[0])
+  several = len(workdirs) > 1
+  runs = [run for w in workdirs
+          for run in analysis.find_runs(w, prefix=f'{os.path.basename(os.path.normpath(w))}:' if several else '')]
+  sets = [s for s in config.sets.split(',') if s] or list(probe.default_sets)
+  return analysis.analyse(runs, probe, out, sets=sets, path_seeds=list(config.path_seeds),
+                          num_examples=config.num_examples, train_mode=config.train_mode)
+
+
+if __name__ == '__main__':
+  cli.run(run)

@@ -1,0 +1,115 @@
+"""The analyses on finished smoke runs: a vmapped grid with snapshots, and SVA (one code path)."""
+import json
+import os
+
+import chex
+import numpy as np
+import pytest
+
+from conftest import load_config
+from kd_jax import analysis
+from kd_jax import analyze
+from kd_jax import checkpoints
+from kd_jax import trainer
+from kd_jax.mnist import grid
+from kd_jax.sva import experiment as sva_experiment
+
+
+def analyze_config(workdirs, **overrides):
+  return load_config('analyze', **{'workdirs': workdirs, 'num_examples': 200, **overrides})
+
+
+@pytest.fixture(scope='module')
+def grid_run(tmp_path_factory, tiny_mnist_dir):
+  workdir = str(tmp_path_factory.mktemp('grid'))
+  config = load_config('grid_smoke', data_dir=tiny_mnist_dir, **{
+      'data.num_test': 0, 'seed_parallelism': 'vmap', 'snapshots': True, 'snapshot_first_epoch': 0.5})
+  grid.run(config, workdir)
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def grid_analysis(grid_run, tmp_path_factory):
+  out = str(tmp_path_factory.mktemp('analysis'))
+  return out, analyze.run(analyze_config(grid_run), out)
+
+
+def test_runs_are_found_and_paired_with_teachers_and_independents(grid_run):
+  runs = analysis.find_runs(grid_run)
+  assert [r.label for r in runs] == ['cnn/seed_0', 'cnn/seed_1', 'cnn_to_mlp/seed_0', 'cnn_to_mlp/seed_1',
+                                     'mlp/seed_0', 'mlp/seed_1']
+  student = runs[3]
+  assert student.distilled and not runs[0].distilled
+  assert analysis.teacher_of(student, runs).label == 'cnn/seed_1'
+  assert analysis.independent_of(student, runs).label == 'mlp/seed_1'
+  assert analysis.teacher_of(runs[0], runs) is None
+  # Snapshots at epochs 0, 0.5, 1, 2 and the end (3 epochs of 8 steps; the smoke models), kept apart.
+  assert analysis.snapshot_steps(student) == [0, 4, 8, 16, 24]
+  assert checkpoints.all_steps(student.directory) == [24]
+
+
+def test_the_last_snapshot_is_the_final_model_and_step_0_is_the_init(grid_run):
+  runs = analysis.find_runs(grid_run)
+  probe = grid.experiment.probe(analyze.saved_config(grid_run), grid_run)
+  outputs = analysis.Outputs(probe, probe.sets['mnist_translate'].take(100))
+  student = runs[2]
+  chex.assert_trees_all_close(outputs(student, 24), outputs(student))
+  assert not np.allclose(outputs(student, 0)['logits'], outputs(student)['logits'])
+  assert outputs(student)['penultimate'].shape == (100, 16)  # the smoke MLP's last hidden layer
+  # Instances of a vmapped stack differ: each seed's snapshot is its own.
+  assert not np.allclose(outputs(runs[2], 8)['logits'], outputs(runs[3], 8)['logits'])
+
+
+def test_the_grid_analysis_report(grid_analysis):
+  out, report = grid_analysis
+  assert sorted(os.listdir(out)) == sorted(['analysis.json', 'analysis.md'] + [
+      f'{name}_{s}.png' for s in ('mnist_translate', 'mnist_scale') for name in ('converged', 'paths')] + [
+      f'paths_{s}_matrix.png' for s in ('mnist_translate', 'mnist_scale')])
+  assert json.load(open(os.path.join(out, 'analysis.json')))['sets'].keys() == {'mnist_translate', 'mnist_scale'}
+  result = report['sets']['mnist_translate']
+  for rep in analysis.REPRESENTATIONS:
+    for measure in ('second_order_cosine_distance', 'linear_cka_distance'):
+      matrix = np.asarray(result['converged'][rep][measure])
+      chex.assert_shape(matrix, (6, 6))
+      np.testing.assert_allclose(matrix, matrix.T)
+      np.testing.assert_allclose(np.diag(matrix), 0.0, atol=1e-9)
+      assert (matrix[~np.eye(6, dtype=bool)] > 0).all()
+  to_teacher = result['converged']['to_teacher']['cnn_to_mlp']
+  assert to_teacher['teacher'] == 'cnn' and to_teacher['independent'] == 'mlp'
+  assert to_teacher['logits_student_to_teacher']['n'] == 2
+  labels = result['converged']['runs']
+  matrix = result['converged']['logits']['second_order_cosine_distance']
+  np.testing.assert_allclose(to_teacher['logits_student_to_teacher']['mean'], np.mean(
+      [matrix[labels.index(f'cnn_to_mlp/seed_{s}')][labels.index(f'cnn/seed_{s}')] for s in (0, 1)]))
+  # Error counts partition the probe set; Jaccard = both / (both + either only).
+  pair = result['errors']['pairs']['cnn vs cnn_to_mlp']
+  total = sum(pair[k]['mean'] for k in ('both_wrong', 'only_first_wrong', 'only_second_wrong', 'neither_wrong'))
+  assert total == result['errors']['num_items'] == 200
+  assert set(result['errors']['students']['cnn_to_mlp']) >= {'jaccard_with_teacher', 'jaccard_with_independent'}
+  # Paths: seed 0's snapshots of every setup (5 each), distances ÷ max.
+  points = result['paths']['points']
+  assert len(points) == 15 and {p['run'] for p in points} == {'cnn/seed_0', 'cnn_to_mlp/seed_0', 'mlp/seed_0'}
+  distances = np.asarray(result['paths']['distances'])
+  assert distances.max() == 1.0 and np.asarray(result['paths']['embedding']).shape == (15, 2)
+  assert 'Time per analysis' in open(os.path.join(out, 'analysis.md')).read()
+
+
+def test_sva_runs_through_the_same_code_path_with_errors_by_attractors(tmp_path):
+  workdir = str(tmp_path / 'sva')
+  sva_experiment.run(load_config('sva_smoke', **{'num_seeds': 1, 'snapshots': True}), workdir)
+  report = analyze.run(analyze_config(workdir, num_examples=300), str(tmp_path / 'out'))
+  result = report['sets']['pooled']
+  assert result['converged']['runs'] == ['independent/seed_0', 'student/seed_0', 'teacher/seed_0']
+  student = result['errors']['students']['student']
+  assert student['teacher'] == 'teacher' and student['independent'] == 'independent'
+  assert set(student['jaccard_with_teacher_by_attractors']) == {'0', '1', '2'}
+  assert len(result['paths']['points']) > 3
+
+
+def test_bad_analysis_settings(tmp_path, grid_run):
+  with pytest.raises(ValueError, match='config.workdirs is empty'):
+    analyze.run(analyze_config(''), str(tmp_path))
+  with pytest.raises(FileNotFoundError, match='holds neither grid.json nor results.json'):
+    analyze.run(analyze_config(str(tmp_path)), str(tmp_path / 'out'))
+  with pytest.raises(ValueError, match=r"unknown probe set\(s\) \['mnist_rotate'\]"):
+    analyze.run(analyze_config(grid_run, sets='mnist_rotate'), str(tmp_path / 'out'))
