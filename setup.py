@@ -19,6 +19,7 @@ setup(
         'numpy',
         'optax>=0.2.6',
         'orbax-checkpoint>=0.12',
+        'scikit-learn',  # metric MDS of the analyses' distance matrices
         'scipy',
         'tensorboardX',
         'tensorflow-datasets>=4.9',

@@ -274,6 +274,7 @@ def errors(runs: Sequence[Run], outputs: Outputs, group_name: str = '') -> Dict[
 
 
 def _overlap(wrong_a: np.ndarray, wrong_b: np.ndarray) -> Dict[str, float]:
+  """Counts of items both / only one / neither get wrong; Jaccard of the error sets (1 when both are empty)."""
   both, only_a, only_b = (wrong_a & wrong_b).sum(), (wrong_a & ~wrong_b).sum(), (~wrong_a & wrong_b).sum()
   union = both + only_a + only_b
   return {'both_wrong': float(both), 'only_first_wrong': float(only_a), 'only_second_wrong': float(only_b),
@@ -293,20 +294,20 @@ def analyse(runs: Sequence[Run], probe: Probe, out: str, *, sets: Sequence[str],
                       'distilled': r.distilled, 'teacher': getattr(teacher_of(r, runs), 'label', None),
                       'independent': getattr(independent_of(r, runs), 'label', None)} for r in runs],
             'mode': 'train (dropout on, batch statistics)' if train_mode else 'inference',
-            'num_examples': num_examples, 'sets': {}, 'seconds': {}}
+            'num_examples': num_examples, 'path_seeds': list(path_seeds), 'sets': {}, 'seconds': {}}
   path_runs = [r for r in runs if r.seed in path_seeds and snapshot_steps(r)]
   for name in sets:
     outputs = Outputs(probe, probe.sets[name].take(num_examples), train_mode=train_mode)
     result = {}
-    for analysis, fn in (('converged', lambda: converged(runs, outputs)),
-                         ('errors', lambda: errors(runs, outputs, probe.group_name)),
-                         ('paths', (lambda: paths(path_runs, outputs)) if path_runs else None)):
+    for kind, fn in (('converged', lambda: converged(runs, outputs)),
+                     ('errors', lambda: errors(runs, outputs, probe.group_name)),
+                     ('paths', (lambda: paths(path_runs, outputs)) if path_runs else None)):
       if fn is None:
         continue
       t0 = time.perf_counter()
-      result[analysis] = fn()
-      report['seconds'][f'{name}/{analysis}'] = time.perf_counter() - t0
-      logging.info('%s on %s: %.0f s', analysis, name, report['seconds'][f'{name}/{analysis}'])
+      result[kind] = fn()
+      report['seconds'][f'{name}/{kind}'] = time.perf_counter() - t0
+      logging.info('%s on %s: %.0f s', kind, name, report['seconds'][f'{name}/{kind}'])
     report['sets'][name] = result
     plot_converged(result['converged'], runs, os.path.join(out, f'converged_{name}.png'), name)
     if 'paths' in result:
@@ -321,7 +322,7 @@ def analyse(runs: Sequence[Run], probe: Probe, out: str, *, sets: Sequence[str],
 def markdown(report: Dict[str, Any], group_name: str = '') -> str:
   lines = ['# kd_jax analyses', '',
            f'{len(report["runs"])} runs; models in {report["mode"]} mode; the first {report["num_examples"]} items '
-           f'of each probe set. Distances: the paper code\'s second-order cosine (1 − similarity; batches of '
+           f'of each probe set (all of a smaller one). Distances: the paper code\'s second-order cosine (1 − similarity; batches of '
            f'{PAPER_BATCH} averaged). Cells: mean ± sample std over seeds.', '']
   for name, result in report['sets'].items():
     lines += [f'## {name}', '', '### Distance to the teacher (converged solutions)', '',
@@ -352,6 +353,9 @@ def markdown(report: Dict[str, Any], group_name: str = '') -> str:
     figures = [f'![converged solutions](converged_{name}.png)']
     if 'paths' in result:
       figures += [f'![training paths](paths_{name}.png)', f'![snapshot distances](paths_{name}_matrix.png)']
+    else:
+      figures += [f'No training paths: no run of seeds {report["path_seeds"]} has snapshots (train with '
+                  '--config.snapshots=True).']
     lines += [''] + figures + ['']
   lines += ['Time per analysis: ' + ', '.join(f'{k} {v:.0f} s' for k, v in report['seconds'].items()) + '.', '']
   return '\n'.join(lines)

@@ -10,7 +10,6 @@ from conftest import load_config
 from kd_jax import analysis
 from kd_jax import analyze
 from kd_jax import checkpoints
-from kd_jax import trainer
 from kd_jax.mnist import grid
 from kd_jax.sva import experiment as sva_experiment
 

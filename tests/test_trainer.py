@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import load_config
+from kd_jax import checkpoints
 from kd_jax import sharding
 from kd_jax import trainer
 from kd_jax import training
@@ -150,3 +151,30 @@ def test_ctrl_c_says_where_to_resume_and_resuming_finishes_the_run(tmp_path):
                                  seeds=[0], stream=trainer.TEACHER_STREAM)
   assert int(resumed.step) == 12
   chex.assert_trees_all_equal(resumed.variables, unbroken.variables)
+
+
+def test_snapshots_change_nothing_survive_resume_and_are_never_pruned(tmp_path):
+  config = load_config('grid_smoke')
+  cfg = _sgd(config, 'mlp', 'teacher')  # 2 epochs of 6 steps
+  model = models.create_model('mlp', **cfg.model_kwargs)
+  split, mesh = _split(), sharding.data_mesh()
+  run = lambda name, data, **overrides: trainer.train_model(
+      'teacher', cfg, ml_collections.ConfigDict({**config.to_dict(), **overrides}), model, data, mesh,
+      str(tmp_path / name), None, seeds=[0], stream=trainer.TEACHER_STREAM)
+  plain = run('plain', split)
+  snapshots = dict(snapshots=True, snapshot_first_epoch=0.25, checkpoint_every_steps=2)
+  with pytest.raises(trainer.TrainingInterrupted):
+    run('snap', _InterruptedSplit(split, interrupt_at=5), **snapshots)
+  resumed = run('snap', split, **snapshots)
+  chex.assert_trees_all_equal(resumed.variables, plain.variables)  # snapshots are only read, never change a run
+  assert trainer.snapshot_steps(12, 6, 0.25) == [0, 2, 3, 6, 12]  # epochs 0, 1/4 (1.5 → 2), 1/2, 1, and the end
+  snapshot_dir = trainer.snapshot_dir(str(tmp_path / 'snap'))
+  assert checkpoints.all_steps(snapshot_dir) == [0, 2, 3, 6, 12]  # max_to_keep=2 of the resume checkpoints: not here
+  assert len(checkpoints.all_steps(str(tmp_path / 'snap'))) == 2
+  final, meta = trainer.restore_variables(model, snapshot_dir, cfg, IMAGE, seed=0, step=12)
+  chex.assert_trees_all_equal(final, jax.tree_util.tree_map(np.asarray, plain.variables))
+  assert meta['epoch'] == 2.0
+  initial, _ = trainer.restore_variables(model, snapshot_dir, cfg, IMAGE, seed=0, step=0)
+  init_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), trainer.TEACHER_STREAM))[0]
+  expected = training.init_variables(model, init_key, IMAGE)  # what init_state does with the seed's key
+  chex.assert_trees_all_equal(initial, jax.tree_util.tree_map(np.asarray, expected))
