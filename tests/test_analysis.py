@@ -22,7 +22,8 @@ def analyze_config(workdirs, **overrides):
 def grid_run(tmp_path_factory, tiny_mnist_dir):
   workdir = str(tmp_path_factory.mktemp('grid'))
   config = load_config('grid_smoke', data_dir=tiny_mnist_dir, **{
-      'data.num_test': 0, 'seed_parallelism': 'vmap', 'snapshots': True, 'snapshot_first_epoch': 0.5})
+      'data.num_test': 0, 'seed_parallelism': 'vmap', 'snapshots': True, 'snapshot_first_epoch': 0.25,
+      'models.cnn.num_epochs': 1.0, 'models.mlp.num_epochs': 1.0})
   grid.run(config, workdir)
   return workdir
 
@@ -42,9 +43,9 @@ def test_runs_are_found_and_paired_with_teachers_and_independents(grid_run):
   assert analysis.teacher_of(student, runs).label == 'cnn/seed_1'
   assert analysis.independent_of(student, runs).label == 'mlp/seed_1'
   assert analysis.teacher_of(runs[0], runs) is None
-  # Snapshots at epochs 0, 0.5, 1, 2 and the end (3 epochs of 8 steps; the smoke models), kept apart.
-  assert analysis.snapshot_steps(student) == [0, 4, 8, 16, 24]
-  assert checkpoints.all_steps(student.directory) == [24]
+  # Snapshots at epochs 0, 1/4, 1/2 and the end (1 epoch of 8 steps), kept apart from the resume checkpoints.
+  assert analysis.snapshot_steps(student) == [0, 2, 4, 8]
+  assert checkpoints.all_steps(student.directory) == [8]
 
 
 def test_the_last_snapshot_is_the_final_model_and_step_0_is_the_init(grid_run):
@@ -52,11 +53,11 @@ def test_the_last_snapshot_is_the_final_model_and_step_0_is_the_init(grid_run):
   probe = grid.experiment.probe(analyze.saved_config(grid_run), grid_run)
   outputs = analysis.Outputs(probe, probe.sets['mnist_translate'].take(100))
   student = runs[2]
-  chex.assert_trees_all_close(outputs(student, 24), outputs(student))
+  chex.assert_trees_all_close(outputs(student, 8), outputs(student))
   assert not np.allclose(outputs(student, 0)['logits'], outputs(student)['logits'])
   assert outputs(student)['penultimate'].shape == (100, 16)  # the smoke MLP's last hidden layer
   # Instances of a vmapped stack differ: each seed's snapshot is its own.
-  assert not np.allclose(outputs(runs[2], 8)['logits'], outputs(runs[3], 8)['logits'])
+  assert not np.allclose(outputs(runs[2], 4)['logits'], outputs(runs[3], 4)['logits'])
 
 
 def test_the_grid_analysis_report(grid_analysis):
@@ -85,17 +86,18 @@ def test_the_grid_analysis_report(grid_analysis):
   total = sum(pair[k]['mean'] for k in ('both_wrong', 'only_first_wrong', 'only_second_wrong', 'neither_wrong'))
   assert total == result['errors']['num_items'] == 200
   assert set(result['errors']['students']['cnn_to_mlp']) >= {'jaccard_with_teacher', 'jaccard_with_independent'}
-  # Paths: seed 0's snapshots of every setup (5 each), distances ÷ max.
+  # Paths: seed 0's snapshots of every setup (4 each), distances ÷ max.
   points = result['paths']['points']
-  assert len(points) == 15 and {p['run'] for p in points} == {'cnn/seed_0', 'cnn_to_mlp/seed_0', 'mlp/seed_0'}
+  assert len(points) == 12 and {p['run'] for p in points} == {'cnn/seed_0', 'cnn_to_mlp/seed_0', 'mlp/seed_0'}
   distances = np.asarray(result['paths']['distances'])
-  assert distances.max() == 1.0 and np.asarray(result['paths']['embedding']).shape == (15, 2)
+  assert distances.max() == 1.0 and np.asarray(result['paths']['embedding']).shape == (12, 2)
   assert 'Time per analysis' in open(os.path.join(out, 'analysis.md')).read()
 
 
 def test_sva_runs_through_the_same_code_path_with_errors_by_attractors(tmp_path):
   workdir = str(tmp_path / 'sva')
-  sva_experiment.run(load_config('sva_smoke', **{'num_seeds': 1, 'snapshots': True}), workdir)
+  sva_experiment.run(load_config('sva_smoke', **{'num_seeds': 1, 'snapshots': True, 'snapshot_first_epoch': 0.5,
+                                                 'teacher.num_epochs': 1.0, 'student.num_epochs': 1.0}), workdir)
   report = analyze.run(analyze_config(workdir, num_examples=300), str(tmp_path / 'out'))
   result = report['sets']['pooled']
   assert result['converged']['runs'] == ['independent/seed_0', 'student/seed_0', 'teacher/seed_0']
