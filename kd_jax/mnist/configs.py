@@ -116,6 +116,10 @@ def pair_config(teacher: str, student: str, variants: str = '') -> ml_collection
   _shared_fields(config)
   config.teacher = model_config(teacher, 'cross_entropy')
   config.student = model_config(student, 'distillation')
+  # False: the teacher runs inside the student's jitted step (the default); True: its eval-mode logits on the
+  # training set are computed once, and the student phase costs the student alone (same numbers: no augmentation,
+  # and an eval-mode teacher is deterministic).
+  config.cache_teacher_logits = False
   return config_lib.apply_variants(config, variants, PAIR_VARIANTS)
 
 

@@ -37,6 +37,7 @@ def check_config(config: ml_collections.ConfigDict):
   for phase in ('teacher', 'student'):
     config_lib.check_phase(config, phase, jax.device_count())
     models.create_model(config[phase].model, **config[phase].model_kwargs)
+  config_lib.check_choice(config, 'cache_teacher_logits', (False, True))
   trainer.check_kd_config(config, config.teacher.loss, config.student.loss)
 
 
@@ -94,10 +95,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
 
     t0 = time.perf_counter()
     distil = trainer.uses_teacher(config.student)
+    cached = distil and config.cache_teacher_logits
+    teacher_logits = (training.make_predict_fn(teacher, mesh, config.eval.batch_size, config.compute_dtype)(
+        teacher_variables, train.images) if cached else None)
+    in_step = distil and not cached
     student_state = trainer.train_model('student', config.student, config, student, train, mesh,
                                         os.path.join(workdir, 'student'), writer, seeds=[config.seed],
-                                        stream=trainer.STUDENT_STREAM, teacher=teacher if distil else None,
-                                        teacher_variables=teacher_variables if distil else None)
+                                        stream=trainer.STUDENT_STREAM, teacher=teacher if in_step else None,
+                                        teacher_variables=teacher_variables if in_step else None,
+                                        teacher_logits=teacher_logits)
     timing['student_seconds'] = time.perf_counter() - t0
   finally:
     writer.close()

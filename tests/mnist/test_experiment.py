@@ -242,3 +242,18 @@ def test_the_smoke_job_in_bfloat16_stays_near_float32(finished_run, tiny_mnist_d
   # A workdir trained in float32 is not continued in bfloat16 (or the other way round).
   with pytest.raises(trainer.SettingsMismatchError, match="compute_dtype: '\\(unset\\)' → 'bfloat16'"):
     experiment.run(config, finished_run[0])
+
+
+def test_cached_teacher_logits_give_the_same_student_as_the_teacher_in_the_step(finished_run, tiny_mnist_dir,
+                                                                                 tmp_path):
+  workdir = str(tmp_path / 'cached')
+  shutil.copytree(os.path.join(finished_run[0], 'teacher'), os.path.join(workdir, 'teacher'))  # the same teacher
+  config = smoke_config(tiny_mnist_dir, **{'data.num_train': 0, 'data.num_test': 0, 'cache_teacher_logits': True})
+  cached = experiment.run(config, workdir)
+  assert cached['teacher'] == finished_run[1]['teacher']
+  for test_set, metrics in cached['student'].items():  # rounding-level differences in the logits, at most
+    exact = finished_run[1]['student'][test_set]
+    assert abs(metrics['accuracy'] - exact['accuracy']) <= 0.01 and abs(metrics['ece'] - exact['ece']) <= 0.01
+  with pytest.raises(ValueError, match='cache_teacher_logits needs a deterministic teacher'):
+    experiment.run(smoke_config(tiny_mnist_dir, **{'cache_teacher_logits': True, 'kd.teacher_mode': 'train'}),
+                   str(tmp_path / 'bad'))
