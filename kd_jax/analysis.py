@@ -255,9 +255,15 @@ def errors(runs: Sequence[Run], outputs: Outputs, group_name: str = '') -> Dict[
     if teacher is None or independent is None:
       continue
     entry = students.setdefault(run.name, {'teacher': teacher.name, 'independent': independent.name,
-                                            'jaccard_with_teacher': [], 'jaccard_with_independent': []})
+                                            'jaccard_with_teacher': [], 'jaccard_with_independent': [],
+                                            'teacher_errors_shared_by_student': [],
+                                            'teacher_errors_shared_by_independent': []})
     entry['jaccard_with_teacher'].append(_overlap(wrong[run.label], wrong[teacher.label])['jaccard'])
     entry['jaccard_with_independent'].append(_overlap(wrong[run.label], wrong[independent.label])['jaccard'])
+    # Jaccard is capped by the ratio of the error-set sizes; this asks instead: of the teacher's errors, how many?
+    for who, other in (('student', run), ('independent', independent)):
+      entry[f'teacher_errors_shared_by_{who}'].append(
+          float((wrong[other.label] & wrong[teacher.label]).sum() / max(wrong[teacher.label].sum(), 1)))
     if groups is not None:
       for group in np.unique(groups):
         sel = groups == group
@@ -340,16 +346,19 @@ def markdown(report: Dict[str, Any], group_name: str = '') -> str:
                                                ('both_wrong', 'only_first_wrong', 'only_second_wrong')) +
                    f' | {reports.mean_std_cell(stats["jaccard"], 1.0, 3)} |')
     if errors_['students']:
-      lines += ['', '| student setup | Jaccard with its teacher\'s errors | with its independent counterpart\'s |',
-                '|---|---|---|']
+      lines += ['', '| student setup | Jaccard with its teacher\'s errors | with its independent counterpart\'s | '
+                'teacher\'s errors the student shares (%) | the independent shares (%) |', '|---|---|---|---|---|']
       for setup, entry in errors_['students'].items():
         lines.append(f'| {setup} (teacher {entry["teacher"]}, independent {entry["independent"]}) | '
                      f'{reports.mean_std_cell(entry["jaccard_with_teacher"], 1.0, 3)} | '
-                     f'{reports.mean_std_cell(entry["jaccard_with_independent"], 1.0, 3)} |')
+                     f'{reports.mean_std_cell(entry["jaccard_with_independent"], 1.0, 3)} | '
+                     f'{reports.mean_std_cell(entry["teacher_errors_shared_by_student"], 100.0, 1)} | '
+                     f'{reports.mean_std_cell(entry["teacher_errors_shared_by_independent"], 100.0, 1)} |')
         by_group = entry.get(f'jaccard_with_teacher_by_{group_name}')
         for group in (by_group or {}):
           lines.append(f'| … {group_name} = {group} | {reports.mean_std_cell(by_group[group], 1.0, 3)} | '
-                       f'{reports.mean_std_cell(entry[f"jaccard_with_independent_by_{group_name}"][group], 1.0, 3)} |')
+                       f'{reports.mean_std_cell(entry[f"jaccard_with_independent_by_{group_name}"][group], 1.0, 3)}'
+                       ' | | |')
     figures = [f'![converged solutions](converged_{name}.png)']
     if 'paths' in result:
       figures += [f'![training paths](paths_{name}.png)', f'![snapshot distances](paths_{name}_matrix.png)']

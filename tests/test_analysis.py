@@ -114,3 +114,38 @@ def test_bad_analysis_settings(tmp_path, grid_run):
     analyze.run(analyze_config(str(tmp_path)), str(tmp_path / 'out'))
   with pytest.raises(ValueError, match=r"unknown probe set\(s\) \['mnist_rotate'\]"):
     analyze.run(analyze_config(grid_run, sets='mnist_rotate'), str(tmp_path / 'out'))
+
+
+class _KnownOutputs:
+  """Stands in for analysis.Outputs: each run is wrong exactly on the items given."""
+
+  def __init__(self, wrong_items, groups):
+    self.set = analysis.ProbeSet(np.zeros((10, 1)), np.zeros(10, np.int64), groups)
+    self.wrong_items = wrong_items
+
+  def __call__(self, run, step=None):
+    logits = np.zeros((10, 2))
+    logits[:, 0] = 1.0
+    logits[self.wrong_items[run.setup], 1] = 2.0  # class 1 where wrong
+    return {'logits': logits}
+
+
+def test_error_overlap_on_known_error_sets():
+  meta = {'model': 'mlp', 'model_kwargs': {}}
+  runs = [analysis.Run('w', setup, 0, f'w/{setup}', meta, distilled=setup == 'student')
+          for setup in ('independent', 'student', 'teacher')]
+  outputs = _KnownOutputs({'teacher': [0, 1], 'student': [0, 1, 2, 3], 'independent': [2, 3, 4, 5]},
+                          groups=np.array([0] * 5 + [1] * 5))
+  result = analysis.errors(runs, outputs, 'attractors')
+  pair = {k: v['mean'] for k, v in result['pairs']['student vs teacher'].items()}
+  assert pair == {'both_wrong': 2.0, 'only_first_wrong': 2.0, 'only_second_wrong': 0.0, 'neither_wrong': 6.0,
+                  'jaccard': 0.5}
+  assert result['pairs']['independent vs student']['jaccard']['mean'] == pytest.approx(2 / 6)
+  student = result['students']['student']
+  assert student['teacher'] == 'teacher' and student['independent'] == 'independent'
+  assert student['jaccard_with_teacher']['mean'] == 0.5
+  assert student['jaccard_with_independent']['mean'] == pytest.approx(2 / 6)
+  assert student['teacher_errors_shared_by_student']['mean'] == 1.0  # both of the teacher's errors
+  assert student['teacher_errors_shared_by_independent']['mean'] == 0.0
+  # Items 0-4 (group 0): the student errs on 0-3, the teacher on 0-1; items 5-9: no errors at all (Jaccard 1).
+  assert {g: v['mean'] for g, v in student['jaccard_with_teacher_by_attractors'].items()} == {'0': 0.5, '1': 1.0}
