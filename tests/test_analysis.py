@@ -58,6 +58,9 @@ def test_the_last_snapshot_is_the_final_model_and_step_0_is_the_init(grid_run):
   assert outputs(student)['penultimate'].shape == (100, 16)  # the smoke MLP's last hidden layer
   # Instances of a vmapped stack differ: each seed's snapshot is its own.
   assert not np.allclose(outputs(runs[2], 4)['logits'], outputs(runs[3], 4)['logits'])
+  # The paper code's mode (dropout on, batch statistics) gives other outputs of the same model.
+  train_mode = analysis.Outputs(probe, probe.sets['mnist_translate'].take(100), train_mode=True)
+  assert not np.allclose(train_mode(student)['logits'], outputs(student)['logits'])
 
 
 def test_the_grid_analysis_report(grid_analysis):
