@@ -28,6 +28,8 @@ setup(
         # gs:// workdirs, checkpoints and data: epath reads/writes through gcsfs; Orbax asks google-cloud-storage
         # about the bucket.
         'gcs': ['gcsfs', 'google-cloud-storage'],
+        # benchmarks/vs_pytorch.py only; 2.13.0 is the CPU build this workplace has on disk (newer pins pull CUDA).
+        'bench': ['torch==2.13.0'],
         'test': ['pytest', 'pytest-xdist'],  # the suite runs on 2 processes (README's test command)
         'tfds': ['tensorflow'],  # TFDS needs TensorFlow to download and read MNIST / MNIST-C
     },
