@@ -257,6 +257,8 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
     mngr.wait_until_finished()  # a save in flight completes (or Orbax discards its temporary files)
     latest = mngr.latest_step()
     mngr.close()
+    if snapshot_mngr is not None:
+      snapshot_mngr.close()
     where = f'the newest checkpoint is step {latest}' if latest is not None else 'no checkpoint was saved yet'
     raise TrainingInterrupted(f'{name} interrupted; {where} in {directory}: run the same command again to '
                               'resume from it') from None

@@ -45,8 +45,9 @@ class SlicedConv(nn.Module):
   """A VALID, stride-1 convolution as k² shifted slices of the input, concatenated on channels, times one matrix.
 
   The same parameters as ``nn.Conv`` (``kernel`` [k, k, in, out], ``bias``) and the same function up to float
-  rounding (another summation order). On XLA:CPU it trains the CNN ~1.4× faster than ``lax.conv``, whose
-  backward pass is slow there (measured, benchmarks/vs_pytorch.py); accelerators keep ``lax.conv``.
+  rounding (another summation order). On XLA:CPU it trains the CNN faster than ``lax.conv``, whose backward pass
+  is slow there; its forward pass alone is slower, so inference keeps ``lax.conv`` (benchmarks/vs_pytorch.py,
+  docs/performance.md).
   """
   features: int
   kernel_size: int
@@ -64,7 +65,7 @@ class SlicedConv(nn.Module):
     return y
 
 
-CONV_IMPLS = ('auto', 'lax', 'sliced')  # 'auto': sliced on CPU, lax.conv on accelerators
+CONV_IMPLS = ('auto', 'lax', 'sliced')  # 'auto': sliced to train on a CPU, lax.conv otherwise
 
 
 class CNN(nn.Module):
@@ -94,7 +95,9 @@ class CNN(nn.Module):
     x = _as_images(x)
     if self.conv_impl not in CONV_IMPLS:
       raise ValueError(f'unknown conv_impl {self.conv_impl!r}; choose one of {CONV_IMPLS}')
-    sliced = self.conv_impl == 'sliced' or (self.conv_impl == 'auto' and jax.default_backend() == 'cpu')
+    # 'auto': sliced only to train on a CPU, where it speeds up the backward pass; its forward pass alone is slower
+    # than lax.conv (eval-mode teachers, prediction: measured 5× slower at batch 1000 for the paper CNN).
+    sliced = self.conv_impl == 'sliced' or (self.conv_impl == 'auto' and train and jax.default_backend() == 'cpu')
     for i, (filters, units, pool) in enumerate(zip(self.filters, self.maxout_units, self.pool_sizes)):
       if sliced:
         x = SlicedConv(filters, self.kernel_size, use_bias=filters != units, name=f'Conv_{i}')(x)
