@@ -28,7 +28,7 @@ def write_results(results, workdir: str, model_names: Dict[str, str]):
   warning = DEMO_WARNING if results['demo_sample'] else ''
   text = (f'# kd_jax results\n\n{warning}Data: {results["data_source"]}\n\n'
           f'Train examples: {results["num_train"]}; test examples per set: {results["num_test"]}; '
-          f'final checkpoints (not best); ECE with {results["config"]["eval"]["ece_bins"]} equal-width bins.\n\n'
+          f'final checkpoints (not best); ECE with {results["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.).\n\n'
           f'{results_table(results, model_names)}\n\n'
           f'Wall time: {results["timing"]["total_seconds"]:.0f} s on {results["num_devices"]} device(s)'
           f'{reports.precision_note(results["config"])}.\n')
@@ -74,7 +74,7 @@ def write_grid_report(report, workdir: str):
           f'teacher logits {logits if report["mode"] == "offline" else "from the co-trained teacher"}; '
           f'{report["num_train"]} train examples, {report["num_test"]} test examples per set. '
           f'Cells: mean ± sample std (ddof = 1) over instances. Checkpoint rule: {report["checkpoint_rule"]}. '
-          f'ECE: {report["config"]["eval"]["ece_bins"]} equal-width bins.\n\n{grid_table(report)}\n\n'
+          f'ECE: {report["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.).\n\n{grid_table(report)}\n\n'
           f'![accuracy](accuracy.png)\n\n![reliability](reliability.png)\n\n'
           f'Wall time: {report["total_seconds"]:.0f} s on {report["num_devices"]} × {report["device"]} '
           f'({seconds}){reports.precision_note(report["config"])}.\n')

@@ -104,7 +104,7 @@ def write_report(results, workdir: str):
   text = (f'# kd_jax SVA results ({results["objective"]})\n\n{warning}Data: {results["data_source"]}\n\n'
           f'Train examples: {results["num_train"]}; test examples: {results["num_test"]}; vocabulary '
           f'{results["vocab_size"]} words. Mean ± sample std over {seeds} seed(s); final checkpoints; '
-          f'ECE with {results["config"]["eval"]["ece_bins"]} equal-width bins'
+          f'ECE with {results["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.)'
           + ('; perplexity = exp(mean NLL per target word, end token included)' if results['objective'] == 'lm'
              else '') + '.\n\n' + _unscored_note(results) + results_table(results) +
           f'\n\nWall time: {results["timing"]["total_seconds"]:.0f} s on {results["num_devices"]} device(s)'
