@@ -12,6 +12,19 @@ def sample_std(values, axis=None):
   return values.std(axis=axis, ddof=1) if n > 1 else np.zeros_like(values.mean(axis=axis))
 
 
+def teacher_targets(teacher_logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> Dict[str, float]:
+  """What a student is taught: softmax(teacher_logits / T) on the training inputs, against the gold labels.
+
+  ``p_gold``: the mean probability of the gold class; ``below_0.9``: the fraction of examples whose gold
+  probability is below 0.9; ``entropy``: the mean entropy (nats). A ``p_gold`` near 1 with ``below_0.9`` near 0
+  means the targets are the labels: KD then cannot transfer more than gold-label training does.
+  """
+  probs = softmax(np.asarray(teacher_logits, np.float64).reshape(-1, teacher_logits.shape[-1]) / temperature, axis=-1)
+  p_gold = np.take_along_axis(probs, np.asarray(labels).reshape(-1, 1).astype(np.int64), axis=1)[:, 0]
+  entropy = -np.sum(probs * np.log(np.maximum(probs, 1e-30)), axis=-1)
+  return {'p_gold': float(p_gold.mean()), 'below_0.9': float(np.mean(p_gold < 0.9)), 'entropy': float(entropy.mean())}
+
+
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
   return float(np.mean(np.argmax(logits, axis=-1) == labels))
 

@@ -31,6 +31,7 @@ import numpy as np
 from kd_jax import checkpoints
 from kd_jax import input_pipeline
 from kd_jax import losses
+from kd_jax import metrics
 from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import training
@@ -227,6 +228,8 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
     state = restored
   if writer is not None:
     writer.truncate(name, training.current_step(state))
+  if restored is None and losses.loss_spec(cfg.loss).uses_teacher:
+    report_teacher_targets(name, config, train, mesh, writer, teacher, teacher_variables, teacher_logits, stacked)
 
   def save(s):
     if writer is not None:
@@ -266,6 +269,34 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
   if snapshot_mngr is not None:
     snapshot_mngr.close()
   return state
+
+
+def report_teacher_targets(name, config, train, mesh, writer, teacher, teacher_variables, teacher_logits, stacked):
+  """Logs (and writes as the phase's step-0 metrics) what the student will be taught: the teacher's eval-mode
+  targets at the KD temperature on the training inputs (:func:`kd_jax.metrics.teacher_targets`).
+
+  Classification only (per-token LM targets would be [N, L, vocabulary]); with ``kd.teacher_mode='train'`` the
+  step's targets vary with dropout, and the eval-mode numbers are an upper bound on how label-like they are.
+  """
+  everything = train.batch(np.arange(len(train)))
+  labels = everything['label']
+  if labels.ndim != 1:
+    return
+  if teacher_logits is None:
+    predict = training.make_predict_fn(teacher, mesh, config.eval.batch_size, config.compute_dtype)
+    instances = [instance(teacher_variables, k) for k in range(len(jax.tree_util.tree_leaves(teacher_variables)[0]))
+                 ] if stacked else [teacher_variables]
+    teacher_logits = np.stack([predict(v, everything['inputs']) for v in instances])
+  teacher_logits = np.asarray(teacher_logits)
+  stats = metrics.teacher_targets(teacher_logits, np.broadcast_to(labels, teacher_logits.shape[:-1]),
+                                  config.kd.temperature)
+  label_like = ' — the targets are (nearly) the labels: KD can teach little beyond them' if (
+      stats['below_0.9'] < 0.01) else ''
+  logging.info('%s: teacher targets at T = %g on the training inputs: mean p(gold) %.4f, %.1f%% below 0.9, '
+               'entropy %.3f nats%s', name, config.kd.temperature, stats['p_gold'], 100 * stats['below_0.9'],
+               stats['entropy'], label_like)
+  if writer is not None:
+    writer.write(name, 0, {f'teacher_targets/{k}': v for k, v in stats.items()})
 
 
 def snapshot_dir(directory: str) -> str:

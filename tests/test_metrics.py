@@ -32,3 +32,20 @@ def test_ece_zero_when_calibrated():
 def test_ece_needs_a_bin():
   with pytest.raises(ValueError, match='at least one bin'):
     metrics.expected_calibration_error(np.zeros((1, 2)), np.zeros(1, int), num_bins=0)
+
+
+def test_teacher_targets_on_known_logits():
+  labels = np.array([0, 1, 2, 3])
+  confident = 50.0 * np.eye(4)[labels]  # the labels, as logits
+  stats = metrics.teacher_targets(confident, labels)
+  np.testing.assert_allclose(stats['p_gold'], 1.0)
+  assert stats['below_0.9'] == 0.0 and stats['entropy'] < 1e-6
+  uniform = metrics.teacher_targets(np.zeros((4, 4)), labels)
+  np.testing.assert_allclose([uniform['p_gold'], uniform['below_0.9'], uniform['entropy']], [0.25, 1.0, np.log(4)])
+  # A temperature softens the same logits: at T = 25, p(gold) = e² / (e² + 3).
+  soft = metrics.teacher_targets(confident, labels, temperature=25.0)
+  np.testing.assert_allclose(soft['p_gold'], np.exp(2) / (np.exp(2) + 3))
+  assert soft['below_0.9'] == 1.0
+  # Stacked instances [K, N, C] with labels broadcast to [K, N].
+  both = metrics.teacher_targets(np.stack([confident, np.zeros((4, 4))]), np.stack([labels, labels]))
+  np.testing.assert_allclose(both['p_gold'], (1.0 + 0.25) / 2)

@@ -42,7 +42,13 @@ def test_end_to_end_writes_results_checkpoints_and_metrics(finished_run):
   assert results['num_train'] == 1000 and results['num_test'] == 200 and not results['demo_sample']
   assert os.listdir(os.path.join(workdir, 'teacher')) and os.listdir(os.path.join(workdir, 'student'))
   assert os.listdir(os.path.join(workdir, 'tensorboard'))
-  phases = {json.loads(line)['phase'] for line in open(os.path.join(workdir, 'metrics.jsonl'))}
+  records = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
+  phases = {r['phase'] for r in records}
+  # Every KD run first says what it will teach: the teacher's targets on the training inputs, at the KD temperature.
+  targets = [r for r in records if r['phase'] == 'student' and r['step'] == 0]
+  assert len(targets) == 1 and 0.0 < targets[0]['teacher_targets/p_gold'] <= 1.0
+  assert set(targets[0]) == {'phase', 'step', 'teacher_targets/p_gold', 'teacher_targets/below_0.9',
+                             'teacher_targets/entropy'}
   assert phases == {'teacher', 'student'}
   assert results['teacher']['mnist']['accuracy'] > 0.2  # the tiny teacher learned something
 
