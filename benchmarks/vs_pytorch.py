@@ -311,7 +311,7 @@ def main():
             f'{ARGS.threads} CPU thread(s) each; {platform.processor() or platform.machine()}; '
             f'median of {ARGS.repeats} × ~{ARGS.seconds:g} s')
   print(header, flush=True)
-  print(f'| loop | kd_jax ex/s | PyTorch ex/s | kd_jax / PyTorch |\n|---|---|---|---|', flush=True)
+  print('| loop | kd_jax ex/s | PyTorch ex/s | kd_jax / PyTorch |\n|---|---|---|---|', flush=True)
   results = []
   for key in chosen:
     title, examples, make_jax, make_torch = table[key]
