@@ -226,8 +226,8 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
     logging.info('%s: resuming from the checkpoint at step %d in %s', name, training.current_step(restored),
                  mngr.directory)
     state = restored
-  if writer is not None:
-    writer.truncate(name, training.current_step(state))
+  if writer is not None:  # a fresh start drops all the phase's old records (step 0's diagnostic too)
+    writer.truncate(name, training.current_step(state) if restored is not None else -1)
   if restored is None and losses.loss_spec(cfg.loss).uses_teacher:
     report_teacher_targets(name, config, train, mesh, writer, teacher, teacher_variables, teacher_logits, stacked)
 
