@@ -41,17 +41,21 @@ import torch  # pylint: disable=g-import-not-at-top,wrong-import-position
 from torch import nn  # pylint: disable=g-import-not-at-top,wrong-import-position
 import torch.nn.functional as F  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from kd_jax import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from kd_jax import losses  # pylint: disable=g-import-not-at-top,wrong-import-position
 from kd_jax import sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
 from kd_jax import training  # pylint: disable=g-import-not-at-top,wrong-import-position
 from kd_jax.mnist import configs as mnist_configs  # pylint: disable=g-import-not-at-top,wrong-import-position
+from kd_jax.mnist import data as mnist_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 from kd_jax.mnist import models as mnist_models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from kd_jax.sva import configs as sva_configs  # pylint: disable=g-import-not-at-top,wrong-import-position
 from kd_jax.sva import models as sva_models  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 BATCH, EVAL_BATCH, NUM_BATCHES = 128, 1000, 8
+TRAIN_SIZE, STEPS_PER_DISPATCH = 60_000, 100  # the device-resident rows: an MNIST-sized training set
 TEMPERATURE = 5.0
 VOCAB, SEQ_LEN = 10_000, 32
+OPT = ml_collections.ConfigDict(dict(optimizer='adam', learning_rate=1e-4, schedule='constant', clip_norm=1.0))
 DEVICE = torch.device('cuda' if jax.default_backend() == 'gpu' and torch.cuda.is_available() else 'cpu')
 torch.set_num_threads(ARGS.threads)
 
@@ -162,8 +166,7 @@ class JaxLoop:
 
   def __init__(self, model, loss, batches, teacher=None, example=None):
     self.mesh = sharding.data_mesh()
-    opt = ml_collections.ConfigDict(dict(optimizer='adam', learning_rate=1e-4, schedule='constant', clip_norm=1.0))
-    tx = training.make_optimizer(opt, 10_000)
+    tx = training.make_optimizer(OPT, 10_000)
     example = batches[0]['inputs'][:1] if example is None else example
     self.state = sharding.replicate(training.init_state(model, tx, jax.random.PRNGKey(0), example), self.mesh)
     self.teacher_variables = None if teacher is None else sharding.replicate(
@@ -180,6 +183,26 @@ class JaxLoop:
     jax.block_until_ready(self.state)
 
 
+class JaxDeviceLoop(JaxLoop):
+  """kd_jax's training loop with the training set on the device: STEPS_PER_DISPATCH steps per call
+  (``training.compile_loop``), batches gathered on the device in the loop's shuffled order."""
+
+  def __init__(self, model, loss, split, teacher_logits=None):
+    super().__init__(model, loss, [split.batch(np.arange(1))])
+    batches = input_pipeline.Batches(split, [input_pipeline.BatchOrder(len(split), BATCH, 0, 1)],
+                                     teacher_logits=teacher_logits)
+    step = training.make_train_step(model, training.make_optimizer(OPT, 10_000), loss)
+    self.run, self.resident = training.compile_loop(step, batches, self.mesh, STEPS_PER_DISPATCH)
+    self.indices = [np.stack([batches.indices(s) for s in range(k, k + STEPS_PER_DISPATCH)])
+                    for k in range(0, batches.steps_per_epoch - STEPS_PER_DISPATCH, STEPS_PER_DISPATCH)]
+    self.indices = [sharding.shard_batch(i, self.mesh, jax.sharding.PartitionSpec(None, 'data'))
+                    for i in self.indices]
+
+  def __call__(self):
+    self.state, self.metrics = self.run(self.state, self.indices[self.i % len(self.indices)], None, self.resident)
+    self.i += 1
+
+
 class TorchLoop:
   """The plain PyTorch loop: zero_grad, forward (teacher under no_grad), loss, backward, clip, Adam step."""
 
@@ -190,8 +213,11 @@ class TorchLoop:
     self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4)
     self.batches, self.i = batches, 0
 
+  def next_batch(self):
+    return {k: torch.from_numpy(v).to(DEVICE) for k, v in self.batches[self.i % len(self.batches)].items()}
+
   def __call__(self):
-    batch = {k: torch.from_numpy(v).to(DEVICE) for k, v in self.batches[self.i % len(self.batches)].items()}
+    batch = self.next_batch()
     self.i += 1
     self.opt.zero_grad(set_to_none=True)
     teacher_logits = batch.get('teacher_logits')
@@ -206,6 +232,26 @@ class TorchLoop:
   def sync(self):
     if DEVICE.type == 'cuda':
       torch.cuda.synchronize()
+
+
+class TorchDeviceLoop(TorchLoop):
+  """The plain PyTorch loop with the training set already on the device, each batch indexed there."""
+
+  def __init__(self, model, loss, split, teacher_logits=None):
+    super().__init__(model, loss, [])
+    self.data = {'inputs': split.images, 'label': split.labels}
+    if teacher_logits is not None:
+      self.data['teacher_logits'] = teacher_logits
+    self.data = {k: torch.from_numpy(v).to(DEVICE) for k, v in self.data.items()}
+    self.order = torch.randperm(len(split), device=DEVICE)
+
+  def next_batch(self):
+    start = (self.i * BATCH) % (len(self.order) - BATCH)
+    return {k: v[self.order[start:start + BATCH]] for k, v in self.data.items()}
+
+  def __call__(self):  # as many steps per call as kd_jax's device loop
+    for _ in range(STEPS_PER_DISPATCH):
+      super().__call__()
 
 
 def torch_cross_entropy(logits, unused_teacher_logits, labels):
@@ -232,6 +278,17 @@ def image_batches(nchw: bool, teacher_logits: bool = False, size: int = BATCH):
       batch['teacher_logits'] = rng.normal(size=(size, 10)).astype(np.float32)
     out.append(batch)
   return out
+
+
+def resident_split():
+  """An MNIST-sized training set of k/255 images (kd_jax keeps them as uint8 on the device)."""
+  rng = np.random.default_rng(0)
+  return mnist_data.Split((rng.integers(0, 256, (TRAIN_SIZE, 28, 28, 1)) / 255.0).astype(np.float32),
+                          rng.integers(0, 10, TRAIN_SIZE).astype(np.int32))
+
+
+def resident_logits():
+  return np.random.default_rng(1).normal(size=(TRAIN_SIZE, 10)).astype(np.float32)
 
 
 def token_batches():
@@ -285,6 +342,13 @@ def rows():
     table[f'infer_{width}'] = (f'{width}-width CNN inference (eval, batch {EVAL_BATCH})', EVAL_BATCH,
                                lambda c=cnn: jax_inference(c(), image_batches(False, size=EVAL_BATCH)),
                                lambda t=torch_cnn: torch_inference(t(), image_batches(True, size=EVAL_BATCH)))
+  for key, title, logits in (('mlp_device', 'MLP training', None),
+                             ('kd_cached_device', 'KD from cached logits (MLP student)', resident_logits())):
+    table[key] = (f'{title}, data on the device, {STEPS_PER_DISPATCH} steps per call', BATCH * STEPS_PER_DISPATCH,
+                  lambda l=logits: loop(JaxDeviceLoop(mnist_models.create_model('mlp'), kd if l is not None else ce,
+                                                      resident_split(), l)),
+                  lambda l=logits: loop(TorchDeviceLoop(TorchMLP(), torch_distillation if l is not None
+                                                        else torch_cross_entropy, resident_split(), l)))
   table['mlp_train'] = ('MLP training', BATCH,
                         lambda: loop(JaxLoop(mnist_models.create_model('mlp'), ce, image_batches(False))),
                         lambda: loop(TorchLoop(TorchMLP(), torch_cross_entropy, image_batches(False))))
@@ -298,6 +362,25 @@ def rows():
         lambda n=name, k=kwargs: loop(JaxLoop(sva_models.create_model(n, vocab_size=VOCAB, **k), ce, token_batches())),
         lambda c=torch_cls, k=kwargs: loop(TorchLoop(c(VOCAB, **k), torch_cross_entropy, token_batches())))
   return table
+
+
+def kd_bound(width: str, kd) -> float:
+  """The KD step's bound: the examples/s of a teacher forward pass (eval, host batches, as inside the step) and a
+  student step on given logits, run one after the other — each measured apart."""
+  teacher = mnist_models.create_model('cnn', **cnn_kwargs(width))
+  batches, mesh = image_batches(False), sharding.data_mesh()
+  variables = sharding.replicate(training.init_variables(teacher, jax.random.PRNGKey(1), batches[0]['inputs'][:1]),
+                                 mesh)
+  forward = jax.jit(lambda v, x: teacher.apply(v, x, train=False))
+  state = {'i': 0, 'out': None}
+
+  def forward_step():
+    state['out'] = forward(variables, sharding.shard_batch(batches[state['i'] % len(batches)], mesh)['inputs'])
+    state['i'] += 1
+  forward_rate = BATCH * _timed(forward_step, lambda: jax.block_until_ready(state['out']))
+  student_rate = BATCH * _timed(*(lambda o: (o, o.sync))(JaxLoop(mnist_models.create_model('mlp'), kd,
+                                                                  image_batches(False, True))))
+  return 1.0 / (1.0 / forward_rate + 1.0 / student_rate)
 
 
 def main():
@@ -320,6 +403,15 @@ def main():
     results.append({'row': key, 'loop': title, 'kd_jax': jax_rate, 'pytorch': torch_rate,
                     'ratio': jax_rate / torch_rate})
     print(f'| {title} | {jax_rate:,.0f} | {torch_rate:,.0f} | {jax_rate / torch_rate:.2f}× |', flush=True)
+  kd = losses.get_loss('distillation', dict(temperature=TEMPERATURE, alpha=1.0, scale='hinton'))
+  in_step = [r for r in results if r['row'].endswith('_teacher')]
+  if in_step:
+    print('\n| KD step, teacher in the step | kd_jax ex/s | bound ex/s (teacher forward + student step apart) | '
+          'share of the bound |\n|---|---|---|---|', flush=True)
+  for r in in_step:
+    r['bound'] = kd_bound(r['row'].split('_')[1], kd)
+    print(f'| {r["loop"]} | {r["kd_jax"]:,.0f} | {r["bound"]:,.0f} | {100 * r["kd_jax"] / r["bound"]:.0f}% |',
+          flush=True)
   if ARGS.out:
     with open(ARGS.out, 'w') as f:
       json.dump({'setting': header, 'threads': ARGS.threads, 'rows': results}, f, indent=1)

@@ -130,6 +130,7 @@ def check_job(config, num_devices: int):
   check_choice(config, 'compute_dtype', COMPUTE_DTYPES)
   check_choice(config, 'snapshots', (False, True))
   check_number(config, 'snapshot_first_epoch')
+  check_int(config, 'steps_per_dispatch', -1)
 
 
 def job_fields(config: ml_collections.ConfigDict):
@@ -145,3 +146,7 @@ def job_fields(config: ml_collections.ConfigDict):
   # snapshot_first_epoch) and at the end of every phase, in <phase dir>/snapshots/, never deleted.
   config.snapshots = False
   config.snapshot_first_epoch = 1.0
+  # Training steps per device program: K > 0 keeps the training set on the device and runs up to K steps per
+  # dispatch (lax.scan, each batch gathered on the device); 0 dispatches one step per host batch; -1: 100 on
+  # GPU/TPU, 0 on CPU. The same steps, batches and keys either way (kd_jax/training.py: fit).
+  config.steps_per_dispatch = -1

@@ -2,10 +2,14 @@
 
 Any dataset with ``len`` and ``batch(indices) -> dict`` works (each task's
 in-memory split); one with a ``lengths`` attribute gets batches of similar
-sequence lengths.
+sequence lengths. One with ``resident() -> (arrays, decode)`` can also live on
+the device, its batches gathered there (:meth:`Batches.gather`): ``arrays``
+holds every example (e.g. images as uint8) and ``decode`` (jittable) turns
+gathered rows into exactly what ``batch(indices)`` gives.
 """
 from typing import Dict
 
+import jax
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
@@ -63,6 +67,36 @@ class Batches:
     self.batch_size = orders[0].batch_size
     self.examples_per_step = self.batch_size * len(self.orders)
     self.partition_spec = P(None, 'data') if stacked else P('data')
+
+  def indices(self, step: int) -> np.ndarray:
+    """The example indices of the batch at ``step``: [B], or [N, B] when stacked."""
+    idx = np.stack([order.indices(step) for order in self.orders])
+    return idx if self.stacked else idx[0]
+
+  @property
+  def can_be_resident(self) -> bool:
+    return hasattr(self.split, 'resident')
+
+  def resident(self):
+    """``(arrays, gather)``: every training example (and its cached teacher logits) as host arrays to place on the
+    device, and ``gather(arrays, idx)`` (jittable), the batch at indices ``idx`` ([B] or [N, B]) from them."""
+    if not self.can_be_resident:
+      raise ValueError(f'config.steps_per_dispatch > 0 keeps the training set on the device, but a '
+                       f'{type(self.split).__name__} cannot live there (its batches are not of one shape: it has '
+                       'no resident() method); set config.steps_per_dispatch=0 for host batches')
+    arrays, decode = self.split.resident()
+    if self.teacher_logits is not None:
+      arrays = {**arrays, 'teacher_logits': np.asarray(self.teacher_logits)}
+    stacked = self.stacked
+
+    def gather(resident, idx) -> Dict[str, jax.Array]:
+      batch = decode({key: value[idx] for key, value in resident.items() if key != 'teacher_logits'})
+      if 'teacher_logits' in resident:  # stacked: each instance its own teacher's logits
+        logits = resident['teacher_logits']
+        batch['teacher_logits'] = jax.vmap(lambda t, i: t[i])(logits, idx) if stacked else logits[idx]
+      return batch
+
+    return arrays, gather
 
   def __call__(self, step: int) -> Dict[str, np.ndarray]:
     per_instance = []

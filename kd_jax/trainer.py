@@ -247,10 +247,10 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
   step = training.make_train_step(model, tx, losses.get_loss(cfg.loss, config.kd), teacher,
                                   teacher_train_mode=teacher_mode(config) == 'train',
                                   compute_dtype=config.compute_dtype)
-  step_fn = sharding.jit_data_parallel(jax.vmap(step) if stacked else step, mesh, batches.partition_spec)
   try:
-    state = training.fit(name, step_fn, state, batches, num_steps=num_steps, mesh=mesh,
-                         teacher_variables=teacher_variables, log_every=config.log_every_steps, writer=writer,
+    state = training.fit(name, jax.vmap(step) if stacked else step, state, batches, num_steps=num_steps, mesh=mesh,
+                         teacher_variables=teacher_variables, steps_per_dispatch=config.steps_per_dispatch,
+                         log_every=config.log_every_steps, writer=writer,
                          save_fn=save,
                          checkpoint_every=config.get('checkpoint_every_steps', 0),
                          divergence_factor=config.get('divergence_factor', 0.0),

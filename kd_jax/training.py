@@ -190,20 +190,65 @@ def current_step(state) -> int:
   return int(sharding.to_host(state.step).reshape(-1)[0])
 
 
-def fit(phase: str, step_fn: Callable, state, batches: Batches, *, num_steps: int, mesh: Mesh,
-        teacher_variables=None, log_every: int = 100, writer=None,
+def compile_loop(step: Callable, batches: Batches, mesh: Mesh, steps_per_dispatch: int = 0):
+  """``(run, resident)``: ``step`` jitted over the mesh, for :func:`fit`.
+
+  ``steps_per_dispatch`` 0: ``run(state, batch, teacher_variables)`` takes one
+  host batch per call. K > 0: the training set (``batches.resident()``) is placed
+  on the device once, returned as ``resident``, and
+  ``run(state, indices, teacher_variables, resident)`` runs up to K steps in one
+  program (``lax.scan``), gathering each step's batch on the device from its
+  example indices ([S, B] or [S, N, B]) and returning each step's metrics. The
+  steps, their batches and their keys are the same either way.
+  """
+  if not steps_per_dispatch:
+    return sharding.jit_data_parallel(step, mesh, batches.partition_spec), None
+  arrays, gather = batches.resident()
+  batch_sharding = NamedSharding(mesh, batches.partition_spec)
+
+  def run(state, indices, teacher_variables, resident):
+    def body(state, idx):
+      batch = jax.lax.with_sharding_constraint(gather(resident, idx), batch_sharding)
+      return step(state, batch, teacher_variables)
+    return jax.lax.scan(body, state, indices)
+
+  replicated = NamedSharding(mesh, P())
+  run = jax.jit(run, in_shardings=(replicated, NamedSharding(mesh, P(None, *batches.partition_spec)), replicated,
+                                   replicated), out_shardings=(replicated, replicated), donate_argnums=0)
+  return run, sharding.replicate(arrays, mesh)
+
+
+AUTO_STEPS_PER_DISPATCH = 100
+
+
+def resolve_steps_per_dispatch(steps_per_dispatch: int, batches: Batches) -> int:
+  """A negative ``steps_per_dispatch`` means auto: 100 on accelerators, where one dispatch per step leaves a small
+  model waiting on the host; 0 on CPU, where the gain is small and a CNN teacher inside the step ran ~20% slower
+  inside ``lax.scan`` (measured: docs/performance.md), and 0 for data that cannot live on the device (batches of
+  varying shapes, e.g. SVA's length buckets)."""
+  if steps_per_dispatch >= 0:
+    return steps_per_dispatch
+  on_accelerator = jax.devices()[0].platform != 'cpu'
+  return AUTO_STEPS_PER_DISPATCH if on_accelerator and batches.can_be_resident else 0
+
+
+def fit(phase: str, step: Callable, state, batches: Batches, *, num_steps: int, mesh: Mesh,
+        teacher_variables=None, steps_per_dispatch: int = 0, log_every: int = 100, writer=None,
         save_fn: Optional[Callable[[Any], None]] = None, checkpoint_every: int = 0,
         divergence_factor: float = 0.0, settings_field: str = '',
         snapshot_fn: Optional[Callable[[Any], None]] = None, snapshot_steps: Sequence[int] = ()):
-  """Runs ``step_fn`` from the state's step to ``num_steps`` with progress (rate, ETA) and metric logging.
+  """Runs the pure ``step`` from the state's step to ``num_steps`` with progress (rate, ETA) and metric logging.
 
-  Stops with FloatingPointError when a loss is non-finite or, with a
-  ``divergence_factor``, exceeds that factor × max(1, the loss of the first step run);
-  the losses since the last check are checked before every save, so a diverged
-  state never replaces a good checkpoint. ``settings_field`` (e.g.
-  ``config.student``) names the settings to change in that error.
-  ``snapshot_fn(state)`` runs at each of ``snapshot_steps`` reached (the
-  starting step included): the snapshots for the analyses.
+  ``steps_per_dispatch`` (:func:`compile_loop`): 0 runs one jitted step per host
+  batch; K > 0 runs up to K steps per device program with the data on the
+  device, cut at every logging, checkpoint and snapshot step, so both give the
+  same states at the same steps; negative: :func:`resolve_steps_per_dispatch`. Stops with FloatingPointError when a loss is
+  non-finite or, with a ``divergence_factor``, exceeds that factor × max(1, the
+  loss of the first step run); the losses since the last check are checked
+  before every save, so a diverged state never replaces a good checkpoint.
+  ``settings_field`` (e.g. ``config.student``) names the settings to change in
+  that error. ``snapshot_fn(state)`` runs at each of ``snapshot_steps`` reached
+  (the starting step included): the snapshots for the analyses.
   """
   start = current_step(state)
   if snapshot_fn is not None and start in snapshot_steps and start < num_steps:
@@ -211,38 +256,57 @@ def fit(phase: str, step_fn: Callable, state, batches: Batches, *, num_steps: in
   if start >= num_steps:
     logging.info('%s: already at step %d of %d, nothing to train', phase, start, num_steps)
     return state
+  steps_per_dispatch = resolve_steps_per_dispatch(steps_per_dispatch, batches)
+  run, resident = compile_loop(step, batches, mesh, steps_per_dispatch)
   instances = f', {len(batches.orders)} instances' if batches.stacked else ''
-  logging.info('%s: training steps %d → %d (%d steps/epoch, batch %d%s, %d device(s))', phase, start,
-               num_steps, batches.steps_per_epoch, batches.batch_size, instances, mesh.size)
+  dispatch = f', {steps_per_dispatch} steps per dispatch, data on the device' if steps_per_dispatch else ''
+  logging.info('%s: training steps %d → %d (%d steps/epoch, batch %d%s, %d device(s)%s)', phase, start,
+               num_steps, batches.steps_per_epoch, batches.batch_size, instances, mesh.size, dispatch)
   # Place state and teacher as the step returns them, so the step compiles once.
   state, teacher_variables = sharding.replicate((state, teacher_variables), mesh)
   guard = _LossGuard(phase, divergence_factor, settings_field or f'config.{phase}')
-  history, t_rate, rate_steps, checked = [], None, 0, 0
-  for step in range(start, num_steps):
-    state, metrics = step_fn(state, sharding.shard_batch(batches(step), mesh, batches.partition_spec),
-                             teacher_variables)
-    history.append(metrics)
-    done = step + 1
-    if t_rate is None:  # the first step includes compilation; time the rest
+  stops = sorted({*snapshot_steps, num_steps})
+  pending, fetched, t_rate, rate_steps = [], [], None, 0  # metrics: on the device / fetched and checked
+
+  def fetch():  # the metrics since the last fetch to host ([steps, ...] each), loss-checked
+    per_step = sharding.to_host(pending)
+    if not steps_per_dispatch:
+      per_step = [jax.tree_util.tree_map(lambda x: x[None], m) for m in per_step]
+    if per_step:
+      fetched.append(_concat_steps(per_step))
+      guard.check(fetched[-1]['loss'], done)
+    pending.clear()
+
+  step_now = start
+  while step_now < num_steps:
+    done = _next_stop(step_now, max(steps_per_dispatch, 1), log_every, checkpoint_every, stops)
+    if steps_per_dispatch:
+      indices = np.stack([batches.indices(s) for s in range(step_now, done)])
+      state, metrics = run(state, sharding.shard_batch(indices, mesh, P(None, *batches.partition_spec)),
+                           teacher_variables, resident)
+    else:
+      state, metrics = run(state, sharding.shard_batch(batches(step_now), mesh, batches.partition_spec),
+                           teacher_variables)
+    pending.append(metrics)
+    step_now = done
+    if t_rate is None:  # the first dispatch includes compilation; time the rest
       jax.block_until_ready(metrics)
       t_rate, rate_steps = time.perf_counter(), done
     if done % log_every == 0 or done == num_steps:
-      history = sharding.to_host(history)
-      guard.check(history[checked:], done)
-      summary = {k: float(np.mean([m[k] for m in history])) for k in history[0]}
-      history, checked = [], 0
+      fetch()
+      summary = {k: float(np.mean(v)) for k, v in _concat_steps(fetched).items()}
+      fetched.clear()
       elapsed = time.perf_counter() - t_rate
       rate = (done - rate_steps) / elapsed if elapsed > 0 and done > rate_steps else float('nan')
       eta = (num_steps - done) / rate if rate == rate and rate > 0 else float('nan')
-      logging.info('%s step %d/%d (%.0f%%, epoch %.2f) loss %.4f acc %.4f | %.0f ex/s, ETA %s', phase, done,
-                   num_steps, 100 * done / num_steps, done / batches.steps_per_epoch, summary['loss'],
-                   summary['accuracy'], rate * batches.examples_per_step, _format_seconds(eta))
+      speed = (f'{rate * batches.examples_per_step:.0f} ex/s, ETA {_format_seconds(eta)}' if rate == rate
+               else 'rate from the next dispatch on (this one compiled)')
+      logging.info('%s step %d/%d (%.0f%%, epoch %.2f) loss %.4f acc %.4f | %s', phase, done, num_steps,
+                   100 * done / num_steps, done / batches.steps_per_epoch, summary['loss'], summary['accuracy'], speed)
       if writer is not None:
         writer.write(phase, done, {**summary, 'examples_per_sec': rate * batches.examples_per_step})
     if save_fn is not None and checkpoint_every and done % checkpoint_every == 0 and done < num_steps:
-      history = sharding.to_host(history)
-      guard.check(history[checked:], done)
-      checked = len(history)
+      fetch()  # a diverged state never replaces a good checkpoint
       save_fn(state)
     if snapshot_fn is not None and done in snapshot_steps:
       snapshot_fn(state)
@@ -251,16 +315,35 @@ def fit(phase: str, step_fn: Callable, state, batches: Batches, *, num_steps: in
   return state
 
 
+def _next_stop(step: int, steps_per_dispatch: int, log_every: int, checkpoint_every: int, stops) -> int:
+  """The end of the dispatch that starts at ``step``: at most steps_per_dispatch steps, cut at the next logging,
+  checkpoint or listed step (``stops`` holds the snapshot steps and the last step)."""
+  ends = [next_multiple(step, steps_per_dispatch), next_multiple(step, log_every), *(s for s in stops if s > step)]
+  if checkpoint_every:
+    ends.append(next_multiple(step, checkpoint_every))
+  return min(ends)
+
+
+def next_multiple(step: int, every: int) -> int:
+  return (step // every + 1) * every
+
+
+def _concat_steps(history) -> Dict[str, np.ndarray]:
+  """Dispatches' metrics ([S, ...] each) → one array per metric over all their steps."""
+  return {key: np.concatenate([m[key] for m in history]) for key in history[0]}
+
+
 class _LossGuard:
   """Non-finite and diverging losses stop training, with the step and the settings to change."""
 
   def __init__(self, phase: str, factor: float, field: str):
     self.phase, self.factor, self.field, self.bound = phase, factor, field, None
 
-  def check(self, metrics, step: int):
-    if not metrics:
+  def check(self, losses: np.ndarray, step: int):
+    """``losses``: [steps, ...], the steps since the last check."""
+    if not len(losses):
       return
-    losses = np.stack([np.asarray(m['loss'], np.float64) for m in metrics])
+    losses = np.asarray(losses, np.float64)
     if not np.all(np.isfinite(losses)):
       raise FloatingPointError(
           f'{self.phase}: non-finite loss in the steps up to {step}; lower {self.field}.learning_rate or check the '

@@ -153,6 +153,25 @@ def test_ctrl_c_says_where_to_resume_and_resuming_finishes_the_run(tmp_path):
   chex.assert_trees_all_equal(resumed.variables, unbroken.variables)
 
 
+def test_steps_on_the_device_stop_at_every_snapshot_and_checkpoint(tmp_path):
+  config = load_config('grid_smoke')
+  cfg = _sgd(config, 'mlp', 'teacher')  # 2 epochs of 6 steps
+  model = models.create_model('mlp', **cfg.model_kwargs)
+  split, mesh = _split(), sharding.data_mesh()
+  run = lambda name, **overrides: trainer.train_model(
+      'teacher', cfg, ml_collections.ConfigDict({**config.to_dict(), **overrides}), model, split, mesh,
+      str(tmp_path / name), None, seeds=[0], stream=trainer.TEACHER_STREAM)
+  settings = dict(snapshots=True, snapshot_first_epoch=0.25, checkpoint_every_steps=5)
+  on_host, on_device = run('host', steps_per_dispatch=0, **settings), run('device', steps_per_dispatch=7, **settings)
+  chex.assert_trees_all_equal(on_device, on_host)
+  for name in ('host', 'device'):
+    assert checkpoints.all_steps(trainer.snapshot_dir(str(tmp_path / name))) == [0, 2, 3, 6, 12]
+    assert checkpoints.all_steps(str(tmp_path / name)) == [10, 12]  # max_to_keep=2 of the checkpoints 5, 10, 12
+  snapshot = lambda name: trainer.restore_variables(model, trainer.snapshot_dir(str(tmp_path / name)), cfg, IMAGE,
+                                                    seed=0, step=3)[0]
+  chex.assert_trees_all_equal(snapshot('device'), snapshot('host'))
+
+
 def test_snapshots_change_nothing_survive_resume_and_are_never_pruned(tmp_path):
   config = load_config('grid_smoke')
   cfg = _sgd(config, 'mlp', 'teacher')  # 2 epochs of 6 steps

@@ -119,19 +119,93 @@ def test_teacher_agreement_with_gold_teacher_logits_is_the_accuracy():
   assert float(metrics['teacher_agreement']) <= 1.0 - float(metrics['accuracy'])
 
 
-def test_fit_resumed_from_a_midway_state_matches_an_unbroken_run():
+@pytest.mark.parametrize('steps_per_dispatch', [0, 4])
+def test_fit_resumed_from_a_midway_state_matches_an_unbroken_run(steps_per_dispatch):
   student, tx, step, teacher_variables = _kd_setup()
   mesh = sharding.data_mesh(jax.devices()[:2])
-  step_fn = sharding.jit_data_parallel(step, mesh)
   split = _split()
   batches = lambda: input_pipeline.Batches(split, [input_pipeline.BatchOrder(len(split), 16, seed=0, stream=1)])
-  fit = lambda state, n: training.fit('student', step_fn, state, batches(), num_steps=n, mesh=mesh,
-                                      teacher_variables=teacher_variables, log_every=2)
+  fit = lambda state, n: training.fit('student', step, state, batches(), num_steps=n, mesh=mesh,
+                                      teacher_variables=teacher_variables, steps_per_dispatch=steps_per_dispatch,
+                                      log_every=5)
   init = lambda: training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE)
-  unbroken = fit(init(), 6)
+  unbroken = fit(init(), 11)
   midway = jax.tree_util.tree_map(np.array, fit(init(), 3))  # as if restored from a checkpoint at step 3
-  resumed = fit(midway, 6)
+  resumed = fit(midway, 11)
   chex.assert_trees_all_equal(resumed, unbroken)
+
+
+def _real_split(n=96):
+  images, labels = real_digits()
+  return data_lib.Split((images[:n, ..., None] / 255.0).astype(np.float32), labels[:n].astype(np.int32))
+
+
+@pytest.mark.parametrize('stacked,cached', [(False, False), (False, True), (True, False), (True, True)])
+def test_steps_on_the_device_equal_steps_from_host_batches(stacked, cached):
+  """K steps per dispatch, data (uint8) and cached logits on the device: the same states, bit for bit, and the same
+  logged metrics as one dispatch per host batch; one run or vmapped instances, teacher in the step or cached."""
+  student, tx, step, teacher_variables = _kd_setup()
+  if cached:
+    step = training.make_train_step(student, tx, losses.get_loss('distillation', KD))
+  mesh = sharding.data_mesh(jax.devices()[:2])
+  split = _real_split()
+  assert split.resident()[0]['inputs'].dtype == np.uint8  # real digits are k/255: kept as bytes on the device
+  seeds = [0, 1] if stacked else [0]
+  logits = np.random.default_rng(3).normal(size=(len(seeds), len(split), 10)).astype(np.float32)
+  teacher_logits = (logits if stacked else logits[0]) if cached else None
+  if stacked:
+    step = jax.vmap(step, in_axes=(0, 0, None))
+  init = lambda: jax.tree_util.tree_map(np.array, jax.vmap(
+      lambda k: training.init_state(student, tx, k, IMAGE))(jax.random.split(jax.random.PRNGKey(0), len(seeds))))
+  if not stacked:
+    init = lambda: training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE)
+
+  def fit(steps_per_dispatch):
+    batches = input_pipeline.Batches(split, [input_pipeline.BatchOrder(len(split), 16, s, 1) for s in seeds],
+                                     stacked=stacked, teacher_logits=teacher_logits)
+    records = []
+    writer = type('Writer', (), {'write': lambda self, phase, step, scalars: records.append((step, scalars))})()
+    state = training.fit('student', step, init(), batches, num_steps=13, mesh=mesh,
+                         teacher_variables=None if cached else teacher_variables,
+                         steps_per_dispatch=steps_per_dispatch, log_every=5, writer=writer)
+    return state, [(s, {k: v for k, v in m.items() if k != 'examples_per_sec'}) for s, m in records]
+
+  host_state, host_records = fit(0)
+  device_state, device_records = fit(4)
+  chex.assert_trees_all_equal(device_state, host_state)
+  assert [s for s, _ in host_records] == [5, 10, 13]
+  assert device_records == host_records
+  assert int(np.asarray(host_state.step).reshape(-1)[0]) == 13
+
+
+def test_auto_steps_per_dispatch(monkeypatch):
+  batches = lambda split: input_pipeline.Batches(split, [input_pipeline.BatchOrder(len(split), 16, 0, 1)])
+  mnist, host_only = batches(_split(32)), batches(_HostOnly())
+  assert training.resolve_steps_per_dispatch(-1, mnist) == 0  # CPU: one step per dispatch
+  assert training.resolve_steps_per_dispatch(7, host_only) == 7  # explicit values are kept
+  accelerator = type('Device', (), {'platform': 'gpu'})()
+  monkeypatch.setattr(jax, 'devices', lambda: [accelerator])
+  assert training.resolve_steps_per_dispatch(-1, mnist) == training.AUTO_STEPS_PER_DISPATCH
+  assert training.resolve_steps_per_dispatch(-1, host_only) == 0  # its data cannot live on the device
+
+
+class _HostOnly:
+  """A split without resident(), like the SVA splits (which trim each batch's padding)."""
+
+  def __len__(self):
+    return 32
+
+  def batch(self, idx):
+    return _split(32).batch(idx)
+
+
+def test_a_split_that_cannot_live_on_the_device_is_refused_by_name():
+  student, tx, step, teacher_variables = _kd_setup()
+  with pytest.raises(ValueError, match='config.steps_per_dispatch > 0.*_HostOnly.*steps_per_dispatch=0'):
+    training.fit('student', step, training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE),
+                 input_pipeline.Batches(_HostOnly(), [input_pipeline.BatchOrder(32, 16, 0, 1)]), num_steps=2,
+                 mesh=sharding.data_mesh(jax.devices()[:1]), teacher_variables=teacher_variables,
+                 steps_per_dispatch=2)
 
 
 def test_non_finite_loss_stops_training():
@@ -140,8 +214,7 @@ def test_non_finite_loss_stops_training():
   split = _split()
   split.images[:] = np.nan
   with pytest.raises(FloatingPointError, match='non-finite loss.*config.student.learning_rate'):
-    training.fit('student', sharding.jit_data_parallel(step, mesh),
-                 training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE),
+    training.fit('student', step, training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE),
                  input_pipeline.Batches(split, [input_pipeline.BatchOrder(64, 16, 0, 1)]), num_steps=2, mesh=mesh,
                  teacher_variables=teacher_variables, log_every=1)
 

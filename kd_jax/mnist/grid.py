@@ -157,10 +157,9 @@ def train_online_pair(setup: str, config, train: data_lib.Split, mesh, workdir: 
                                  compute_dtype=config.compute_dtype))
     state = (trainer.init_instances(teacher, teacher_tx, run_seeds, trainer.TEACHER_STREAM, stacked, example),
              trainer.init_instances(student, student_tx, run_seeds, trainer.STUDENT_STREAM, stacked, example))
-    step_fn = sharding.jit_data_parallel(jax.vmap(step, in_axes=(0, 0, None)) if stacked else step, mesh,
-                                         batches.partition_spec)
     name = f'{setup}_online' + ('' if stacked else f'_seed_{run_seeds[0]}')
-    state = training.fit(name, step_fn, state, batches, num_steps=num_steps, mesh=mesh,
+    state = training.fit(name, jax.vmap(step, in_axes=(0, 0, None)) if stacked else step, state, batches,
+                         num_steps=num_steps, mesh=mesh, steps_per_dispatch=config.steps_per_dispatch,
                          log_every=config.log_every_steps, writer=writer,
                          divergence_factor=config.divergence_factor,
                          settings_field=f'config.models.{student_name}')

@@ -74,12 +74,15 @@ def test_grid_distils_from_saved_teachers_one_per_seed(grid_report, tiny_mnist_d
 
 
 def test_online_grid(tiny_mnist_dir, tmp_path):
-  config = grid_smoke_config(tiny_mnist_dir, **{'mode': 'online', 'data.num_test': 0})
-  config.setups = ('cnn_to_mlp',)
-  report = grid.run(config, str(tmp_path))
+  run = lambda steps_per_dispatch: grid.run(grid_smoke_config(tiny_mnist_dir, **{
+      'mode': 'online', 'data.num_test': 0, 'setups': ('cnn_to_mlp',), 'seed_parallelism': 'vmap',
+      'steps_per_dispatch': steps_per_dispatch}), str(tmp_path / str(steps_per_dispatch)))
+  report = run(0)
   assert report['mode'] == 'online' and len(report['setups']['cnn_to_mlp']['instances']) == 2
-  assert os.listdir(tmp_path / 'cnn_to_mlp_online')
-  assert not os.path.exists(tmp_path / 'cnn')  # no separately trained teacher
+  assert os.listdir(tmp_path / '0' / 'cnn_to_mlp_online')
+  assert not os.path.exists(tmp_path / '0' / 'cnn')  # no separately trained teacher
+  # Teacher and student pairs, vmapped over seeds, 5 steps per device program: the same students.
+  assert run(5)['setups']['cnn_to_mlp']['instances'] == report['setups']['cnn_to_mlp']['instances']
 
 
 @pytest.mark.parametrize('overrides,match', [
