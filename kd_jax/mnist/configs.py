@@ -2,7 +2,8 @@
 
 Variants (``--config=configs/mnist_cnn_to_mlp.py:paper``; several joined by ','):
 ``cpu`` (the default, sized for a 2-core CPU), ``paper`` (the paper code's
-recipe, for accelerators) and ``smoke`` (seconds-long, for tests).
+recipe, for accelerators), ``long`` (the grid only: students from 10 to 400
+epochs) and ``smoke`` (seconds-long, for tests).
 """
 import ml_collections
 
@@ -140,7 +141,17 @@ def _grid_smoke(config):
     _smoke_model(model)
 
 
-GRID_VARIANTS = {'cpu': None, 'paper': _grid_paper, 'smoke': _grid_smoke}
+def _grid_long(config):
+  """Long students at CPU cost: the paper's four MNIST setups, a stronger CNN teacher (5 epochs, trained once), MLPs
+  at 10 … 400 epochs from cached teacher logits (students and the independent MLP alike)."""
+  config.setups = ('cnn', 'mlp', 'cnn_to_mlp', 'mlp_to_mlp')
+  config.models.cnn.num_epochs = 5.0
+  config.student_epochs = (10, 50, 100, 200, 400)
+  config.log_every_steps = 2000
+  config.checkpoint_every_steps = 20_000
+
+
+GRID_VARIANTS = {'cpu': None, 'paper': _grid_paper, 'long': _grid_long, 'smoke': _grid_smoke}
 
 
 def grid_config(variants: str = '') -> ml_collections.ConfigDict:
@@ -156,5 +167,8 @@ def grid_config(variants: str = '') -> ml_collections.ConfigDict:
                    for name, settings in MODEL_SETTINGS.items()}
   config.student_loss = 'distillation'  # the loss of every student (kd_jax/losses.py), its settings in config.kd
   config.student_overrides = {}  # settings that differ for the student role, e.g. {'learning_rate': 1e-4}
+  # E.g. (10, 50, 100): one grid per number of student epochs (students and their independent rows at matched
+  # epochs, teacher-only models trained once), and a report of the results against it; () = one grid.
+  config.student_epochs = ()
   _shared_fields(config)
   return config_lib.apply_variants(config, variants, GRID_VARIANTS)

@@ -64,6 +64,10 @@ def check_grid_config(config):
     raise ValueError(f'unknown grid mode {config.mode!r} (config.mode); choose one of {MODES}')
   if config.num_seeds < 1:
     raise ValueError(f'config.num_seeds must be ≥ 1, got {config.num_seeds}')
+  if config.student_epochs and config.mode == 'online':
+    raise ValueError("config.student_epochs needs config.mode='offline' (teachers trained once, then reused)")
+  if any(isinstance(e, bool) or not isinstance(e, (int, float)) or not e > 0 for e in config.student_epochs):
+    raise ValueError(f'config.student_epochs must hold positive numbers of epochs, got {config.student_epochs!r}')
   if config.snapshots and config.mode == 'online':
     raise ValueError("config.snapshots=True needs config.mode='offline': the online grid takes no snapshots")
   vmap_seeds(config)
@@ -176,8 +180,45 @@ def train_online_pair(setup: str, config, train: data_lib.Split, mesh, workdir: 
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
-  """Trains and evaluates every setup of ``config.setups``; writes and returns the report."""
+  """The grid, or with ``config.student_epochs`` one grid per student budget (:func:`run_student_epochs`)."""
   check_grid_config(config)
+  if config.student_epochs:
+    return run_student_epochs(config, workdir)
+  return run_grid(config, workdir)
+
+
+def run_student_epochs(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  """One grid per entry E of ``config.student_epochs``, in ``<workdir>/student_epochs_<E>``.
+
+  Every model that is a student in some setup trains E epochs in every role (its
+  independent row too: the comparison is at matched epochs); a model that is only
+  a teacher is trained once, in the first grid, and restored from there by the
+  others (the same teachers at every E). Writes ``student_epochs.json/.md`` and
+  ``student_epochs.png`` (accuracy and ECE against E; each KD setup's gain over
+  its independent student, paired by seed).
+  """
+  students = {parse_setup(setup)[1] for setup in config.setups} - {''}
+  teachers_only = {parse_setup(setup)[0] for setup in config.setups} - students
+  grids, first_dir = {}, None
+  for epochs in config.student_epochs:
+    sub = ml_collections.ConfigDict(config.to_dict())
+    sub.student_epochs = ()
+    for name in students:
+      sub.models[name].num_epochs = float(epochs)
+    for name in teachers_only:
+      if first_dir is not None and not sub.models[name].checkpoint:
+        sub.models[name].checkpoint = os.path.join(first_dir, name, '' if vmap_seeds(config) else 'seed_{seed}')
+    directory = os.path.join(workdir, f'student_epochs_{epochs:g}')
+    logging.info('Student epochs %g: grid in %s', epochs, directory)
+    grids[f'{epochs:g}'] = run_grid(sub, directory)
+    first_dir = first_dir or directory
+  sweep = report.student_epochs_summary(grids)
+  report.write_student_epochs_report(sweep, workdir)
+  return sweep
+
+
+def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  """Trains and evaluates every setup of ``config.setups``; writes and returns the report."""
   paths.absolute(workdir).mkdir(parents=True, exist_ok=True)
   t_start = time.perf_counter()
   data, train, test_sets = experiment.load_data(config)
