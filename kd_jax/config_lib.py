@@ -30,6 +30,7 @@ def phase_config(model: str, model_kwargs, loss: str, **settings) -> ml_collecti
       decay_steps=10_000,  # exponential only: × decay_rate every decay_steps (continuous)
       decay_rate=0.96,  # exponential only
       clip_norm=1.0,
+      l2=0.0,  # λ of an L2 penalty λ·Σw² on kernels and embeddings (Keras kernel_regularizer); 0: none
       # Teacher only: a saved teacher's Orbax directory -> offline KD, no teacher training. '{seed}' in it is
       # replaced by each seed, e.g. 'DIR/teacher/seed_{seed}': one saved teacher per student seed.
       checkpoint='',
@@ -111,6 +112,7 @@ def check_phase(config, field: str, num_devices: int):
     check_int(config, f'{field}.decay_steps', 1)
     check_number(config, f'{field}.decay_rate')
   check_number(config, f'{field}.clip_norm', low_open=False)
+  check_number(config, f'{field}.l2', low_open=False)
   for key, value in _get(config, f'{field}.model_kwargs').items():
     if 'dropout' in key:
       check_number(config, f'{field}.model_kwargs.{key}', low_open=False, high=1.0, high_open=True)

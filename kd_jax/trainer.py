@@ -272,18 +272,20 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
 
 
 def report_teacher_targets(name, config, train, mesh, writer, teacher, teacher_variables, teacher_logits, stacked):
-  """Logs (and writes as the phase's step-0 metrics) what the student will be taught: the teacher's eval-mode
-  targets at the KD temperature on the training inputs (:func:`kd_jax.metrics.teacher_targets`).
+  """Logs (and writes as the phase's step-0 metrics) what the student will be taught: the teacher's targets at
+  the KD temperature on the training inputs (:func:`kd_jax.metrics.teacher_targets`) — in eval mode, or with
+  ``kd.teacher_mode='train'`` in training mode (one dropout draw per example, batch statistics of each eval batch),
+  as the step computes them.
 
-  Classification only (per-token LM targets would be [N, L, vocabulary]); with ``kd.teacher_mode='train'`` the
-  step's targets vary with dropout, and the eval-mode numbers are an upper bound on how label-like they are.
+  Classification only (per-token LM targets would be [N, L, vocabulary]).
   """
   everything = train.batch(np.arange(len(train)))
   labels = everything['label']
   if labels.ndim != 1:
     return
   if teacher_logits is None:
-    predict = training.make_predict_fn(teacher, mesh, config.eval.batch_size, config.compute_dtype)
+    predict = training.make_predict_fn(teacher, mesh, config.eval.batch_size, config.compute_dtype,
+                                       train_mode=teacher_mode(config) == 'train')
     instances = [instance(teacher_variables, k) for k in range(len(jax.tree_util.tree_leaves(teacher_variables)[0]))
                  ] if stacked else [teacher_variables]
     teacher_logits = np.stack([predict(v, everything['inputs']) for v in instances])
@@ -292,8 +294,8 @@ def report_teacher_targets(name, config, train, mesh, writer, teacher, teacher_v
                                   config.kd.temperature)
   label_like = ' — the targets are (nearly) the labels: KD can teach little beyond them' if (
       stats['below_0.9'] < 0.01) else ''
-  logging.info('%s: teacher targets at T = %g on the training inputs: mean p(gold) %.4f, %.1f%% below 0.9, '
-               'entropy %.3f nats%s', name, config.kd.temperature, stats['p_gold'], 100 * stats['below_0.9'],
+  logging.info('%s: %s-mode teacher targets at T = %g on the training inputs: mean p(gold) %.4f, %.1f%% below '
+               '0.9, entropy %.3f nats%s', name, teacher_mode(config), config.kd.temperature, stats['p_gold'], 100 * stats['below_0.9'],
                stats['entropy'], label_like)
   if writer is not None:
     writer.write(name, 0, {f'teacher_targets/{k}': v for k, v in stats.items()})
@@ -318,6 +320,9 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 # ----------------------------------------------------------------------------- what determines a run
+
+LATER_SETTINGS = {'l2': 0.0}
+
 
 class SettingsMismatchError(ValueError):
   """A workdir's checkpoints were trained with other settings than the config asks for."""
@@ -353,12 +358,15 @@ def run_settings(cfg, config, train, *, seeds, stream: int, stacked: bool, num_s
   (its variables, or its cached logits). Logging, checkpointing and evaluation
   settings are not part of it.
   """
-  settings = {k: v for k, v in _flatten(cfg.to_dict()).items() if k != 'checkpoint'}
+  # Settings added after checkpoints were first written are recorded only when not at their default, so those
+  # checkpoints still resume.
+  settings = {k: v for k, v in _flatten(cfg.to_dict()).items()
+              if k != 'checkpoint' and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
   if losses.loss_spec(cfg.loss).uses_teacher:
     settings.update({f'kd.{k}': v for k, v in _flatten(config.kd.to_dict()).items()})
     settings['teacher (digest of its variables or cached logits)'] = (
         None if teacher_targets is None else digest(teacher_targets))
-  if config.compute_dtype != 'float32':  # recorded only when not the default: float32 checkpoints predate the field
+  if config.compute_dtype != 'float32':  # recorded only when not the default, as LATER_SETTINGS
     settings['compute_dtype'] = config.compute_dtype
   settings.update({'seeds': list(seeds), 'stream': stream, 'vmapped': stacked, 'num_steps': num_steps,
                    'training data (digest)': digest(train.batch(np.arange(len(train)))),

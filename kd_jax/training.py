@@ -96,10 +96,19 @@ def make_schedule(cfg, total_steps: int) -> optax.Schedule:
 
 
 def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
-  """Gradient clipping by global norm, then ``cfg.optimizer`` on ``cfg.schedule``."""
+  """L2 (``cfg.l2``), gradient clipping by global norm, then ``cfg.optimizer`` on ``cfg.schedule``.
+
+  ``cfg.l2`` = λ adds the gradient of λ·Σw² over the kernels and embeddings (parameters of rank ≥ 2) before
+  clipping: Keras' ``kernel_regularizer=l2(λ)``, as the paper's code trains.
+  """
   if cfg.optimizer not in OPTIMIZERS:
     raise ValueError(f'unknown optimizer {cfg.optimizer!r}; choose one of {sorted(OPTIMIZERS)}')
-  parts = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm else []
+  parts = []
+  if cfg.get('l2', 0.0):
+    parts.append(optax.add_decayed_weights(2.0 * cfg.l2, mask=lambda params: jax.tree_util.tree_map(
+        lambda p: p.ndim >= 2, params)))
+  if cfg.clip_norm:
+    parts.append(optax.clip_by_global_norm(cfg.clip_norm))
   parts.append(OPTIMIZERS[cfg.optimizer](make_schedule(cfg, total_steps)))
   return optax.chain(*parts)
 
@@ -265,7 +274,7 @@ def fit(phase: str, step: Callable, state, batches: Batches, *, num_steps: int, 
   # Place state and teacher as the step returns them, so the step compiles once.
   state, teacher_variables = sharding.replicate((state, teacher_variables), mesh)
   guard = _LossGuard(phase, divergence_factor, settings_field or f'config.{phase}')
-  stops = sorted({*snapshot_steps, num_steps})
+  stops = sorted({*(snapshot_steps if snapshot_fn is not None else ()), num_steps})
   pending, fetched, t_rate, rate_steps = [], [], None, 0  # metrics: on the device / fetched and checked
 
   def fetch():  # the metrics since the last fetch to host ([steps, ...] each), loss-checked
@@ -369,18 +378,29 @@ def _format_seconds(seconds: float) -> str:
 
 # ----------------------------------------------------------------------------- evaluation
 
-def make_predict_fn(model: nn.Module, mesh: Mesh, batch_size: int, compute_dtype: str = 'float32'):
-  """Returns ``predict(variables, inputs) -> logits`` (numpy), eval mode, batched and sharded over the mesh."""
+def make_predict_fn(model: nn.Module, mesh: Mesh, batch_size: int, compute_dtype: str = 'float32',
+                    train_mode: bool = False):
+  """Returns ``predict(variables, inputs) -> logits`` (numpy), eval mode, batched and sharded over the mesh.
+
+  ``train_mode``: what a teacher run in training mode gives inside the KD step instead — dropout on (batch i's key
+  is ``fold_in(PRNGKey(0), i)``) and batch statistics of each batch of ``batch_size``.
+  """
   sharding.check_batch_size(batch_size, mesh, 'eval batch size')
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   model_apply = apply_fn(model, compute_dtype)
-  apply = jax.jit(lambda variables, x: model_apply(variables, x, train=False),
-                  in_shardings=(replicated, sharded), out_shardings=sharded)
+
+  def forward(variables, x, key):
+    if not train_mode:
+      return model_apply(variables, x, train=False)
+    return model_apply(variables, x, train=True, rngs={'dropout': key}, mutable=['batch_stats'])[0]
+
+  apply = jax.jit(forward, in_shardings=(replicated, sharded, replicated), out_shardings=sharded)
 
   def predict(variables, inputs: np.ndarray) -> np.ndarray:
     n = len(inputs)
     padded = np.concatenate([inputs, np.zeros((-n % batch_size,) + inputs.shape[1:], inputs.dtype)])
-    outputs = [apply(variables, sharding.shard_batch(padded[i:i + batch_size], mesh))
+    outputs = [apply(variables, sharding.shard_batch(padded[i:i + batch_size], mesh),
+                     jax.random.fold_in(jax.random.PRNGKey(0), i // batch_size))
                for i in range(0, len(padded), batch_size)]
     return np.concatenate(sharding.to_host(outputs))[:n]
 

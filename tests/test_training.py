@@ -219,6 +219,37 @@ def test_non_finite_loss_stops_training():
                  teacher_variables=teacher_variables, log_every=1)
 
 
+def test_train_mode_predictions_are_the_teacher_in_training_mode():
+  model = models.create_model('mlp', hidden_sizes=(32, 16), dropout_rate=0.5)
+  variables = training.init_variables(model, jax.random.PRNGKey(0), IMAGE)
+  images = _split(40).images
+  mesh = sharding.data_mesh(jax.devices()[:1])
+  eval_mode = training.make_predict_fn(model, mesh, 16)(variables, images)
+  train_mode = training.make_predict_fn(model, mesh, 16, train_mode=True)
+  np.testing.assert_array_equal(train_mode(variables, images), train_mode(variables, images))  # fixed keys
+  assert np.abs(train_mode(variables, images) - eval_mode).max() > 1e-3  # dropout and batch statistics on
+  # Batch i is the model in training mode with key fold_in(PRNGKey(0), i).
+  expected, _ = model.apply(variables, images[16:32], train=True, mutable=['batch_stats'],
+                            rngs={'dropout': jax.random.fold_in(jax.random.PRNGKey(0), 1)})
+  np.testing.assert_allclose(train_mode(variables, images)[16:32], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_l2_adds_the_gradient_of_lambda_w_squared_on_kernels_only():
+  params = {'Dense_0': {'kernel': jnp.full((3, 2), 2.0), 'bias': jnp.full((2,), 5.0)}}
+  cfg = ml_collections.ConfigDict(dict(optimizer='sgd', learning_rate=0.1, schedule='constant', clip_norm=0.0,
+                                       l2=1e-2))
+  tx = training.make_optimizer(cfg, 10)
+  zero_grads = jax.tree_util.tree_map(jnp.zeros_like, params)
+  updates, _ = tx.update(zero_grads, tx.init(params), params)
+  # d/dw (λ·w²) = 2λw = 0.04 for the kernel, times −lr; biases are not penalised (as Keras' kernel_regularizer).
+  np.testing.assert_allclose(updates['Dense_0']['kernel'], -0.1 * 2 * 1e-2 * 2.0, rtol=1e-6)
+  np.testing.assert_array_equal(updates['Dense_0']['bias'], 0.0)
+  cfg.l2 = 0.0
+  tx = training.make_optimizer(cfg, 10)
+  updates, _ = tx.update(zero_grads, tx.init(params), params)
+  np.testing.assert_array_equal(updates['Dense_0']['kernel'], 0.0)
+
+
 def test_optimizer_settings():
   for schedule in ('constant', 'cosine', 'exponential'):
     cfg = ml_collections.ConfigDict(dict(optimizer='radam', learning_rate=1e-3, schedule=schedule,

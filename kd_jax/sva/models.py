@@ -13,6 +13,7 @@ bidirectional Transformer reads position 0, the bos token, as its CLS token.
 from typing import Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from kd_jax.sva.data import PAD_ID
@@ -33,25 +34,61 @@ def _check_tokens(tokens):
     raise ValueError(f'expected integer token ids of shape [batch, length], got {tokens.dtype} {tokens.shape}')
 
 
+class RecurrentDropoutLSTMCell(nn.OptimizedLSTMCell):
+  """flax's LSTM cell, its previous output multiplied by a per-sequence mask (variational recurrent dropout, Gal &
+  Ghahramani 2016; Keras' ``recurrent_dropout``). The same parameters as ``nn.OptimizedLSTMCell``."""
+
+  @nn.compact
+  def __call__(self, carry, inputs, recurrent_mask=None):  # pylint: disable=arguments-differ
+    c, h = carry
+    if recurrent_mask is not None:
+      h = h * recurrent_mask
+    return super().__call__((c, h), inputs)
+
+
 class LSTM(nn.Module):
-  """Embedding → stacked LSTMs → readout, dropout with one mask per sequence (shared over time)."""
+  """Embedding → stacked LSTMs → readout, every dropout with one mask per sequence (shared over time).
+
+  ``dropout_rate`` drops each LSTM's inputs and the last one's outputs; ``embedding_dropout`` (None: the
+  embeddings get ``dropout_rate``, which is then also the first LSTM's input dropout — the layout of earlier
+  configs) drops the embeddings; ``recurrent_dropout`` drops each LSTM's previous output where it enters the
+  gates. The paper's LSTM: embedding_dropout 0.2, dropout_rate 0.8, recurrent_dropout 0.8 (Keras LSTM
+  dropout / recurrent_dropout and an output dropout).
+  """
   vocab_size: int
   objective: str = 'classify'
   embed_dim: int = 256
   hidden_size: int = 256
   num_layers: int = 2
   dropout_rate: float = 0.2
+  embedding_dropout: Optional[float] = None
+  recurrent_dropout: float = 0.0
 
   @nn.compact
   def __call__(self, tokens, train: bool = False):
     _check_tokens(tokens)
     # broadcast_dims=(1,): the same units are dropped at every time step of a sequence.
     dropout = nn.Dropout(self.dropout_rate, broadcast_dims=(1,), deterministic=not train)
-    x = dropout(nn.Embed(self.vocab_size, self.embed_dim)(tokens))
-    for _ in range(self.num_layers):
+    x = nn.Embed(self.vocab_size, self.embed_dim)(tokens)
+    if self.embedding_dropout is None:
+      x = dropout(x)
+    else:
+      x = nn.Dropout(self.embedding_dropout, broadcast_dims=(1,), deterministic=not train)(x)
+    scan = nn.scan(RecurrentDropoutLSTMCell, variable_broadcast='params', split_rngs={'params': False},
+                   in_axes=(1, nn.broadcast), out_axes=1)
+    for i in range(self.num_layers):
+      if i or self.embedding_dropout is not None:
+        x = dropout(x)
+      recurrent_mask = None
+      if train and self.recurrent_dropout > 0:
+        keep = jax.random.bernoulli(self.make_rng('dropout'), 1.0 - self.recurrent_dropout,
+                                    (x.shape[0], self.hidden_size))
+        recurrent_mask = keep.astype(x.dtype) / (1.0 - self.recurrent_dropout)
+      carry = (jnp.zeros((x.shape[0], self.hidden_size), jnp.float32),) * 2  # as nn.RNN starts the cell
       # Right padding only follows the real tokens, so a left-to-right LSTM's
       # outputs at real positions do not depend on it.
-      x = dropout(nn.RNN(nn.OptimizedLSTMCell(self.hidden_size))(x))
+      _, x = scan(self.hidden_size, name=f'OptimizedLSTMCell_{i}')(carry, x, recurrent_mask)
+    x = dropout(x)
     if self.objective == 'lm':
       return nn.Dense(self.vocab_size)(x)
     features = _last_real(x, tokens)

@@ -119,6 +119,31 @@ def test_every_sva_config_is_valid():
     sva_configs.pair_config('lstm', 'transformer', 'big')
 
 
+def test_paper_teacher_regime(tmp_path):
+  config = load_config('sva_lstm_to_transformer', 'paper_teacher')
+  sva_experiment.check_config(config)
+  assert dict(config.teacher.model_kwargs) == dict(sva_configs.MODEL_KWARGS['lstm'], dropout_rate=0.8,
+                                                   embedding_dropout=0.2, recurrent_dropout=0.8)
+  assert (config.teacher.l2, config.kd.teacher_mode, config.cache_teacher_logits) == (1e-5, 'train', False)
+  with pytest.raises(ValueError, match="':paper_teacher' variant is the authors' LSTM teacher regime"):
+    load_config('sva_transformer_to_lstm', 'paper_teacher')
+  # A smoke run in that regime: the student learns from the train-mode teacher inside its step, and the targets it
+  # sees are measured in training mode (not the eval-mode targets of the same teacher).
+  config = load_config('sva_smoke', 'paper_teacher', **{'num_seeds': 1, 'train_independent_student': False})
+  main.run(config, str(tmp_path))
+  records = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+  targets = [r for r in records if r['phase'] == 'student/seed_0' and r['step'] == 0][0]
+  eval_config = load_config('sva_smoke', 'paper_teacher', **{'num_seeds': 1, 'train_independent_student': False,
+                                                              'kd.teacher_mode': 'eval',
+                                                              'teacher.checkpoint': str(tmp_path / 'teacher' / 'seed_0')})
+  eval_config.cache_teacher_logits = True
+  main.run(eval_config, str(tmp_path / 'eval'))
+  eval_targets = [json.loads(line) for line in open(tmp_path / 'eval' / 'metrics.jsonl')
+                  if '"step": 0' in line and 'teacher_targets' in line][0]
+  assert targets['teacher_targets/p_gold'] != eval_targets['teacher_targets/p_gold']
+  assert targets['teacher_targets/entropy'] != eval_targets['teacher_targets/entropy']
+
+
 @pytest.mark.parametrize('overrides, error, match', [
     ({'data.source': 'wiki'}, ValueError, "unknown config.data.source 'wiki'"),
     ({'teacher.model': 'gru'}, ValueError, "unknown SVA model 'gru'"),
@@ -131,6 +156,7 @@ def test_every_sva_config_is_valid():
     ({'data.length_bucket': 0}, ValueError, r'config.data.length_bucket must be an integer ≥ 1'),
     ({'student.batch_size': 12}, ValueError, r'config.student.batch_size must be a multiple of the 8 devices'),
     ({'teacher.model_kwargs.dropout_rate': -0.1}, ValueError, r'config.teacher.model_kwargs.dropout_rate must be'),
+    ({'teacher.l2': -1e-5}, ValueError, r'config.teacher.l2 must be a finite number in \[0, inf\]'),
 ])
 def test_bad_settings_fail_with_a_clear_error(tmp_path, overrides, error, match):
   with pytest.raises(error, match=match):

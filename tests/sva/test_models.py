@@ -87,6 +87,29 @@ def test_dropout_only_in_training():
   chex.assert_trees_all_equal(model.apply(variables, tokens), model.apply(variables, tokens))
 
 
+def test_recurrent_dropout_is_one_mask_per_sequence_and_only_in_training():
+  tokens = _tokens(ROWS, 8)
+  plain = _model('lstm', dropout_rate=0.0)
+  regime = _model('lstm', dropout_rate=0.0, embedding_dropout=0.0, recurrent_dropout=0.5)
+  variables = _init(plain, tokens)
+  # The same parameters (checkpoints interchange) and, in eval mode, the same function.
+  chex.assert_trees_all_equal_shapes(_init(regime, tokens), variables)
+  chex.assert_trees_all_equal(regime.apply(variables, tokens), plain.apply(variables, tokens))
+  train = lambda model, seed: model.apply(variables, tokens, train=True, rngs={'dropout': jax.random.PRNGKey(seed)})
+  chex.assert_trees_all_equal(train(plain, 0), plain.apply(variables, tokens))  # no dropout anywhere: same
+  assert np.abs(np.asarray(train(regime, 0) - train(regime, 1))).max() > 1e-4  # the recurrent masks drop
+
+  # The cell multiplies its previous output by the mask, the same mask at every step: a mask of ones is no
+  # dropout, a mask of zeros makes every step see h = 0 (its cell state c still carries the past).
+  cell = sva_models.RecurrentDropoutLSTMCell(4)
+  x = jax.random.normal(jax.random.PRNGKey(2), (3, 5))
+  carry = (jax.random.normal(jax.random.PRNGKey(3), (3, 4)), jax.random.normal(jax.random.PRNGKey(4), (3, 4)))
+  params = cell.init(jax.random.PRNGKey(0), carry, x)
+  chex.assert_trees_all_equal(cell.apply(params, carry, x, jnp.ones((3, 4))), cell.apply(params, carry, x))
+  chex.assert_trees_all_equal(cell.apply(params, carry, x, jnp.zeros((3, 4))),
+                              cell.apply(params, (carry[0], jnp.zeros((3, 4))), x))
+
+
 def test_bad_models_and_inputs():
   with pytest.raises(ValueError, match="unknown SVA model 'gru'"):
     sva_models.create_model('gru', vocab_size=VOCAB)
