@@ -38,6 +38,7 @@ def check_config(config: ml_collections.ConfigDict):
     config_lib.check_phase(config, phase, jax.device_count())
     models.create_model(config[phase].model, **config[phase].model_kwargs)
   config_lib.check_choice(config, 'cache_teacher_logits', (False, True))
+  config_lib.check_number(config, 'data.demo_teacher_epochs', low_open=False)
   trainer.check_kd_config(config, config.teacher.loss, config.student.loss)
 
 
@@ -79,6 +80,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   paths.absolute(workdir).mkdir(parents=True, exist_ok=True)
   t_start = time.perf_counter()
   data, train, test_sets = load_data(config)
+  if data.demo_sample and config.data.demo_teacher_epochs and not config.teacher.checkpoint:
+    # 4,000 digits are 31 steps an epoch: the full-MNIST schedule leaves the teacher far from converged.
+    logging.warning('Demo sample: the teacher trains %g epochs (config.data.demo_teacher_epochs) instead of %g',
+                    config.data.demo_teacher_epochs, config.teacher.num_epochs)
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.teacher.num_epochs = config.data.demo_teacher_epochs
   mesh = sharding.data_mesh()
   logging.info('Devices: %d × %s; train %d examples, test %d per set', mesh.size, jax.devices()[0].platform,
                len(train), len(test_sets['mnist']))

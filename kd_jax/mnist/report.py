@@ -26,6 +26,9 @@ def results_table(results: Dict[str, Any], model_names: Dict[str, str]) -> str:
 
 def write_results(results, workdir: str, model_names: Dict[str, str]):
   warning = DEMO_WARNING if results['demo_sample'] else ''
+  if results['demo_sample'] and results['config']['data'].get('demo_teacher_epochs'):
+    warning += (f'Demo schedule: the teacher trained {results["config"]["teacher"]["num_epochs"]:g} epochs '
+                '(config.data.demo_teacher_epochs).\n\n')
   text = (f'# kd_jax results\n\n{warning}Data: {results["data_source"]}\n\n'
           f'Train examples: {results["num_train"]}; test examples per set: {results["num_test"]}; '
           f'final checkpoints (not best); ECE with {results["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.).\n\n'

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import ROOT
 from conftest import load_config
+from kd_jax import checkpoints
 from kd_jax import trainer
 from kd_jax.mnist import data as data_lib
 from kd_jax.mnist import experiment
@@ -263,3 +264,20 @@ def test_cached_teacher_logits_give_the_same_student_as_the_teacher_in_the_step(
   with pytest.raises(ValueError, match='cache_teacher_logits needs a deterministic teacher'):
     experiment.run(smoke_config(tiny_mnist_dir, **{'cache_teacher_logits': True, 'kd.teacher_mode': 'train'}),
                    str(tmp_path / 'bad'))
+
+
+def test_the_demo_sample_trains_the_teacher_longer_and_says_so(tiny_mnist_dir, tmp_path, monkeypatch):
+  real = data_lib.load_mnist(tiny_mnist_dir, 0)
+  demo = data_lib.MnistData(real.train, real.test, 'the demo sample (stand-in)', demo_sample=True)
+  monkeypatch.setattr(data_lib, 'load_mnist', lambda *unused: demo)
+  config = smoke_config('', **{'data.demo_teacher_epochs': 5.0, 'data.num_train': 256})  # smoke: 3 epochs of 64
+  results = experiment.run(config, str(tmp_path))
+  assert results['config']['teacher']['num_epochs'] == 5.0 and results['config']['student']['num_epochs'] == 3.0
+  assert checkpoints.read_meta(str(tmp_path / 'teacher'))['step'] == 5 * 256 // 64
+  assert 'Demo schedule: the teacher trained 5 epochs' in open(tmp_path / 'results.md').read()
+  assert load_config('mnist_cnn_to_mlp').data.demo_teacher_epochs == 15.0  # README's first command
+  # On real MNIST files the field changes nothing.
+  monkeypatch.setattr(data_lib, 'load_mnist', lambda *unused: real)
+  results = experiment.run(config, str(tmp_path / 'real'))
+  assert results['config']['teacher']['num_epochs'] == 3.0
+  assert 'Demo schedule' not in open(tmp_path / 'real' / 'results.md').read()
