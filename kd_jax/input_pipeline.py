@@ -3,7 +3,7 @@
 Any dataset with ``len`` and ``batch(indices) -> dict`` works (each task's
 in-memory split); one with a ``lengths`` attribute gets batches of similar
 sequence lengths. One with ``resident() -> (arrays, decode)`` can also live on
-the device, its batches gathered there (:meth:`Batches.gather`): ``arrays``
+the device, its batches gathered there (:meth:`Batches.resident`): ``arrays``
 holds every example (e.g. images as uint8) and ``decode`` (jittable) turns
 gathered rows into exactly what ``batch(indices)`` gives.
 """

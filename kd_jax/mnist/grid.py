@@ -207,7 +207,7 @@ def run_student_epochs(config: ml_collections.ConfigDict, workdir: str) -> Dict[
       sub.models[name].num_epochs = float(epochs)
     for name in teachers_only:
       if first_dir is not None and not sub.models[name].checkpoint:
-        sub.models[name].checkpoint = os.path.join(first_dir, name, '' if vmap_seeds(config) else 'seed_{seed}')
+        sub.models[name].checkpoint = os.path.join(first_dir, name, *(() if vmap_seeds(config) else ('seed_{seed}',)))
     directory = os.path.join(workdir, f'student_epochs_{epochs:g}')
     logging.info('Student epochs %g: grid in %s', epochs, directory)
     grids[f'{epochs:g}'] = run_grid(sub, directory)

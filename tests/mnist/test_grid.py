@@ -73,6 +73,32 @@ def test_grid_distils_from_saved_teachers_one_per_seed(grid_report, tiny_mnist_d
     assert report['setups'][setup]['instances'] == first['setups'][setup]['instances']
 
 
+def test_students_at_several_budgets(tiny_mnist_dir, tmp_path):
+  config = grid_smoke_config(tiny_mnist_dir, **{'data.num_test': 0, 'seed_parallelism': 'sequential',
+                                                'student_epochs': (1, 2), 'setups': ('cnn', 'mlp', 'cnn_to_mlp')})
+  sweep = grid.run(config, str(tmp_path))
+  grids = {e: json.load(open(tmp_path / f'student_epochs_{e}' / 'grid.json')) for e in ('1', '2')}
+  assert list(sweep['student_epochs']) == ['1', '2']
+  for epochs, report in grids.items():  # the student model, as a student and independent, at matched epochs
+    assert report['config']['models']['mlp']['num_epochs'] == float(epochs)
+    assert report['config']['models']['cnn']['num_epochs'] == config.models.cnn.num_epochs
+  # The CNN (only ever a teacher) is trained once and reused: the same CNN rows, no second CNN directory.
+  assert not os.path.exists(tmp_path / 'student_epochs_2' / 'cnn')
+  assert grids['2']['config']['models']['cnn']['checkpoint'] == str(tmp_path / 'student_epochs_1' / 'cnn' /
+                                                                      'seed_{seed}')
+  assert grids['1']['setups']['cnn']['instances'] == grids['2']['setups']['cnn']['instances']
+  assert grids['1']['setups']['mlp']['instances'] != grids['2']['setups']['mlp']['instances']
+  # Gains are paired by seed: the mean of each seed's CNN→MLP − MLP.
+  for epochs, report in grids.items():
+    setups = report['setups']
+    paired = [d['mnist_translate']['accuracy'] - i['mnist_translate']['accuracy']
+              for d, i in zip(setups['cnn_to_mlp']['instances'], setups['mlp']['instances'])]
+    gain = sweep['student_epochs'][epochs]['gain_over_independent']['cnn_to_mlp']['mnist_translate']
+    assert gain['mean'] == pytest.approx(np.mean(paired)) and gain['n'] == 2
+  assert '**MNIST-Translated**' in open(tmp_path / 'student_epochs.md').read()
+  assert os.path.getsize(tmp_path / 'student_epochs.png') > 10_000
+
+
 def test_online_grid(tiny_mnist_dir, tmp_path):
   run = lambda steps_per_dispatch: grid.run(grid_smoke_config(tiny_mnist_dir, **{
       'mode': 'online', 'data.num_test': 0, 'setups': ('cnn_to_mlp',), 'seed_parallelism': 'vmap',
@@ -90,6 +116,8 @@ def test_online_grid(tiny_mnist_dir, tmp_path):
     ({'num_seeds': 0}, 'num_seeds must be ≥ 1'),
     ({'kd.teacher_mode': 'train'}, 'cache_teacher_logits needs a deterministic teacher'),
     ({'seed_parallelism': 'threads'}, "unknown config.seed_parallelism 'threads'"),
+    ({'student_epochs': (10, -1)}, 'student_epochs must hold positive numbers of epochs'),
+    ({'student_epochs': (10,), 'mode': 'online'}, "student_epochs needs config.mode='offline'"),
     ({'kd.alpha': -1.0}, r'\[0, 1\]'),
     ({'models.cnn.batch_size': 0}, r'config.models.cnn.batch_size must be an integer ≥ 1'),
 ])
