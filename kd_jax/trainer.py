@@ -295,8 +295,8 @@ def report_teacher_targets(name, config, train, mesh, writer, teacher, teacher_v
   label_like = ' — the targets are (nearly) the labels: KD can teach little beyond them' if (
       stats['below_0.9'] < 0.01) else ''
   logging.info('%s: %s-mode teacher targets at T = %g on the training inputs: mean p(gold) %.4f, %.1f%% below '
-               '0.9, entropy %.3f nats%s', name, teacher_mode(config), config.kd.temperature, stats['p_gold'], 100 * stats['below_0.9'],
-               stats['entropy'], label_like)
+               '0.9, entropy %.3f nats%s', name, teacher_mode(config), config.kd.temperature, stats['p_gold'],
+               100 * stats['below_0.9'], stats['entropy'], label_like)
   if writer is not None:
     writer.write(name, 0, {f'teacher_targets/{k}': v for k, v in stats.items()})
 

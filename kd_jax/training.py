@@ -251,13 +251,15 @@ def fit(phase: str, step: Callable, state, batches: Batches, *, num_steps: int, 
   ``steps_per_dispatch`` (:func:`compile_loop`): 0 runs one jitted step per host
   batch; K > 0 runs up to K steps per device program with the data on the
   device, cut at every logging, checkpoint and snapshot step, so both give the
-  same states at the same steps; negative: :func:`resolve_steps_per_dispatch`. Stops with FloatingPointError when a loss is
-  non-finite or, with a ``divergence_factor``, exceeds that factor × max(1, the
-  loss of the first step run); the losses since the last check are checked
-  before every save, so a diverged state never replaces a good checkpoint.
-  ``settings_field`` (e.g. ``config.student``) names the settings to change in
-  that error. ``snapshot_fn(state)`` runs at each of ``snapshot_steps`` reached
-  (the starting step included): the snapshots for the analyses.
+  same states at the same steps; negative: :func:`resolve_steps_per_dispatch`.
+
+  Stops with FloatingPointError when a loss is non-finite or, with a
+  ``divergence_factor``, exceeds that factor × max(1, the loss of the first
+  step run); the losses since the last check are checked before every save, so
+  a diverged state never replaces a good checkpoint. ``settings_field`` (e.g.
+  ``config.student``) names the settings to change in that error.
+  ``snapshot_fn(state)`` runs at each of ``snapshot_steps`` reached (the
+  starting step included): the snapshots for the analyses.
   """
   start = current_step(state)
   if snapshot_fn is not None and start in snapshot_steps and start < num_steps:
