@@ -201,13 +201,14 @@ def plot_student_epochs(sweep: Dict[str, Any], path: str):
   epochs = [float(e) for e in rows]
   first = next(iter(rows.values()))
   fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
+  color = {name: f'C{i}' for i, name in enumerate(first['setups'])}  # a KD setup's gain in its own colour
   for col, (test_set, metric) in enumerate((('mnist_scale', 'accuracy'), ('mnist_translate', 'accuracy'),
                                             ('mnist_translate', 'ece'))):
     ax, scale = axes[col], 100.0 if metric == 'accuracy' else 1.0
     for name, setup in first['setups'].items():
       stats = [row['setups'][name]['summary'][test_set][metric] for row in rows.values()]
       ax.errorbar(epochs, [scale * s['mean'] for s in stats], yerr=[scale * s['std'] for s in stats], capsize=3,
-                  marker='o', label=setup['title'])
+                  marker='o', color=color[name], label=setup['title'])
     ax.set_title(f'{TEST_SET_TITLES[test_set]} {metric}')
     ax.set_ylabel('accuracy (%)' if metric == 'accuracy' else 'ECE')
   ax = axes[3]
@@ -215,13 +216,16 @@ def plot_student_epochs(sweep: Dict[str, Any], path: str):
     student = name.partition('_to_')[2]
     stats = [row['gain_over_independent'][name]['mnist_translate'] for row in rows.values()]
     ax.errorbar(epochs, [100 * s['mean'] for s in stats], yerr=[100 * s['std'] for s in stats], capsize=3,
-                marker='o', label=f'{first["setups"][name]["title"]} − {first["setups"][student]["title"]}')
+                marker='o', color=color[name],
+                label=f'{first["setups"][name]["title"]} − {first["setups"][student]["title"]}')
   ax.axhline(PAPER_TRANSLATE_GAIN, color='black', linestyle='--', linewidth=1, label='paper: CNN→MLP − MLP ≈ 14')
   ax.axhline(0, color='grey', linewidth=0.5)
-  ax.set_title('MNIST-Translated: gain over the independent student')
+  ax.set_title('MNIST-Translated: gain over independent')
   ax.set_ylabel('accuracy points')
   for ax in axes:
     ax.set_xscale('log')
+    ax.set_xticks(epochs, [f'{e:g}' for e in epochs])
+    ax.minorticks_off()
     ax.set_xlabel('student epochs')
     ax.legend(fontsize=7)
   fig.suptitle(f'Mean ± std over {len(sweep["seeds"])} seeds')
