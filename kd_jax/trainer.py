@@ -321,7 +321,9 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 # ----------------------------------------------------------------------------- what determines a run
 
-LATER_SETTINGS = {'l2': 0.0}
+# Settings added after checkpoints were first written, with their defaults: recorded only when not at the default,
+# so those checkpoints still resume.
+LATER_SETTINGS = {'l2': 0.0, 'compute_dtype': 'float32'}
 
 
 class SettingsMismatchError(ValueError):
@@ -358,20 +360,17 @@ def run_settings(cfg, config, train, *, seeds, stream: int, stacked: bool, num_s
   (its variables, or its cached logits). Logging, checkpointing and evaluation
   settings are not part of it.
   """
-  # Settings added after checkpoints were first written are recorded only when not at their default, so those
-  # checkpoints still resume.
-  settings = {k: v for k, v in _flatten(cfg.to_dict()).items()
-              if k != 'checkpoint' and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
+  settings = {k: v for k, v in _flatten(cfg.to_dict()).items() if k != 'checkpoint'}
   if losses.loss_spec(cfg.loss).uses_teacher:
     settings.update({f'kd.{k}': v for k, v in _flatten(config.kd.to_dict()).items()})
     settings['teacher (digest of its variables or cached logits)'] = (
         None if teacher_targets is None else digest(teacher_targets))
-  if config.compute_dtype != 'float32':  # recorded only when not the default, as LATER_SETTINGS
-    settings['compute_dtype'] = config.compute_dtype
-  settings.update({'seeds': list(seeds), 'stream': stream, 'vmapped': stacked, 'num_steps': num_steps,
+  settings.update({'compute_dtype': config.compute_dtype, 'seeds': list(seeds), 'stream': stream,
+                   'vmapped': stacked, 'num_steps': num_steps,
                    'training data (digest)': digest(train.batch(np.arange(len(train)))),
                    'training examples': len(train)})
-  return json.loads(json.dumps(settings))
+  return json.loads(json.dumps({k: v for k, v in settings.items()
+                                if not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}))
 
 
 def settings_diff(saved: Optional[Dict[str, Any]], now: Dict[str, Any]):
