@@ -82,8 +82,16 @@ def _paper_teacher(config):
   config.cache_teacher_logits = False
 
 
+def _transfer(config):
+  """A transfer set: 30,000 inputs of numpred.test.1 (the rest of it stays test_1; test_2-5 untouched) that the KD
+  student learns from the teacher alone, next to its training split. The control 'independent_transfer' trains the
+  same student on the gold labels of both."""
+  config.data.transfer_size = 30_000
+
+
 # Applied in this order (paper_teacher after smoke: a smoke run keeps the regime's dropouts).
-VARIANTS = {'classify': None, 'lm': _lm, 'paper': _paper, 'smoke': _smoke, 'paper_teacher': _paper_teacher}
+VARIANTS = {'classify': None, 'lm': _lm, 'paper': _paper, 'smoke': _smoke, 'paper_teacher': _paper_teacher,
+            'transfer': _transfer}
 
 
 def pair_config(teacher: str, student: str, variants: str = '') -> ml_collections.ConfigDict:
@@ -106,6 +114,7 @@ def pair_config(teacher: str, student: str, variants: str = '') -> ml_collection
       length_bucket=8,  # batches are trimmed to a multiple of this: less padding, a few more compilations
       num_train=0,  # 0 = all
       num_test=0,  # 0 = all (per test set)
+      transfer_size=0,  # numpred: N inputs of numpred.test.1 become a teacher-labelled transfer set (':transfer')
       synthetic=dict(num_train=4000, num_test=1000, max_intervening=4),
   )
   config.teacher = model_config(teacher, 'cross_entropy')

@@ -165,11 +165,16 @@ def paper_split(examples, seed: int = 42, fractions=(0.1, 0.01)) -> Dict[str, ob
           'test': examples.subset(order[n_train + n_valid:])}
 
 
+def split_off(examples, n: int, seed: int):
+  """(``n`` examples drawn by a seeded shuffle, the rest), each in file order."""
+  order = np.random.default_rng(seed).permutation(len(examples))
+  return examples.subset(np.sort(order[:n])), examples.subset(np.sort(order[n:]))
+
+
 def holdout_split(examples, holdout_fraction: float, seed: int):
   """(train, held-out) after a seeded shuffle; e.g. numpred.val 90/10 into train/dev."""
-  order = np.random.default_rng(seed).permutation(len(examples))
-  n_holdout = int(round(len(order) * holdout_fraction))
-  return examples.subset(np.sort(order[n_holdout:])), examples.subset(np.sort(order[:n_holdout]))
+  held_out, train = split_off(examples, int(round(len(examples) * holdout_fraction)), seed)
+  return train, held_out
 
 
 def read_full_sentences(stem: str) -> LmSentences:

@@ -9,6 +9,9 @@ evaluates all three. Layout of the workdir::
 
   vocab.json                     the word vocabulary (also in every checkpoint's metadata)
   {teacher,independent,student}/seed_<k>/   Orbax checkpoints
+  independent_transfer/seed_<k>/ with a transfer set (config.data.transfer_size): the student model on the
+                                 gold labels of train + transfer set (the control for the KD student, which
+                                 learns the transfer set from the teacher only)
   metrics.jsonl, tensorboard/    training metrics
   results.json, results.md       every run's metrics and the mean ± std table
   accuracy_by_attractors.png     accuracy against the number of attractors
@@ -39,7 +42,7 @@ from kd_jax.sva import models as sva_models
 from kd_jax.sva import report
 
 SOURCES = ('numpred', 'linzen_tsv', 'full_sentences', 'synthetic')
-ROLES = ('teacher', 'independent', 'student')
+ROLES = ('teacher', 'independent', 'student', 'independent_transfer')
 DATA_ENV = 'KD_JAX_SVA_DIR'
 
 
@@ -58,8 +61,18 @@ def check_config(config: ml_collections.ConfigDict):
   config_lib.check_job(config, num_devices)
   config_lib.check_number(config, 'data.dev_fraction', high=1.0, high_open=True)
   for field, minimum in (('split_seed', 0), ('vocab_min_count', 1), ('max_length', 0), ('length_bucket', 1),
-                         ('synthetic.num_train', 1), ('synthetic.num_test', 1), ('synthetic.max_intervening', 0)):
+                         ('transfer_size', 0), ('synthetic.num_train', 1), ('synthetic.num_test', 1),
+                         ('synthetic.max_intervening', 0)):
     config_lib.check_int(config, f'data.{field}', minimum)
+  if config.data.transfer_size:
+    if config.data.source != 'numpred' or config.objective != 'classify':
+      raise ValueError('config.data.transfer_size splits numpred.test.1 into a transfer set and a held-out part: it '
+                       f'needs data.source=numpred and objective=classify, not {config.data.source!r} / '
+                       f'{config.objective!r}')
+    if not trainer.uses_teacher(config.student) or config.kd.alpha != 1.0:
+      raise ValueError('with config.data.transfer_size the KD student must learn the transfer set from the teacher '
+                       'alone (its gold labels are for the control): set config.kd.alpha=1.0 and a distillation '
+                       f'student loss (now alpha={config.kd.alpha}, config.student.loss={config.student.loss!r})')
   for role in ('teacher', 'student'):
     config_lib.check_phase(config, role, num_devices)
     sva_models.create_model(config[role].model, vocab_size=2, objective=config.objective,
@@ -89,7 +102,9 @@ def _find(directory: str, name: str) -> str:
 
 
 def load_examples(config):
-  """(train examples, {test set name: examples}, a description of the source) per ``config.data``."""
+  """(train examples, {test set name: examples}, a description of the source, transfer examples or None) per
+  ``config.data``. With ``transfer_size`` N, N inputs drawn from numpred.test.1 (seed ``split_seed``) are the
+  transfer set and ``test_1`` is the rest of that file."""
   cfg = config.data
   if cfg.source == 'synthetic':
     train = sva_data.synthetic_grammar(cfg.synthetic.num_train, cfg.split_seed, cfg.synthetic.max_intervening)
@@ -111,6 +126,13 @@ def load_examples(config):
       tests[name] = sva_data.read_numpred(_find(directory, filename), attractors)
     source = (f'Linzen numpred: {val_path} split {1 - cfg.dev_fraction:.0%}/{cfg.dev_fraction:.0%} train/dev '
               f'(seed {cfg.split_seed}); tests numpred.test.1-5 in {epath.Path(val_path).parent}')
+    if cfg.transfer_size:
+      if cfg.transfer_size >= len(tests['test_1']):
+        raise ValueError(f'config.data.transfer_size={cfg.transfer_size} leaves nothing of numpred.test.1 '
+                         f'({len(tests["test_1"])} lines) to evaluate on')
+      transfer, tests['test_1'] = sva_data.split_off(tests['test_1'], cfg.transfer_size, cfg.split_seed)
+      source += (f'; transfer set: {len(transfer)} inputs of numpred.test.1 (seed {cfg.split_seed}), test_1 = the '
+                 f'other {len(tests["test_1"])}')
   elif cfg.source == 'linzen_tsv':
     path = _find(data_directory(config), cfg.tsv_file)
     splits = sva_data.paper_split(sva_data.read_linzen_tsv(path), seed=42)
@@ -126,7 +148,7 @@ def load_examples(config):
     train = train.subset(np.arange(min(cfg.num_train, len(train))))
   if cfg.num_test:
     tests = {k: v.subset(np.arange(min(cfg.num_test, len(v)))) for k, v in tests.items()}
-  return train, tests, source
+  return train, tests, source, transfer if cfg.transfer_size else None
 
 
 def _tokens(examples):
@@ -148,9 +170,10 @@ def probe(config, workdir: str) -> analysis.Probe:
   if config.objective != 'classify':
     raise ValueError(f"the analyses cover SVA's classification objective; {workdir} was trained with "
                      f"objective={config.objective!r}")
-  train_examples, test_examples, _ = load_examples(config)
+  train_examples, test_examples, _, transfer_examples = load_examples(config)
   vocab = sva_data.Vocab.load(epath.Path(workdir) / 'vocab.json')
-  max_length = padded_length(config, [train_examples, *test_examples.values()])
+  max_length = padded_length(config, [train_examples, *test_examples.values()] +
+                             ([transfer_examples] if transfer_examples is not None else []))
   encoded = {name: encode(examples, vocab, config, max_length) for name, examples in test_examples.items()}
   sets = {name: analysis.ProbeSet(split.tokens, split.labels, split.attractors) for name, split in encoded.items()}
   order = np.random.default_rng(0).permutation(sum(len(s.labels) for s in sets.values()))
@@ -198,8 +221,9 @@ def make_lm_scorer(model, batch_size: int, compute_dtype: str = 'float32'):
   return score
 
 
-def evaluate(model, variables, test_sets: Dict[str, sva_data.SvaSplit], mesh, config) -> Dict[str, Any]:
-  """Agreement metrics on every test set (and perplexity for language models)."""
+def evaluate(model, variables, test_sets: Dict[str, sva_data.SvaSplit], mesh, config):
+  """(agreement metrics on every test set (and perplexity for language models), the predicted classes per test set
+  (classification; None for language models))."""
   results = {}
   if config.objective == 'lm':
     score = make_lm_scorer(model, config.eval.batch_size, config.compute_dtype)
@@ -211,12 +235,15 @@ def evaluate(model, variables, test_sets: Dict[str, sva_data.SvaSplit], mesh, co
                                              split.attractors[known], split.distances[known], config.eval.ece_bins)
       results[name] = {**result, 'perplexity': sva_metrics.perplexity(total_nll, num_tokens),
                        'num_target_tokens': num_tokens, 'unscored_oov_verbs': int((~known).sum())}
-    return results
+    return results, None
   predict = make_classifier_predict(model, mesh, config.eval.batch_size, config.compute_dtype)
+  predictions = {}
   for name, split in test_sets.items():
-    results[name] = sva_metrics.agreement_metrics(predict(variables, split), split.labels, split.attractors,
-                                                  split.distances, config.eval.ece_bins)
-  return results
+    logits = predict(variables, split)
+    predictions[name] = logits.argmax(-1)
+    results[name] = sva_metrics.agreement_metrics(logits, split.labels, split.attractors, split.distances,
+                                                  config.eval.ece_bins)
+  return results, predictions
 
 
 def make_classifier_predict(model, mesh, batch_size: int, compute_dtype: str = 'float32'):
@@ -248,30 +275,40 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   check_config(config)
   paths.absolute(workdir).mkdir(parents=True, exist_ok=True)
   t_start = time.perf_counter()
-  train_examples, test_examples, source = load_examples(config)
+  train_examples, test_examples, source, transfer_examples = load_examples(config)
   logging.info('SVA data: %s; %d training examples, test sets %s', source, len(train_examples),
                {k: len(v) for k, v in test_examples.items()})
+  extra_sets = [transfer_examples] if transfer_examples is not None else []
   if config.teacher.checkpoint:
     vocab = teacher_vocab(trainer.checkpoint_path(config.teacher.checkpoint, config.seed))
   else:
     vocab = sva_data.Vocab.build(_tokens(train_examples), config.data.vocab_min_count)
   if sharding.is_primary():
     vocab.save(epath.Path(workdir) / 'vocab.json')
-  max_length = padded_length(config, [train_examples, *test_examples.values()])
+  max_length = padded_length(config, [train_examples, *test_examples.values(), *extra_sets])
   train = encode(train_examples, vocab, config, max_length)
+  # The KD student and the 'independent_transfer' control train on train + transfer set; the others on train.
+  train_of = {'teacher': train, 'independent': train}
+  if transfer_examples is not None:
+    train_of['student'] = train_of['independent_transfer'] = encode(
+        sva_data.AgreementExamples.concatenate([train_examples, transfer_examples]), vocab, config, max_length)
+  else:
+    train_of['student'] = train
   test_sets = {k: encode(v, vocab, config, max_length) for k, v in test_examples.items()}
   logging.info('Vocabulary: %d words (from the %s); sequences padded to ≤ %d tokens', len(vocab),
                'teacher checkpoint' if config.teacher.checkpoint else 'training split', max_length)
 
   mesh = sharding.data_mesh()
-  settings = {'teacher': config.teacher, 'student': config.student,
-              'independent': ml_collections.ConfigDict({**config.student.to_dict(), 'loss': 'cross_entropy'})}
+  gold_student = ml_collections.ConfigDict({**config.student.to_dict(), 'loss': 'cross_entropy'})
+  settings = {'teacher': config.teacher, 'student': config.student, 'independent': gold_student,
+              'independent_transfer': gold_student}
   model_of = {role: sva_models.create_model(cfg.model, vocab_size=len(vocab), objective=config.objective,
                                             **cfg.model_kwargs) for role, cfg in settings.items()}
-  roles = [r for r in ROLES if r != 'independent' or config.train_independent_student]
+  roles = [r for r in ROLES if r in train_of and (r != 'independent' or config.train_independent_student)]
   example = trainer.example_input(train)
   extra_meta = {'vocab': vocab.words, 'objective': config.objective}
   runs = {role: [] for role in roles}
+  teacher_predictions = {}  # per test set, this seed's teacher's: each student's per-example agreement with it
   timing = {role: 0.0 for role in roles}
   writer = trainer.MetricWriter(workdir)
   try:
@@ -283,7 +320,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         model, cfg = model_of[role], settings[role]
         if role == 'teacher':
           variables[role], directory, meta = trainer.teacher_for_seed(
-              cfg, config, model, train, mesh, directory, writer, seed=seed, name=f'teacher/seed_{seed}',
+              cfg, config, model, train_of[role], mesh, directory, writer, seed=seed, name=f'teacher/seed_{seed}',
               extra_meta=extra_meta)
           if sva_data.Vocab(meta.get('vocab', [])) != vocab:
             raise ValueError(f'the teacher in {directory} was trained with another vocabulary than the teacher of '
@@ -293,17 +330,22 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
           cached = None
           if distil and config.cache_teacher_logits and config.objective == 'classify':
             predict = make_classifier_predict(model_of['teacher'], mesh, config.eval.batch_size, config.compute_dtype)
-            cached = predict(variables['teacher'], train)
+            cached = predict(variables['teacher'], train_of[role])
           in_step = distil and cached is None
           trainer.train_model(
-              f'{role}/seed_{seed}', cfg, config, model, train, mesh, directory, writer, seeds=[seed],
+              f'{role}/seed_{seed}', cfg, config, model, train_of[role], mesh, directory, writer, seeds=[seed],
               stream=trainer.STUDENT_STREAM, teacher=model_of['teacher'] if in_step else None,
               teacher_variables=variables['teacher'] if in_step else None, teacher_logits=cached,
               extra_meta=extra_meta, settings_field='config.student')
           # Evaluate what was saved, as an offline-KD user would.
           variables[role], _ = trainer.restore_variables(model, directory, cfg, example, seed)
         timing[role] += time.perf_counter() - t0
-        result = evaluate(model, variables[role], test_sets, mesh, config)
+        result, predictions = evaluate(model, variables[role], test_sets, mesh, config)
+        if role == 'teacher':
+          teacher_predictions = predictions
+        elif predictions is not None:
+          for name, predicted in predictions.items():
+            result[name]['teacher_agreement'] = float(np.mean(predicted == teacher_predictions[name]))
         runs[role].append({'seed': seed, 'checkpoint': str(paths.absolute(directory)), **result})
         logging.info('%s seed %d: %s', role, seed, _one_line(result))
   finally:
@@ -312,6 +354,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   results = {'data_source': source, 'synthetic': config.data.source == 'synthetic', 'objective': config.objective,
              'models': {role: settings[role].model for role in roles}, 'vocab_size': len(vocab),
              'num_train': len(train), 'num_test': {k: len(v) for k, v in test_sets.items()},
+             'num_transfer': len(transfer_examples) if transfer_examples is not None else 0,
              'runs': runs, 'summary': report.summarise(runs), 'num_devices': mesh.size,
              'timing': {**{f'{r}_seconds': t for r, t in timing.items()},
                         'total_seconds': time.perf_counter() - t_start},

@@ -39,7 +39,8 @@ def summarise(runs: Dict[str, list]) -> Dict[str, Dict[str, Dict[str, float]]]:
 def _role_title(results, role) -> str:
   models = results['models']
   return {'teacher': f'{models["teacher"]} (teacher)', 'independent': f'{models["student"]} (no KD)',
-          'student': f'{models["teacher"]} → {models["student"]}'}[role]
+          'student': f'{models["teacher"]} → {models["student"]}',
+          'independent_transfer': f'{models["student"]} (no KD, gold labels of train + transfer set)'}[role]
 
 
 def results_table(results) -> str:
@@ -49,12 +50,16 @@ def results_table(results) -> str:
   if results['objective'] == 'lm':
     metrics.append(('Perplexity', 'perplexity', 1.0, 1))
   metrics.append(('Accuracy (%), macro mean over subject–verb distances 1–16', 'macro_distance_accuracy', 100.0, 2))
+  metrics.append(("Agreement with the same seed's teacher (% of test examples with the same prediction)",
+                  'teacher_agreement', 100.0, 2))
   lines = []
   for title, key, scale, digits in metrics:
     if not any(k.endswith('/' + key) for stats in summary.values() for k in stats):
       continue  # e.g. distances: only some formats give them
     lines += [f'{title}:', '', '| model | ' + ' | '.join(test_names) + ' |', '|---' * (len(test_names) + 1) + '|']
     for role, stats in summary.items():
+      if not any(k.endswith('/' + key) for k in stats):
+        continue  # e.g. the teacher's agreement with itself
       lines.append(f'| {_role_title(results, role)} | ' +
                    ' | '.join(reports.mean_std_cell(stats.get(f'{t}/{key}'), scale, digits) for t in test_names) + ' |')
     lines.append('')
@@ -102,7 +107,10 @@ def write_report(results, workdir: str):
   warning = SYNTHETIC_WARNING if results['synthetic'] else ''
   seeds = max(len(r) for r in results['runs'].values())
   text = (f'# kd_jax SVA results ({results["objective"]})\n\n{warning}Data: {results["data_source"]}\n\n'
-          f'Train examples: {results["num_train"]}; test examples: {results["num_test"]}; vocabulary '
+          f'Train examples: {results["num_train"]}'
+          + (f' (+ a transfer set of {results["num_transfer"]} inputs, teacher-labelled for the KD student, gold '
+             'labels for the "gold labels of train + transfer set" control)' if results.get('num_transfer') else '')
+          + f'; test examples: {results["num_test"]}; vocabulary '
           f'{results["vocab_size"]} words. Mean ± sample std over {seeds} seed(s); final checkpoints; '
           f'ECE with {results["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.)'
           + ('; perplexity = exp(mean NLL per target word, end token included)' if results['objective'] == 'lm'

@@ -1,4 +1,5 @@
 """The SVA job end to end on the synthetic grammar (and on real Linzen data when KD_JAX_SVA_DIR is set)."""
+import collections
 import json
 import os
 
@@ -196,6 +197,61 @@ def test_real_numpred_short_run(tmp_path):
   run = results['runs']['student'][0]
   assert set(run) >= {'dev', 'test_1', 'test_5'}
   assert run['test_3']['accuracy_by_attractors'].keys() == {'3'}
+
+
+def _tiny_numpred(directory, seed=0):
+  """numpred.val and numpred.test.1-5 in Linzen's simple format, from the synthetic grammar (tests need no data)."""
+  directory.mkdir()
+  sizes = {'numpred.val': 320, 'numpred.test.1': 160, **{f'numpred.test.{k}': 16 for k in range(2, 6)}}
+  for i, (name, size) in enumerate(sizes.items()):
+    examples = sva_data.lm_to_classification(sva_data.synthetic_grammar(size, seed + i, 2))
+    (directory / name).write_text(''.join(f'{sva_data.LABELS[label]}\t{" ".join(prefix)}\n'
+                                          for prefix, label in zip(examples.prefixes, examples.labels)))
+  return str(directory)
+
+
+def test_transfer_set_is_split_off_test_1_and_learned_from_the_teacher_only(tmp_path):
+  data_dir = _tiny_numpred(tmp_path / 'numpred')
+  config = load_config('sva_smoke', **{'data.source': 'numpred', 'data.dir': data_dir, 'data.transfer_size': 96,
+                                       'num_seeds': 1})
+  train, tests, _, transfer = sva_experiment.load_examples(config)
+  whole = sva_data.read_numpred(os.path.join(data_dir, 'numpred.test.1'), 1)
+  assert len(transfer) == 96 and len(tests['test_1']) == 64 and len(tests['test_2']) == 16
+  lines = lambda ex: collections.Counter(' '.join(p) + f'|{label}' for p, label in zip(ex.prefixes, ex.labels))
+  # A partition of numpred.test.1's lines: the transfer set is never evaluated on.
+  assert lines(transfer) + lines(tests['test_1']) == lines(whole)
+  results = main.run(config, str(tmp_path / 'run'))
+  assert set(results['runs']) == {'teacher', 'independent', 'student', 'independent_transfer'}
+  assert results['num_transfer'] == 96 and results['num_test']['test_1'] == 64
+  steps = {json.loads(line)['phase']: json.loads(line)['step'] for line in open(tmp_path / 'run' / 'metrics.jsonl')}
+  # 3 epochs at batch 32: the teacher and the gold baseline see train (288 = 320 - 10% dev), the KD student and
+  # the control train + transfer set (384).
+  assert steps['teacher/seed_0'] == steps['independent/seed_0'] == 27
+  assert steps['student/seed_0'] == steps['independent_transfer/seed_0'] == 36
+  teacher = results['runs']['teacher'][0]
+  for role in ('independent', 'student', 'independent_transfer'):
+    run = results['runs'][role][0]
+    for name in tests:
+      agreement = run[name]['teacher_agreement']
+      assert 0.0 <= agreement <= 1.0
+      # Where the two predict alike they are alike right or wrong: accuracies differ by ≤ the disagreement.
+      assert abs(run[name]['accuracy'] - teacher[name]['accuracy']) <= 1.0 - agreement + 1e-9
+    assert 'teacher_agreement' not in teacher['test_1']
+  report = open(tmp_path / 'run' / 'results.md').read()
+  assert 'transfer set of 96 inputs' in report and '(no KD, gold labels of train + transfer set)' in report
+  assert "Agreement with the same seed's teacher" in report
+
+
+@pytest.mark.parametrize('overrides, match', [
+    ({'data.transfer_size': 10}, 'needs data.source=numpred'),
+    ({'data.source': 'numpred', 'data.transfer_size': 10, 'kd.alpha': 0.5}, 'set config.kd.alpha=1.0'),
+    ({'data.source': 'numpred', 'data.transfer_size': 160}, 'leaves nothing of numpred.test.1'),
+    ({'data.transfer_size': -1}, 'config.data.transfer_size must be an integer ≥ 0'),
+])
+def test_bad_transfer_settings_fail_early(tmp_path, overrides, match):
+  config = load_config('sva_smoke', **{'data.dir': _tiny_numpred(tmp_path / 'numpred'), **overrides})
+  with pytest.raises(ValueError, match=match):
+    main.run(config, str(tmp_path / 'run'))
 
 
 def test_lm_report_says_how_many_verbs_were_not_scored():
