@@ -5,7 +5,9 @@ Verb-number classification on numpred.val (90/10 train/dev), tested on numpred.t
       --config.data.dir=../shared/data/sva
 
 Variants, combinable (e.g. ':lm,paper'): ':lm' (language modelling on the full sentences; Transformers become
-causal), ':paper' (the paper's 40 epochs), ':smoke' (seconds, synthetic data). Offline demo without data:
+causal), ':paper' (the paper's 40 epochs), ':paper_teacher' (the authors' LSTM teacher regime), ':transfer'
+(a teacher-labelled transfer set of 30,000 numpred.test.1 inputs), ':smoke' (seconds, synthetic data). Offline
+demo without data:
 --config.data.source=synthetic
 """
 from kd_jax.sva import configs
