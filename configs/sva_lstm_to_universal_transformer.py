@@ -1,4 +1,7 @@
-"""lstm teacher → universal_transformer student on subject–verb agreement (Linzen et al. 2016), several seeds.
+"""lstm teacher → causal universal_transformer student on subject–verb agreement (Linzen et al. 2016), several seeds.
+
+The authors' Universal Transformer is the causal one (it reads the last real token; d = 256), so this config's
+student is 'universal_transformer_seq'; the bidirectional one is --config.student.model=universal_transformer.
 
 Verb-number classification on numpred.val (90/10 train/dev), tested on numpred.test.1-5:
   python -m kd_jax.main --config=configs/sva_lstm_to_universal_transformer.py --workdir=/tmp/sva_lstm_to_universal_transformer \
@@ -12,4 +15,4 @@ from kd_jax.sva import configs
 
 
 def get_config(variants: str = ''):
-  return configs.pair_config('lstm', 'universal_transformer', variants)
+  return configs.pair_config('lstm', 'universal_transformer_seq', variants)

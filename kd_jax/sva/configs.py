@@ -44,7 +44,7 @@ def _lm(config):
   config.data.source = 'full_sentences'
   config.kd.alpha = 0.9
   for role in ('teacher', 'student'):
-    if config[role].model != 'lstm':
+    if config[role].model != 'lstm' and not config[role].model.endswith('_seq'):
       config[role].model += '_seq'
 
 

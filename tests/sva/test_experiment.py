@@ -112,6 +112,8 @@ def test_every_sva_config_is_valid():
       sva_experiment.check_config(config)
       assert config.task == 'sva'
   assert load_config('sva_lstm_to_transformer', 'lm').student.model == 'transformer_seq'
+  for variant in ('classify', 'lm'):  # the authors' UT is the causal one, in both objectives
+    assert load_config('sva_lstm_to_universal_transformer', variant).student.model == 'universal_transformer_seq'
   both = load_config('sva_lstm_to_transformer', 'paper,lm')  # variants compose, in a fixed order
   assert both.to_dict() == load_config('sva_lstm_to_transformer', 'lm,paper').to_dict()
   assert (both.objective, both.student.model, both.kd.alpha, both.teacher.num_epochs) == ('lm', 'transformer_seq',
