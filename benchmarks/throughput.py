@@ -59,15 +59,13 @@ def main(_):
   teacher_variables = teacher_state.variables
 
   # State is not donated here so that the same state can be stepped repeatedly.
-  def undonated(step_fn, trained):
+  def undonated(step_fn):
     sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-    return jax.jit(step_fn, in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated),
-                   compiler_options=training.compiler_options(trained))
+    return jax.jit(step_fn, in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated))
 
-  teacher_step = undonated(training.make_train_step(teacher, tx, losses.get_loss('cross_entropy')), teacher)
+  teacher_step = undonated(training.make_train_step(teacher, tx, losses.get_loss('cross_entropy')))
   kd_step = undonated(training.make_train_step(
-      student, tx, losses.get_loss('distillation', dict(temperature=5.0, alpha=1.0, scale='hinton')), teacher=teacher),
-      student)
+      student, tx, losses.get_loss('distillation', dict(temperature=5.0, alpha=1.0, scale='hinton')), teacher=teacher))
   infer = jax.jit(lambda v, x: teacher.apply(v, x, train=False))
 
   print(f'devices: {mesh.size} × {jax.devices()[0].device_kind}; CNN {_CNN.value} {dict(cnn_kwargs)}; '

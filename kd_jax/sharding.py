@@ -6,7 +6,7 @@ semantics (BatchNorm included), so a run's numbers do not depend on the number
 of devices.
 """
 import os
-from typing import Any, Callable, Dict, Optional
+from typing import Callable, Dict
 
 import jax
 from jax.experimental import multihost_utils
@@ -19,12 +19,11 @@ def data_mesh(devices=None) -> Mesh:
   return Mesh(np.asarray(devices if devices is not None else jax.devices()), ('data',))
 
 
-def jit_data_parallel(train_step: Callable, mesh: Mesh, batch_spec: P = P('data'),
-                      compiler_options: Optional[Dict[str, Any]] = None) -> Callable:
+def jit_data_parallel(train_step: Callable, mesh: Mesh, batch_spec: P = P('data')) -> Callable:
   """Jits the step with the batch sharded over the mesh (``batch_spec``) and state/teacher replicated."""
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, batch_spec)
   return jax.jit(train_step, in_shardings=(replicated, sharded, replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=0, compiler_options=compiler_options)
+                 out_shardings=(replicated, replicated), donate_argnums=0)
 
 
 def replicate(tree, mesh: Mesh):

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from kd_jax.mnist import configs
 from kd_jax.mnist import models
 
 
@@ -55,6 +56,24 @@ def test_unknown_model_and_wrong_input_shape():
     models.create_model('resnet')
   with pytest.raises(ValueError, match='28×28×1'):
     models.MLP().init(jax.random.PRNGKey(0), jnp.zeros((2, 784)))
+
+
+@pytest.mark.parametrize('width', ['cpu', 'paper'])
+def test_the_sliced_convolution_is_the_same_function_as_lax_conv(width):
+  kwargs = dict(configs.MODEL_SETTINGS['cnn'][width])
+  sliced, lax_conv = (models.create_model('cnn', **kwargs, conv_impl=impl) for impl in ('sliced', 'lax'))
+  images = jnp.asarray(np.random.default_rng(0).uniform(size=(16, 28, 28, 1)), jnp.float32)
+  variables = sliced.init(jax.random.PRNGKey(0), images[:1])
+  # The same parameters, initialised to the same values: checkpoints move between the two.
+  chex.assert_trees_all_equal(variables, lax_conv.init(jax.random.PRNGKey(0), images[:1]))
+  for train in (False, True):
+    apply = lambda model, v: model.apply(v, images, train=train, rngs={'dropout': jax.random.PRNGKey(1)},
+                                         mutable=['batch_stats'])[0]
+    chex.assert_trees_all_close(apply(sliced, variables), apply(lax_conv, variables), atol=1e-5, rtol=1e-5)
+    grads = [jax.grad(lambda v, m=m: jnp.sum(apply(m, v) ** 2))(variables) for m in (sliced, lax_conv)]
+    chex.assert_trees_all_close(grads[0], grads[1], atol=1e-4, rtol=1e-4)  # another summation order
+  with pytest.raises(ValueError, match="unknown conv_impl 'fft'"):
+    models.create_model('cnn', conv_impl='fft').init(jax.random.PRNGKey(0), images[:1])
 
 
 def test_max_pool_equals_flax_max_pool_values_and_gradients():
