@@ -59,13 +59,15 @@ def main(_):
   teacher_variables = teacher_state.variables
 
   # State is not donated here so that the same state can be stepped repeatedly.
-  def undonated(step_fn):
+  def undonated(step_fn, trained):
     sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-    return jax.jit(step_fn, in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated))
+    return jax.jit(step_fn, in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated),
+                   compiler_options=training.compiler_options(trained))
 
-  teacher_step = undonated(training.make_train_step(teacher, tx, losses.get_loss('cross_entropy')))
+  teacher_step = undonated(training.make_train_step(teacher, tx, losses.get_loss('cross_entropy')), teacher)
   kd_step = undonated(training.make_train_step(
-      student, tx, losses.get_loss('distillation', dict(temperature=5.0, alpha=1.0, scale='hinton')), teacher=teacher))
+      student, tx, losses.get_loss('distillation', dict(temperature=5.0, alpha=1.0, scale='hinton')), teacher=teacher),
+      student)
   infer = jax.jit(lambda v, x: teacher.apply(v, x, train=False))
 
   print(f'devices: {mesh.size} × {jax.devices()[0].device_kind}; CNN {_CNN.value} {dict(cnn_kwargs)}; '

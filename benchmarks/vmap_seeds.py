@@ -57,6 +57,7 @@ def main(_):
   tx = training.make_optimizer(opt, 1000)
   kd = dict(temperature=5.0, alpha=1.0, scale='hinton')
   step = training.make_train_step(student, tx, losses.get_loss('distillation', kd), teacher)
+  options = training.compiler_options(student)
   rng = np.random.default_rng(0)
   print(f'{_TEACHER.value}→{_STUDENT.value} KD, teacher in the step; {mesh.size} × {jax.devices()[0].device_kind}; '
         f'batch {_BATCH.value} per instance; {_STEPS.value} timed steps', flush=True)
@@ -69,10 +70,10 @@ def main(_):
     teachers = jax.vmap(lambda k: training.init_variables(teacher, k, example))(
         jax.random.split(jax.random.PRNGKey(9), n))
     stacked = trainer.init_instances(student, tx, seeds, trainer.STUDENT_STREAM, True, example)
-    vmapped = sharding.jit_data_parallel(jax.vmap(step), mesh, jax.sharding.PartitionSpec(None, 'data'))
+    vmapped = sharding.jit_data_parallel(jax.vmap(step), mesh, jax.sharding.PartitionSpec(None, 'data'), options)
     vmapped_rate = _steps_per_sec(vmapped, stacked, sharding.shard_batch(
         batch, mesh, jax.sharding.PartitionSpec(None, 'data')), teachers) * n * _BATCH.value
-    single = sharding.jit_data_parallel(step, mesh)
+    single = sharding.jit_data_parallel(step, mesh, compiler_options=options)
     seconds = 0.0
     for k in range(n):  # N runs one after another: time adds up
       one = lambda tree: jax.tree_util.tree_map(lambda x: x[k], tree)  # pylint: disable=cell-var-from-loop

@@ -6,9 +6,9 @@
 Each row runs the same model (the paper's maxout/BatchNorm/dropout CNN at both widths, the BatchNorm MLP, the SVA
 LSTM and Transformer), the same shapes, Adam with gradient clipping at 1.0, batch 128 (inference: 1000), in training
 mode. kd_jax: the library's step (``training.make_train_step``, jitted over the device mesh as training does,
-state donated), each batch handed from host numpy as the training loop does. PyTorch: a plain loop (zero_grad,
-forward, loss, backward, clip, step) on tensors made from the same numpy batches, NCHW for convolutions (its native
-layout). Timing excludes compilation and warm-up, blocks on the results, and is the median of ``--repeats``
+with the trained model's ``training.compiler_options``, state donated), each batch handed from host numpy as the
+training loop does. PyTorch: a plain loop (zero_grad, forward, loss, backward, clip, step) on tensors made from the
+same numpy batches, NCHW for convolutions (its native layout). Timing excludes compilation and warm-up, blocks on the results, and is the median of ``--repeats``
 measurements of about ``--seconds`` each. Both libraries get the same CPU threads (``--threads``: process affinity
 and torch.set_num_threads). On a GPU machine the same command times JAX's GPU backend against PyTorch on CUDA.
 
@@ -176,7 +176,8 @@ class JaxLoop:
     self.state = sharding.replicate(training.init_state(model, tx, jax.random.PRNGKey(0), example), self.mesh)
     self.teacher_variables = None if teacher is None else sharding.replicate(
         training.init_variables(teacher, jax.random.PRNGKey(1), example), self.mesh)
-    self.step_fn = sharding.jit_data_parallel(training.make_train_step(model, tx, loss, teacher), self.mesh)
+    self.step_fn = sharding.jit_data_parallel(training.make_train_step(model, tx, loss, teacher), self.mesh,
+                                              compiler_options=training.compiler_options(model))
     self.batches, self.i = batches, 0
 
   def __call__(self):
@@ -197,7 +198,8 @@ class JaxDeviceLoop(JaxLoop):
     batches = input_pipeline.Batches(split, [input_pipeline.BatchOrder(len(split), BATCH, 0, 1)],
                                      teacher_logits=teacher_logits)
     step = training.make_train_step(model, training.make_optimizer(OPT, 10_000), loss)
-    self.run, self.resident = training.compile_loop(step, batches, self.mesh, STEPS_PER_DISPATCH)
+    self.run, self.resident = training.compile_loop(step, batches, self.mesh, STEPS_PER_DISPATCH,
+                                                    training.compiler_options(model))
     self.indices = [np.stack([batches.indices(s) for s in range(k, k + STEPS_PER_DISPATCH)])
                     for k in range(0, batches.steps_per_epoch - STEPS_PER_DISPATCH, STEPS_PER_DISPATCH)]
     self.indices = [sharding.shard_batch(i, self.mesh, jax.sharding.PartitionSpec(None, 'data'))

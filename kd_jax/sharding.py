@@ -6,7 +6,7 @@ semantics (BatchNorm included), so a run's numbers do not depend on the number
 of devices.
 """
 import os
-from typing import Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 import jax
 from jax.experimental import multihost_utils
@@ -19,11 +19,12 @@ def data_mesh(devices=None) -> Mesh:
   return Mesh(np.asarray(devices if devices is not None else jax.devices()), ('data',))
 
 
-def jit_data_parallel(train_step: Callable, mesh: Mesh, batch_spec: P = P('data')) -> Callable:
+def jit_data_parallel(train_step: Callable, mesh: Mesh, batch_spec: P = P('data'),
+                      compiler_options: Optional[Dict[str, Any]] = None) -> Callable:
   """Jits the step with the batch sharded over the mesh (``batch_spec``) and state/teacher replicated."""
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, batch_spec)
   return jax.jit(train_step, in_shardings=(replicated, sharded, replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=0)
+                 out_shardings=(replicated, replicated), donate_argnums=0, compiler_options=compiler_options)
 
 
 def replicate(tree, mesh: Mesh):

@@ -250,6 +250,7 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
   try:
     state = training.fit(name, jax.vmap(step) if stacked else step, state, batches, num_steps=num_steps, mesh=mesh,
                          teacher_variables=teacher_variables, steps_per_dispatch=config.steps_per_dispatch,
+                         compiler_options=training.compiler_options(model),
                          log_every=config.log_every_steps, writer=writer,
                          save_fn=save,
                          checkpoint_every=config.get('checkpoint_every_steps', 0),

@@ -7,6 +7,7 @@ and restores. The step is a pure function of (state, batch, teacher variables);
 (seed, stream, epoch) (:mod:`kd_jax.input_pipeline`), so a run restored at
 step k continues exactly. Nothing here knows a task's input shapes.
 """
+import functools
 import time
 from typing import Any, Callable, Dict, Optional, Sequence
 
@@ -199,7 +200,29 @@ def current_step(state) -> int:
   return int(sharding.to_host(state.step).reshape(-1)[0])
 
 
-def compile_loop(step: Callable, batches: Batches, mesh: Mesh, steps_per_dispatch: int = 0):
+def compiler_options(*models: nn.Module) -> Dict[str, Any]:
+  """The XLA options for compiling a step that trains ``models`` on this backend: what each model asks for in its
+  ``training_compiler_options[backend]`` (e.g. the MNIST CNN on CPU). They change speed, not what is computed
+  beyond float rounding, so an option this XLA does not know is left out with a warning."""
+  asked = {}
+  for model in models:
+    asked.update(getattr(model, 'training_compiler_options', {}).get(jax.default_backend(), {}))
+  return {name: value for name, value in asked.items() if _known_compiler_option(name, value)}
+
+
+@functools.lru_cache(maxsize=None)
+def _known_compiler_option(name: str, value: Any) -> bool:
+  try:
+    jax.jit(lambda x: x + 1, compiler_options={name: value}).lower(np.float32(0)).compile()
+    return True
+  except jax.errors.JaxRuntimeError as e:
+    logging.warning('XLA option %s=%r left out (this jaxlib does not take it: %s); training runs, maybe slower',
+                    name, value, e)
+    return False
+
+
+def compile_loop(step: Callable, batches: Batches, mesh: Mesh, steps_per_dispatch: int = 0,
+                 compiler_options: Optional[Dict[str, Any]] = None):
   """``(run, resident)``: ``step`` jitted over the mesh, for :func:`fit`.
 
   ``steps_per_dispatch`` 0: ``run(state, batch, teacher_variables)`` takes one
@@ -208,10 +231,11 @@ def compile_loop(step: Callable, batches: Batches, mesh: Mesh, steps_per_dispatc
   ``run(state, indices, teacher_variables, resident)`` runs up to K steps in one
   program (``lax.scan``), gathering each step's batch on the device from its
   example indices ([S, B] or [S, N, B]) and returning each step's metrics. The
-  steps, their batches and their keys are the same either way.
+  steps, their batches and their keys are the same either way. ``compiler_options``:
+  :func:`compiler_options`.
   """
   if not steps_per_dispatch:
-    return sharding.jit_data_parallel(step, mesh, batches.partition_spec), None
+    return sharding.jit_data_parallel(step, mesh, batches.partition_spec, compiler_options), None
   arrays, gather = batches.resident()
   batch_sharding = NamedSharding(mesh, batches.partition_spec)
 
@@ -223,7 +247,8 @@ def compile_loop(step: Callable, batches: Batches, mesh: Mesh, steps_per_dispatc
 
   replicated = NamedSharding(mesh, P())
   run = jax.jit(run, in_shardings=(replicated, NamedSharding(mesh, P(None, *batches.partition_spec)), replicated,
-                                   replicated), out_shardings=(replicated, replicated), donate_argnums=0)
+                                   replicated), out_shardings=(replicated, replicated), donate_argnums=0,
+                compiler_options=compiler_options)
   return run, sharding.replicate(arrays, mesh)
 
 
@@ -242,7 +267,8 @@ def resolve_steps_per_dispatch(steps_per_dispatch: int, batches: Batches) -> int
 
 
 def fit(phase: str, step: Callable, state, batches: Batches, *, num_steps: int, mesh: Mesh,
-        teacher_variables=None, steps_per_dispatch: int = 0, log_every: int = 100, writer=None,
+        teacher_variables=None, steps_per_dispatch: int = 0, compiler_options: Optional[Dict[str, Any]] = None,
+        log_every: int = 100, writer=None,
         save_fn: Optional[Callable[[Any], None]] = None, checkpoint_every: int = 0,
         divergence_factor: float = 0.0, settings_field: str = '',
         snapshot_fn: Optional[Callable[[Any], None]] = None, snapshot_steps: Sequence[int] = ()):
@@ -252,6 +278,7 @@ def fit(phase: str, step: Callable, state, batches: Batches, *, num_steps: int, 
   batch; K > 0 runs up to K steps per device program with the data on the
   device, cut at every logging, checkpoint and snapshot step, so both give the
   same states at the same steps; negative: :func:`resolve_steps_per_dispatch`.
+  ``compiler_options``: :func:`compiler_options` of the models the step trains.
 
   Stops with FloatingPointError when a loss is non-finite or, with a
   ``divergence_factor``, exceeds that factor × max(1, the loss of the first
@@ -268,7 +295,7 @@ def fit(phase: str, step: Callable, state, batches: Batches, *, num_steps: int, 
     logging.info('%s: already at step %d of %d, nothing to train', phase, start, num_steps)
     return state
   steps_per_dispatch = resolve_steps_per_dispatch(steps_per_dispatch, batches)
-  run, resident = compile_loop(step, batches, mesh, steps_per_dispatch)
+  run, resident = compile_loop(step, batches, mesh, steps_per_dispatch, compiler_options)
   instances = f', {len(batches.orders)} instances' if batches.stacked else ''
   dispatch = f', {steps_per_dispatch} steps per dispatch, data on the device' if steps_per_dispatch else ''
   logging.info('%s: training steps %d → %d (%d steps/epoch, batch %d%s, %d device(s)%s)', phase, start,

@@ -189,6 +189,35 @@ def test_auto_steps_per_dispatch(monkeypatch):
   assert training.resolve_steps_per_dispatch(-1, host_only) == 0  # its data cannot live on the device
 
 
+def test_compiler_options_are_the_trained_models_and_reach_xla(caplog):
+  cnn, mlp = models.create_model('cnn', **SMALL_CNN), models.create_model('mlp', hidden_sizes=(32, 16))
+  cnn_options = models.CNN.training_compiler_options['cpu']
+  assert cnn_options and training.compiler_options(cnn) == cnn_options  # this suite runs on CPU
+  assert training.compiler_options(mlp) == {}
+  assert training.compiler_options(mlp, cnn) == cnn_options
+  unknown = type('Model', (), {'training_compiler_options': {'cpu': {'xla_cpu_no_such_option': True}}})()
+  assert training.compiler_options(unknown, cnn) == cnn_options  # left out, with a warning naming it
+  assert 'xla_cpu_no_such_option' in caplog.text
+
+  cnn = models.create_model('cnn', filters=(32, 32, 64), maxout_units=(32, 32, 16))  # wide enough for YNNPACK
+  tx = training.make_optimizer(OPT, 8)
+  step = training.make_train_step(cnn, tx, losses.get_loss('cross_entropy'))
+  state = training.init_state(cnn, tx, jax.random.PRNGKey(0), IMAGE)
+  batches = input_pipeline.Batches(_split(32), [input_pipeline.BatchOrder(32, 16, 0, 1)])
+  mesh = sharding.data_mesh(jax.devices()[:1])
+
+  def ynnpack_ops(options):  # the ops of the compiled step that YNNPACK runs, by their source op's name
+    text = training.compile_loop(step, batches, mesh, 0, options)[0].lower(state, batches(0), None).compile().as_text()
+    return [line.split('op_name="')[1].split('"')[0] for line in text.splitlines()
+            if line.lstrip().startswith('%ynn_fusion') and 'op_name="' in line]
+
+  if not any('conv_general_dilated' in op for op in ynnpack_ops(None)):
+    pytest.skip('this XLA does not run convolutions in YNNPACK by default: nothing for the option to turn off')
+  kept = ynnpack_ops(training.compiler_options(cnn))
+  assert not any('conv_general_dilated' in op for op in kept)  # convolutions: Eigen's
+  assert any('reduce_sum' in op for op in kept)  # reductions stay YNNPACK's (tests/mnist/test_models.py says why)
+
+
 class _HostOnly:
   """A split without resident(), like the SVA splits (which trim each batch's padding)."""
 
@@ -304,7 +333,7 @@ def test_bfloat16_computes_in_bfloat16_and_returns_float32_logits():
   logits = apply(variables, images, train=False)
   assert logits.dtype == jnp.float32
   jaxpr = str(jax.make_jaxpr(lambda v, x: apply(v, x, train=False))(variables, images))
-  assert 'bf16[8,26,26,8]' in jaxpr  # the first convolution's output (sliced or lax.conv)
+  assert 'bf16[8,26,26,8]' in jaxpr  # the first convolution's output
   exact = model.apply(variables, images, train=False)
   assert not np.array_equal(logits, exact)  # rounded …
   np.testing.assert_allclose(logits, exact, rtol=0.05, atol=0.05)  # … to bfloat16's 8 bits of mantissa

@@ -164,6 +164,7 @@ def train_online_pair(setup: str, config, train: data_lib.Split, mesh, workdir: 
     name = f'{setup}_online' + ('' if stacked else f'_seed_{run_seeds[0]}')
     state = training.fit(name, jax.vmap(step, in_axes=(0, 0, None)) if stacked else step, state, batches,
                          num_steps=num_steps, mesh=mesh, steps_per_dispatch=config.steps_per_dispatch,
+                         compiler_options=training.compiler_options(teacher, student),
                          log_every=config.log_every_steps, writer=writer,
                          divergence_factor=config.divergence_factor,
                          settings_field=f'config.models.{student_name}')

@@ -6,10 +6,9 @@ statistics (and the caller must mark ``batch_stats`` mutable); in eval mode it
 uses the running averages. Each model sows the input of its output layer as
 ``intermediates/penultimate`` (for the analyses: ``mutable=['intermediates']``).
 """
-from typing import Sequence
+from typing import Any, ClassVar, Dict, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 # Keras defaults used by the paper's code: BN momentum 0.99, epsilon 1e-3,
@@ -42,33 +41,6 @@ def max_pool(x: jnp.ndarray, size: int) -> jnp.ndarray:
   return x.reshape(n, h // size, size, w // size, size, c).max(axis=(2, 4))
 
 
-class SlicedConv(nn.Module):
-  """A VALID, stride-1 convolution as k² shifted slices of the input, concatenated on channels, times one matrix.
-
-  The same parameters as ``nn.Conv`` (``kernel`` [k, k, in, out], ``bias``) and the same function up to float
-  rounding (another summation order). On XLA:CPU it trains the CNN faster than ``lax.conv``, whose backward pass
-  is slow there; its forward pass alone is slower, so inference keeps ``lax.conv`` (benchmarks/vs_pytorch.py,
-  docs/performance.md).
-  """
-  features: int
-  kernel_size: int
-  use_bias: bool = True
-
-  @nn.compact
-  def __call__(self, x):
-    k = self.kernel_size
-    kernel = self.param('kernel', _KERNEL_INIT, (k, k, x.shape[-1], self.features))
-    h, w = x.shape[1] - k + 1, x.shape[2] - k + 1
-    patches = jnp.concatenate([x[:, i:i + h, j:j + w, :] for i in range(k) for j in range(k)], axis=-1)
-    y = patches @ kernel.reshape(-1, self.features)  # rows of the reshaped kernel: (i, j, channel), as the slices
-    if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros_init(), (self.features,))
-    return y
-
-
-CONV_IMPLS = ('auto', 'lax', 'sliced')  # 'auto': sliced to train on a CPU, lax.conv otherwise
-
-
 class CNN(nn.Module):
   """The paper's VanillaCNN: 3 × [conv → maxout → BN → ReLU → max-pool → dropout] → GAP → dense.
 
@@ -79,8 +51,7 @@ class CNN(nn.Module):
   1- and 8-device runs drifted apart. Where a group has several channels, their biases shift which one wins the
   max, so those convolutions keep theirs.
 
-  ``conv_impl`` picks how the convolutions are computed (:class:`SlicedConv` or ``nn.Conv``: the same parameters,
-  so checkpoints move freely between them); training pools with :func:`max_pool`, eval with ``nn.max_pool``.
+  Training pools with :func:`max_pool`, eval with ``nn.max_pool`` (the same values; each the faster one there).
   """
   filters: Sequence[int] = (128, 64, 64)
   maxout_units: Sequence[int] = (128, 64, 16)
@@ -89,22 +60,21 @@ class CNN(nn.Module):
   dropout_rate: float = 0.3
   bn_momentum: float = 0.99
   num_classes: int = 10
-  conv_impl: str = 'auto'
+  # XLA options for compiling a step that trains this model, by backend (kd_jax.training.compiler_options).
+  # XLA:CPU's default hands dots, reductions and convolutions to YNNPACK, whose convolutions run this CNN's forward
+  # and kernel-gradient passes 8× / 4× slower than Eigen's (training step ~2×; docs/performance.md), so training
+  # keeps the default's other two. Not an empty list: XLA's own float32 reductions then lose precision (relative
+  # error 1e-4 over 700k terms vs 6e-8), and BatchNorm's gradient, a difference of such sums, came out wrong.
+  # Inference keeps the default: there the whole forward graph fuses into one YNNPACK program, the faster one.
+  training_compiler_options: ClassVar[Dict[str, Dict[str, Any]]] = {'cpu': {
+      'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE'}}
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = _as_images(x)
-    if self.conv_impl not in CONV_IMPLS:
-      raise ValueError(f'unknown conv_impl {self.conv_impl!r}; choose one of {CONV_IMPLS}')
-    # 'auto': sliced only to train on a CPU, where it speeds up the backward pass; its forward pass alone is slower
-    # than lax.conv (eval-mode teachers, prediction: measured 5× slower at batch 1000 for the paper CNN).
-    sliced = self.conv_impl == 'sliced' or (self.conv_impl == 'auto' and train and jax.default_backend() == 'cpu')
     for i, (filters, units, pool) in enumerate(zip(self.filters, self.maxout_units, self.pool_sizes)):
-      if sliced:
-        x = SlicedConv(filters, self.kernel_size, use_bias=filters != units, name=f'Conv_{i}')(x)
-      else:
-        x = nn.Conv(filters, (self.kernel_size,) * 2, padding='VALID', kernel_init=_KERNEL_INIT,
-                    use_bias=filters != units, name=f'Conv_{i}')(x)
+      x = nn.Conv(filters, (self.kernel_size,) * 2, padding='VALID', kernel_init=_KERNEL_INIT,
+                  use_bias=filters != units, name=f'Conv_{i}')(x)
       x = maxout(x, units)
       x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=_BN_EPSILON)(x)
       x = nn.relu(x)

@@ -1,12 +1,17 @@
 import json
 import os
 
+import chex
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from conftest import load_config
+from kd_jax import checkpoints
 from kd_jax.mnist import data as data_lib
 from kd_jax.mnist import grid
+from kd_jax.mnist import models
 
 
 def grid_smoke_config(data_dir='', **overrides):
@@ -99,6 +104,15 @@ def test_students_at_several_budgets(tiny_mnist_dir, tmp_path):
   assert os.path.getsize(tmp_path / 'student_epochs.png') > 10_000
 
 
+def _saved_online_students(directory):
+  """The stacked student variables an online grid saved in ``directory``."""
+  meta = checkpoints.read_meta(directory)
+  model = models.create_model(meta['model'], **meta['model_kwargs'])
+  abstract = jax.eval_shape(jax.vmap(lambda key: model.init(key, jnp.zeros((1, 28, 28, 1)))),
+                            jax.random.split(jax.random.PRNGKey(0), len(meta['seeds'])))
+  return checkpoints.restore_model(directory, meta['model'], meta['model_kwargs'], abstract)[0]
+
+
 def test_online_grid(tiny_mnist_dir, tmp_path):
   run = lambda steps_per_dispatch: grid.run(grid_smoke_config(tiny_mnist_dir, **{
       'mode': 'online', 'data.num_test': 0, 'setups': ('cnn_to_mlp',), 'seed_parallelism': 'vmap',
@@ -107,8 +121,12 @@ def test_online_grid(tiny_mnist_dir, tmp_path):
   assert report['mode'] == 'online' and len(report['setups']['cnn_to_mlp']['instances']) == 2
   assert os.listdir(tmp_path / '0' / 'cnn_to_mlp_online')
   assert not os.path.exists(tmp_path / '0' / 'cnn')  # no separately trained teacher
-  # Teacher and student pairs, vmapped over seeds, 5 steps per device program: the same students.
-  assert run(5)['setups']['cnn_to_mlp']['instances'] == report['setups']['cnn_to_mlp']['instances']
+  # Teacher and student pairs, vmapped over seeds, 5 steps per device program: the same students, to rounding. Not
+  # bit for bit: XLA compiles the CNN teacher's step inside the scan differently (measured: students 1e-7 apart), and
+  # a barely-trained student's near-tied predictions can then move its reported ECE and accuracy.
+  assert len(run(5)['setups']['cnn_to_mlp']['instances']) == 2
+  chex.assert_trees_all_close(*(_saved_online_students(str(tmp_path / k / 'cnn_to_mlp_online' / '0_1'))
+                                for k in ('5', '0')), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize('overrides,match', [
