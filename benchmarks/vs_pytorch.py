@@ -204,9 +204,11 @@ class JaxDeviceLoop(JaxLoop):
                     for k in range(0, batches.steps_per_epoch - STEPS_PER_DISPATCH, STEPS_PER_DISPATCH)]
     self.indices = [sharding.shard_batch(i, self.mesh, jax.sharding.PartitionSpec(None, 'data'))
                     for i in self.indices]
+    self.variants = np.zeros(STEPS_PER_DISPATCH, np.int32)  # MNIST batches have one shape
 
   def __call__(self):
-    self.state, self.metrics = self.run(self.state, self.indices[self.i % len(self.indices)], None, self.resident)
+    self.state, self.metrics = self.run(self.state, self.indices[self.i % len(self.indices)], self.variants, None,
+                                        self.resident)
     self.i += 1
 
 

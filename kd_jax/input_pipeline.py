@@ -5,7 +5,10 @@ in-memory split); one with a ``lengths`` attribute gets batches of similar
 sequence lengths. One with ``resident() -> (arrays, decode)`` can also live on
 the device, its batches gathered there (:meth:`Batches.resident`): ``arrays``
 holds every example (e.g. images as uint8) and ``decode`` (jittable) turns
-gathered rows into exactly what ``batch(indices)`` gives.
+gathered rows into exactly what ``batch(indices)`` gives. A split whose batches
+come in a few shapes (SVA's batches, trimmed to a length bucket) lists them as
+``batch_variants`` (static: one compiled branch each), says which one a batch
+takes with ``variant_of(indices)``, and decodes with ``decode(rows, variant)``.
 """
 from typing import Dict
 
@@ -67,11 +70,19 @@ class Batches:
     self.batch_size = orders[0].batch_size
     self.examples_per_step = self.batch_size * len(self.orders)
     self.partition_spec = P(None, 'data') if stacked else P('data')
+    self.variants = tuple(getattr(split, 'batch_variants', (None,)))
+    if stacked and len(self.variants) > 1:  # one program runs every instance's step: one shape per step
+      raise ValueError(f'stacked instances need batches of one shape, but a {type(split).__name__} has '
+                       f'{len(self.variants)}; train the seeds one after another')
 
   def indices(self, step: int) -> np.ndarray:
     """The example indices of the batch at ``step``: [B], or [N, B] when stacked."""
     idx = np.stack([order.indices(step) for order in self.orders])
     return idx if self.stacked else idx[0]
+
+  def variant(self, step: int) -> int:
+    """Which of :attr:`variants` (the split's batch shapes) the batch at ``step`` takes."""
+    return 0 if len(self.variants) == 1 else self.split.variant_of(self.indices(step))
 
   @property
   def can_be_resident(self) -> bool:
@@ -79,7 +90,8 @@ class Batches:
 
   def resident(self):
     """``(arrays, gather)``: every training example (and its cached teacher logits) as host arrays to place on the
-    device, and ``gather(arrays, idx)`` (jittable), the batch at indices ``idx`` ([B] or [N, B]) from them."""
+    device, and ``gather(arrays, idx, variant)`` (jittable), the batch at indices ``idx`` ([B] or [N, B]) from them,
+    in the shape ``variant`` (one of :attr:`variants`, static)."""
     if not self.can_be_resident:
       raise ValueError(f'config.steps_per_dispatch > 0 keeps the training set on the device, but a '
                        f'{type(self.split).__name__} cannot live there (its batches are not of one shape: it has '
@@ -89,8 +101,9 @@ class Batches:
       arrays = {**arrays, 'teacher_logits': np.asarray(self.teacher_logits)}
     stacked = self.stacked
 
-    def gather(resident, idx) -> Dict[str, jax.Array]:
-      batch = decode({key: value[idx] for key, value in resident.items() if key != 'teacher_logits'})
+    def gather(resident, idx, variant=None) -> Dict[str, jax.Array]:
+      rows = {key: value[idx] for key, value in resident.items() if key != 'teacher_logits'}
+      batch = decode(rows) if variant is None else decode(rows, variant)
       if 'teacher_logits' in resident:  # stacked: each instance its own teacher's logits
         logits = resident['teacher_logits']
         batch['teacher_logits'] = jax.vmap(lambda t, i: t[i])(logits, idx) if stacked else logits[idx]

@@ -228,28 +228,40 @@ def compile_loop(step: Callable, batches: Batches, mesh: Mesh, steps_per_dispatc
   ``steps_per_dispatch`` 0: ``run(state, batch, teacher_variables)`` takes one
   host batch per call. K > 0: the training set (``batches.resident()``) is placed
   on the device once, returned as ``resident``, and
-  ``run(state, indices, teacher_variables, resident)`` runs up to K steps in one
-  program (``lax.scan``), gathering each step's batch on the device from its
-  example indices ([S, B] or [S, N, B]) and returning each step's metrics. The
-  steps, their batches and their keys are the same either way. ``compiler_options``:
-  :func:`compiler_options`.
+  ``run(state, indices, variants, teacher_variables, resident)`` runs up to K steps
+  in one program (``lax.scan``), gathering each step's batch on the device from its
+  example indices ([S, B] or [S, N, B]) in its shape (``variants`` [S]: indices into
+  ``batches.variants``; a split of several shapes gets one ``lax.switch`` branch per
+  shape, so each step computes at its own batch's shape) and returning each step's
+  metrics. The steps, their batches and their keys are the same either way.
+  ``compiler_options``: :func:`compiler_options`.
   """
   if not steps_per_dispatch:
     return sharding.jit_data_parallel(step, mesh, batches.partition_spec, compiler_options), None
   arrays, gather = batches.resident()
   batch_sharding = NamedSharding(mesh, batches.partition_spec)
 
-  def run(state, indices, teacher_variables, resident):
-    def body(state, idx):
-      batch = jax.lax.with_sharding_constraint(gather(resident, idx), batch_sharding)
-      return step(state, batch, teacher_variables)
-    return jax.lax.scan(body, state, indices)
+  def run(state, indices, variants, teacher_variables, resident):
+    branches = [functools.partial(_gathered_step, step, gather, batch_sharding, variant)
+                for variant in batches.variants]
+
+    def body(state, step_inputs):
+      idx, variant = step_inputs
+      if len(branches) == 1:
+        return branches[0](state, idx, teacher_variables, resident)
+      return jax.lax.switch(variant, branches, state, idx, teacher_variables, resident)
+    return jax.lax.scan(body, state, (indices, variants))
 
   replicated = NamedSharding(mesh, P())
   run = jax.jit(run, in_shardings=(replicated, NamedSharding(mesh, P(None, *batches.partition_spec)), replicated,
-                                   replicated), out_shardings=(replicated, replicated), donate_argnums=0,
+                                   replicated, replicated), out_shardings=(replicated, replicated), donate_argnums=0,
                 compiler_options=compiler_options)
   return run, sharding.replicate(arrays, mesh)
+
+
+def _gathered_step(step, gather, batch_sharding, variant, state, idx, teacher_variables, resident):
+  batch = jax.lax.with_sharding_constraint(gather(resident, idx, variant), batch_sharding)
+  return step(state, batch, teacher_variables)
 
 
 AUTO_STEPS_PER_DISPATCH = 100
@@ -258,8 +270,8 @@ AUTO_STEPS_PER_DISPATCH = 100
 def resolve_steps_per_dispatch(steps_per_dispatch: int, batches: Batches) -> int:
   """A negative ``steps_per_dispatch`` means auto: 100 on accelerators, where one dispatch per step leaves a small
   model waiting on the host; 0 on CPU, where the gain is small and a CNN teacher inside the step ran ~20% slower
-  inside ``lax.scan`` (measured: docs/performance.md), and 0 for data that cannot live on the device (batches of
-  varying shapes, e.g. SVA's length buckets)."""
+  inside ``lax.scan`` (measured: docs/performance.md), and 0 for data that cannot live on the device (a split
+  without ``resident()``)."""
   if steps_per_dispatch >= 0:
     return steps_per_dispatch
   on_accelerator = jax.devices()[0].platform != 'cpu'
@@ -320,7 +332,8 @@ def fit(phase: str, step: Callable, state, batches: Batches, *, num_steps: int, 
     done = _next_stop(step_now, max(steps_per_dispatch, 1), log_every, checkpoint_every, stops)
     if steps_per_dispatch:
       indices = np.stack([batches.indices(s) for s in range(step_now, done)])
-      state, metrics = run(state, sharding.shard_batch(indices, mesh, P(None, *batches.partition_spec)),
+      variants = np.asarray([batches.variant(s) for s in range(step_now, done)], np.int32)
+      state, metrics = run(state, sharding.shard_batch(indices, mesh, P(None, *batches.partition_spec)), variants,
                            teacher_variables, resident)
     else:
       state, metrics = run(state, sharding.shard_batch(batches(step_now), mesh, batches.partition_spec),

@@ -12,6 +12,9 @@ from kd_jax import sharding
 from kd_jax import training
 from kd_jax.mnist import data as data_lib
 from kd_jax.mnist import models
+from kd_jax.sva import configs as sva_configs
+from kd_jax.sva import data as sva_data
+from kd_jax.sva import models as sva_models
 
 SMALL_CNN = dict(filters=(8, 8, 16), maxout_units=(8, 8, 4))
 OPT = ml_collections.ConfigDict(dict(optimizer='adam', learning_rate=1e-3, schedule='cosine', clip_norm=1.0))
@@ -176,6 +179,42 @@ def test_steps_on_the_device_equal_steps_from_host_batches(stacked, cached):
   assert [s for s, _ in host_records] == [5, 10, 13]
   assert device_records == host_records
   assert int(np.asarray(host_state.step).reshape(-1)[0]) == 13
+
+
+def _sva_split(objective):
+  """Synthetic agreement sentences encoded as SVA trains on them, batches trimmed to a multiple of 8 tokens."""
+  sentences = sva_data.synthetic_grammar(96, seed=0, max_intervening=3)
+  vocab = sva_data.Vocab.build(sentences.sentences)
+  if objective == 'lm':
+    return sva_data.encode_lm(sentences, vocab, length_bucket=8), len(vocab)
+  return sva_data.encode_classification(sva_data.lm_to_classification(sentences), vocab, length_bucket=8), len(vocab)
+
+
+@pytest.mark.parametrize('model_name,objective', [('lstm', 'classify'), ('transformer', 'classify'),
+                                                  ('transformer_seq', 'lm')])
+def test_steps_on_the_device_equal_host_steps_for_batches_of_several_shapes(model_name, objective):
+  """SVA's batches, trimmed to their length bucket: on the device each step runs the branch of its own length."""
+  split, vocab_size = _sva_split(objective)
+  batches = lambda: input_pipeline.Batches(split, [input_pipeline.BatchOrder(len(split), 8, 0, 1, split.lengths)])
+  order = batches()
+  assert order.variants == tuple(range(8, split.tokens.shape[1] + 1, 8))
+  assert len({order.variant(s) for s in range(12)}) > 1  # the run below crosses several branches
+  kwargs = dict(sva_configs.SMOKE_MODEL_KWARGS[model_name.replace('_seq', '')])
+  model = sva_models.create_model(model_name, vocab_size=vocab_size, objective=objective, **kwargs)
+  tx = training.make_optimizer(OPT, 12)
+  step = training.make_train_step(model, tx, losses.get_loss('cross_entropy'))
+  mesh = sharding.data_mesh(jax.devices()[:2])
+  fit = lambda k: training.fit('sva', step, training.init_state(model, tx, jax.random.PRNGKey(0), split.tokens[:1]),
+                               batches(), num_steps=12, mesh=mesh, steps_per_dispatch=k, log_every=6)
+  host, device = fit(0), fit(5)
+  chex.assert_trees_all_equal(device, host)  # the same steps at the same shapes, bit for bit
+  assert int(device.step) == 12
+
+
+def test_stacked_instances_need_batches_of_one_shape():
+  split, _ = _sva_split('classify')
+  with pytest.raises(ValueError, match='stacked instances need batches of one shape.*SvaSplit has [0-9]+'):
+    input_pipeline.Batches(split, [input_pipeline.BatchOrder(len(split), 8, s, 1) for s in (0, 1)], stacked=True)
 
 
 def test_auto_steps_per_dispatch(monkeypatch):

@@ -20,7 +20,7 @@ LM input ``[bos] sentence``, target ``sentence [eos]``.
 import collections
 import dataclasses
 import json
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from etils import epath
 import numpy as np
@@ -349,12 +349,35 @@ class SvaSplit:
 
   def batch(self, idx) -> Dict[str, np.ndarray]:
     """Training batch at ``idx``, its padding trimmed to the longest sequence (rounded up to length_bucket)."""
-    tokens = self.tokens[idx]
-    length = bucket_length(int((tokens != PAD_ID).sum(-1).max()), tokens.shape[1], self.length_bucket)
-    batch = {'inputs': tokens[:, :length], 'label': self.labels[idx]}
+    return _trimmed(self.resident()[0], idx, self.trimmed_length(idx))
+
+  def trimmed_length(self, idx) -> int:
+    """The length the batch at ``idx`` is trimmed to."""
+    return bucket_length(int((self.tokens[idx] != PAD_ID).sum(-1).max()), self.tokens.shape[1], self.length_bucket)
+
+  @property
+  def batch_variants(self) -> Tuple[int, ...]:
+    """Every length a batch can be trimmed to (:mod:`kd_jax.input_pipeline`: one device-loop branch each)."""
+    full = self.tokens.shape[1]
+    return tuple(sorted({bucket_length(n, full, self.length_bucket) for n in range(1, full + 1)}))
+
+  def variant_of(self, idx) -> int:
+    return self.batch_variants.index(self.trimmed_length(idx))
+
+  def resident(self):
+    """The training arrays for the device, and the decode that trims gathered rows to a variant's length."""
+    arrays = {'tokens': self.tokens, 'labels': self.labels}
     if self.weights is not None:
-      batch['label'], batch['weights'] = batch['label'][:, :length], self.weights[idx, :length]
-    return batch
+      arrays['weights'] = self.weights
+    return arrays, lambda rows, length: _trimmed(rows, slice(None), length)
+
+
+def _trimmed(arrays, idx, length: int) -> Dict[str, Any]:
+  """The rows ``idx`` of a split's arrays as a training batch of sequences ``length`` long (numpy or jax)."""
+  batch = {'inputs': arrays['tokens'][idx][:, :length], 'label': arrays['labels'][idx]}
+  if 'weights' in arrays:  # language modelling: per-position targets
+    batch['label'], batch['weights'] = batch['label'][:, :length], arrays['weights'][idx][:, :length]
+  return batch
 
 
 def bucket_length(length: int, max_length: int, bucket: int = LENGTH_BUCKET) -> int:

@@ -3,6 +3,7 @@ import gzip
 import os
 
 import chex
+import jax
 import numpy as np
 import pytest
 
@@ -196,6 +197,21 @@ def test_batches_trim_padding_to_the_bucket():
   split = sva_data.encode_classification(ex, sva_data.Vocab.build([['w']]), max_length=40)
   assert split.batch(np.array([0]))['inputs'].shape == (1, 8)  # 5 tokens → one bucket of 8
   assert split.batch(np.array([0, 1]))['inputs'].shape == (2, 24)  # 22 tokens → 24
+  assert split.batch_variants == (8, 16, 24, 32, 40)  # every length a batch can take
+  assert split.variant_of(np.array([0])) == 0 and split.variant_of(np.array([1, 0])) == 2
+
+
+@pytest.mark.parametrize('objective', ['classify', 'lm'])
+def test_batches_gathered_on_the_device_equal_host_batches(objective):
+  sentences = sva_data.synthetic_grammar(40, seed=1, max_intervening=3)
+  vocab = sva_data.Vocab.build(sentences.sentences)
+  split = (sva_data.encode_lm(sentences, vocab, length_bucket=4) if objective == 'lm' else
+           sva_data.encode_classification(sva_data.lm_to_classification(sentences), vocab, length_bucket=4))
+  arrays, decode = split.resident()
+  for idx in (np.array([3, 1, 7]), np.arange(40)):
+    length = split.batch_variants[split.variant_of(idx)]
+    gathered = jax.jit(lambda a, i: decode({k: v[i] for k, v in a.items()}, length))(arrays, idx)
+    chex.assert_trees_all_equal(jax.device_get(gathered), split.batch(idx))
 
 
 def test_tfds_builder_from_local_tsv(tmp_path):
