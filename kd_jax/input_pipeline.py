@@ -94,8 +94,8 @@ class Batches:
     in the shape ``variant`` (one of :attr:`variants`, static)."""
     if not self.can_be_resident:
       raise ValueError(f'config.steps_per_dispatch > 0 keeps the training set on the device, but a '
-                       f'{type(self.split).__name__} cannot live there (its batches are not of one shape: it has '
-                       'no resident() method); set config.steps_per_dispatch=0 for host batches')
+                       f'{type(self.split).__name__} cannot live there (it has no resident() method); set '
+                       'config.steps_per_dispatch=0 for host batches')
     arrays, decode = self.split.resident()
     if self.teacher_logits is not None:
       arrays = {**arrays, 'teacher_logits': np.asarray(self.teacher_logits)}
