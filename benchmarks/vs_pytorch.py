@@ -8,9 +8,10 @@ LSTM and Transformer), the same shapes, Adam with gradient clipping at 1.0, batc
 mode. kd_jax: the library's step (``training.make_train_step``, jitted over the device mesh as training does,
 with the trained model's ``training.compiler_options``, state donated), each batch handed from host numpy as the
 training loop does. PyTorch: a plain loop (zero_grad, forward, loss, backward, clip, step) on tensors made from the
-same numpy batches, NCHW for convolutions (its native layout). Timing excludes compilation and warm-up, blocks on the results, and is the median of ``--repeats``
-measurements of about ``--seconds`` each. Both libraries get the same CPU threads (``--threads``: process affinity
-and torch.set_num_threads). On a GPU machine the same command times JAX's GPU backend against PyTorch on CUDA.
+same numpy batches, NCHW for convolutions (its native layout). Timing excludes compilation and warm-up, blocks on
+the results, and is the median of ``--repeats`` measurements of about ``--seconds`` each. Both libraries get the
+same CPU threads (``--threads``: process affinity and torch.set_num_threads). On a GPU machine the same command times
+JAX's GPU backend against PyTorch on CUDA.
 
 The ``*_device`` rows keep an MNIST-sized training set on the device: kd_jax runs 100 steps per call
 (``training.compile_loop``, as ``config.steps_per_dispatch=100`` trains), PyTorch indexes a tensor already on the
