@@ -1,3 +1,5 @@
+import os
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -98,8 +100,12 @@ def test_a_damaged_newest_step_falls_back_to_the_previous_one(tmp_path, caplog):
   restored, meta = checkpoints.restore_latest(checkpoints.manager(str(tmp_path / 'run')), jax.eval_shape(lambda: fresh))
   assert meta['step'] == 3
   chex.assert_trees_all_equal(restored, state)
-  assert 'step 6: damaged file' in caplog.text and str(tmp_path / 'run' / '6' / 'state') in caplog.text
-  assert 'tensorstore_spec' not in caplog.text
+  # kd_jax's own warning: short, naming the step and file (asyncio may also log Orbax's unretrieved read errors,
+  # in full, whenever their tasks are collected — not ours to shorten).
+  ours = '\n'.join(r.getMessage() for r in caplog.records
+                   if r.pathname.endswith(os.path.join('kd_jax', 'checkpoints.py')))
+  assert 'step 6: damaged file' in ours and str(tmp_path / 'run' / '6' / 'state') in ours
+  assert 'tensorstore_spec' not in ours
   # The damaged step is set aside, so that training can write step 6 again.
   assert (tmp_path / 'run' / '6.damaged').is_dir() and not (tmp_path / 'run' / '6').exists()
 
