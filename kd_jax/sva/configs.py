@@ -5,7 +5,10 @@ Variants (``--config=configs/sva_lstm_to_transformer.py:lm,paper``; several join
 modelling on the full sentences; Transformers become causal), ``paper`` (the
 paper's 40 epochs), ``smoke`` (seconds-long, on the synthetic grammar) and
 ``paper_teacher`` (the authors' LSTM teacher: dropout 0.8 incl. recurrent,
-L2 1e-5, run in training mode inside the student's step).
+L2 1e-5, run in training mode inside the student's step), ``transfer`` (a
+teacher-labelled transfer set split off numpred.test.1) and ``cross_fit``
+(cross-fitted teacher targets: each training input labelled by a teacher that
+did not train on it).
 """
 import ml_collections
 
@@ -89,9 +92,15 @@ def _transfer(config):
   config.data.transfer_size = 30_000
 
 
+def _cross_fit(config):
+  """Cross-fitted targets: the training split in 5 folds, 5 more teachers each trained on 4 of them; the KD
+  student learns every input from the fold teacher that did not see it (cached eval-mode logits)."""
+  config.cross_fit_folds = 5
+
+
 # Applied in this order (paper_teacher after smoke: a smoke run keeps the regime's dropouts).
 VARIANTS = {'classify': None, 'lm': _lm, 'paper': _paper, 'smoke': _smoke, 'paper_teacher': _paper_teacher,
-            'transfer': _transfer}
+            'transfer': _transfer, 'cross_fit': _cross_fit}
 
 
 def pair_config(teacher: str, student: str, variants: str = '') -> ml_collections.ConfigDict:
@@ -122,6 +131,9 @@ def pair_config(teacher: str, student: str, variants: str = '') -> ml_collection
   # Paper: T = 1, pure distillation for classification (0.9 teacher / 0.1 gold for LMs: the 'lm' variant).
   config.kd = dict(temperature=1.0, alpha=1.0, scale='hinton', teacher_mode='eval')
   config.cache_teacher_logits = True  # classification: run each teacher once over the training set
+  # k ≥ 2: the student's targets come from k fold teachers, each input's from one that did not train on it
+  # (':cross_fit'); the 'teacher' row stays the teacher trained on the whole split.
+  config.cross_fit_folds = 0
   config.eval = dict(batch_size=512, ece_bins=15)
   config.log_every_steps = 200
   config.checkpoint_every_steps = 2000

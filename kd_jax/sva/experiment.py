@@ -9,6 +9,8 @@ evaluates all three. Layout of the workdir::
 
   vocab.json                     the word vocabulary (also in every checkpoint's metadata)
   {teacher,independent,student}/seed_<k>/   Orbax checkpoints
+  teacher_folds/seed_<k>/fold_<j>/  with config.cross_fit_folds: the fold teachers whose out-of-fold logits are
+                                 the KD student's targets (:func:`cross_fitted_logits`)
   independent_transfer/seed_<k>/ with a transfer set (config.data.transfer_size): the student model on the
                                  gold labels of train + transfer set (the control for the KD student, which
                                  learns the transfer set from the teacher only)
@@ -73,6 +75,15 @@ def check_config(config: ml_collections.ConfigDict):
       raise ValueError('with config.data.transfer_size the KD student must learn the transfer set from the teacher '
                        'alone (its gold labels are for the control): set config.kd.alpha=1.0 and a distillation '
                        f'student loss (now alpha={config.kd.alpha}, config.student.loss={config.student.loss!r})')
+  config_lib.check_int(config, 'cross_fit_folds', 0)
+  if config.cross_fit_folds:
+    if config.cross_fit_folds == 1:
+      raise ValueError('config.cross_fit_folds=1 leaves a fold teacher nothing to train on: use 0 (off) or k ≥ 2')
+    if (config.objective != 'classify' or not config.cache_teacher_logits or config.data.transfer_size
+        or not trainer.uses_teacher(config.student)):
+      raise ValueError('config.cross_fit_folds gives a distilled classification student cached, cross-fitted '
+                       'teacher logits: it needs objective=classify, cache_teacher_logits=True, no '
+                       'data.transfer_size and a distillation student loss')
   for role in ('teacher', 'student'):
     config_lib.check_phase(config, role, num_devices)
     sva_models.create_model(config[role].model, vocab_size=2, objective=config.objective,
@@ -262,6 +273,28 @@ def make_classifier_predict(model, mesh, batch_size: int, compute_dtype: str = '
 
 # ----------------------------------------------------------------------------- the job
 
+def cross_fitted_logits(config, seed: int, train_examples, train: sva_data.SvaSplit, encode_examples, model, mesh,
+                        workdir: str, writer, extra_meta) -> np.ndarray:
+  """[N, 2] eval-mode logits of the training split, row i from the one fold teacher that did not train on input i.
+
+  The split is cut into ``config.cross_fit_folds`` folds (drawn with ``seed``); fold teacher j trains with the
+  teacher's settings on the other folds, in ``<workdir>/teacher_folds/seed_<seed>/fold_<j>`` (resumed like any
+  run), and labels fold j from what it saved.
+  """
+  settings = ml_collections.ConfigDict({**config.teacher.to_dict(), 'checkpoint': ''})  # always trained here
+  predict = make_classifier_predict(model, mesh, config.eval.batch_size, config.compute_dtype)
+  folds = np.array_split(np.random.default_rng(seed).permutation(len(train)), config.cross_fit_folds)
+  logits = np.empty((len(train), sva_models.NUM_CLASSES), np.float32)
+  for j, held_out in enumerate(folds):
+    others = np.setdiff1d(np.arange(len(train)), held_out)
+    variables, _, _ = trainer.teacher_for_seed(
+        settings, config, model, encode_examples(train_examples.subset(others)), mesh,
+        os.path.join(workdir, 'teacher_folds', f'seed_{seed}', f'fold_{j}'), writer, seed=seed,
+        name=f'teacher_fold_{j}/seed_{seed}', extra_meta=extra_meta)
+    logits[held_out] = predict(variables, train)[held_out]
+  return logits
+
+
 def teacher_vocab(directory: str) -> sva_data.Vocab:
   """The vocabulary saved with a teacher checkpoint: offline KD must encode data exactly as the teacher saw it."""
   meta = checkpoints.read_meta(directory)
@@ -308,6 +341,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   example = trainer.example_input(train)
   extra_meta = {'vocab': vocab.words, 'objective': config.objective}
   runs = {role: [] for role in roles}
+  cross_fit_accuracy = []  # per seed: how often the cross-fitted targets' argmax is the gold label
   teacher_predictions = {}  # per test set, this seed's teacher's: each student's per-example agreement with it
   timing = {role: 0.0 for role in roles}
   writer = trainer.MetricWriter(workdir)
@@ -328,7 +362,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         else:
           distil = trainer.uses_teacher(cfg)
           cached = None
-          if distil and config.cache_teacher_logits and config.objective == 'classify':
+          if distil and config.cross_fit_folds:
+            cached = cross_fitted_logits(config, seed, train_examples, train, lambda ex: encode(
+                ex, vocab, config, max_length), model_of['teacher'], mesh, workdir, writer, extra_meta)
+            cross_fit_accuracy.append(float(np.mean(cached.argmax(-1) == train.labels)))
+          elif distil and config.cache_teacher_logits and config.objective == 'classify':
             predict = make_classifier_predict(model_of['teacher'], mesh, config.eval.batch_size, config.compute_dtype)
             cached = predict(variables['teacher'], train_of[role])
           in_step = distil and cached is None
@@ -355,6 +393,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
              'models': {role: settings[role].model for role in roles}, 'vocab_size': len(vocab),
              'num_train': len(train), 'num_test': {k: len(v) for k, v in test_sets.items()},
              'num_transfer': len(transfer_examples) if transfer_examples is not None else 0,
+             'cross_fit': ({'folds': config.cross_fit_folds, 'target_accuracy': cross_fit_accuracy}
+                           if config.cross_fit_folds else None),
              'runs': runs, 'summary': report.summarise(runs), 'num_devices': mesh.size,
              'timing': {**{f'{r}_seconds': t for r, t in timing.items()},
                         'total_seconds': time.perf_counter() - t_start},

@@ -12,11 +12,15 @@ import pytest
 from conftest import load_config
 from kd_jax import checkpoints
 from kd_jax import main
+from kd_jax import metrics
+from kd_jax import sharding
+from kd_jax import trainer
 from kd_jax.mnist import models
 from kd_jax import training
 from kd_jax.sva import configs as sva_configs
 from kd_jax.sva import data as sva_data
 from kd_jax.sva import experiment as sva_experiment
+from kd_jax.sva import models as sva_models
 from kd_jax.sva import report as sva_report
 
 SVA_DIR = os.environ.get('KD_JAX_SVA_DIR', '')
@@ -91,6 +95,46 @@ def test_cached_teacher_logits_match_the_teacher_in_the_step(finished_run, tmp_p
   run = main.run(config, str(tmp_path))['runs']['student'][0]
   # Up to float rounding (the teacher sees differently padded batches), the same student.
   np.testing.assert_allclose(run['dev']['accuracy'], first['runs']['student'][0]['dev']['accuracy'], atol=2 / 128)
+
+
+def test_cross_fitted_targets_come_from_the_fold_teacher_that_did_not_see_the_input(finished_run, tmp_path):
+  first_workdir, first = finished_run
+  config = load_config('sva_smoke', **{'num_seeds': 1, 'train_independent_student': False, 'cross_fit_folds': 2,
+                                       'teacher.checkpoint': os.path.join(first_workdir, 'teacher', 'seed_0')})
+  workdir = str(tmp_path / 'run')
+  results = main.run(config, workdir)
+  assert results['cross_fit']['folds'] == 2 and 'cross-fitted: 2 fold teachers' in open(
+      os.path.join(workdir, 'results.md')).read()
+  records = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
+  last_step = lambda phase: max(r['step'] for r in records if r['phase'] == phase)
+  # 3 epochs at batch 32 over half of the 512 training examples (8 batches an epoch) for each fold teacher.
+  assert last_step('teacher_fold_0/seed_0') == last_step('teacher_fold_1/seed_0') == 24
+
+  train_examples, tests, _, _ = sva_experiment.load_examples(config)
+  vocab = sva_data.Vocab.load(os.path.join(workdir, 'vocab.json'))
+  max_length = sva_experiment.padded_length(config, [train_examples, *tests.values()])
+  encode = lambda ex: sva_experiment.encode(ex, vocab, config, max_length)
+  train = encode(train_examples)
+  model = sva_models.create_model(config.teacher.model, vocab_size=len(vocab), **config.teacher.model_kwargs)
+  mesh = sharding.data_mesh()
+  # Called again, every fold teacher is restored from its final checkpoint (nothing retrained).
+  logits = sva_experiment.cross_fitted_logits(config, 0, train_examples, train, encode, model, mesh, workdir, None,
+                                              {})
+  folds = np.array_split(np.random.default_rng(0).permutation(len(train)), 2)
+  predict = sva_experiment.make_classifier_predict(model, mesh, 64)
+  example = trainer.example_input(train)
+  whole_teacher, _ = trainer.restore_variables(model, config.teacher.checkpoint, config.teacher, example)
+  for j, held_out in enumerate(folds):
+    fold_teacher, meta = trainer.restore_variables(
+        model, os.path.join(workdir, 'teacher_folds', 'seed_0', f'fold_{j}'), config.teacher, example)
+    assert meta['settings']['training examples'] == len(train) - len(held_out)
+    np.testing.assert_array_equal(logits[held_out], predict(fold_teacher, train)[held_out])
+    assert not np.allclose(logits[held_out], predict(whole_teacher, train)[held_out], atol=1e-3)
+  # What the student was taught (its step-0 diagnostic) is the cross-fitted logits.
+  taught = [r for r in records if r['phase'] == 'student/seed_0' and r['step'] == 0][0]
+  expected = metrics.teacher_targets(logits, train.labels, config.kd.temperature)
+  assert taught['teacher_targets/p_gold'] == pytest.approx(expected['p_gold'], rel=1e-6)
+  assert results['cross_fit']['target_accuracy'] == [pytest.approx(float(np.mean(logits.argmax(-1) == train.labels)))]
 
 
 def test_language_model_end_to_end(tmp_path):
@@ -249,6 +293,11 @@ def test_transfer_set_is_split_off_test_1_and_learned_from_the_teacher_only(tmp_
     ({'data.source': 'numpred', 'data.transfer_size': 10, 'kd.alpha': 0.5}, 'set config.kd.alpha=1.0'),
     ({'data.source': 'numpred', 'data.transfer_size': 160}, 'leaves nothing of numpred.test.1'),
     ({'data.transfer_size': -1}, 'config.data.transfer_size must be an integer ≥ 0'),
+    ({'cross_fit_folds': 1}, 'leaves a fold teacher nothing to train on'),
+    ({'cross_fit_folds': -2}, 'config.cross_fit_folds must be an integer ≥ 0'),
+    ({'cross_fit_folds': 2, 'data.source': 'numpred', 'data.transfer_size': 10}, 'needs objective=classify, '
+     'cache_teacher_logits=True, no data.transfer_size'),
+    ({'cross_fit_folds': 2, 'student.loss': 'cross_entropy'}, 'a distillation student loss'),
 ])
 def test_bad_transfer_settings_fail_early(tmp_path, overrides, match):
   config = load_config('sva_smoke', **{'data.dir': _tiny_numpred(tmp_path / 'numpred'), **overrides})
