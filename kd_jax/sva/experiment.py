@@ -366,6 +366,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
             cached = cross_fitted_logits(config, seed, train_examples, train, lambda ex: encode(
                 ex, vocab, config, max_length), model_of['teacher'], mesh, workdir, writer, extra_meta)
             cross_fit_accuracy.append(float(np.mean(cached.argmax(-1) == train.labels)))
+            timing['teacher_folds'] = timing.get('teacher_folds', 0.0) + time.perf_counter() - t0
+            t0 = time.perf_counter()
           elif distil and config.cache_teacher_logits and config.objective == 'classify':
             predict = make_classifier_predict(model_of['teacher'], mesh, config.eval.batch_size, config.compute_dtype)
             cached = predict(variables['teacher'], train_of[role])

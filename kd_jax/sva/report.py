@@ -110,12 +110,11 @@ def write_report(results, workdir: str):
           f'Train examples: {results["num_train"]}'
           + (f' (+ a transfer set of {results["num_transfer"]} inputs, teacher-labelled for the KD student, gold '
              'labels for the "gold labels of train + transfer set" control)' if results.get('num_transfer') else '')
-          + _cross_fit_note(results)
           + f'; test examples: {results["num_test"]}; vocabulary '
           f'{results["vocab_size"]} words. Mean ± sample std over {seeds} seed(s); final checkpoints; '
           f'ECE with {results["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.)'
           + ('; perplexity = exp(mean NLL per target word, end token included)' if results['objective'] == 'lm'
-             else '') + '.\n\n' + _unscored_note(results) + results_table(results) +
+             else '') + '.\n\n' + _cross_fit_note(results) + _unscored_note(results) + results_table(results) +
           f'\n\nWall time: {results["timing"]["total_seconds"]:.0f} s on {results["num_devices"]} device(s)'
           f'{reports.precision_note(results["config"])}.\n')
   reports.write(workdir, 'results', results, text)
@@ -126,9 +125,9 @@ def _cross_fit_note(results) -> str:
   if not cross_fit:
     return ''
   accuracy = ' / '.join(f'{100 * a:.2f}' for a in cross_fit['target_accuracy'])
-  return (f'. The KD student\'s targets are cross-fitted: {cross_fit["folds"]} fold teachers, each trained on the '
+  return (f'The KD student\'s targets are cross-fitted: {cross_fit["folds"]} fold teachers, each trained on the '
           'other folds of the training split, label the fold they did not see (their argmax is the gold label on '
-          f'{accuracy} % of the training inputs, per seed); the teacher row is the teacher of the whole split')
+          f'{accuracy} % of the training inputs, per seed); the teacher row is the teacher of the whole split.\n\n')
 
 
 def _unscored_note(results) -> str:
