@@ -278,7 +278,7 @@ def cross_fitted_logits(config, seed: int, train_examples, train: sva_data.SvaSp
   """[N, 2] eval-mode logits of the training split, row i from the one fold teacher that did not train on input i.
 
   The split is cut into ``config.cross_fit_folds`` folds (drawn with ``seed``); fold teacher j trains with the
-  teacher's settings on the other folds, in ``<workdir>/teacher_folds/seed_<seed>/fold_<j>`` (resumed like any
+  teacher's settings, seed and initialisation on the other folds, in ``<workdir>/teacher_folds/seed_<seed>/fold_<j>`` (resumed like any
   run), and labels fold j from what it saved.
   """
   settings = ml_collections.ConfigDict({**config.teacher.to_dict(), 'checkpoint': ''})  # always trained here
