@@ -21,6 +21,13 @@ def mean_std_cell(stats, scale: float = 100.0, digits: int = 2) -> str:
   return f'{scale * stats["mean"]:.{digits}f} ± {scale * stats["std"]:.{digits}f}'
 
 
+def wall_time(seconds) -> str:
+  """The reports' wall-time phrase for ``seconds`` (a number, or text such as '10 epochs: 164 s, ...'): the time of
+  the command that wrote the report, which for runs it found finished is only their restore and evaluation."""
+  amount = f'{seconds:.0f} s' if isinstance(seconds, (int, float)) else seconds
+  return f'Wall time of the command that wrote this report (runs it found finished count only their evaluation): {amount}'
+
+
 def precision_note(config: Dict[str, Any]) -> str:
   """'' for float32 runs; what ran in bfloat16 otherwise (appended to a report's wall-time line)."""
   if config.get('compute_dtype', 'float32') == 'float32':

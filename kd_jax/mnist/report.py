@@ -33,7 +33,7 @@ def write_results(results, workdir: str, model_names: Dict[str, str]):
           f'Train examples: {results["num_train"]}; test examples per set: {results["num_test"]}; '
           f'final checkpoints (not best); ECE with {results["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.).\n\n'
           f'{results_table(results, model_names)}\n\n'
-          f'Wall time: {results["timing"]["total_seconds"]:.0f} s on {results["num_devices"]} device(s)'
+          f'{reports.wall_time(results["timing"]["total_seconds"])} on {results["num_devices"]} device(s)'
           f'{reports.precision_note(results["config"])}.\n')
   reports.write(workdir, 'results', results, text)
 
@@ -79,7 +79,7 @@ def write_grid_report(report, workdir: str):
           f'Cells: mean ± sample std (ddof = 1) over instances. Checkpoint rule: {report["checkpoint_rule"]}. '
           f'ECE: {report["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.).\n\n{grid_table(report)}\n\n'
           f'![accuracy](accuracy.png)\n\n![reliability](reliability.png)\n\n'
-          f'Wall time: {report["total_seconds"]:.0f} s on {report["num_devices"]} × {report["device"]} '
+          f'{reports.wall_time(report["total_seconds"])} on {report["num_devices"]} × {report["device"]} '
           f'({seconds}){reports.precision_note(report["config"])}.\n')
   reports.write(workdir, 'grid', report, text, json_indent=1)
 
@@ -183,13 +183,13 @@ def write_student_epochs_report(sweep: Dict[str, Any], workdir: str):
       cells += [reports.mean_std_cell(row['gain_over_independent'][n][test_set], digits=1) for n in gain_names]
       lines.append(f'| {epochs} | ' + ' | '.join(cells) + ' |')
     tables.append('\n'.join(lines))
-  seconds = ', '.join(f'{e}: {row["seconds"]:.0f} s' for e, row in rows.items())
+  seconds = ', '.join(f'{e} epochs: {row["seconds"]:.0f} s' for e, row in rows.items())
   text = (f'# kd_jax MNIST: students at several budgets\n\n{DEMO_WARNING if sweep["demo_sample"] else ""}'
           f'Data: {sweep["data_source"]}\n\nSeeds {sweep["seeds"]} (n = {len(sweep["seeds"])}); cells: mean ± sample '
           'std over seeds (accuracy) / mean ECE (15 equal-width (l, r] bins); gains are paired by seed. Students and '
           'their independent counterparts train the same epochs; teacher-only models were trained once. The paper: '
           f'CNN→MLP − MLP on MNIST-Translated ≈ {PAPER_TRANSLATE_GAIN:g} points after 400 epochs.\n\n'
-          + '\n\n'.join(tables) + f'\n\n![student epochs](student_epochs.png)\n\nWall time per grid ({seconds}) on '
+          + '\n\n'.join(tables) + f'\n\n![student epochs](student_epochs.png)\n\n{reports.wall_time(seconds)} on '
           f'{sweep["num_devices"]} × {sweep["device"]}{reports.precision_note(sweep["config"])}.\n')
   reports.write(workdir, 'student_epochs', sweep, text, json_indent=1)
 

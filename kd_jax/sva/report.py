@@ -115,7 +115,7 @@ def write_report(results, workdir: str):
           f'ECE with {results["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.)'
           + ('; perplexity = exp(mean NLL per target word, end token included)' if results['objective'] == 'lm'
              else '') + '.\n\n' + _cross_fit_note(results) + _unscored_note(results) + results_table(results) +
-          f'\n\nWall time: {results["timing"]["total_seconds"]:.0f} s on {results["num_devices"]} device(s)'
+          f'\n\n{reports.wall_time(results["timing"]["total_seconds"])} on {results["num_devices"]} device(s)'
           f'{reports.precision_note(results["config"])}.\n')
   reports.write(workdir, 'results', results, text)
 
