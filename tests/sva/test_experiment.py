@@ -164,6 +164,11 @@ def test_every_sva_config_is_valid():
                                                                                           0.9, 40.0)
   with pytest.raises(ValueError, match="unknown config variant 'big'"):
     sva_configs.pair_config('lstm', 'transformer', 'big')
+  cross_fit = load_config('sva_lstm_to_transformer', 'cross_fit')
+  sva_experiment.check_config(cross_fit)
+  assert cross_fit.cross_fit_folds == 5 and load_config('sva_lstm_to_transformer').cross_fit_folds == 0
+  with pytest.raises(ValueError, match='needs objective=classify'):
+    sva_experiment.check_config(load_config('sva_lstm_to_transformer', 'lm,cross_fit'))
 
 
 def test_paper_teacher_regime(tmp_path):
