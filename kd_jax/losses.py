@@ -10,7 +10,9 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from scipy.special import softmax
 
 # How the KD term is scaled: Hinton et al. multiply by T² so that its gradients
 # keep their size as T changes; the paper's code divided by T² instead.
@@ -90,3 +92,38 @@ def get_loss(name: str, kd_config: Optional[Mapping[str, Any]] = None) -> LossFn
   if missing:
     raise ValueError(f'loss {name!r} needs config.kd.{", config.kd.".join(missing)}')
   return spec.build(**{field: kd_config[field] for field in spec.kd_fields})
+
+
+# ----------------------------------------------------------------------------- control targets
+
+def shuffled_confidence_logits(teacher_logits: np.ndarray, labels: np.ndarray, temperature: float,
+                               rng: np.random.Generator) -> np.ndarray:
+  """A control for what KD teaches (host side, on cached logits [N, C] of the N training inputs).
+
+  Input i's target gets the teacher's gold-class probability (at ``temperature``) on another training input,
+  a random permutation of the inputs; its other classes share the rest in the proportions the teacher gave them
+  on input i. The targets' softness and error rate are the teacher's — their mean p(gold), the fraction below
+  any threshold — but no longer *which* inputs the teacher doubts. Returns logits whose softmax at
+  ``temperature`` is that target.
+  """
+  probs = softmax(np.asarray(teacher_logits, np.float64) / temperature, axis=-1)
+  rows = np.arange(len(labels))
+  p_gold = probs[rows, labels]
+  others = probs.copy()
+  others[rows, labels] = 0.0
+  total = others.sum(-1, keepdims=True)
+  uniform = np.ones_like(others) / (others.shape[-1] - 1)
+  uniform[rows, labels] = 0.0
+  # Where the teacher put all its mass on gold (total 0 in float64), the rest is split evenly.
+  others = np.where(total > 0, others / np.where(total > 0, total, 1.0), uniform)
+  new_p_gold = p_gold[rng.permutation(len(labels))]
+  targets = others * (1.0 - new_p_gold)[:, None]
+  targets[rows, labels] = new_p_gold
+  return (temperature * np.log(np.maximum(targets, 1e-30))).astype(np.float32)
+
+
+# What the KD student learns from cached teacher logits (``config.kd.targets``): the teacher's own, or a control.
+TARGETS = {
+    'teacher': None,
+    'shuffled_confidence': shuffled_confidence_logits,
+}

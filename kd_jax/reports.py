@@ -35,6 +35,15 @@ def precision_note(config: Dict[str, Any]) -> str:
   return f'; models computed in {config["compute_dtype"]} (parameters, optimizer state and losses in float32)'
 
 
+def targets_warning(config: Dict[str, Any]) -> str:
+  """'' when KD students learned their teachers' targets; a bold line naming the control otherwise."""
+  targets = config.get('kd', {}).get('targets', 'teacher')
+  if targets == 'teacher':
+    return ''
+  return (f'**CONTROL RUN: the KD students learned config.kd.targets={targets!r} targets made from their '
+          "teachers' logits (see kd_jax.losses.TARGETS), not the teachers' own.**\n\n")
+
+
 def write(workdir: str, stem: str, data: Dict[str, Any], markdown: str, json_indent: int = 2):
   """Writes ``stem.json`` and ``stem.md`` to ``workdir`` and prints the Markdown (process 0 only)."""
   if not sharding.is_primary():

@@ -13,6 +13,7 @@ Random streams: the initial state of seed ``s`` in a phase is
 (s, stream, epoch), with one stream for teachers and one for students, so a
 student instance in the grid equals the single job's student of the same seed.
 """
+import functools
 import hashlib
 import io
 import json
@@ -149,6 +150,12 @@ def check_kd_config(config, teacher_loss: str = 'cross_entropy', student_loss: s
   if config.get('cache_teacher_logits', False) and teacher_mode(config) == 'train':
     raise ValueError('config.cache_teacher_logits needs a deterministic teacher: cached logits are eval-mode '
                      "logits, so set cache_teacher_logits=False for config.kd.teacher_mode='train'")
+  targets = config.kd.get('targets', 'teacher')
+  if targets not in losses.TARGETS:
+    raise ValueError(f'unknown config.kd.targets {targets!r}; choose one of {list(losses.TARGETS)}')
+  if targets != 'teacher' and not config.get('cache_teacher_logits', False):
+    raise ValueError(f'config.kd.targets={targets!r} is a control built from cached teacher logits: it needs '
+                     'config.cache_teacher_logits=True')
 
 
 def uses_teacher(cfg) -> bool:
@@ -190,6 +197,8 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
   ``config.overwrite`` (then the old checkpoints are deleted and training starts over).
   """
   sharding.check_batch_size(cfg.batch_size, mesh, f'the batch size of {name}')
+  if losses.loss_spec(cfg.loss).uses_teacher:
+    teacher_logits = control_targets(name, config, train, teacher_logits, seeds, stacked)
   orders = [input_pipeline.BatchOrder(len(train), cfg.batch_size, seed, stream, getattr(train, 'lengths', None))
             for seed in seeds]
   batches = input_pipeline.Batches(train, orders, stacked, teacher_logits)
@@ -272,6 +281,21 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
   return state
 
 
+def control_targets(name, config, train, teacher_logits, seeds, stacked):
+  """``teacher_logits`` as ``config.kd.targets`` asks: the teacher's own, or a control made from them
+  (:data:`kd_jax.losses.TARGETS`), one random permutation per seed."""
+  targets = config.kd.get('targets', 'teacher')
+  if targets == 'teacher':
+    return teacher_logits
+  labels = train.batch(np.arange(len(train)))['label']
+  if teacher_logits is None or labels.ndim != 1:
+    raise ValueError(f'{name}: config.kd.targets={targets!r} needs cached teacher logits of a classifier')
+  control = functools.partial(losses.TARGETS[targets], labels=labels, temperature=config.kd.temperature)
+  if stacked:
+    return np.stack([control(logits, rng=np.random.default_rng(seed)) for logits, seed in zip(teacher_logits, seeds)])
+  return control(teacher_logits, rng=np.random.default_rng(seeds[0]))
+
+
 def report_teacher_targets(name, config, train, mesh, writer, teacher, teacher_variables, teacher_logits, stacked):
   """Logs (and writes as the phase's step-0 metrics) what the student will be taught: the teacher's targets at
   the KD temperature on the training inputs (:func:`kd_jax.metrics.teacher_targets`) — in eval mode, or with
@@ -295,8 +319,11 @@ def report_teacher_targets(name, config, train, mesh, writer, teacher, teacher_v
                                   config.kd.temperature)
   label_like = ' — the targets are (nearly) the labels: KD can teach little beyond them' if (
       stats['below_0.9'] < 0.01) else ''
-  logging.info('%s: %s-mode teacher targets at T = %g on the training inputs: mean p(gold) %.4f, %.1f%% below '
-               '0.9, entropy %.3f nats%s', name, teacher_mode(config), config.kd.temperature, stats['p_gold'],
+  kind = f'{teacher_mode(config)}-mode teacher targets'
+  if config.kd.get('targets', 'teacher') != 'teacher':
+    kind = f'{config.kd.targets} control targets (from the {kind})'
+  logging.info('%s: %s at T = %g on the training inputs: mean p(gold) %.4f, %.1f%% below '
+               '0.9, entropy %.3f nats%s', name, kind, config.kd.temperature, stats['p_gold'],
                100 * stats['below_0.9'], stats['entropy'], label_like)
   if writer is not None:
     writer.write(name, 0, {f'teacher_targets/{k}': v for k, v in stats.items()})
@@ -324,7 +351,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 # Settings added after checkpoints were first written, with their defaults: recorded only when not at the default,
 # so those checkpoints still resume.
-LATER_SETTINGS = {'l2': 0.0, 'compute_dtype': 'float32'}
+LATER_SETTINGS = {'l2': 0.0, 'compute_dtype': 'float32', 'kd.targets': 'teacher'}
 
 
 class SettingsMismatchError(ValueError):

@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.special import softmax
 
 from kd_jax import losses
 
@@ -68,3 +69,35 @@ def test_a_loss_reads_the_kd_fields_it_declares():
 def test_unknown_loss():
   with pytest.raises(ValueError, match="unknown loss 'mse'"):
     losses.get_loss('mse')
+
+
+def _gold_and_rest(probs, labels):
+  rows = np.arange(len(labels))
+  rest = probs.copy()
+  rest[rows, labels] = 0.0
+  return probs[rows, labels], rest / rest.sum(-1, keepdims=True)
+
+
+def test_shuffled_confidence_moves_the_teachers_gold_probabilities_to_other_inputs():
+  rng = np.random.default_rng(0)
+  teacher, labels = 3.0 * rng.normal(size=(50, 4)), rng.integers(0, 4, 50)
+  control = losses.shuffled_confidence_logits(teacher, labels, 2.0, np.random.default_rng(1))
+  chex.assert_shape(control, (50, 4))
+  p_gold, p_rest = _gold_and_rest(softmax(teacher / 2.0, axis=-1), labels)
+  q_gold, q_rest = _gold_and_rest(softmax(control.astype(np.float64) / 2.0, axis=-1), labels)
+  # Input i gets the gold probability of input perm[i], the rest in its own teacher proportions.
+  chex.assert_trees_all_close(q_gold, p_gold[np.random.default_rng(1).permutation(50)], atol=1e-6)
+  chex.assert_trees_all_close(q_rest, p_rest, atol=1e-5)
+  assert not np.allclose(q_gold, p_gold, atol=1e-3)
+
+
+def test_shuffled_confidence_splits_the_rest_evenly_where_the_teacher_was_certain():
+  teacher = np.array([[0.0, 0.0, 0.0], [800.0, 0.0, 0.0]])  # row 1: p(gold) = 1 in float64
+  labels = np.array([1, 0])
+  for seed in range(4):  # both the identity and the swap
+    control = losses.shuffled_confidence_logits(teacher, labels, 1.0, np.random.default_rng(seed))
+    assert np.all(np.isfinite(control))
+    q_gold = np.array([1 / 3, 1.0])[np.random.default_rng(seed).permutation(2)]
+    rest = (1.0 - q_gold[1]) / 2
+    chex.assert_trees_all_close(softmax(control.astype(np.float64), axis=-1)[1], np.array([q_gold[1], rest, rest]),
+                                atol=1e-6)

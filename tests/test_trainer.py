@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from scipy.special import softmax
 
 from conftest import load_config
 from kd_jax import checkpoints
@@ -105,6 +106,9 @@ def test_teacher_for_seed_trains_once_then_reads_saved_teachers_per_seed(tmp_pat
     ({'teacher_mode': 'frozen'}, 'cross_entropy', 'distillation', "unknown config.kd.teacher_mode 'frozen'"),
     ({'teacher_mode': 'train', 'cache': True}, 'cross_entropy', 'distillation',
      'cache_teacher_logits needs a deterministic teacher'),
+    ({'targets': 'labels', 'cache': True}, 'cross_entropy', 'distillation', "unknown config.kd.targets 'labels'"),
+    ({'targets': 'shuffled_confidence'}, 'cross_entropy', 'distillation',
+     "targets='shuffled_confidence' is a control built from cached teacher logits"),
 ])
 def test_bad_kd_settings(kd, teacher_loss, student_loss, match):
   config = ml_collections.ConfigDict({'kd': dict(temperature=2.0, alpha=1.0, scale='hinton', teacher_mode='eval'),
@@ -112,6 +116,34 @@ def test_bad_kd_settings(kd, teacher_loss, student_loss, match):
   config.kd.update(kd)
   with pytest.raises(ValueError, match=match):
     trainer.check_kd_config(config, teacher_loss, student_loss)
+
+
+def test_control_targets_shuffle_each_seeds_own_teacher_and_are_part_of_the_settings():
+  config = ml_collections.ConfigDict({'kd': dict(temperature=1.0, alpha=1.0, scale='hinton', targets='teacher'),
+                                      'compute_dtype': 'float32'})
+  split = _split(n=40)
+  teacher_logits = np.random.default_rng(3).normal(size=(2, 40, 10)).astype(np.float32)
+  assert trainer.control_targets('s', config, split, teacher_logits, [0, 1], True) is teacher_logits
+  cfg = grid.role_config(load_config('grid_smoke'), 'mlp', 'student')
+  settings = lambda targets: trainer.run_settings(cfg, config, split, seeds=[0, 1], stream=1, stacked=True,
+                                                  num_steps=5, teacher_targets=targets)
+  teacher_settings = settings(teacher_logits)
+  assert 'kd.targets' not in teacher_settings  # the default: checkpoints from before the field still resume
+  config.kd.targets = 'shuffled_confidence'
+  control = trainer.control_targets('s', config, split, teacher_logits, [0, 1], True)
+  chex.assert_shape(control, (2, 40, 10))
+  for k, seed in enumerate([0, 1]):
+    chex.assert_trees_all_equal(control[k], trainer.control_targets('s', config, split, teacher_logits[k], [seed],
+                                                                    False))
+  gold = lambda logits: np.sort(softmax(logits.astype(np.float64), -1)[np.arange(40), split.labels])
+  chex.assert_trees_all_close(gold(control[1]), gold(teacher_logits[1]), atol=1e-6)  # same confidences, moved
+  assert not np.allclose(control[0], teacher_logits[0], atol=1e-3)
+  control_settings = settings(control)
+  assert control_settings['kd.targets'] == 'shuffled_confidence'
+  assert control_settings['teacher (digest of its variables or cached logits)'] != teacher_settings[
+      'teacher (digest of its variables or cached logits)']
+  with pytest.raises(ValueError, match="s: config.kd.targets='shuffled_confidence' needs cached teacher logits"):
+    trainer.control_targets('s', config, split, None, [0], False)
 
 
 def test_checkpoint_path_template():

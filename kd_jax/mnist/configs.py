@@ -64,6 +64,7 @@ def _shared_fields(config: ml_collections.ConfigDict):
       alpha=1.0,  # weight of the KD term; 1 - alpha goes to gold-label cross-entropy
       scale='hinton',  # 'hinton': KD term × T²; 'paper': × 1/T² as in the paper's code
       teacher_mode='eval',  # 'train' runs the teacher with dropout + batch statistics (paper-code quirk)
+      targets='teacher',  # or a control made from cached teacher logits (kd_jax.losses.TARGETS)
   )
   config.eval = dict(batch_size=1000, ece_bins=15)
   config.log_every_steps = 100

@@ -25,7 +25,7 @@ def results_table(results: Dict[str, Any], model_names: Dict[str, str]) -> str:
 
 
 def write_results(results, workdir: str, model_names: Dict[str, str]):
-  warning = DEMO_WARNING if results['demo_sample'] else ''
+  warning = (DEMO_WARNING if results['demo_sample'] else '') + reports.targets_warning(results['config'])
   if results['demo_sample'] and results['config']['data'].get('demo_teacher_epochs'):
     warning += (f'Demo schedule: the teacher trained {results["config"]["teacher"]["num_epochs"]:g} epochs '
                 '(config.data.demo_teacher_epochs).\n\n')
@@ -68,7 +68,7 @@ def write_grid_report(report, workdir: str):
     return
   plot_accuracy(report, os.path.join(workdir, 'accuracy.png'))
   plot_reliability(report, os.path.join(workdir, 'reliability.png'))
-  warning = DEMO_WARNING if report['demo_sample'] else ''
+  warning = (DEMO_WARNING if report['demo_sample'] else '') + reports.targets_warning(report['config'])
   logits = 'cached once per teacher instance' if report['cache_teacher_logits'] else 'computed in the step'
   seconds = ', '.join(f'{s["title"]} {s["seconds"]:.0f} s' for s in report['setups'].values() if s['seconds'])
   text = (f'# kd_jax MNIST grid\n\n{warning}Data: {report["data_source"]}\n\n'
@@ -185,6 +185,7 @@ def write_student_epochs_report(sweep: Dict[str, Any], workdir: str):
     tables.append('\n'.join(lines))
   seconds = ', '.join(f'{e} epochs: {row["seconds"]:.0f} s' for e, row in rows.items())
   text = (f'# kd_jax MNIST: students at several budgets\n\n{DEMO_WARNING if sweep["demo_sample"] else ""}'
+          f'{reports.targets_warning(sweep["config"])}'
           f'Data: {sweep["data_source"]}\n\nSeeds {sweep["seeds"]} (n = {len(sweep["seeds"])}); cells: mean ± sample '
           'std over seeds (accuracy) / mean ECE (15 equal-width (l, r] bins); gains are paired by seed. Students and '
           'their independent counterparts train the same epochs; teacher-only models were trained once. The paper: '

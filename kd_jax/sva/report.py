@@ -104,7 +104,7 @@ def write_report(results, workdir: str):
     return
   if attractor_counts(results):
     plot_attractors(results, os.path.join(workdir, 'accuracy_by_attractors.png'))
-  warning = SYNTHETIC_WARNING if results['synthetic'] else ''
+  warning = (SYNTHETIC_WARNING if results['synthetic'] else '') + reports.targets_warning(results['config'])
   seeds = max(len(r) for r in results['runs'].values())
   text = (f'# kd_jax SVA results ({results["objective"]})\n\n{warning}Data: {results["data_source"]}\n\n'
           f'Train examples: {results["num_train"]}'

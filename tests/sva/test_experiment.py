@@ -97,6 +97,26 @@ def test_cached_teacher_logits_match_the_teacher_in_the_step(finished_run, tmp_p
   np.testing.assert_allclose(run['dev']['accuracy'], first['runs']['student'][0]['dev']['accuracy'], atol=2 / 128)
 
 
+def test_shuffled_confidence_control_keeps_the_targets_softness_and_says_it_is_a_control(finished_run, tmp_path):
+  first_workdir, _ = finished_run
+  config = load_config('sva_smoke', **{'num_seeds': 1, 'train_independent_student': False,
+                                       'kd.targets': 'shuffled_confidence',
+                                       'teacher.checkpoint': os.path.join(first_workdir, 'teacher', 'seed_0')})
+  main.run(config, str(tmp_path))
+
+  def targets_record(workdir):
+    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+      records = [json.loads(line) for line in f]
+    return next(r for r in records if r['phase'] == 'student/seed_0' and 'teacher_targets/p_gold' in r)
+
+  teacher, control = targets_record(first_workdir), targets_record(str(tmp_path))
+  np.testing.assert_allclose(control['teacher_targets/p_gold'], teacher['teacher_targets/p_gold'], atol=1e-6)
+  assert control['teacher_targets/below_0.9'] == teacher['teacher_targets/below_0.9']
+  assert "CONTROL RUN: the KD students learned config.kd.targets='shuffled_confidence'" in (
+      tmp_path / 'results.md').read_text()
+  assert 'CONTROL RUN' not in open(os.path.join(first_workdir, 'results.md')).read()
+
+
 def test_cross_fitted_targets_come_from_the_fold_teacher_that_did_not_see_the_input(finished_run, tmp_path):
   first_workdir, first = finished_run
   config = load_config('sva_smoke', **{'num_seeds': 1, 'train_independent_student': False, 'cross_fit_folds': 2,
