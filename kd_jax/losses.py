@@ -111,11 +111,10 @@ def shuffled_confidence_logits(teacher_logits: np.ndarray, labels: np.ndarray, t
   p_gold = probs[rows, labels]
   others = probs.copy()
   others[rows, labels] = 0.0
-  total = others.sum(-1, keepdims=True)
-  uniform = np.ones_like(others) / (others.shape[-1] - 1)
-  uniform[rows, labels] = 0.0
-  # Where the teacher put all its mass on gold (total 0 in float64), the rest is split evenly.
-  others = np.where(total > 0, others / np.where(total > 0, total, 1.0), uniform)
+  # Where the teacher put all its mass on gold (0 left in float64), the rest is split evenly.
+  others = np.where(others.sum(-1, keepdims=True) > 0, others, 1.0)
+  others[rows, labels] = 0.0
+  others /= others.sum(-1, keepdims=True)
   new_p_gold = p_gold[rng.permutation(len(labels))]
   targets = others * (1.0 - new_p_gold)[:, None]
   targets[rows, labels] = new_p_gold
