@@ -1,5 +1,5 @@
 """Evaluation metrics on logits (numpy, host side)."""
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 from scipy.special import softmax
@@ -12,17 +12,30 @@ def sample_std(values, axis=None):
   return values.std(axis=axis, ddof=1) if n > 1 else np.zeros_like(values.mean(axis=axis))
 
 
-def teacher_targets(teacher_logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> Dict[str, float]:
+def teacher_targets(teacher_logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0,
+                    weights: Optional[np.ndarray] = None) -> Dict[str, float]:
   """What a student is taught: softmax(teacher_logits / T) on the training inputs, against the gold labels.
 
   ``p_gold``: the mean probability of the gold class; ``below_0.9``: the fraction of examples whose gold
   probability is below 0.9; ``entropy``: the mean entropy (nats). A ``p_gold`` near 1 with ``below_0.9`` near 0
-  means the targets are the labels: KD then cannot transfer more than gold-label training does.
+  means the targets are the labels: KD then cannot transfer more than gold-label training does. Language models:
+  labels and ``weights`` [..., L] per position, the means over the positions of weight 1.
   """
-  probs = softmax(np.asarray(teacher_logits, np.float64).reshape(-1, teacher_logits.shape[-1]) / temperature, axis=-1)
-  p_gold = np.take_along_axis(probs, np.asarray(labels).reshape(-1, 1).astype(np.int64), axis=1)[:, 0]
-  entropy = -np.sum(probs * np.log(np.maximum(probs, 1e-30)), axis=-1)
-  return {'p_gold': float(p_gold.mean()), 'below_0.9': float(np.mean(p_gold < 0.9)), 'entropy': float(entropy.mean())}
+  return summarise_targets(*target_probabilities(teacher_logits, labels, temperature), weights)
+
+
+def target_probabilities(teacher_logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0):
+  """(p(gold), entropy in nats) of softmax(teacher_logits / T), both of the labels' shape."""
+  probs = softmax(np.asarray(teacher_logits, np.float64) / temperature, axis=-1)
+  p_gold = np.take_along_axis(probs, np.asarray(labels)[..., None].astype(np.int64), axis=-1)[..., 0]
+  return p_gold, -np.sum(probs * np.log(np.maximum(probs, 1e-30)), axis=-1)
+
+
+def summarise_targets(p_gold: np.ndarray, entropy: np.ndarray, weights: Optional[np.ndarray] = None):
+  """The means of :func:`teacher_targets` over the entries of weight 1 (all without ``weights``)."""
+  w = np.ones_like(p_gold) if weights is None else np.broadcast_to(np.asarray(weights, np.float64), p_gold.shape)
+  mean = lambda x: float(np.sum(w * x) / np.sum(w))
+  return {'p_gold': mean(p_gold), 'below_0.9': mean(p_gold < 0.9), 'entropy': mean(entropy)}
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

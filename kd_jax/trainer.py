@@ -296,27 +296,34 @@ def control_targets(name, config, train, teacher_logits, seeds, stacked):
   return control(teacher_logits, rng=np.random.default_rng(seeds[0]))
 
 
+LM_TARGET_ROWS = 64  # sequences a chunk when summarising a language model's targets (~0.3 GB of logits at 20k words)
+
+
 def report_teacher_targets(name, config, train, mesh, writer, teacher, teacher_variables, teacher_logits, stacked):
   """Logs (and writes as the phase's step-0 metrics) what the student will be taught: the teacher's targets at
   the KD temperature on the training inputs (:func:`kd_jax.metrics.teacher_targets`) — in eval mode, or with
   ``kd.teacher_mode='train'`` in training mode (one dropout draw per example, batch statistics of each eval batch),
   as the step computes them.
 
-  Classification only (per-token LM targets would be [N, L, vocabulary]).
+  Language models: per target position (weights 1), the teacher's [rows, L, vocabulary] logits computed and
+  summarised :data:`LM_TARGET_ROWS` sequences at a time.
   """
   everything = train.batch(np.arange(len(train)))
-  labels = everything['label']
-  if labels.ndim != 1:
-    return
-  if teacher_logits is None:
-    predict = training.make_predict_fn(teacher, mesh, config.eval.batch_size, config.compute_dtype,
-                                       train_mode=teacher_mode(config) == 'train')
+  labels, weights = everything['label'], everything.get('weights')
+  temperature = config.kd.temperature
+  if teacher_logits is not None:  # cached: classification
+    teacher_logits = np.asarray(teacher_logits)
+    stats = metrics.teacher_targets(teacher_logits, np.broadcast_to(labels, teacher_logits.shape[:-1]), temperature)
+  else:
+    rows = len(labels) if labels.ndim == 1 else -(-LM_TARGET_ROWS // mesh.size) * mesh.size
+    predict = training.make_predict_fn(teacher, mesh, config.eval.batch_size if labels.ndim == 1 else rows,
+                                       config.compute_dtype, train_mode=teacher_mode(config) == 'train')
     instances = [instance(teacher_variables, k) for k in range(len(jax.tree_util.tree_leaves(teacher_variables)[0]))
                  ] if stacked else [teacher_variables]
-    teacher_logits = np.stack([predict(v, everything['inputs']) for v in instances])
-  teacher_logits = np.asarray(teacher_logits)
-  stats = metrics.teacher_targets(teacher_logits, np.broadcast_to(labels, teacher_logits.shape[:-1]),
-                                  config.kd.temperature)
+    parts = [metrics.target_probabilities(predict(v, everything['inputs'][i:i + rows]), labels[i:i + rows],
+                                          temperature) for v in instances for i in range(0, len(labels), rows)]
+    stats = metrics.summarise_targets(np.concatenate([p for p, _ in parts]), np.concatenate([e for _, e in parts]),
+                                      None if weights is None else np.concatenate([weights] * len(instances)))
   label_like = ' — the targets are (nearly) the labels: KD can teach little beyond them' if (
       stats['below_0.9'] < 0.01) else ''
   kind = f'{teacher_mode(config)}-mode teacher targets'

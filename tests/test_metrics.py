@@ -49,3 +49,7 @@ def test_teacher_targets_on_known_logits():
   # Stacked instances [K, N, C] with labels broadcast to [K, N].
   both = metrics.teacher_targets(np.stack([confident, np.zeros((4, 4))]), np.stack([labels, labels]))
   np.testing.assert_allclose(both['p_gold'], (1.0 + 0.25) / 2)
+  # Per-position targets [N, L] count only the positions of weight 1 (a language model's padding has 0).
+  positions = metrics.teacher_targets(np.stack([confident, np.zeros((4, 4))], axis=1), np.stack([labels] * 2, 1),
+                                      weights=np.array([[1, 0]] * 3 + [[1, 1]]))
+  np.testing.assert_allclose([positions['p_gold'], positions['below_0.9']], [(4 + 0.25) / 5, 1 / 5])

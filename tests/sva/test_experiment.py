@@ -167,6 +167,23 @@ def test_language_model_end_to_end(tmp_path):
     assert 1.0 < test['perplexity'] < results['vocab_size'], role
     assert test['unscored_oov_verbs'] == 0 and test['count'] == 128
   assert 'Perplexity:' in open(tmp_path / 'results.md').read()
+  # The student's step-0 diagnostic: the teacher's next-word targets over the training sentences' target words.
+  with open(tmp_path / 'metrics.jsonl') as f:
+    taught = [r for r in map(json.loads, f) if r['phase'] == 'student/seed_0' and r['step'] == 0][0]
+  model = sva_models.create_model('lstm', vocab_size=results['vocab_size'], objective='lm',
+                                  **config.teacher.model_kwargs)
+  train_examples, test_examples, _, _ = sva_experiment.load_examples(config)
+  vocab = sva_data.Vocab.load(str(tmp_path / 'vocab.json'))
+  train = sva_experiment.encode(train_examples, vocab, config, sva_experiment.padded_length(
+      config, [train_examples, *test_examples.values()]))
+  everything = train.batch(np.arange(len(train)))
+  variables, _ = trainer.restore_variables(model, str(tmp_path / 'teacher' / 'seed_0'), config.teacher,
+                                           trainer.example_input(train))
+  logits = np.asarray(model.apply(variables, everything['inputs'], train=False))
+  expected = metrics.teacher_targets(logits, everything['label'], config.kd.temperature, everything['weights'])
+  for key in ('p_gold', 'below_0.9', 'entropy'):
+    assert taught[f'teacher_targets/{key}'] == pytest.approx(expected[key], rel=1e-5, abs=1e-7), key
+  assert 0.0 < taught['teacher_targets/p_gold'] < 0.9  # next words are uncertain: soft targets
 
 
 def test_every_sva_config_is_valid():
