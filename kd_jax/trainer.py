@@ -330,7 +330,7 @@ def report_teacher_targets(name, config, train, mesh, writer, teacher, teacher_v
   if config.kd.get('targets', 'teacher') != 'teacher':
     kind = f'{config.kd.targets} control targets (from the {kind})'
   logging.info('%s: %s at T = %g on the training inputs: mean p(gold) %.4f, %.1f%% below '
-               '0.9, entropy %.3f nats%s', name, kind, config.kd.temperature, stats['p_gold'],
+               '0.9, entropy %.3f nats%s', name, kind, temperature, stats['p_gold'],
                100 * stats['below_0.9'], stats['entropy'], label_like)
   if writer is not None:
     writer.write(name, 0, {f'teacher_targets/{k}': v for k, v in stats.items()})

@@ -59,6 +59,9 @@ def check_config(config: ml_collections.ConfigDict):
                      '(use data.source=full_sentences or synthetic)')
   if config.objective == 'classify' and config.data.source == 'full_sentences':
     raise ValueError('full_sentences gives no verb-number labels; classify with numpred, linzen_tsv or synthetic')
+  if config.kd.get('targets', 'teacher') != 'teacher' and config.objective != 'classify':
+    raise ValueError(f'config.kd.targets={config.kd.targets!r} is a control made from cached classification '
+                     f'targets; it needs objective=classify, not {config.objective!r}')
   num_devices = jax.device_count()
   config_lib.check_job(config, num_devices)
   config_lib.check_number(config, 'data.dev_fraction', high=1.0, high_open=True)

@@ -246,6 +246,8 @@ def test_paper_teacher_regime(tmp_path):
     ({'student.batch_size': 12}, ValueError, r'config.student.batch_size must be a multiple of the 8 devices'),
     ({'teacher.model_kwargs.dropout_rate': -0.1}, ValueError, r'config.teacher.model_kwargs.dropout_rate must be'),
     ({'teacher.l2': -1e-5}, ValueError, r'config.teacher.l2 must be a finite number in \[0, inf\]'),
+    ({'objective': 'lm', 'kd.targets': 'shuffled_confidence'}, ValueError,
+     "targets='shuffled_confidence' is a control made from cached classification targets; it needs objective=classify"),
 ])
 def test_bad_settings_fail_with_a_clear_error(tmp_path, overrides, error, match):
   with pytest.raises(error, match=match):
