@@ -296,7 +296,15 @@ def control_targets(name, config, train, teacher_logits, seeds, stacked):
   return control(teacher_logits, rng=np.random.default_rng(seeds[0]))
 
 
-LM_TARGET_ROWS = 64  # sequences a chunk when summarising a language model's targets (~0.3 GB of logits at 20k words)
+LM_TARGET_ROWS = 64  # sequences a batch when summarising a language model's targets (~0.3 GB of logits at 20k words)
+
+
+def target_probabilities(logits: jax.Array, labels: jax.Array, temperature: float) -> jax.Array:
+  """[..., 2]: p(gold) and entropy (nats) of softmax(logits / T) — :func:`kd_jax.metrics.target_probabilities`
+  inside the jitted forward, so that no [..., vocabulary] logits go to the host."""
+  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, axis=-1)
+  p_gold = jnp.exp(jnp.take_along_axis(log_probs, labels[..., None].astype(jnp.int32), axis=-1)[..., 0])
+  return jnp.stack([p_gold, -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)], axis=-1)
 
 
 def report_teacher_targets(name, config, train, mesh, writer, teacher, teacher_variables, teacher_logits, stacked):
@@ -305,8 +313,8 @@ def report_teacher_targets(name, config, train, mesh, writer, teacher, teacher_v
   ``kd.teacher_mode='train'`` in training mode (one dropout draw per example, batch statistics of each eval batch),
   as the step computes them.
 
-  Language models: per target position (weights 1), the teacher's [rows, L, vocabulary] logits computed and
-  summarised :data:`LM_TARGET_ROWS` sequences at a time.
+  Targets computed in the step are summarised per example on the device (:func:`target_probabilities`); language
+  models per target position (weights 1), :data:`LM_TARGET_ROWS` sequences a batch.
   """
   everything = train.batch(np.arange(len(train)))
   labels, weights = everything['label'], everything.get('weights')
@@ -315,14 +323,14 @@ def report_teacher_targets(name, config, train, mesh, writer, teacher, teacher_v
     teacher_logits = np.asarray(teacher_logits)
     stats = metrics.teacher_targets(teacher_logits, np.broadcast_to(labels, teacher_logits.shape[:-1]), temperature)
   else:
-    rows = len(labels) if labels.ndim == 1 else -(-LM_TARGET_ROWS // mesh.size) * mesh.size
-    predict = training.make_predict_fn(teacher, mesh, config.eval.batch_size if labels.ndim == 1 else rows,
-                                       config.compute_dtype, train_mode=teacher_mode(config) == 'train')
+    batch_size = config.eval.batch_size if labels.ndim == 1 else -(-LM_TARGET_ROWS // mesh.size) * mesh.size
+    predict = training.make_predict_fn(teacher, mesh, batch_size, config.compute_dtype,
+                                       train_mode=teacher_mode(config) == 'train',
+                                       summarise=functools.partial(target_probabilities, temperature=temperature))
     instances = [instance(teacher_variables, k) for k in range(len(jax.tree_util.tree_leaves(teacher_variables)[0]))
                  ] if stacked else [teacher_variables]
-    parts = [metrics.target_probabilities(predict(v, everything['inputs'][i:i + rows]), labels[i:i + rows],
-                                          temperature) for v in instances for i in range(0, len(labels), rows)]
-    stats = metrics.summarise_targets(np.concatenate([p for p, _ in parts]), np.concatenate([e for _, e in parts]),
+    per_example = np.concatenate([predict(v, everything['inputs'], labels) for v in instances])
+    stats = metrics.summarise_targets(per_example[..., 0], per_example[..., 1],
                                       None if weights is None else np.concatenate([weights] * len(instances)))
   label_like = ' — the targets are (nearly) the labels: KD can teach little beyond them' if (
       stats['below_0.9'] < 0.01) else ''

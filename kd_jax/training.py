@@ -421,29 +421,40 @@ def _format_seconds(seconds: float) -> str:
 # ----------------------------------------------------------------------------- evaluation
 
 def make_predict_fn(model: nn.Module, mesh: Mesh, batch_size: int, compute_dtype: str = 'float32',
-                    train_mode: bool = False):
+                    train_mode: bool = False, summarise: Optional[Callable] = None):
   """Returns ``predict(variables, inputs) -> logits`` (numpy), eval mode, batched and sharded over the mesh.
 
   ``train_mode``: what a teacher run in training mode gives inside the KD step instead — dropout on (batch i's key
   is ``fold_in(PRNGKey(0), i)``) and batch statistics of each batch of ``batch_size``.
+  ``summarise(logits, labels)``: applied to each batch inside the jitted forward; ``predict(variables, inputs,
+  labels)`` then returns its per-example outputs instead of the logits (a language model's [batch, L, vocabulary]
+  logits need not leave the device).
   """
   sharding.check_batch_size(batch_size, mesh, 'eval batch size')
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   model_apply = apply_fn(model, compute_dtype)
 
-  def forward(variables, x, key):
+  def forward(variables, x, labels, key):
     if not train_mode:
-      return model_apply(variables, x, train=False)
-    return model_apply(variables, x, train=True, rngs={'dropout': key}, mutable=['batch_stats'])[0]
+      logits = model_apply(variables, x, train=False)
+    else:
+      logits = model_apply(variables, x, train=True, rngs={'dropout': key}, mutable=['batch_stats'])[0]
+    return logits if summarise is None else summarise(logits, labels)
 
-  apply = jax.jit(forward, in_shardings=(replicated, sharded, replicated), out_shardings=sharded)
+  apply = jax.jit(forward, in_shardings=(replicated, sharded, sharded, replicated), out_shardings=sharded)
 
-  def predict(variables, inputs: np.ndarray) -> np.ndarray:
+  def padded(array: np.ndarray) -> np.ndarray:
+    return np.concatenate([array, np.zeros((-len(array) % batch_size,) + array.shape[1:], array.dtype)])
+
+  def predict(variables, inputs: np.ndarray, labels: Optional[np.ndarray] = None) -> np.ndarray:
+    if (labels is None) != (summarise is None):
+      raise ValueError('predict takes labels exactly when make_predict_fn was given summarise')
     n = len(inputs)
-    padded = np.concatenate([inputs, np.zeros((-n % batch_size,) + inputs.shape[1:], inputs.dtype)])
-    outputs = [apply(variables, sharding.shard_batch(padded[i:i + batch_size], mesh),
+    inputs, labels = padded(inputs), None if labels is None else padded(labels)
+    outputs = [apply(variables, sharding.shard_batch(inputs[i:i + batch_size], mesh),
+                     None if labels is None else sharding.shard_batch(labels[i:i + batch_size], mesh),
                      jax.random.fold_in(jax.random.PRNGKey(0), i // batch_size))
-               for i in range(0, len(padded), batch_size)]
+               for i in range(0, len(inputs), batch_size)]
     return np.concatenate(sharding.to_host(outputs))[:n]
 
   return predict

@@ -339,6 +339,13 @@ def test_predict_pads_the_last_batch():
   logits = predict(variables, images)
   chex.assert_shape(logits, (30, 10))
   chex.assert_trees_all_close(logits, np.asarray(model.apply(variables, jnp.asarray(images))), rtol=1e-5, atol=1e-6)
+  # summarise runs on each batch inside the forward, with the batch's labels (padding cut off as for logits).
+  labels = _split(30).labels
+  gold = training.make_predict_fn(model, sharding.data_mesh(), batch_size=16,
+                                  summarise=lambda z, y: jnp.take_along_axis(z, y[:, None], axis=-1)[:, 0])
+  chex.assert_trees_all_close(gold(variables, images, labels), logits[np.arange(30), labels], rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match='labels exactly when make_predict_fn was given summarise'):
+    gold(variables, images)
 
 
 def test_online_step_trains_both_and_feeds_the_student_the_teachers_current_logits():

@@ -46,6 +46,7 @@ def _lm(config):
   config.objective = 'lm'
   config.data.source = 'full_sentences'
   config.kd.alpha = 0.9
+  config.cache_teacher_logits = False  # [N, L, vocabulary] logits would not fit: the teacher runs in the step
   for role in ('teacher', 'student'):
     if config[role].model != 'lstm' and not config[role].model.endswith('_seq'):
       config[role].model += '_seq'

@@ -62,6 +62,10 @@ def check_config(config: ml_collections.ConfigDict):
   if config.kd.get('targets', 'teacher') != 'teacher' and config.objective != 'classify':
     raise ValueError(f'config.kd.targets={config.kd.targets!r} is a control made from cached classification '
                      f'targets; it needs objective=classify, not {config.objective!r}')
+  if config.objective == 'lm' and config.cache_teacher_logits:
+    raise ValueError("config.cache_teacher_logits=True caches a classifier's [N, 2] teacher logits; a language "
+                     "model's [N, L, vocabulary] would not fit, its teacher runs in the step: set it False (the "
+                     "':lm' variant does)")
   num_devices = jax.device_count()
   config_lib.check_job(config, num_devices)
   config_lib.check_number(config, 'data.dev_fraction', high=1.0, high_open=True)

@@ -248,6 +248,7 @@ def test_paper_teacher_regime(tmp_path):
     ({'teacher.l2': -1e-5}, ValueError, r'config.teacher.l2 must be a finite number in \[0, inf\]'),
     ({'objective': 'lm', 'kd.targets': 'shuffled_confidence'}, ValueError,
      "targets='shuffled_confidence' is a control made from cached classification targets; it needs objective=classify"),
+    ({'objective': 'lm'}, ValueError, r"config.cache_teacher_logits=True caches a classifier's \[N, 2\] teacher logits"),
 ])
 def test_bad_settings_fail_with_a_clear_error(tmp_path, overrides, error, match):
   with pytest.raises(error, match=match):
