@@ -240,9 +240,9 @@ def make_lm_scorer(model, batch_size: int, compute_dtype: str = 'float32'):
 
 
 def evaluate(model, variables, test_sets: Dict[str, sva_data.SvaSplit], mesh, config):
-  """(agreement metrics on every test set (and perplexity for language models), the predicted classes per test set
-  (classification; None for language models))."""
-  results = {}
+  """(agreement metrics on every test set (and perplexity for language models), the predicted classes per test set:
+  the verb number, or for language models whether the correct form beats the wrong one, over the scored verbs)."""
+  results, predictions = {}, {}
   if config.objective == 'lm':
     score = make_lm_scorer(model, config.eval.batch_size, config.compute_dtype)
     for name, split in test_sets.items():
@@ -253,9 +253,9 @@ def evaluate(model, variables, test_sets: Dict[str, sva_data.SvaSplit], mesh, co
                                              split.attractors[known], split.distances[known], config.eval.ece_bins)
       results[name] = {**result, 'perplexity': sva_metrics.perplexity(total_nll, num_tokens),
                        'num_target_tokens': num_tokens, 'unscored_oov_verbs': int((~known).sum())}
-    return results, None
+      predictions[name] = pair_logits[known].argmax(-1)
+    return results, predictions
   predict = make_classifier_predict(model, mesh, config.eval.batch_size, config.compute_dtype)
-  predictions = {}
   for name, split in test_sets.items():
     logits = predict(variables, split)
     predictions[name] = logits.argmax(-1)
@@ -390,7 +390,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         result, predictions = evaluate(model, variables[role], test_sets, mesh, config)
         if role == 'teacher':
           teacher_predictions = predictions
-        elif predictions is not None:
+        else:
           for name, predicted in predictions.items():
             result[name]['teacher_agreement'] = float(np.mean(predicted == teacher_predictions[name]))
         runs[role].append({'seed': seed, 'checkpoint': str(paths.absolute(directory)), **result})

@@ -166,7 +166,12 @@ def test_language_model_end_to_end(tmp_path):
     # Better than a uniform guess over the vocabulary, and the verbs were all scored.
     assert 1.0 < test['perplexity'] < results['vocab_size'], role
     assert test['unscored_oov_verbs'] == 0 and test['count'] == 128
-  assert 'Perplexity:' in open(tmp_path / 'results.md').read()
+    # Per-example agreement with the teacher: which verb form each model prefers (not the teacher's own row).
+    assert (role == 'teacher') == ('teacher_agreement' not in test), role
+    if role != 'teacher':
+      assert 0.5 < test['teacher_agreement'] <= 1.0, role
+  report = open(tmp_path / 'results.md').read()
+  assert 'Perplexity:' in report and "Agreement with the same seed's teacher" in report
   # The student's step-0 diagnostic: the teacher's next-word targets over the training sentences' target words.
   with open(tmp_path / 'metrics.jsonl') as f:
     taught = [r for r in map(json.loads, f) if r['phase'] == 'student/seed_0' and r['step'] == 0][0]
