@@ -2,11 +2,13 @@
 
   python benchmarks/throughput.py                    # CPU-default CNN width
   python benchmarks/throughput.py --cnn=paper        # the paper's full-width CNN
+  JAX_DEFAULT_PRNG_IMPL=unsafe_rbg python benchmarks/throughput.py   # dropout masks from another PRNG
   XLA_FLAGS=--xla_force_host_platform_device_count=2 python benchmarks/throughput.py
 
 Prints, for the data-parallel jitted step of kd_jax.training:
   teacher training (CNN, gold labels), student KD training (MLP, teacher logits
-  computed inside the step) and teacher-logit inference (eval mode).
+  computed inside the step, the teacher in eval mode and — as the paper's
+  distiller ran it — in training mode) and teacher-logit inference (eval mode).
 Timing excludes the first (compiling) call and blocks on the results.
 """
 import time
@@ -59,22 +61,28 @@ def main(_):
   teacher_variables = teacher_state.variables
 
   # State is not donated here so that the same state can be stepped repeatedly.
-  def undonated(step_fn, trained):
+  def undonated(step_fn, *models_in_step):
     sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
     return jax.jit(step_fn, in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated),
-                   compiler_options=training.compiler_options(trained))
+                   compiler_options=training.compiler_options(*models_in_step))
 
   teacher_step = undonated(training.make_train_step(teacher, tx, losses.get_loss('cross_entropy')), teacher)
   kd_step = undonated(training.make_train_step(
       student, tx, losses.get_loss('distillation', dict(temperature=5.0, alpha=1.0, scale='hinton')), teacher=teacher),
-      student)
+      teacher, student)
+  kd_train_mode_step = undonated(training.make_train_step(
+      student, tx, losses.get_loss('distillation', dict(temperature=5.0, alpha=1.0, scale='hinton')), teacher=teacher,
+      teacher_train_mode=True), teacher, student)
   infer = jax.jit(lambda v, x: teacher.apply(v, x, train=False))
 
   print(f'devices: {mesh.size} × {jax.devices()[0].device_kind}; CNN {_CNN.value} {dict(cnn_kwargs)}; '
-        f'batch {batch_size}; median of {_REPEATS.value} × {_STEPS.value} steps', flush=True)
+        f'batch {batch_size}; PRNG {jax.config.jax_default_prng_impl}; median of {_REPEATS.value} × {_STEPS.value} '
+        'steps', flush=True)
   loops = {
       'teacher training (CNN, gold labels)': lambda: teacher_step(teacher_state, batch, None),
       'student KD training (MLP + CNN teacher in step)': lambda: kd_step(student_state, batch, teacher_variables),
+      'student KD training, teacher in training mode': lambda: kd_train_mode_step(student_state, batch,
+                                                                                teacher_variables),
       'teacher-logit inference (CNN, eval mode)': lambda: infer(teacher_variables, batch['inputs']),
   }
   for name, fn in loops.items():

@@ -31,6 +31,7 @@ def phase_config(model: str, model_kwargs, loss: str, **settings) -> ml_collecti
       decay_rate=0.96,  # exponential only
       clip_norm=1.0,
       l2=0.0,  # λ of an L2 penalty λ·Σw² on kernels and embeddings (Keras kernel_regularizer); 0: none
+      l1=0.0,  # λ of an L1 penalty λ·Σ|w| on the same parameters (Keras' l1_l2 regularizer has both); 0: none
       # Teacher only: a saved teacher's Orbax directory -> offline KD, no teacher training. '{seed}' in it is
       # replaced by each seed, e.g. 'DIR/teacher/seed_{seed}': one saved teacher per student seed.
       checkpoint='',
@@ -112,7 +113,9 @@ def check_phase(config, field: str, num_devices: int):
     check_int(config, f'{field}.decay_steps', 1)
     check_number(config, f'{field}.decay_rate')
   check_number(config, f'{field}.clip_norm', low_open=False)
-  check_number(config, f'{field}.l2', low_open=False)
+  for penalty in ('l1', 'l2'):
+    if penalty in _get(config, field):  # phases saved before l1 existed have no such field
+      check_number(config, f'{field}.{penalty}', low_open=False)
   for key, value in _get(config, f'{field}.model_kwargs').items():
     if 'dropout' in key:
       check_number(config, f'{field}.model_kwargs.{key}', low_open=False, high=1.0, high_open=True)

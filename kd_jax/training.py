@@ -96,18 +96,27 @@ def make_schedule(cfg, total_steps: int) -> optax.Schedule:
   raise ValueError(f'unknown learning-rate schedule {cfg.schedule!r}; choose constant, cosine or exponential')
 
 
-def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
-  """L2 (``cfg.l2``), gradient clipping by global norm, then ``cfg.optimizer`` on ``cfg.schedule``.
+def _kernels(params):
+  """The mask of kernels and embeddings (parameters of rank ≥ 2): what Keras' kernel regularizers penalise."""
+  return jax.tree_util.tree_map(lambda p: p.ndim >= 2, params)
 
-  ``cfg.l2`` = λ adds the gradient of λ·Σw² over the kernels and embeddings (parameters of rank ≥ 2) before
-  clipping: Keras' ``kernel_regularizer=l2(λ)``, as the paper's code trains.
+
+def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
+  """L1 and L2 penalties (``cfg.l1``, ``cfg.l2``), gradient clipping by global norm, then ``cfg.optimizer`` on
+  ``cfg.schedule``.
+
+  ``cfg.l2`` = λ adds the gradient of λ·Σw² and ``cfg.l1`` = λ that of λ·Σ|w| (λ·sign(w)) over the kernels and
+  embeddings before clipping: Keras' ``kernel_regularizer=l1_l2(l1, l2)``, as the paper's code trains (the
+  penalty's gradient joins the loss's before the clip, as in Keras).
   """
   if cfg.optimizer not in OPTIMIZERS:
     raise ValueError(f'unknown optimizer {cfg.optimizer!r}; choose one of {sorted(OPTIMIZERS)}')
   parts = []
+  if cfg.get('l1', 0.0):
+    parts.append(optax.masked(optax.stateless(lambda updates, params: jax.tree_util.tree_map(
+        lambda g, p: g + cfg.l1 * jnp.sign(p), updates, params)), _kernels))
   if cfg.get('l2', 0.0):
-    parts.append(optax.add_decayed_weights(2.0 * cfg.l2, mask=lambda params: jax.tree_util.tree_map(
-        lambda p: p.ndim >= 2, params)))
+    parts.append(optax.add_decayed_weights(2.0 * cfg.l2, mask=_kernels))
   if cfg.clip_norm:
     parts.append(optax.clip_by_global_norm(cfg.clip_norm))
   parts.append(OPTIMIZERS[cfg.optimizer](make_schedule(cfg, total_steps)))

@@ -317,6 +317,21 @@ def test_l2_adds_the_gradient_of_lambda_w_squared_on_kernels_only():
   np.testing.assert_array_equal(updates['Dense_0']['kernel'], 0.0)
 
 
+def test_l1_and_l2_together_are_the_gradient_of_keras_l1_l2_on_kernels():
+  params = {'Dense_0': {'kernel': jnp.array([[2.0, -3.0], [0.5, -0.25]]), 'bias': jnp.array([5.0, -5.0])},
+            'Conv_0': {'kernel': jnp.linspace(-1.0, 1.0, 12).reshape(1, 2, 2, 3) + 0.05}}
+  cfg = ml_collections.ConfigDict(dict(optimizer='sgd', learning_rate=0.1, schedule='constant', clip_norm=0.0,
+                                       l1=1e-2, l2=3e-3))
+  tx = training.make_optimizer(cfg, 10)
+  updates, _ = tx.update(jax.tree_util.tree_map(jnp.zeros_like, params), tx.init(params), params)
+  # Keras' l1_l2(l1, l2) penalty, summed over the kernels only, differentiated independently.
+  penalty = lambda p: sum(1e-2 * jnp.abs(k).sum() + 3e-3 * (k ** 2).sum()
+                          for k in (p['Dense_0']['kernel'], p['Conv_0']['kernel']))
+  expected = jax.grad(penalty)(params)
+  chex.assert_trees_all_close(updates, jax.tree_util.tree_map(lambda g: -0.1 * g, expected), rtol=1e-6)
+  assert np.abs(updates['Dense_0']['kernel']).min() > 0 and not np.any(updates['Dense_0']['bias'])
+
+
 def test_optimizer_settings():
   for schedule in ('constant', 'cosine', 'exponential'):
     cfg = ml_collections.ConfigDict(dict(optimizer='radam', learning_rate=1e-3, schedule=schedule,

@@ -181,11 +181,65 @@ def train_online_pair(setup: str, config, train: data_lib.Split, mesh, workdir: 
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
-  """The grid, or with ``config.student_epochs`` one grid per student budget (:func:`run_student_epochs`)."""
+  """The grid, or with ``config.student_epochs`` one grid per student budget (:func:`run_student_epochs`), or with
+  ``config.factors`` one grid per factor of an ablation (:func:`run_factors`)."""
   check_grid_config(config)
+  if config.get('factors'):
+    return run_factors(config, workdir)
   if config.student_epochs:
     return run_student_epochs(config, workdir)
   return run_grid(config, workdir)
+
+
+def factor_config(config: ml_collections.ConfigDict, factor: str, changes) -> ml_collections.ConfigDict:
+  """``config`` with ``changes`` (a dict nested like the config) made, and no factors."""
+  sub = ml_collections.ConfigDict(config.to_dict())
+  sub.factors = ()
+
+  def merge(target, changes, prefix):
+    for key, value in changes.items():
+      if key not in target:
+        raise ValueError(f'config.factors: factor {factor!r} changes config.{prefix}{key}, which the grid config '
+                         'does not have')
+      if isinstance(value, (dict, ml_collections.ConfigDict)):
+        merge(target[key], value, f'{prefix}{key}.')
+      else:
+        target[key] = value
+  merge(sub, dict(changes), '')
+  return sub
+
+
+def run_factors(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  """An ablation: one grid per entry of ``config.factors`` ((name, the settings it changes, nested like the
+  config) pairs), in ``<workdir>/<name>``, in the order given.
+
+  A model in the teacher role (a teacher, or an independent row) is trained once per distinct setting: a factor
+  whose settings for it equal an earlier factor's restores that factor's instances (e.g. every factor that changes
+  only the students distils from the first factor's teachers). Writes ``ablation.json/.md``: per factor, each
+  setup's summary and each KD setup's gain over its independent student, paired by seed.
+  """
+  teacher_role = {parse_setup(setup)[0] for setup in config.setups}
+  if len({name for name, _ in config.factors}) != len(config.factors):
+    raise ValueError(f'config.factors names a factor twice: {[name for name, _ in config.factors]}')
+  subs = {name: factor_config(config, name, changes) for name, changes in config.factors}
+  for sub in subs.values():  # every factor's settings are checked before the first one trains
+    check_grid_config(sub)
+  grids, trained_teachers = {}, {}  # trained_teachers: (name, settings) → the directory that trained them
+  for factor, sub in subs.items():
+    directory = os.path.join(workdir, factor)
+    for name in teacher_role:
+      key = (name, json.dumps(role_config(sub, name, 'teacher').to_dict(), sort_keys=True))
+      if key in trained_teachers and not sub.models[name].checkpoint:
+        sub.models[name].checkpoint = os.path.join(trained_teachers[key], name,
+                                                   *(() if vmap_seeds(sub) else ('seed_{seed}',)))
+      trained_teachers.setdefault(key, directory)
+    logging.info('Ablation factor %r: grid in %s', factor, directory)
+    grids[factor] = run_grid(sub, directory)
+  ablation = report.student_epochs_summary(grids)
+  ablation['factors'] = {name: json.loads(json.dumps(dict(changes), default=lambda c: c.to_dict()))
+                         for name, changes in config.factors}
+  report.write_ablation_report(ablation, workdir)
+  return ablation
 
 
 def run_student_epochs(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:

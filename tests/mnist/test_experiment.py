@@ -212,8 +212,19 @@ def test_pair_configs_are_valid(pair, variant):
   assert (config.teacher.model, config.student.model) == (teacher, student)
   assert config.student.loss == 'distillation'
   assert config.kd.scale == ('paper' if variant == 'paper' else 'hinton')
-  if variant == 'paper':
-    assert config.teacher.num_epochs == 400 and config.teacher.optimizer == 'radam'
+  if variant == 'paper':  # the authors' recipe (../shared/reference/paper_recipe.md)
+    assert (config.teacher.num_epochs, config.teacher.optimizer, config.teacher.learning_rate,
+            config.teacher.schedule, config.teacher.decay_steps, config.teacher.decay_rate) == (
+                400, 'radam', 1e-4, 'exponential', 10_000, 0.96)
+    assert (config.student.num_epochs, config.student.optimizer, config.student.learning_rate,
+            config.student.schedule) == (400, 'adam', 1e-4, 'cosine')
+    regularisers = {'mlp': (1e-5, 1e-5), 'cnn': (0.0, 2e-9)}
+    for phase in (config.teacher, config.student):
+      assert (phase.l1, phase.l2) == regularisers[phase.model] and phase.batch_size == 128 and phase.clip_norm == 1
+    assert (config.kd.temperature, config.kd.alpha, config.kd.teacher_mode) == (5.0, 1.0, 'train')
+    assert not config.cache_teacher_logits
+  else:
+    assert (config.teacher.l1, config.teacher.l2, config.kd.teacher_mode) == (0.0, 0.0, 'eval')
   with pytest.raises(ValueError, match='unknown config variant'):
     load_config(f'mnist_{pair}', 'tpu')
   both = load_config(f'mnist_{pair}', 'smoke,' + variant)  # variants compose

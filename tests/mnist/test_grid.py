@@ -104,6 +104,47 @@ def test_students_at_several_budgets(tiny_mnist_dir, tmp_path):
   assert os.path.getsize(tmp_path / 'student_epochs.png') > 10_000
 
 
+def test_ablation_one_grid_per_factor_teachers_trained_once_per_setting(tiny_mnist_dir, tmp_path):
+  config = grid_smoke_config(tiny_mnist_dir, **{'data.num_test': 0, 'seed_parallelism': 'sequential',
+                                                'setups': ('mlp', 'mlp_to_mlp')})
+  config.factors = (('base', {}), ('softer', {'kd': {'temperature': 2.0}}),
+                    ('mlp_l1', {'models': {'mlp': {'l1': 1e-3}}}))
+  ablation = grid.run(config, str(tmp_path))
+  assert list(ablation['student_epochs']) == ['base', 'softer', 'mlp_l1']  # the order given, not sorted
+  grids = {f: json.load(open(tmp_path / f / 'grid.json')) for f in ('base', 'softer', 'mlp_l1')}
+  assert grids['softer']['config']['kd']['temperature'] == 2.0 and grids['base']['config']['kd']['temperature'] == 5
+  assert grids['mlp_l1']['config']['models']['mlp']['l1'] == 1e-3
+  # 'softer' changes only the students: its teachers are base's, restored, not trained again.
+  assert not os.path.exists(tmp_path / 'softer' / 'mlp')
+  assert grids['softer']['config']['models']['mlp']['checkpoint'] == str(tmp_path / 'base' / 'mlp' / 'seed_{seed}')
+  assert grids['softer']['setups']['mlp']['instances'] == grids['base']['setups']['mlp']['instances']
+  assert grids['softer']['setups']['mlp_to_mlp']['instances'] != grids['base']['setups']['mlp_to_mlp']['instances']
+  # 'mlp_l1' changes the teacher's settings: trained anew.
+  assert os.path.exists(tmp_path / 'mlp_l1' / 'mlp' / 'seed_0')
+  assert grids['mlp_l1']['setups']['mlp']['instances'] != grids['base']['setups']['mlp']['instances']
+  for factor, report in grids.items():
+    setups = report['setups']
+    paired = [d['mnist_translate']['accuracy'] - i['mnist_translate']['accuracy']
+              for d, i in zip(setups['mlp_to_mlp']['instances'], setups['mlp']['instances'])]
+    gain = ablation['student_epochs'][factor]['gain_over_independent']['mlp_to_mlp']['mnist_translate']
+    assert gain['mean'] == pytest.approx(np.mean(paired))
+  table = open(tmp_path / 'ablation.md').read()
+  assert '| softer | kd.temperature = 2.0 |' in table and '| base | (none) |' in table
+
+
+@pytest.mark.parametrize('factors, match', [
+    ((('a', {'kd': {'temprature': 2.0}}),), r"factor 'a' changes config.kd.temprature, which the grid config"),
+    ((('a', {}), ('b', {'models': {'mlp': {'learning_rate': -1.0}}})), r'config.models.mlp.learning_rate must be'),
+    ((('a', {}), ('a', {})), 'names a factor twice'),
+])
+def test_bad_ablation_factors_fail_before_any_training(tiny_mnist_dir, tmp_path, factors, match):
+  config = grid_smoke_config(tiny_mnist_dir, setups=('mlp',))
+  config.factors = factors
+  with pytest.raises(ValueError, match=match):
+    grid.run(config, str(tmp_path))
+  assert not os.listdir(tmp_path)
+
+
 def _saved_online_students(directory):
   """The stacked student variables an online grid saved in ``directory``."""
   meta = checkpoints.read_meta(directory)
