@@ -4,17 +4,24 @@ Each checkpoint step holds three items: ``state`` (the whole TrainState, for
 resuming), ``variables`` (params + batch_stats, all a teacher needs) and
 ``meta`` (JSON: model name and settings, so a mismatch is reported by name).
 
-A step that cannot be read (truncated or deleted files) is *damage*, not a
-settings mismatch: the newest readable step is used instead, with a warning
-that names the damaged files, and only when no step is readable is it an error
-(:class:`CheckpointDamagedError`). Messages are one paragraph; Orbax's full
-exception (with its TensorStore specs) goes to the debug log.
+Every step's ``meta`` records a digest of each array item it saved
+(``meta['digests']``); a restore recomputes it. A step that cannot be read
+(truncated or deleted files) or whose arrays no longer match their digest
+(bytes changed in place) is *damage*, not a settings mismatch: a resumed run
+uses the newest intact step instead, with a warning that names the damage, and
+only when no step is intact is it an error (:class:`CheckpointDamagedError`); a
+saved model read for use (a teacher, an analysed run) whose newest step fails
+its digest is an error. Messages are one paragraph; Orbax's full exception
+(with its TensorStore specs) goes to the debug log.
 """
+import hashlib
 import re
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from absl import logging
 from etils import epath
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from kd_jax import paths
@@ -39,22 +46,49 @@ def manager(directory: paths.PathLike, max_to_keep: int = 2) -> ocp.CheckpointMa
                                options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 
 
+def digest(tree) -> str:
+  """A short hash of every array in a pytree (dtype, shape and bytes)."""
+  h = hashlib.blake2b(digest_size=12)
+  for leaf in jax.tree_util.tree_leaves(sharding.to_host(tree)):
+    array = np.ascontiguousarray(leaf)
+    h.update(f'{array.dtype}{array.shape}'.encode())
+    h.update(array.tobytes())
+  return h.hexdigest()
+
+
+def _save(mngr: ocp.CheckpointManager, step: int, items: Dict[str, Any], meta: Dict[str, Any]):
+  """Saves the array ``items`` and ``meta`` (with each item's digest) as ``step``; waits until the files are
+  complete."""
+  meta = {**meta, 'step': step, 'digests': {name: digest(item) for name, item in items.items()}}
+  mngr.save(step, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta),
+                                          **{name: ocp.args.StandardSave(item) for name, item in items.items()}))
+  mngr.wait_until_finished()
+
+
 def save(mngr: ocp.CheckpointManager, state, meta: Dict[str, Any]):
   """Saves ``state`` (one TrainState or a stack of them) at its step and waits until the files are complete."""
-  step = int(sharding.to_host(state.step).reshape(-1)[0])
-  mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                          variables=ocp.args.StandardSave(state.variables),
-                                          meta=ocp.args.JsonSave({**meta, 'step': step})))
-  mngr.wait_until_finished()
+  _save(mngr, int(sharding.to_host(state.step).reshape(-1)[0]), {'state': state, 'variables': state.variables}, meta)
 
 
 def save_snapshot(mngr: ocp.CheckpointManager, step: int, variables, meta: Dict[str, Any]):
   """Saves ``variables`` (no optimizer state) as step ``step`` of a snapshot directory, unless it is there."""
-  if step in mngr.all_steps():
-    return
-  mngr.save(step, args=ocp.args.Composite(variables=ocp.args.StandardSave(variables),
-                                          meta=ocp.args.JsonSave({**meta, 'step': step})))
-  mngr.wait_until_finished()
+  if step not in mngr.all_steps():
+    _save(mngr, step, {'variables': variables}, meta)
+
+
+class DigestMismatch(Exception):
+  """A step's arrays were read but differ from what was saved (their digest in its meta)."""
+
+
+def _restore_verified(mngr, step: int, meta: Dict[str, Any], name: str, target):
+  """Item ``name`` of ``step``, restored into ``target`` and checked against its saved digest (steps saved before
+  digests existed are not checked)."""
+  item = mngr.restore(step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore(target)}))[name]
+  saved = meta.get('digests', {}).get(name)
+  if saved is not None and digest(item) != saved:
+    raise DigestMismatch(f'its {name} arrays do not match the digest saved with them (the files were changed '
+                         'after saving)')
+  return item
 
 
 def all_steps(directory: paths.PathLike):
@@ -85,12 +119,14 @@ def _damaged_files(error: Exception, step_dir) -> str:
 
 def _newest_readable(mngr: ocp.CheckpointManager, restore_item: Callable[[int, Dict[str, Any]], Any],
                      check_meta: Optional[Callable[[Dict[str, Any]], None]] = None,
-                     set_aside: bool = False, step: Optional[int] = None) -> Optional[Tuple[int, Dict[str, Any], Any]]:
+                     set_aside: bool = False, step: Optional[int] = None,
+                     changed_is_fatal: bool = False) -> Optional[Tuple[int, Dict[str, Any], Any]]:
   """(step, meta, restore_item(step, meta)) of the newest step whose meta and item can be read; None without steps.
 
   ``check_meta`` may raise (a settings mismatch is the caller's error, not
   damage). With ``set_aside``, damaged steps are renamed ``<step>.damaged`` so
   that training can save that step again. With ``step``, only that step is read.
+  ``changed_is_fatal``: a step whose arrays fail their digest is an error, not a reason to use an older step.
   """
   directory = mngr.directory
   damaged = []
@@ -110,6 +146,12 @@ def _newest_readable(mngr: ocp.CheckpointManager, restore_item: Callable[[int, D
       check_meta(meta)
     try:
       item = restore_item(step, meta)
+    except DigestMismatch as e:
+      if changed_is_fatal:
+        raise CheckpointDamagedError(f'checkpoint {step_dir} is damaged: {e}; it cannot be trusted: restore the '
+                                     'files from a copy, or train it again') from None
+      damaged.append((step, f'{e}'))
+      continue
     except Exception as e:  # pylint: disable=broad-except
       if any(text in str(e) for text in _STRUCTURE_MISMATCH):  # readable, but not this model's arrays: not damage
         raise CheckpointStructureError(
@@ -151,8 +193,7 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state,
   other settings). Damaged newer steps are set aside, with a warning.
   """
   target = sharding.replicated_like(abstract_state)
-  restore_state = lambda step, meta: mngr.restore(
-      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))['state']
+  restore_state = lambda step, meta: _restore_verified(mngr, step, meta, 'state', target)
   newest = _newest_readable(mngr, restore_state, check_meta, set_aside=True)
   return (None, None) if newest is None else (newest[2], newest[1])
 
@@ -199,10 +240,9 @@ def restore_model(directory: paths.PathLike, model_name: str, model_kwargs: Dict
 
   mngr = _open_saved(directory)
   target = sharding.replicated_like(abstract_variables)
-  restore_variables = lambda step, meta: mngr.restore(
-      step, args=ocp.args.Composite(variables=ocp.args.StandardRestore(target)))['variables']
-  try:
-    _, meta, variables = _newest_readable(mngr, restore_variables, check, step=step)  # _open_saved: there are steps
+  restore_variables = lambda step, meta: _restore_verified(mngr, step, meta, 'variables', target)
+  try:  # _open_saved: there are steps
+    _, meta, variables = _newest_readable(mngr, restore_variables, check, step=step, changed_is_fatal=True)
   finally:
     mngr.close()
   return variables, meta

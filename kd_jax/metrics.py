@@ -12,6 +12,17 @@ def sample_std(values, axis=None):
   return values.std(axis=axis, ddof=1) if n > 1 else np.zeros_like(values.mean(axis=axis))
 
 
+def check_finite(outputs: np.ndarray, what: str) -> np.ndarray:
+  """``outputs`` when every value is finite; otherwise a FloatingPointError naming ``what`` (e.g. the model and
+  test set): no metric, report or JSON is ever computed from NaN or inf."""
+  bad = ~np.isfinite(np.asarray(outputs))
+  if bad.any():
+    rows = int(bad.reshape(len(bad), -1).any(-1).sum()) if bad.ndim else 1
+    raise FloatingPointError(f'{what}: the model gave non-finite outputs (NaN or inf) on {rows} of {len(bad)} '
+                             'inputs; its weights are likely damaged or diverged: no numbers are reported from it')
+  return outputs
+
+
 def teacher_targets(teacher_logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0,
                     weights: Optional[np.ndarray] = None) -> Dict[str, float]:
   """What a student is taught: softmax(teacher_logits / T) on the training inputs, against the gold labels.

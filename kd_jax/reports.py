@@ -1,5 +1,6 @@
 """What every job's report shares: summaries over seeds, the written files, the plotting set-up."""
 import json
+import math
 from typing import Any, Dict, Sequence
 
 from etils import epath
@@ -44,11 +45,26 @@ def targets_warning(config: Dict[str, Any]) -> str:
           "teachers' logits (see kd_jax.losses.TARGETS), not the teachers' own.**\n\n")
 
 
+def check_finite(data, where: str, path: str = ''):
+  """A FloatingPointError naming the first non-finite number in ``data`` (nested dicts and lists) by its path."""
+  if isinstance(data, dict):
+    for key, value in data.items():
+      check_finite(value, where, f'{path}{key}.')
+  elif isinstance(data, (list, tuple)):
+    for k, value in enumerate(data):
+      check_finite(value, where, f'{path}{k}.')
+  elif isinstance(data, float) and not math.isfinite(data):
+    raise FloatingPointError(f'{where} would hold {data} at {path[:-1]}: the evaluation gave a non-finite number, '
+                             'and no report is written from one')
+
+
 def write(workdir: str, stem: str, data: Dict[str, Any], markdown: str, json_indent: int = 2):
-  """Writes ``stem.json`` and ``stem.md`` to ``workdir`` and prints the Markdown (process 0 only)."""
+  """Writes ``stem.json`` and ``stem.md`` to ``workdir`` and prints the Markdown (process 0 only). A non-finite
+  number anywhere in ``data`` is an error: no report or JSON holds NaN or inf."""
+  check_finite(data, f'{stem}.json')
   if not sharding.is_primary():
     return
-  epath.Path(workdir, f'{stem}.json').write_text(json.dumps(data, indent=json_indent))
+  epath.Path(workdir, f'{stem}.json').write_text(json.dumps(data, indent=json_indent, allow_nan=False))
   epath.Path(workdir, f'{stem}.md').write_text(markdown)
   print(markdown, flush=True)
 

@@ -14,7 +14,6 @@ Random streams: the initial state of seed ``s`` in a phase is
 student instance in the grid equals the single job's student of the same seed.
 """
 import functools
-import hashlib
 import io
 import json
 import os
@@ -375,16 +374,6 @@ class SettingsMismatchError(ValueError):
   """A workdir's checkpoints were trained with other settings than the config asks for."""
 
 
-def digest(tree) -> str:
-  """A short hash of every array in a pytree (dtype, shape and bytes)."""
-  h = hashlib.blake2b(digest_size=12)
-  for leaf in jax.tree_util.tree_leaves(sharding.to_host(tree)):
-    array = np.ascontiguousarray(leaf)
-    h.update(f'{array.dtype}{array.shape}'.encode())
-    h.update(array.tobytes())
-  return h.hexdigest()
-
-
 def _flatten(tree, prefix: str = '') -> Dict[str, Any]:
   if isinstance(tree, dict):
     flat = {}
@@ -409,10 +398,10 @@ def run_settings(cfg, config, train, *, seeds, stream: int, stacked: bool, num_s
   if losses.loss_spec(cfg.loss).uses_teacher:
     settings.update({f'kd.{k}': v for k, v in _flatten(config.kd.to_dict()).items()})
     settings['teacher (digest of its variables or cached logits)'] = (
-        None if teacher_targets is None else digest(teacher_targets))
+        None if teacher_targets is None else checkpoints.digest(teacher_targets))
   settings.update({'compute_dtype': config.compute_dtype, 'seeds': list(seeds), 'stream': stream,
                    'vmapped': stacked, 'num_steps': num_steps,
-                   'training data (digest)': digest(train.batch(np.arange(len(train)))),
+                   'training data (digest)': checkpoints.digest(train.batch(np.arange(len(train)))),
                    'training examples': len(train)})
   return json.loads(json.dumps({k: v for k, v in settings.items()
                                 if not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}))

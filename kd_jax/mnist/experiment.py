@@ -65,13 +65,16 @@ def probe(config, workdir: str) -> analysis.Probe:
                         default_sets=('mnist_translate', 'mnist_scale'))
 
 
-def evaluate(model, instances: Sequence[Any], test_sets: Dict[str, data_lib.Split], mesh, config,
+def evaluate(name: str, model, instances: Sequence[Any], test_sets: Dict[str, data_lib.Split], mesh, config,
              reliability: bool = False) -> List[Dict[str, Dict[str, Any]]]:
-  """Per instance (variables of ``model``) and test set: accuracy and ECE, with ``reliability`` its bins too."""
+  """Per instance (variables of ``model``, called ``name`` in errors) and test set: accuracy and ECE, with
+  ``reliability`` its bins too. Non-finite outputs are an error naming the model, instance and set."""
   predict = training.make_predict_fn(model, mesh, config.eval.batch_size, config.compute_dtype)
   metric = metrics_lib.reliability_metrics if reliability else metrics_lib.classification_metrics
-  return [{name: metric(predict(variables, split.images), split.labels, config.eval.ece_bins)
-           for name, split in test_sets.items()} for variables in instances]
+  return [{set_name: metric(metrics_lib.check_finite(predict(variables, split.images),
+                                                     f'{name}{f" instance {k}" if len(instances) > 1 else ""} on '
+                                                     f'{set_name}'), split.labels, config.eval.ece_bins)
+           for set_name, split in test_sets.items()} for k, variables in enumerate(instances)]
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
@@ -116,8 +119,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     writer.close()
 
   t0 = time.perf_counter()
-  results = {'teacher': evaluate(teacher, [teacher_variables], test_sets, mesh, config)[0],
-             'student': evaluate(student, [student_state.variables], test_sets, mesh, config)[0]}
+  results = {'teacher': evaluate('teacher', teacher, [teacher_variables], test_sets, mesh, config)[0],
+             'student': evaluate('student', student, [student_state.variables], test_sets, mesh, config)[0]}
   timing['eval_seconds'] = time.perf_counter() - t0
   timing['total_seconds'] = time.perf_counter() - t_start
   results.update(data_source=data.source, demo_sample=data.demo_sample, teacher_checkpoint=str(paths.absolute(teacher_dir)),

@@ -322,7 +322,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
               teacher_logits=cached)
         timing[setup] = time.perf_counter() - t0
         model = student
-      rows[setup] = experiment.evaluate(model, [trainer.instance(variables, k) for k in range(config.num_seeds)],
+      rows[setup] = experiment.evaluate(setup, model, [trainer.instance(variables, k) for k in range(config.num_seeds)],
                                         test_sets, mesh, config, reliability=True)
       logging.info('%s: %s', setup, report.format_row(rows[setup]))
   finally:

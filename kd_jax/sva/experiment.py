@@ -34,6 +34,7 @@ import optax
 from kd_jax import analysis
 from kd_jax import checkpoints
 from kd_jax import config_lib
+from kd_jax import metrics as metrics_lib
 from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import trainer
@@ -239,28 +240,30 @@ def make_lm_scorer(model, batch_size: int, compute_dtype: str = 'float32'):
   return score
 
 
-def evaluate(model, variables, test_sets: Dict[str, sva_data.SvaSplit], mesh, config):
+def evaluate(model, variables, test_sets: Dict[str, sva_data.SvaSplit], mesh, config, name: str = 'model'):
   """(agreement metrics on every test set (and perplexity for language models), the predicted classes per test set:
-  the verb number, or for language models whether the correct form beats the wrong one, over the scored verbs)."""
+  the verb number, or for language models whether the correct form beats the wrong one, over the scored verbs).
+  Non-finite outputs are an error naming the model (``name``) and the set."""
   results, predictions = {}, {}
   if config.objective == 'lm':
     score = make_lm_scorer(model, config.eval.batch_size, config.compute_dtype)
-    for name, split in test_sets.items():
+    for set_name, split in test_sets.items():
       total_nll, num_tokens, pair_logits = score(variables, split)
+      metrics_lib.check_finite(pair_logits, f'{name} on {set_name}')
       # Verbs outside the vocabulary cannot be scored; they are counted and left out.
       known = (split.correct_ids != sva_data.UNK_ID) & (split.wrong_ids != sva_data.UNK_ID)
       result = sva_metrics.agreement_metrics(pair_logits[known], np.ones(int(known.sum()), np.int32),
                                              split.attractors[known], split.distances[known], config.eval.ece_bins)
-      results[name] = {**result, 'perplexity': sva_metrics.perplexity(total_nll, num_tokens),
-                       'num_target_tokens': num_tokens, 'unscored_oov_verbs': int((~known).sum())}
-      predictions[name] = pair_logits[known].argmax(-1)
+      results[set_name] = {**result, 'perplexity': sva_metrics.perplexity(total_nll, num_tokens),
+                           'num_target_tokens': num_tokens, 'unscored_oov_verbs': int((~known).sum())}
+      predictions[set_name] = pair_logits[known].argmax(-1)
     return results, predictions
   predict = make_classifier_predict(model, mesh, config.eval.batch_size, config.compute_dtype)
-  for name, split in test_sets.items():
-    logits = predict(variables, split)
-    predictions[name] = logits.argmax(-1)
-    results[name] = sva_metrics.agreement_metrics(logits, split.labels, split.attractors, split.distances,
-                                                  config.eval.ece_bins)
+  for set_name, split in test_sets.items():
+    logits = metrics_lib.check_finite(predict(variables, split), f'{name} on {set_name}')
+    predictions[set_name] = logits.argmax(-1)
+    results[set_name] = sva_metrics.agreement_metrics(logits, split.labels, split.attractors, split.distances,
+                                                      config.eval.ece_bins)
   return results, predictions
 
 
@@ -387,7 +390,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
           # Evaluate what was saved, as an offline-KD user would.
           variables[role], _ = trainer.restore_variables(model, directory, cfg, example, seed)
         timing[role] += time.perf_counter() - t0
-        result, predictions = evaluate(model, variables[role], test_sets, mesh, config)
+        result, predictions = evaluate(model, variables[role], test_sets, mesh, config, f'{role} seed {seed}')
         if role == 'teacher':
           teacher_predictions = predictions
         else:

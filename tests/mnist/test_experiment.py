@@ -292,3 +292,23 @@ def test_the_demo_sample_trains_the_teacher_longer_and_says_so(tiny_mnist_dir, t
   results = experiment.run(config, str(tmp_path / 'real'))
   assert results['config']['teacher']['num_epochs'] == 3.0
   assert 'Demo schedule' not in open(tmp_path / 'real' / 'results.md').read()
+
+
+def test_non_finite_outputs_are_an_error_naming_the_model_and_set(tiny_mnist_dir):
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from kd_jax import sharding  # pylint: disable=g-import-not-at-top
+  from kd_jax import training  # pylint: disable=g-import-not-at-top
+  from kd_jax.mnist import models  # pylint: disable=g-import-not-at-top
+  config = smoke_config(tiny_mnist_dir)
+  _, _, test_sets = experiment.load_data(config)
+  model = models.create_model('mlp', **config.student.model_kwargs)
+  variables = training.init_variables(model, jax.random.PRNGKey(0), np.zeros((1, 28, 28, 1), np.float32))
+  good = experiment.evaluate('student', model, [variables], test_sets, sharding.data_mesh(), config)
+  assert all(np.isfinite(r['ece']) for r in good[0].values())
+  # A NaN in one kernel (as a damaged or diverged checkpoint would give) makes every output NaN.
+  bad = jax.tree_util.tree_map(lambda x: x, variables)
+  bad['params']['Dense_0']['kernel'] = bad['params']['Dense_0']['kernel'].at[0, 0].set(np.nan)
+  with pytest.raises(FloatingPointError, match=r'student instance 1 on mnist: the model gave non-finite outputs '
+                     r'\(NaN or inf\) on 200 of 200 inputs'):
+    experiment.evaluate('student', model, [variables, bad], test_sets, sharding.data_mesh(), config)
