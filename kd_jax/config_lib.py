@@ -7,7 +7,7 @@ declares them (not the order written), so ``lm,paper`` equals ``paper,lm``;
 an unknown name is an error that lists the known ones.
 """
 import math
-from typing import Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import ml_collections
 
@@ -67,7 +67,7 @@ def _fail(field: str, message: str, value):
 
 def check_int(config, field: str, minimum: int = 0, multiple_of: int = 1):
   """``config.<field>`` (dotted) is an integer ≥ ``minimum`` (and a multiple of ``multiple_of``)."""
-  value = _get(config, field)
+  value = get_field(config, field)
   if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
     _fail(field, f'must be an integer ≥ {minimum}', value)
   if value % multiple_of:
@@ -76,22 +76,31 @@ def check_int(config, field: str, minimum: int = 0, multiple_of: int = 1):
 
 def check_number(config, field: str, low: float = 0.0, high: float = float('inf'), low_open: bool = True,
                  high_open: bool = False):
-  """``config.<field>`` is a finite number in the interval from ``low`` to ``high`` (open or closed ends)."""
-  value = _get(config, field)
+  """``config.<field>`` is a finite number in the interval from ``low`` to ``high`` (open or closed ends; an
+  infinite bound means none on that side)."""
+  value = get_field(config, field)
   ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
   ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
   if not ok:
-    interval = f'{"(" if low_open else "["}{low:g}, {high:g}{")" if high_open else "]"}'
-    _fail(field, f'must be a finite number in {interval}', value)
+    if math.isinf(high) and math.isinf(low):
+      allowed = ''
+    elif math.isinf(high):
+      allowed = f'{">" if low_open else "≥"} {low:g}'
+    elif math.isinf(low):
+      allowed = f'{"<" if high_open else "≤"} {high:g}'
+    else:
+      allowed = f'in {"(" if low_open else "["}{low:g}, {high:g}{")" if high_open else "]"}'
+    _fail(field, f'must be a finite number {allowed}'.strip(), value)
 
 
 def check_choice(config, field: str, choices):
-  value = _get(config, field)
+  value = get_field(config, field)
   if value not in choices:
     _fail(field, f'must be one of {", ".join(map(str, choices))}', value)
 
 
-def _get(config, field: str):
+def get_field(config, field: str):
+  """``config.<field>`` (dotted)."""
   value = config
   for part in field.split('.'):
     value = value[part]
@@ -104,22 +113,56 @@ def check_phase(config, field: str, num_devices: int):
   (The model and loss names are the job's to check: they live in task and loss registries.)
   """
   from kd_jax import training  # pylint: disable=g-import-not-at-top  # configs import this module; keep JAX out
-  check_number(config, f'{field}.num_epochs')
+  check_number(config, f'{field}.num_epochs', high=MAX_EPOCHS)
   check_int(config, f'{field}.batch_size', 1, num_devices)
   check_choice(config, f'{field}.optimizer', list(training.OPTIMIZERS))
   check_number(config, f'{field}.learning_rate')
   check_choice(config, f'{field}.schedule', training.SCHEDULES)
-  if _get(config, f'{field}.schedule') == 'exponential':
+  if get_field(config, f'{field}.schedule') == 'exponential':
     check_int(config, f'{field}.decay_steps', 1)
-    check_number(config, f'{field}.decay_rate')
+    check_number(config, f'{field}.decay_rate', high=1.0)
   check_number(config, f'{field}.clip_norm', low_open=False)
   for penalty in ('l1', 'l2'):
-    if penalty in _get(config, field):  # phases saved before l1 existed have no such field
+    if penalty in get_field(config, field):  # phases saved before l1 existed have no such field
       check_number(config, f'{field}.{penalty}', low_open=False)
-  for key, value in _get(config, f'{field}.model_kwargs').items():
-    if 'dropout' in key:
-      check_number(config, f'{field}.model_kwargs.{key}', low_open=False, high=1.0, high_open=True)
+  check_model_kwargs(config, field)
 
+
+MAX_EPOCHS = 100_000  # beyond this a number of epochs is a typo, not a plan (and its step count overflows int32)
+
+
+def check_model_kwargs(config, field: str):
+  """The model settings ``config.<field>.model_kwargs``: rates in [0, 1), sizes integers ≥ 1, every number finite."""
+  for key, value in get_field(config, f'{field}.model_kwargs').items():
+    name = f'{field}.model_kwargs.{key}'
+    if 'dropout' in key or 'momentum' in key:
+      check_number(config, name, low_open=False, high=1.0, high_open=True)
+    elif isinstance(value, bool) or isinstance(value, str):
+      continue
+    elif isinstance(value, int) or (isinstance(value, (tuple, list)) and value and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value)):
+      if min(value if isinstance(value, (tuple, list)) else [value]) < 1:
+        _fail(name, 'must hold integers ≥ 1 (sizes and counts)', value)
+    elif isinstance(value, float):
+      check_number(config, name, low=-math.inf)
+
+
+def check_model_builds(field: str, build: Callable[[], Any], example):
+  """Builds the model of ``config.<field>`` and initialises it (shapes only) on ``example`` (a batch of one), so
+  that settings that cannot make a model fail before any training, naming the field. Models raise ``ValueError``
+  messages that start with the ``model_kwargs`` field at fault (``'num_heads=3 must divide dim=128'``)."""
+  import jax  # pylint: disable=g-import-not-at-top  # configs import this module; keep JAX out of them
+  try:
+    model = build()
+    jax.eval_shape(lambda: model.init({'params': jax.random.PRNGKey(0)}, example, train=False))
+  except Exception as e:  # pylint: disable=broad-except
+    message = ' '.join(str(e).split())
+    raise ValueError(f'config.{field}.model_kwargs{"." if _names_a_field(message) else ": "}{message}') from None
+
+
+def _names_a_field(message: str) -> bool:
+  head = message.split('=', 1)[0]
+  return '=' in message and head.isidentifier()
 
 def check_job(config, num_devices: int):
   """The fields every job has: data slices, evaluation, logging, checkpointing, the divergence guard."""

@@ -6,6 +6,7 @@ the gold-label loss ignores ``teacher_logits``.
 """
 import dataclasses
 import functools
+import math
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import jax
@@ -49,10 +50,10 @@ def distillation_loss(student_logits, teacher_logits, labels, *, temperature: fl
 
 
 def check_kd_config(temperature: float, alpha: float, scale: str = 'hinton'):
-  if not temperature > 0:
-    raise ValueError(f'KD temperature must be > 0, got config.kd.temperature={temperature}')
-  if not 0.0 <= alpha <= 1.0:
-    raise ValueError(f'KD weight must lie in [0, 1], got config.kd.alpha={alpha}')
+  if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+    raise ValueError(f'config.kd.temperature must be a finite number > 0, got {temperature!r}')
+  if not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
+    raise ValueError(f'config.kd.alpha must be a number in [0, 1], got {alpha!r}')
   if scale not in KD_SCALES:
     raise ValueError(f'unknown KD scale {scale!r} (config.kd.scale); choose one of {sorted(KD_SCALES)}')
 

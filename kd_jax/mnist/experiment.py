@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Sequence
 from absl import logging
 import jax
 import ml_collections
+import numpy as np
 
 from kd_jax import analysis
 from kd_jax import config_lib
@@ -36,10 +37,17 @@ def check_config(config: ml_collections.ConfigDict):
   check_data_and_eval(config)
   for phase in ('teacher', 'student'):
     config_lib.check_phase(config, phase, jax.device_count())
-    models.create_model(config[phase].model, **config[phase].model_kwargs)
+    check_model(config, phase)
   config_lib.check_choice(config, 'cache_teacher_logits', (False, True))
   config_lib.check_number(config, 'data.demo_teacher_epochs', low_open=False)
   trainer.check_kd_config(config, config.teacher.loss, config.student.loss)
+
+
+def check_model(config, field: str):
+  """The model of ``config.<field>`` is built and initialised on one image (errors name the model_kwargs field)."""
+  cfg = config_lib.get_field(config, field)
+  config_lib.check_model_builds(field, lambda: models.create_model(cfg.model, **cfg.model_kwargs),
+                                np.zeros((1, 28, 28, 1), np.float32))
 
 
 def check_data_and_eval(config):

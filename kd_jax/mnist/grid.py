@@ -77,7 +77,7 @@ def check_grid_config(config):
       if name not in config.models:
         raise ValueError(f'grid setup {setup!r} needs training settings config.models.{name}')
       config_lib.check_phase(config, f'models.{name}', jax.device_count())
-      models.create_model(name, **config.models[name].model_kwargs)
+      experiment.check_model(config, f'models.{name}')
   trainer.check_kd_config(config, student_loss=config.student_loss)
 
 

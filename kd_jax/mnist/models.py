@@ -72,6 +72,13 @@ class CNN(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = _as_images(x)
+    layers = dict(filters=self.filters, maxout_units=self.maxout_units, pool_sizes=self.pool_sizes)
+    if len({len(v) for v in layers.values()}) != 1:
+      raise ValueError(f'filters={tuple(self.filters)} must have one entry per layer, as maxout_units and pool_sizes: '
+                       f'{ {k: tuple(v) for k, v in layers.items()} }')
+    if any(f % u for f, u in zip(self.filters, self.maxout_units)):
+      raise ValueError(f'maxout_units={tuple(self.maxout_units)} must divide filters={tuple(self.filters)} layer by '
+                       'layer (maxout takes the max over equal groups of channels)')
     for i, (filters, units, pool) in enumerate(zip(self.filters, self.maxout_units, self.pool_sizes)):
       x = nn.Conv(filters, (self.kernel_size,) * 2, padding='VALID', kernel_init=_KERNEL_INIT,
                   use_bias=filters != units, name=f'Conv_{i}')(x)

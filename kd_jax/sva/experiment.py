@@ -94,8 +94,9 @@ def check_config(config: ml_collections.ConfigDict):
                        'data.transfer_size and a distillation student loss')
   for role in ('teacher', 'student'):
     config_lib.check_phase(config, role, num_devices)
-    sva_models.create_model(config[role].model, vocab_size=2, objective=config.objective,
-                            **config[role].model_kwargs)
+    # Any vocabulary shows what the settings build; the real one is known once the data is read.
+    config_lib.check_model_builds(role, lambda cfg=config[role]: sva_models.create_model(
+        cfg.model, vocab_size=8, objective=config.objective, **cfg.model_kwargs), np.full((1, 4), 5, np.int32))
   trainer.check_kd_config(config, config.teacher.loss, config.student.loss)
   if config.num_seeds < 1:
     raise ValueError(f'config.num_seeds must be ≥ 1, got {config.num_seeds}')

@@ -140,6 +140,8 @@ class Transformer(nn.Module):
       raise ValueError('a bidirectional Transformer cannot be a language model; use a causal ("_seq") model')
     if tokens.shape[1] > self.max_length:
       raise ValueError(f'sequence length {tokens.shape[1]} exceeds the model max_length {self.max_length}')
+    if self.dim % self.num_heads:
+      raise ValueError(f'num_heads={self.num_heads} must divide dim={self.dim} (each head gets dim / num_heads)')
     positions = self.param('position_embedding', nn.initializers.normal(0.02), (self.max_length, self.dim))
     x = nn.Embed(self.vocab_size, self.dim)(tokens) + positions[None, :tokens.shape[1]]
     x = nn.Dropout(self.embedding_dropout, deterministic=not train)(x)
