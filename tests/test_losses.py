@@ -45,9 +45,9 @@ def test_cross_entropy_ignores_teacher():
 
 
 @pytest.mark.parametrize('kwargs,match', [
-    (dict(temperature=0.0), 'temperature must be > 0'),
-    (dict(temperature=-1.0), 'temperature must be > 0'),
-    (dict(alpha=1.5), r'alpha=1.5'),
+    (dict(temperature=0.0), 'temperature must be a finite number > 0'),
+    (dict(temperature=-1.0), 'temperature must be a finite number > 0'),
+    (dict(alpha=1.5), r'config.kd.alpha must be a number in \[0, 1\], got 1.5'),
     (dict(alpha=-0.1), r'\[0, 1\]'),
     (dict(scale='t3'), "unknown KD scale 't3'"),
 ])

@@ -102,7 +102,7 @@ def test_teacher_for_seed_trains_once_then_reads_saved_teachers_per_seed(tmp_pat
 @pytest.mark.parametrize('kd,teacher_loss,student_loss,match', [
     ({}, 'distillation', 'distillation', 'teacher trains on gold labels: config.teacher.loss must be cross_entropy'),
     ({}, 'cross_entropy', 'hinge', "unknown loss 'hinge'"),
-    ({'temperature': 0.0}, 'cross_entropy', 'distillation', 'temperature must be > 0'),
+    ({'temperature': 0.0}, 'cross_entropy', 'distillation', 'temperature must be a finite number > 0'),
     ({'teacher_mode': 'frozen'}, 'cross_entropy', 'distillation', "unknown config.kd.teacher_mode 'frozen'"),
     ({'teacher_mode': 'train', 'cache': True}, 'cross_entropy', 'distillation',
      'cache_teacher_logits needs a deterministic teacher'),
