@@ -107,6 +107,9 @@ def _find_idx(directory: str, stem: str) -> Optional[str]:
   return None
 
 
+NUM_CLASSES = 10
+
+
 def load_idx_dir(directory: str) -> Dict[str, Split]:
   """Loads MNIST train/test from a directory of the four IDX files."""
   if not epath.Path(directory).is_dir():
@@ -124,6 +127,10 @@ def load_idx_dir(directory: str) -> Dict[str, Split]:
     images, labels = arrays[f'{split}_images'], arrays[f'{split}_labels']
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
       raise ValueError(f'{directory}: {split} images {images.shape} / labels {labels.shape} are not MNIST-shaped')
+    if labels.size and labels.max() >= NUM_CLASSES:
+      bad = int(np.argmax(labels >= NUM_CLASSES))
+      raise ValueError(f'{paths[f"{split}_labels"]}: label {int(labels[bad])} at index {bad} is not a digit class '
+                       f'0–{NUM_CLASSES - 1} ({int((labels >= NUM_CLASSES).sum())} such labels)')
     splits[split] = Split(_to_float(images), labels.astype(np.int32))
   return splits
 

@@ -59,7 +59,13 @@ def check_data_and_eval(config):
 def load_data(config):
   """MNIST per ``config.data``: (the MnistData, the training split, the test sets), sliced to num_train/num_test."""
   data = data_lib.load_mnist(config.data.dir, config.data.translate_seed)
+  for field, available, what in (('num_train', len(data.train), 'training examples'),
+                                 ('num_test', len(data.test['mnist']), 'test examples per set')):
+    if config.data[field] > available:
+      raise ValueError(f'config.data.{field}={config.data[field]} asks for more than the {available} {what} there are '
+                       f'(0 = all of them); data: {data.source}')
   train = data.train.take(config.data.num_train) if config.data.num_train else data.train
+  config_lib.check_batch_sizes(config, len(train), data.source)
   test_sets = {k: (v.take(config.data.num_test) if config.data.num_test else v) for k, v in data.test.items()}
   return data, train, test_sets
 

@@ -165,8 +165,14 @@ def load_examples(config):
     source = (f'Linzen full sentences {stem}.text/.gold/.eval split {1 - cfg.dev_fraction:.0%}/'
               f'{cfg.dev_fraction:.0%} train/test (seed {cfg.split_seed})')
   if cfg.num_train:
-    train = train.subset(np.arange(min(cfg.num_train, len(train))))
-  if cfg.num_test:
+    if cfg.num_train > len(train):
+      raise ValueError(f'config.data.num_train={cfg.num_train} asks for more examples than the {len(train)} of the '
+                       f'training split of {source} (0 = all of them)')
+    train = train.subset(np.arange(cfg.num_train))
+  if cfg.num_test:  # at most num_test per test set (the sets differ in size: numpred.test.5 has 159 lines)
+    if cfg.num_test > max(len(v) for v in tests.values()):
+      raise ValueError(f'config.data.num_test={cfg.num_test} asks for more examples than any test set holds '
+                       f'({ {k: len(v) for k, v in tests.items()} }; 0 = all of them)')
     tests = {k: v.subset(np.arange(min(cfg.num_test, len(v)))) for k, v in tests.items()}
   return train, tests, source, transfer if cfg.transfer_size else None
 
@@ -322,6 +328,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   train_examples, test_examples, source, transfer_examples = load_examples(config)
   logging.info('SVA data: %s; %d training examples, test sets %s', source, len(train_examples),
                {k: len(v) for k, v in test_examples.items()})
+  config_lib.check_batch_sizes(config, len(train_examples), source)
   extra_sets = [transfer_examples] if transfer_examples is not None else []
   if config.teacher.checkpoint:
     vocab = teacher_vocab(trainer.checkpoint_path(config.teacher.checkpoint, config.seed))

@@ -326,3 +326,31 @@ def test_non_finite_outputs_are_an_error_naming_the_model_and_set(tiny_mnist_dir
   with pytest.raises(FloatingPointError, match=r'student instance 1 on mnist: the model gave non-finite outputs '
                      r'\(NaN or inf\) on 200 of 200 inputs'):
     experiment.evaluate('student', model, [variables, bad], test_sets, sharding.data_mesh(), config)
+
+
+@pytest.mark.parametrize('overrides,match', [
+    ({'data.num_train': 1001}, r'config.data.num_train=1001 asks for more than the 1000 training examples there are'),
+    ({'data.num_test': 201}, r'config.data.num_test=201 asks for more than the 200 test examples per set there are'),
+    ({'data.num_train': 100, 'student.batch_size': 128}, r'config.student.batch_size=128 is larger than the 100 '
+     'training examples'),
+])
+def test_sizes_beyond_the_data_are_refused_before_training(tiny_mnist_dir, tmp_path, overrides, match):
+  with pytest.raises(ValueError, match=match):
+    experiment.run(smoke_config(tiny_mnist_dir, **overrides), str(tmp_path))
+  assert not os.path.exists(tmp_path / 'teacher')
+
+
+def test_labels_beyond_the_classes_are_refused_naming_the_file(tiny_mnist_dir, tmp_path):
+  from conftest import write_idx  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  for name in os.listdir(tiny_mnist_dir):
+    shutil.copy(os.path.join(tiny_mnist_dir, name), tmp_path / name)
+  labels = data_lib.read_idx(str(tmp_path / 't10k-labels-idx1-ubyte')).copy()
+  labels[7] = 12
+  write_idx(str(tmp_path / 't10k-labels-idx1-ubyte'), labels)
+  with pytest.raises(ValueError, match=r't10k-labels-idx1-ubyte: label 12 at index 7 is not a digit class 0–9 '
+                     r'\(1 such labels\)'):
+    data_lib.load_idx_dir(str(tmp_path))
+  labels[7] = 3
+  write_idx(str(tmp_path / 't10k-labels-idx1-ubyte'), labels)
+  assert data_lib.load_idx_dir(str(tmp_path))['test'].labels[7] == 3
