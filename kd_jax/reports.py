@@ -16,9 +16,12 @@ def summary_stats(values: Sequence[float]) -> Dict[str, float]:
 
 
 def mean_std_cell(stats, scale: float = 100.0, digits: int = 2) -> str:
-  """'mean ± std' of :func:`summary_stats` output, times ``scale``; '–' for none."""
+  """'mean ± std' of :func:`summary_stats` output, times ``scale``; the mean alone for one value (no spread to
+  show); '–' for none."""
   if stats is None:
     return '–'
+  if stats.get('n', 2) == 1:
+    return f'{scale * stats["mean"]:.{digits}f}'
   return f'{scale * stats["mean"]:.{digits}f} ± {scale * stats["std"]:.{digits}f}'
 
 

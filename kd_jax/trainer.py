@@ -367,7 +367,8 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 # Settings added after checkpoints were first written, with their defaults: recorded only when not at the default,
 # so those checkpoints still resume.
-LATER_SETTINGS = {'l2': 0.0, 'l1': 0.0, 'compute_dtype': 'float32', 'kd.targets': 'teacher'}
+LATER_SETTINGS = {'l2': 0.0, 'l1': 0.0, 'compute_dtype': 'float32', 'kd.targets': 'teacher',
+                  'kd.shared_teacher': False}
 
 
 class SettingsMismatchError(ValueError):
@@ -425,6 +426,26 @@ def instance(tree, k: int):
 def stack(trees):
   """Pytrees stacked on a new leading axis (host arrays)."""
   return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *sharding.to_host(trees))
+
+
+def teacher_is_shared(config, template: str, seeds: Sequence[int], field: str) -> bool:
+  """Whether the saved teacher ``template`` (``config.<field>``) is one model for all ``seeds``: a path without
+  '{seed}' that is not a vmapped checkpoint of every seed. Refused unless ``config.kd.shared_teacher`` says it is
+  meant: seeds that share a teacher are not independent runs."""
+  if not template or '{seed}' in template or len(seeds) < 2:
+    if config.kd.get('shared_teacher', False):
+      raise ValueError(f'config.kd.shared_teacher=True, but config.{field}={template!r} gives no teacher that '
+                       f'{len(seeds)} seed(s) share: it needs a saved teacher path without {{seed}} and ≥ 2 seeds')
+    return False
+  meta = checkpoints.read_meta(template)
+  if meta.get('stacked') and set(seeds) <= set(meta.get('seeds', [])):
+    return False  # a vmapped checkpoint: one teacher instance per seed
+  if not config.kd.get('shared_teacher', False):
+    raise ValueError(f'config.{field}={template!r} has no {{seed}}: all {len(seeds)} seeds would distil from this one '
+                     'teacher, and their spread would not come from independent runs. Put {seed} in the path (e.g. '
+                     'DIR/teacher/seed_{seed}) for one teacher per seed, or set config.kd.shared_teacher=True to '
+                     'share it on purpose (the report then says so)')
+  return True
 
 
 def checkpoint_path(template: str, seed: int) -> str:

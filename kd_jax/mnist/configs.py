@@ -67,6 +67,9 @@ def _shared_fields(config: ml_collections.ConfigDict):
       scale='hinton',  # 'hinton': KD term × T²; 'paper': × 1/T² as in the paper's code
       teacher_mode='eval',  # 'train' runs the teacher with dropout + batch statistics (paper-code quirk)
       targets='teacher',  # or a control made from cached teacher logits (kd_jax.losses.TARGETS)
+      # True: a saved teacher path without '{seed}' is meant to serve every seed (the report says "one teacher for
+      # all seeds"); False: such a path is refused, since the seeds would not be independent runs.
+      shared_teacher=False,
   )
   config.eval = dict(batch_size=1000, ece_bins=15)
   config.log_every_steps = 100

@@ -79,6 +79,15 @@ def check_grid_config(config):
       config_lib.check_phase(config, f'models.{name}', jax.device_count())
       experiment.check_model(config, f'models.{name}')
   trainer.check_kd_config(config, student_loss=config.student_loss)
+  shared_teachers(config)
+
+
+def shared_teachers(config):
+  """The models whose saved teacher (``config.models.<name>.checkpoint``) is one model for every seed: refused
+  unless ``config.kd.shared_teacher`` (:func:`kd_jax.trainer.teacher_is_shared`)."""
+  seeds = [config.seed + k for k in range(config.num_seeds)]
+  return [name for name in dict.fromkeys(parse_setup(setup)[0] for setup in config.setups)
+          if trainer.teacher_is_shared(config, config.models[name].checkpoint, seeds, f'models.{name}.checkpoint')]
 
 
 def role_config(config, model: str, role: str) -> ml_collections.ConfigDict:
@@ -283,6 +292,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                'vmapped' if vmap_seeds(config) else 'one after another', mesh.size)
   writer = trainer.MetricWriter(workdir)
   rows, timing, teachers = {}, {}, {}
+  shared = shared_teachers(config)
 
   def get_teacher(name):  # trained (or restored) once per model, shared by its independent row and its students
     if name not in teachers:
@@ -322,7 +332,8 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
               teacher_logits=cached)
         timing[setup] = time.perf_counter() - t0
         model = student
-      rows[setup] = experiment.evaluate(setup, model, [trainer.instance(variables, k) for k in range(config.num_seeds)],
+      instances = 1 if not student_name and teacher_name in shared else config.num_seeds  # one shared teacher: one row
+      rows[setup] = experiment.evaluate(setup, model, [trainer.instance(variables, k) for k in range(instances)],
                                         test_sets, mesh, config, reliability=True)
       logging.info('%s: %s', setup, report.format_row(rows[setup]))
   finally:
@@ -333,7 +344,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                          'summary': report.summarise(rows[setup]),
                          'seconds': timing.get(setup, timing.get(parse_setup(setup)[0]))}
                  for setup in config.setups},
-      'seeds': seeds, 'vmapped': vmap_seeds(config), 'mode': config.mode,
+      'seeds': seeds, 'vmapped': vmap_seeds(config), 'mode': config.mode, 'shared_teachers': shared,
       'cache_teacher_logits': bool(config.cache_teacher_logits),
       'checkpoint_rule': 'final checkpoint of each run (no early stopping or best-of selection)',
       'data_source': data.source, 'demo_sample': data.demo_sample, 'num_train': len(train),

@@ -77,7 +77,12 @@ def write_grid_report(report, workdir: str):
           f'teacher logits {logits if report["mode"] == "offline" else "from the co-trained teacher"}; '
           f'{report["num_train"]} train examples, {report["num_test"]} test examples per set. '
           f'Cells: mean ± sample std (ddof = 1) over instances. Checkpoint rule: {report["checkpoint_rule"]}. '
-          f'ECE: {report["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.).\n\n{grid_table(report)}\n\n'
+          f'ECE: {report["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.).\n\n'
+          + ''.join(f'**One teacher for all seeds**: {report["setups"][name]["title"]} '
+                    f'(config.kd.shared_teacher=True, {report["config"]["models"][name]["checkpoint"]}); its row '
+                    'is that one model, and its students\' spread is over their own seeds only.\n\n'
+                    for name in report.get('shared_teachers', ()) if name in report['setups'])
+          + f'{grid_table(report)}\n\n'
           f'![accuracy](accuracy.png)\n\n![reliability](reliability.png)\n\n'
           f'{reports.wall_time(report["total_seconds"])} on {report["num_devices"]} × {report["device"]} '
           f'({seconds}){reports.precision_note(report["config"])}.\n')

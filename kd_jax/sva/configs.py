@@ -131,7 +131,8 @@ def pair_config(teacher: str, student: str, variants: str = '') -> ml_collection
   config.student = model_config(student, 'distillation')
   # Paper: T = 1, pure distillation for classification (0.9 teacher / 0.1 gold for LMs: the 'lm' variant).
   config.kd = dict(temperature=1.0, alpha=1.0, scale='hinton', teacher_mode='eval',
-                   targets='teacher')  # or a control: losses.TARGETS
+                   targets='teacher',  # or a control: losses.TARGETS
+                   shared_teacher=False)  # True: a teacher.checkpoint without '{seed}' serves every seed on purpose
   config.cache_teacher_logits = True  # classification: run each teacher once over the training set
   # k ≥ 2: the student's targets come from k fold teachers, each input's from one that did not train on it
   # (':cross_fit'); the 'teacher' row stays the teacher trained on the whole split.

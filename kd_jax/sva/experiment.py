@@ -100,6 +100,11 @@ def check_config(config: ml_collections.ConfigDict):
   trainer.check_kd_config(config, config.teacher.loss, config.student.loss)
   if config.num_seeds < 1:
     raise ValueError(f'config.num_seeds must be ≥ 1, got {config.num_seeds}')
+  trainer.teacher_is_shared(config, config.teacher.checkpoint, seeds_of(config), 'teacher.checkpoint')
+
+
+def seeds_of(config):
+  return list(range(config.seed, config.seed + config.num_seeds))
 
 
 def data_directory(config) -> str:
@@ -359,12 +364,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   example = trainer.example_input(train)
   extra_meta = {'vocab': vocab.words, 'objective': config.objective}
   runs = {role: [] for role in roles}
+  shared_teacher = trainer.teacher_is_shared(config, config.teacher.checkpoint, seeds_of(config), 'teacher.checkpoint')
   cross_fit_accuracy = []  # per seed: how often the cross-fitted targets' argmax is the gold label
   teacher_predictions = {}  # per test set, this seed's teacher's: each student's per-example agreement with it
   timing = {role: 0.0 for role in roles}
   writer = trainer.MetricWriter(workdir)
   try:
-    for seed in range(config.seed, config.seed + config.num_seeds):
+    for seed in seeds_of(config):
       variables = {}
       for role in roles:
         t0 = time.perf_counter()
@@ -404,7 +410,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         else:
           for name, predicted in predictions.items():
             result[name]['teacher_agreement'] = float(np.mean(predicted == teacher_predictions[name]))
-        runs[role].append({'seed': seed, 'checkpoint': str(paths.absolute(directory)), **result})
+        if not (role == 'teacher' and shared_teacher and runs[role]):  # one teacher is one run, not one per seed
+          runs[role].append({'seed': seed, 'checkpoint': str(paths.absolute(directory)), **result})
         logging.info('%s seed %d: %s', role, seed, _one_line(result))
   finally:
     writer.close()
@@ -416,6 +423,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
              'cross_fit': ({'folds': config.cross_fit_folds, 'target_accuracy': cross_fit_accuracy}
                            if config.cross_fit_folds else None),
              'runs': runs, 'summary': report.summarise(runs), 'num_devices': mesh.size,
+             'shared_teacher': shared_teacher,
              'timing': {**{f'{r}_seconds': t for r, t in timing.items()},
                         'total_seconds': time.perf_counter() - t_start},
              'config': json.loads(config.to_json())}

@@ -114,10 +114,18 @@ def write_report(results, workdir: str):
           f'{results["vocab_size"]} words. Mean ± sample std over {seeds} seed(s); final checkpoints; '
           f'ECE with {results["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.)'
           + ('; perplexity = exp(mean NLL per target word, end token included)' if results['objective'] == 'lm'
-             else '') + '.\n\n' + _cross_fit_note(results) + _unscored_note(results) + results_table(results) +
+             else '') + '.\n\n' + _shared_teacher_note(results) + _cross_fit_note(results) + _unscored_note(results)
+          + results_table(results) +
           f'\n\n{reports.wall_time(results["timing"]["total_seconds"])} on {results["num_devices"]} device(s)'
           f'{reports.precision_note(results["config"])}.\n')
   reports.write(workdir, 'results', results, text)
+
+
+def _shared_teacher_note(results) -> str:
+  if not results.get('shared_teacher'):
+    return ''
+  return (f'**One teacher for all seeds** (config.kd.shared_teacher=True: {results["config"]["teacher"]["checkpoint"]}):'
+          ' its row is that one model, with no spread; the students\' spread is over their own seeds only.\n\n')
 
 
 def _cross_fit_note(results) -> str:

@@ -78,6 +78,29 @@ def test_grid_distils_from_saved_teachers_one_per_seed(grid_report, tiny_mnist_d
     assert report['setups'][setup]['instances'] == first['setups'][setup]['instances']
 
 
+def test_one_teacher_for_every_seed_is_refused_unless_meant(grid_report, tiny_mnist_dir, tmp_path):
+  first_workdir, first = grid_report
+  one_teacher = os.path.join(first_workdir, 'cnn', 'seed_0')
+  config = grid_smoke_config(tiny_mnist_dir, **{'data.num_test': 0, 'seed_parallelism': 'sequential',
+                                                'models.cnn.checkpoint': one_teacher})
+  config.setups = ('cnn', 'cnn_to_mlp')
+  with pytest.raises(ValueError, match=r'config.models.cnn.checkpoint=.*has no \{seed\}: all 2 seeds would distil '
+                     'from this one teacher'):
+    grid.run(config, str(tmp_path / 'refused'))
+  assert not os.path.exists(tmp_path / 'refused')
+  config.kd.shared_teacher = True
+  report = grid.run(config, str(tmp_path / 'shared'))
+  assert report['shared_teachers'] == ['cnn']
+  assert report['setups']['cnn']['instances'] == first['setups']['cnn']['instances'][:1]  # one model, one row
+  assert report['setups']['cnn']['summary']['mnist']['accuracy']['n'] == 1
+  assert len(report['setups']['cnn_to_mlp']['instances']) == 2
+  assert report['setups']['cnn_to_mlp']['instances'][0] == first['setups']['cnn_to_mlp']['instances'][0]
+  table = (tmp_path / 'shared' / 'grid.md').read_text()
+  assert '**One teacher for all seeds**: CNN (config.kd.shared_teacher=True' in table
+  cnn_row = next(line for line in table.splitlines() if line.startswith('| CNN | 1 |'))
+  assert '±' not in cnn_row  # no spread is shown for one model
+
+
 def test_students_at_several_budgets(tiny_mnist_dir, tmp_path):
   config = grid_smoke_config(tiny_mnist_dir, **{'data.num_test': 0, 'seed_parallelism': 'sequential',
                                                 'student_epochs': (1, 2), 'setups': ('cnn', 'mlp', 'cnn_to_mlp')})

@@ -87,6 +87,23 @@ def test_rerun_resumes_instead_of_retraining(finished_run):
   assert again['runs'] == first['runs']
 
 
+def test_one_teacher_for_every_seed_is_refused_unless_meant(finished_run, tmp_path):
+  first_workdir, first = finished_run
+  overrides = {'train_independent_student': False, 'teacher.checkpoint': os.path.join(first_workdir, 'teacher',
+                                                                                       'seed_0')}
+  with pytest.raises(ValueError, match=r'config.teacher.checkpoint=.*has no \{seed\}: all 2 seeds would distil'):
+    main.run(load_config('sva_smoke', **overrides), str(tmp_path / 'refused'))
+  assert not os.path.exists(tmp_path / 'refused')
+  results = main.run(load_config('sva_smoke', **overrides, **{'kd.shared_teacher': True}), str(tmp_path / 'shared'))
+  assert results['shared_teacher'] and [r['seed'] for r in results['runs']['teacher']] == [0]
+  assert [r['seed'] for r in results['runs']['student']] == [0, 1]
+  assert results['runs']['student'][0]['dev'] == first['runs']['student'][0]['dev']
+  assert '**One teacher for all seeds**' in (tmp_path / 'shared' / 'results.md').read_text()
+  with pytest.raises(ValueError, match=r'config.kd.shared_teacher=True, but config.teacher.checkpoint=.*gives no '
+                     'teacher that 2 seed'):
+    main.run(load_config('sva_smoke', **{'kd.shared_teacher': True}), str(tmp_path / 'nothing_shared'))
+
+
 def test_cached_teacher_logits_match_the_teacher_in_the_step(finished_run, tmp_path):
   first_workdir, first = finished_run
   config = load_config('sva_smoke', **{'num_seeds': 1, 'train_independent_student': False,
