@@ -17,6 +17,7 @@ from kd_jax import analysis
 from kd_jax import cli
 from kd_jax import config_lib
 from kd_jax import main
+from kd_jax import workdirs
 
 RESULT_FILES = ('grid.json', 'results.json')
 
@@ -26,7 +27,11 @@ def saved_config(workdir: str) -> ml_collections.ConfigDict:
   for name in RESULT_FILES:
     path = epath.Path(workdir) / name
     if path.exists():
-      return ml_collections.ConfigDict(json.loads(path.read_text())['config'])
+      try:
+        return ml_collections.ConfigDict(json.loads(path.read_text())['config'])
+      except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f'{path} is not a results file kd_jax wrote ({type(e).__name__}: {e}); analyse the '
+                         'workdir of a finished job, or re-run that job to write it again') from None
   raise FileNotFoundError(f'{workdir} holds neither {" nor ".join(RESULT_FILES)}: analyse the workdir of a '
                           'finished job (config.workdirs)')
 
@@ -40,18 +45,19 @@ def check_config(config):
 
 def run(config, out: str):
   check_config(config)
-  workdirs = [w for w in config.workdirs.split(',') if w]
-  job_configs = [saved_config(w) for w in workdirs]
+  job_dirs = [w for w in config.workdirs.split(',') if w]
+  job_configs = [saved_config(w) for w in job_dirs]
   tasks = sorted({c.get('task', 'mnist') for c in job_configs})
   if len(tasks) > 1:
     raise ValueError(f'config.workdirs mixes tasks {tasks}: analyse one task at a time')
-  probe = importlib.import_module(main.JOBS[tasks[0]]).probe(job_configs[0], workdirs[0])
-  several = len(workdirs) > 1
-  runs = [run for w in workdirs
+  probe = importlib.import_module(main.JOBS[tasks[0]]).probe(job_configs[0], job_dirs[0])
+  several = len(job_dirs) > 1
+  runs = [run for w in job_dirs
           for run in analysis.find_runs(w, prefix=f'{os.path.basename(os.path.normpath(w))}:' if several else '')]
   sets = [s for s in config.sets.split(',') if s] or list(probe.default_sets)
-  return analysis.analyse(runs, probe, out, sets=sets, path_seeds=list(config.path_seeds),
-                          num_examples=config.num_examples, train_mode=config.train_mode)
+  with workdirs.claim(out, 'analysis'):
+    return analysis.analyse(runs, probe, out, sets=sets, path_seeds=list(config.path_seeds),
+                            num_examples=config.num_examples, train_mode=config.train_mode)
 
 
 if __name__ == '__main__':

@@ -6,15 +6,20 @@ module is imported only when a config asks for it).
 import importlib
 
 from kd_jax import cli
+from kd_jax import workdirs
 
-JOBS = {'mnist': 'kd_jax.mnist.experiment', 'sva': 'kd_jax.sva.experiment'}  # task -> module with run(config, workdir)
+# task -> module with check_config(config) and run(config, workdir)
+JOBS = {'mnist': 'kd_jax.mnist.experiment', 'sva': 'kd_jax.sva.experiment'}
 
 
 def run(config, workdir):
   task = config.get('task', 'mnist')
   if task not in JOBS:
     raise ValueError(f'unknown config.task {task!r}; choose one of {sorted(JOBS)}')
-  return importlib.import_module(JOBS[task]).run(config, workdir)
+  job = importlib.import_module(JOBS[task])
+  job.check_config(config)  # a config that cannot run claims no workdir
+  with workdirs.claim(workdir, f'{task} job'):
+    return job.run(config, workdir)
 
 
 if __name__ == '__main__':

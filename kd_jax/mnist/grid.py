@@ -37,6 +37,7 @@ from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import trainer
 from kd_jax import training
+from kd_jax import workdirs
 from kd_jax.mnist import data as data_lib
 from kd_jax.mnist import experiment
 from kd_jax.mnist import models
@@ -193,11 +194,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """The grid, or with ``config.student_epochs`` one grid per student budget (:func:`run_student_epochs`), or with
   ``config.factors`` one grid per factor of an ablation (:func:`run_factors`)."""
   check_grid_config(config)
-  if config.get('factors'):
-    return run_factors(config, workdir)
-  if config.student_epochs:
-    return run_student_epochs(config, workdir)
-  return run_grid(config, workdir)
+  with workdirs.claim(workdir, 'mnist grid'):
+    if config.get('factors'):
+      return run_factors(config, workdir)
+    if config.student_epochs:
+      return run_student_epochs(config, workdir)
+    return run_grid(config, workdir)
 
 
 def factor_config(config: ml_collections.ConfigDict, factor: str, changes) -> ml_collections.ConfigDict:
