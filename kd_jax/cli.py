@@ -3,7 +3,8 @@
 Errors are one line, ``kd_jax: error: …``, with exit code 2 for usage and
 config errors (bad flags, settings, data files) and 1 for runtime ones;
 ``--verbose`` (or ``KD_JAX_VERBOSE=1``) shows the traceback instead. Ctrl-C
-prints where the run can resume from and exits with 130.
+and SIGTERM save a checkpoint, print where the run can resume from and exit
+with 130 and 75 (:mod:`kd_jax.interrupts`).
 """
 import errno
 import logging as py_logging
@@ -17,6 +18,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from kd_jax import interrupts
 from kd_jax import sharding
 
 USAGE_ERRORS = (ValueError, FileNotFoundError, KeyError)  # the config or the inputs are wrong: exit 2
@@ -44,11 +46,12 @@ def run(job: Callable[..., object]):
     logging.set_verbosity(logging.INFO)
     # Orbax logs every file it writes at INFO; keep its warnings, drop the chatter.
     logging.get_absl_handler().addFilter(lambda r: r.levelno >= py_logging.WARNING or 'orbax' not in r.pathname)
+    interrupts.handle_sigterm()
     try:
       sharding.initialize_distributed()
       job(config.value, workdir.value)
-    except KeyboardInterrupt as e:
-      _exit(130, str(e) or 'interrupted', 'kd_jax: ')
+    except KeyboardInterrupt as e:  # interrupts.Stopped carries its exit code: 130 for Ctrl-C, 75 for SIGTERM
+      _exit(getattr(e, 'exit_code', 130), str(e) or 'interrupted', 'kd_jax: ')
     except Exception as e:  # pylint: disable=broad-except
       if verbose.value:
         raise

@@ -17,6 +17,7 @@ import functools
 import io
 import json
 import os
+import signal
 import time
 from typing import Any, Dict, Optional, Sequence
 
@@ -30,6 +31,7 @@ import numpy as np
 
 from kd_jax import checkpoints
 from kd_jax import input_pipeline
+from kd_jax import interrupts
 from kd_jax import losses
 from kd_jax import metrics
 from kd_jax import paths
@@ -266,20 +268,34 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
                          checkpoint_every=config.get('checkpoint_every_steps', 0),
                          divergence_factor=config.get('divergence_factor', 0.0),
                          settings_field=settings_field or f'config.{name}',
-                         snapshot_fn=snapshot if config.snapshots else None, snapshot_steps=snapshots)
-  except KeyboardInterrupt:
-    mngr.wait_until_finished()  # a save in flight completes (or Orbax discards its temporary files)
-    latest = mngr.latest_step()
+                         snapshot_fn=snapshot if config.snapshots else None, snapshot_steps=snapshots,
+                         saved_checkpoints=lambda: newest_checkpoint(directory))
+  except interrupts.StopRequested as stop:  # SIGINT/SIGTERM: the loop saved at the step it stopped at
     mngr.close()
     if snapshot_mngr is not None:
       snapshot_mngr.close()
-    where = f'the newest checkpoint is step {latest}' if latest is not None else 'no checkpoint was saved yet'
-    raise TrainingInterrupted(f'{name} interrupted; {where} in {directory}: run the same command again to '
+    what = 'preempted' if stop.signum == signal.SIGTERM else 'interrupted'
+    raise TrainingInterrupted(f'{name} {what} ({interrupts.NAMES[stop.signum]}) at step {stop.step}; checkpoint '
+                              f'saved in {directory}: run the same command again to resume from it',
+                              stop.exit_code) from None
+  except KeyboardInterrupt:
+    mngr.wait_until_finished()  # a save in flight completes (or Orbax discards its temporary files)
+    mngr.close()
+    if snapshot_mngr is not None:
+      snapshot_mngr.close()
+    raise TrainingInterrupted(f'{name} interrupted; {newest_checkpoint(directory)}: run the same command again to '
                               'resume from it') from None
   mngr.close()
   if snapshot_mngr is not None:
     snapshot_mngr.close()
   return state
+
+
+def newest_checkpoint(directory: str) -> str:
+  """Where a run can resume from, as read from disk now: only complete (finalised) steps count."""
+  steps = checkpoints.all_steps(directory)
+  return (f'the newest complete checkpoint is step {steps[-1]} in {directory}' if steps
+          else f'no checkpoint was saved yet in {directory}')
 
 
 def control_targets(name, config, train, teacher_logits, seeds, stacked):
@@ -359,8 +375,8 @@ def snapshot_steps(num_steps: int, steps_per_epoch: int, first_epoch: float) -> 
   return sorted({int(round(e * steps_per_epoch)) for e in epochs} | {num_steps})
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-  """Ctrl-C during training, with where the run can resume from."""
+class TrainingInterrupted(interrupts.Stopped):
+  """Ctrl-C or SIGTERM during training, with where the run can resume from (and the exit code to end with)."""
 
 
 # ----------------------------------------------------------------------------- what determines a run

@@ -20,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 import optax
 
+from kd_jax import interrupts
 from kd_jax import sharding
 from kd_jax.input_pipeline import Batches
 from kd_jax.losses import LossFn
@@ -292,7 +293,8 @@ def fit(phase: str, step: Callable, state, batches: Batches, *, num_steps: int, 
         log_every: int = 100, writer=None,
         save_fn: Optional[Callable[[Any], None]] = None, checkpoint_every: int = 0,
         divergence_factor: float = 0.0, settings_field: str = '',
-        snapshot_fn: Optional[Callable[[Any], None]] = None, snapshot_steps: Sequence[int] = ()):
+        snapshot_fn: Optional[Callable[[Any], None]] = None, snapshot_steps: Sequence[int] = (),
+        saved_checkpoints: Callable[[], str] = lambda: 'no checkpoint is kept of this run'):
   """Runs the pure ``step`` from the state's step to ``num_steps`` with progress (rate, ETA) and metric logging.
 
   ``steps_per_dispatch`` (:func:`compile_loop`): 0 runs one jitted step per host
@@ -308,6 +310,11 @@ def fit(phase: str, step: Callable, state, batches: Batches, *, num_steps: int, 
   ``config.student``) names the settings to change in that error.
   ``snapshot_fn(state)`` runs at each of ``snapshot_steps`` reached (the
   starting step included): the snapshots for the analyses.
+
+  SIGINT/SIGTERM (:mod:`kd_jax.interrupts`): the loop stops after the dispatch
+  in flight, saves there (``save_fn``) and raises ``StopRequested``; a second
+  signal exits at once with ``saved_checkpoints()`` (where the newest complete
+  checkpoint is) as its message.
   """
   start = current_step(state)
   if snapshot_fn is not None and start in snapshot_steps and start < num_steps:
@@ -336,40 +343,48 @@ def fit(phase: str, step: Callable, state, batches: Batches, *, num_steps: int, 
       guard.check(fetched[-1]['loss'], done)
     pending.clear()
 
-  step_now = start
-  while step_now < num_steps:
-    done = _next_stop(step_now, max(steps_per_dispatch, 1), log_every, checkpoint_every, stops)
-    if steps_per_dispatch:
-      indices = np.stack([batches.indices(s) for s in range(step_now, done)])
-      variants = np.asarray([batches.variant(s) for s in range(step_now, done)], np.int32)
-      state, metrics = run(state, sharding.shard_batch(indices, mesh, P(None, *batches.partition_spec)), variants,
-                           teacher_variables, resident)
-    else:
-      state, metrics = run(state, sharding.shard_batch(batches(step_now), mesh, batches.partition_spec),
-                           teacher_variables)
-    pending.append(metrics)
-    step_now = done
-    if t_rate is None:  # the first dispatch includes compilation; time the rest
-      jax.block_until_ready(metrics)
-      t_rate, rate_steps = time.perf_counter(), done
-    if done % log_every == 0 or done == num_steps:
-      fetch()
-      summary = {k: float(np.mean(v)) for k, v in _concat_steps(fetched).items()}
-      fetched.clear()
-      elapsed = time.perf_counter() - t_rate
-      rate = (done - rate_steps) / elapsed if elapsed > 0 and done > rate_steps else float('nan')
-      eta = (num_steps - done) / rate if rate == rate and rate > 0 else float('nan')
-      speed = (f'{rate * batches.examples_per_step:.0f} ex/s, ETA {_format_seconds(eta)}' if rate == rate
-               else 'rate from the next dispatch on (this one compiled)')
-      logging.info('%s step %d/%d (%.0f%%, epoch %.2f) loss %.4f acc %.4f | %s', phase, done, num_steps,
-                   100 * done / num_steps, done / batches.steps_per_epoch, summary['loss'], summary['accuracy'], speed)
-      if writer is not None:
-        writer.write(phase, done, {**summary, 'examples_per_sec': rate * batches.examples_per_step})
-    if save_fn is not None and checkpoint_every and done % checkpoint_every == 0 and done < num_steps:
-      fetch()  # a diverged state never replaces a good checkpoint
-      save_fn(state)
-    if snapshot_fn is not None and done in snapshot_steps:
-      snapshot_fn(state)
+  step_now, saved_at = start, None
+  with interrupts.StopRequests(phase, lambda: f'{phase} stopped at once; {saved_checkpoints()}') as stop:
+    while step_now < num_steps:
+      done = _next_stop(step_now, max(steps_per_dispatch, 1), log_every, checkpoint_every, stops)
+      if steps_per_dispatch:
+        indices = np.stack([batches.indices(s) for s in range(step_now, done)])
+        variants = np.asarray([batches.variant(s) for s in range(step_now, done)], np.int32)
+        state, metrics = run(state, sharding.shard_batch(indices, mesh, P(None, *batches.partition_spec)), variants,
+                             teacher_variables, resident)
+      else:
+        state, metrics = run(state, sharding.shard_batch(batches(step_now), mesh, batches.partition_spec),
+                             teacher_variables)
+      pending.append(metrics)
+      step_now = done
+      if t_rate is None:  # the first dispatch includes compilation; time the rest
+        jax.block_until_ready(metrics)
+        t_rate, rate_steps = time.perf_counter(), done
+      if done % log_every == 0 or done == num_steps:
+        fetch()
+        summary = {k: float(np.mean(v)) for k, v in _concat_steps(fetched).items()}
+        fetched.clear()
+        elapsed = time.perf_counter() - t_rate
+        rate = (done - rate_steps) / elapsed if elapsed > 0 and done > rate_steps else float('nan')
+        eta = (num_steps - done) / rate if rate == rate and rate > 0 else float('nan')
+        speed = (f'{rate * batches.examples_per_step:.0f} ex/s, ETA {_format_seconds(eta)}' if rate == rate
+                 else 'rate from the next dispatch on (this one compiled)')
+        logging.info('%s step %d/%d (%.0f%%, epoch %.2f) loss %.4f acc %.4f | %s', phase, done, num_steps,
+                     100 * done / num_steps, done / batches.steps_per_epoch, summary['loss'], summary['accuracy'],
+                     speed)
+        if writer is not None:
+          writer.write(phase, done, {**summary, 'examples_per_sec': rate * batches.examples_per_step})
+      if save_fn is not None and checkpoint_every and done % checkpoint_every == 0 and done < num_steps:
+        fetch()  # a diverged state never replaces a good checkpoint
+        save_fn(state)
+        saved_at = done
+      if snapshot_fn is not None and done in snapshot_steps:
+        snapshot_fn(state)
+      if stop.requested is not None:  # SIGINT/SIGTERM: save at this step, then stop
+        fetch()  # a diverged state is never saved
+        if save_fn is not None and saved_at != done:
+          save_fn(state)
+        raise interrupts.StopRequested(stop.requested, done, saved=save_fn is not None)
   if save_fn is not None:
     save_fn(state)
   return state

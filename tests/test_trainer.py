@@ -1,4 +1,10 @@
 """The shared trainer: vmapped seeds, cached teacher logits, saved teachers, KD settings (with MNIST models)."""
+import os
+import re
+import signal
+import subprocess
+import sys
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -175,14 +181,70 @@ def test_ctrl_c_says_where_to_resume_and_resuming_finishes_the_run(tmp_path):
   split, mesh = _split(), sharding.data_mesh()
   run = lambda data: trainer.train_model('teacher', cfg, config, model, data, mesh, str(tmp_path / 'run'), None,
                                          seeds=[0], stream=trainer.TEACHER_STREAM)
-  with pytest.raises(trainer.TrainingInterrupted, match=r'teacher interrupted; the newest checkpoint is step 8 in '
-                                                        f'{tmp_path}/run: run the same command again'):
+  with pytest.raises(trainer.TrainingInterrupted, match=r'teacher interrupted; the newest complete checkpoint is '
+                                                        f'step 8 in {tmp_path}/run: run the same command again'):
     run(_InterruptedSplit(split, interrupt_at=10))
   resumed = run(split)
   unbroken = trainer.train_model('teacher', cfg, config, model, split, mesh, str(tmp_path / 'unbroken'), None,
                                  seeds=[0], stream=trainer.TEACHER_STREAM)
   assert int(resumed.step) == 12
   chex.assert_trees_all_equal(resumed.variables, unbroken.variables)
+
+
+class _SignalledSplit(_InterruptedSplit):
+  """A training split that sends this process ``signals`` while the batch for step ``interrupt_at`` is read."""
+
+  def __init__(self, split, interrupt_at, signals):
+    super().__init__(split, interrupt_at)
+    self.signals = signals
+
+  def batch(self, idx):
+    self.calls += 1
+    if self.calls == self.interrupt_at + 3:
+      for signum in self.signals:
+        os.kill(os.getpid(), signum)
+    return self.split.batch(idx)
+
+
+@pytest.mark.parametrize('signum,what,exit_code', [(signal.SIGTERM, 'preempted (SIGTERM)', 75),
+                                                   (signal.SIGINT, 'interrupted (Ctrl-C (SIGINT))', 130)])
+def test_a_signal_saves_at_the_step_it_stops_at_and_resuming_finishes_the_run(tmp_path, signum, what, exit_code):
+  config = load_config('grid_smoke')
+  config.checkpoint_every_steps = 4
+  cfg = _sgd(config, 'mlp', 'teacher')
+  model = models.create_model('mlp', **cfg.model_kwargs)
+  split, mesh = _split(), sharding.data_mesh()
+  run = lambda name, data: trainer.train_model('teacher', cfg, config, model, data, mesh, str(tmp_path / name), None,
+                                               seeds=[0], stream=trainer.TEACHER_STREAM)
+  with pytest.raises(trainer.TrainingInterrupted, match=rf'teacher {re.escape(what)} at step 7; checkpoint saved in '
+                     f'{tmp_path}/run: run the same command again') as stopped:
+    run('run', _SignalledSplit(split, interrupt_at=6, signals=[signum]))  # the step in flight (7th) finishes
+  assert stopped.value.exit_code == exit_code
+  assert checkpoints.all_steps(str(tmp_path / 'run')) == [4, 7]  # saved where it stopped, not only at step 4
+  assert signal.getsignal(signum) is not None and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  chex.assert_trees_all_equal(run('run', split).variables, run('unbroken', split).variables)
+
+
+def test_a_second_signal_ends_at_once_naming_the_newest_complete_checkpoint(tmp_path):
+  script = tmp_path / 'twice.py'
+  script.write_text(f"""import os, signal, sys
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+import test_trainer as t
+from conftest import load_config
+from kd_jax import sharding, trainer
+from kd_jax.mnist import models
+config = load_config('grid_smoke')
+config.checkpoint_every_steps = 4
+cfg = t._sgd(config, 'mlp', 'teacher')
+split = t._SignalledSplit(t._split(), interrupt_at=6, signals=[signal.SIGINT, signal.SIGINT])
+trainer.train_model('teacher', cfg, config, models.create_model('mlp', **cfg.model_kwargs), split,
+                    sharding.data_mesh(), {str(tmp_path / 'run')!r}, None, seeds=[0], stream=trainer.TEACHER_STREAM)
+""")
+  result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+  assert result.returncode == 130
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'kd_jax: teacher stopped at once; the newest complete checkpoint is step 4 in {tmp_path}/run')
+  assert 'Traceback' not in result.stderr
 
 
 def test_steps_on_the_device_stop_at_every_snapshot_and_checkpoint(tmp_path):

@@ -1,0 +1,82 @@
+"""Ctrl-C and SIGTERM (how a spot or preemptible VM, SLURM and most schedulers stop a job).
+
+While training (:class:`StopRequests`, around :func:`kd_jax.training.fit`'s loop), the first SIGINT or SIGTERM asks
+the loop to stop after the step in flight: it saves a checkpoint at that step and raises :class:`StopRequested`,
+which the trainer turns into one line saying where to resume. A second signal ends the process at once, without a
+traceback, naming the newest checkpoint that is complete on disk. Outside training, SIGTERM is turned into the
+same one-line exit as Ctrl-C (:func:`handle_sigterm`), instead of a silent death.
+
+Exit codes: 130 after Ctrl-C, 75 (EX_TEMPFAIL: run again) after SIGTERM, so that a launcher can tell a stopped run
+that can resume from a failed one.
+"""
+import os
+import signal
+import sys
+import threading
+from typing import Callable, Optional
+
+from absl import logging
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 75}
+NAMES = {signal.SIGINT: 'Ctrl-C (SIGINT)', signal.SIGTERM: 'SIGTERM'}
+
+
+class Stopped(KeyboardInterrupt):
+  """The job was stopped by a signal; ``exit_code`` is the process's exit status."""
+
+  def __init__(self, message: str, exit_code: int = 130):
+    super().__init__(message)
+    self.exit_code = exit_code
+
+
+class StopRequested(Exception):
+  """Raised by the training loop after it stopped (and saved, if it can) on a signal."""
+
+  def __init__(self, signum: int, step: int, saved: bool):
+    super().__init__(f'{NAMES[signum]} at step {step}')
+    self.signum, self.step, self.saved = signum, step, saved
+
+  @property
+  def exit_code(self) -> int:
+    return EXIT_CODES[self.signum]
+
+
+class StopRequests:
+  """A context manager: inside it, SIGINT/SIGTERM set :attr:`requested` (the loop stops at its next step
+  boundary); a second signal prints ``'kd_jax: ' + at_once()`` and exits the process immediately. Outside the main
+  thread (signals cannot be handled there) it does nothing."""
+
+  def __init__(self, phase: str, at_once: Callable[[], str]):
+    self.phase, self.at_once = phase, at_once
+    self.requested: Optional[int] = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = {s: signal.signal(s, self._handle) for s in EXIT_CODES}
+    return self
+
+  def __exit__(self, *exc):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    return False
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.requested is None:
+      self.requested = signum
+      logging.warning('%s: %s — stopping after the step in flight and saving a checkpoint (send it again to stop '
+                      'at once)', self.phase, NAMES[signum])
+      return
+    print(f'kd_jax: {self.at_once()}', file=sys.stderr, flush=True)
+    os._exit(EXIT_CODES[signum])  # pylint: disable=protected-access  # no unwinding through a save in flight
+
+
+def handle_sigterm():
+  """Outside training, SIGTERM raises :class:`Stopped` (one line and exit code 75) like Ctrl-C does."""
+  def raise_stopped(signum, frame):
+    del frame
+    raise Stopped(f'stopped by {NAMES[signum]} outside training (nothing was in flight to save): run the same '
+                  'command again to resume', EXIT_CODES[signum])
+  if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, raise_stopped)
