@@ -46,6 +46,8 @@ def run(job: Callable[..., object]):
     logging.set_verbosity(logging.INFO)
     # Orbax logs every file it writes at INFO; keep its warnings, drop the chatter.
     logging.get_absl_handler().addFilter(lambda r: r.levelno >= py_logging.WARNING or 'orbax' not in r.pathname)
+    if not verbose.value:
+      _quiet_async_noise()
     interrupts.handle_sigterm()
     try:
       sharding.initialize_distributed()
@@ -59,6 +61,22 @@ def run(job: Callable[..., object]):
       _exit(code, error_message(e, workdir.value))
 
   app.run(main, flags_parser=parse_flags)
+
+
+def _quiet_async_noise():
+  """A damaged checkpoint makes TensorStore finish reads on Orbax's closed asyncio loops: each prints an 'Event loop
+  is closed' traceback, and asyncio logs unretrieved task errors in full (hundreds of lines around kd_jax's one).
+  kd_jax reports the damage itself; these go to the debug log (``--verbose`` shows them)."""
+  default_hook = sys.unraisablehook
+
+  def hook(unraisable):
+    if isinstance(unraisable.exc_value, RuntimeError) and 'Event loop is closed' in str(unraisable.exc_value):
+      logging.debug('ignored after a checkpoint error: %r', unraisable.exc_value)
+      return
+    default_hook(unraisable)
+
+  sys.unraisablehook = hook
+  logging.get_absl_handler().addFilter(lambda r: r.name != 'asyncio')
 
 
 def error_message(error: Exception, workdir: str) -> str:

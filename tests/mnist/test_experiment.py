@@ -130,6 +130,24 @@ def test_a_damaged_newest_checkpoint_resumes_from_the_previous_one(finished_run,
   assert len(steps) == len(set(steps)) and ('student', 45) in steps
 
 
+def test_a_run_with_every_teacher_step_damaged_is_one_line_on_the_command_line(finished_run, tiny_mnist_dir,
+                                                                               tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(finished_run[0], workdir)
+  for path in glob.glob(str(workdir / 'teacher' / '*' / '*' / '**' / 'd' / '*'), recursive=True):
+    with open(path, 'r+b') as f:
+      f.truncate(10)
+  result = subprocess.run(
+      [sys.executable, '-m', 'kd_jax.main', '--config=configs/smoke.py', f'--workdir={workdir}',
+       f'--config.data.dir={tiny_mnist_dir}', '--config.data.num_train=0', '--config.data.num_test=0'], cwd=ROOT,
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      f'kd_jax: error: checkpoint {workdir / "teacher"} is damaged: no step can be read')
+  # Orbax's closed event loops and unretrieved asyncio tasks print nothing of their own (--verbose shows them).
+  assert 'Traceback' not in result.stderr and 'Event loop is closed' not in result.stderr
+
+
 def test_a_diverging_loss_stops_training_before_any_checkpoint(tiny_mnist_dir, tmp_path):
   config = smoke_config(tiny_mnist_dir, **{'teacher.learning_rate': 1e6})
   with pytest.raises(FloatingPointError, match=r'teacher: the loss diverged .* steps up to 4.*config.teacher.'
