@@ -33,6 +33,11 @@ def parse_args(argv):
     parser.error(f'--seeds={args.seeds}: expected comma-separated integers, e.g. 0,1,2')
   if args.parallel < 1:
     parser.error(f'--parallel must be ≥ 1, got {args.parallel}')
+  seed_overrides = [o for o in args.overrides if o.split('=')[0] == '--config.seed']
+  if seed_overrides:
+    parser.error(f'{seed_overrides[0]} after -- would give every run that seed: choose seeds with --seeds only')
+  # Each run once: a seed or config given twice would be two runs in one workdir.
+  args.seeds, args.config = list(dict.fromkeys(args.seeds)), list(dict.fromkeys(args.config))
   return args
 
 

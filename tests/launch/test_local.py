@@ -46,3 +46,13 @@ def test_runs_two_seeds_side_by_side_and_reports_a_failed_run(tmp_path):
 def test_bad_seeds_are_a_usage_error():
   code, _, err = launch('local', '--config=configs/smoke.py', '--seeds=0,x', '--dry-run')
   assert code == 2 and '--seeds=0,x: expected comma-separated integers' in err
+  code, lines, err = launch('local', '--config=configs/smoke.py', '--seeds=0,1', '--dry-run', '--',
+                            '--config.seed=5')
+  assert code == 2 and not lines
+  assert '--config.seed=5 after -- would give every run that seed: choose seeds with --seeds only' in err
+
+
+def test_dry_run_prints_each_run_once(tmp_path):
+  code, lines, _ = launch('local', '--config=configs/smoke.py', '--config=configs/smoke.py', '--seeds=0,1,0',
+                          f'--workdir={tmp_path}', '--dry-run')
+  assert code == 0 and [words(line)[2] for line in lines] == [f'{tmp_path}/smoke/seed_0', f'{tmp_path}/smoke/seed_1']
