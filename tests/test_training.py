@@ -108,18 +108,22 @@ def test_no_gradient_reaches_the_teacher(teacher_train_mode):
   assert not np.allclose(new_state.params['Dense_0']['kernel'], state.params['Dense_0']['kernel'])
 
 
-def test_teacher_agreement_with_gold_teacher_logits_is_the_accuracy():
+def test_teacher_agreement_counts_agreement_with_the_teacher_not_the_labels():
   student = models.create_model('mlp', hidden_sizes=(32, 16))
   tx = training.make_optimizer(OPT, 8)
-  step = jax.jit(training.make_train_step(student, tx, losses.get_loss('distillation', KD)))
+  step = jax.jit(training.make_train_step(student, tx, losses.get_loss('distillation', KD), output_logits=True))
   split = _split(16)
-  gold_logits = 10.0 * jax.nn.one_hot(split.labels, 10)
-  _, metrics = step(training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE),
-                    {'inputs': split.images, 'label': split.labels, 'teacher_logits': gold_logits}, None)
-  assert float(metrics['teacher_agreement']) == float(metrics['accuracy'])
-  _, metrics = step(training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE),
-                    {'inputs': split.images, 'label': split.labels, 'teacher_logits': -gold_logits}, None)
-  assert float(metrics['teacher_agreement']) <= 1.0 - float(metrics['accuracy'])
+  state = training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE)
+  batch = lambda teacher_classes: {'inputs': split.images, 'label': split.labels,
+                                   'teacher_logits': 10.0 * jax.nn.one_hot(teacher_classes, 10)}
+  _, gold = step(state, batch(split.labels), None)  # a teacher that is the labels: agreement is the accuracy
+  assert float(gold['teacher_agreement']) == float(gold['accuracy'])
+  predicted = np.asarray(gold['logits']).argmax(-1)
+  assert float(gold['accuracy']) == np.mean(predicted == split.labels) < 1.0  # the untrained student errs
+  # A teacher that disagrees with the labels wherever the student does: the student agrees with it everywhere.
+  _, own = step(state, batch(predicted), None)
+  np.testing.assert_array_equal(np.asarray(own['logits']).argmax(-1), predicted)  # same state and key
+  assert float(own['teacher_agreement']) == 1.0 and float(own['accuracy']) == float(gold['accuracy'])
 
 
 @pytest.mark.parametrize('steps_per_dispatch', [0, 4])
