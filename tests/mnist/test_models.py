@@ -24,10 +24,15 @@ def test_logits_shape_dtype_and_modes(name, kwargs):
   chex.assert_shape([eval_logits, train_logits], (6, 10))
   chex.assert_type([eval_logits, train_logits], jnp.float32)
   chex.assert_tree_all_finite(train_logits)
-  # Training mode updates the BatchNorm running statistics; eval mode is deterministic.
+  # Training mode updates the BatchNorm running statistics.
   assert not np.allclose(jax.tree_util.tree_leaves(updates['batch_stats'])[0],
                          jax.tree_util.tree_leaves(variables['batch_stats'])[0])
-  chex.assert_trees_all_equal(eval_logits, model.apply(variables, x, train=False))
+  # Eval mode draws no dropout (other keys, the same logits) and uses the running statistics, not the batch's (an
+  # example's logits do not depend on the rest of its batch).
+  chex.assert_trees_all_equal(eval_logits, model.apply(variables, x, train=False,
+                                                       rngs={'dropout': jax.random.PRNGKey(7)}))
+  chex.assert_trees_all_close(model.apply(variables, x[:2], train=False), eval_logits[:2], atol=1e-5)
+  assert np.abs(np.asarray(train_logits - eval_logits)).max() > 1e-3
 
 
 def test_paper_sizes():
