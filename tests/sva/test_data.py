@@ -50,6 +50,9 @@ def test_empty_and_binary_files_are_named(tmp_path, reader):
   binary.write_bytes(b'VBZ\tthe dog\n\x89PNG\r\n\x1a\n\xff\xfe')
   with pytest.raises(ValueError, match=f'{binary}:2: not UTF-8 text'):
     read(str(binary))
+  cut = _write(tmp_path / 'cut.text', 'VBZ\tthe dog near the cats\nVBP\tthe NNS of th')  # a copy cut mid-line
+  with pytest.raises(ValueError, match=f'{cut}:2: the last line has no newline: the file looks cut short'):
+    read(cut)
 
 
 def _tsv_row(sentence, verb_pos, subj_index, verb_index, n_intervening, n_diff, distance):
@@ -79,7 +82,8 @@ def test_read_linzen_tsv_errors(tmp_path):
     sva_data.read_linzen_tsv(_write(tmp_path / 'a.tsv', 'sentence\tverb_pos\nthe dog runs\tVBZ\n'))
   header = '\t'.join(sva_data.TSV_COLUMNS) + '\n'
   with pytest.raises(ValueError, match='b.tsv:2: verb_index 9 outside'):
-    sva_data.read_linzen_tsv(_write(tmp_path / 'b.tsv', header + _tsv_row('the dog runs', 'VBZ', 2, 9, 0, 0, 1)))
+    sva_data.read_linzen_tsv(_write(tmp_path / 'b.tsv', header + _tsv_row('the dog runs', 'VBZ', 2, 9, 0, 0, 1) +
+                                    '\n'))
 
 
 def test_paper_split_sizes_and_determinism():
