@@ -65,7 +65,7 @@ def test_the_last_snapshot_is_the_final_model_and_step_0_is_the_init(grid_run):
 
 def test_the_grid_analysis_report(grid_analysis):
   out, report = grid_analysis
-  assert sorted(os.listdir(out)) == sorted(['analysis.json', 'analysis.md'] + [
+  assert sorted(os.listdir(out)) == sorted(['analysis.json', 'analysis.md', 'kd_jax_job.json'] + [
       f'{name}_{s}.png' for s in ('mnist_translate', 'mnist_scale') for name in ('converged', 'paths')] + [
       f'paths_{s}_matrix.png' for s in ('mnist_translate', 'mnist_scale')])
   assert json.load(open(os.path.join(out, 'analysis.json')))['sets'].keys() == {'mnist_translate', 'mnist_scale'}

@@ -194,9 +194,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """The grid, or with ``config.student_epochs`` one grid per student budget (:func:`run_student_epochs`), or with
   ``config.factors`` one grid per factor of an ablation (:func:`run_factors`)."""
   check_grid_config(config)
+  factors = factor_configs(config)  # checked before the workdir is claimed
   with workdirs.claim(workdir, 'mnist grid'):
-    if config.get('factors'):
-      return run_factors(config, workdir)
+    if factors:
+      return run_factors(config, factors, workdir)
     if config.student_epochs:
       return run_student_epochs(config, workdir)
     return run_grid(config, workdir)
@@ -220,9 +221,20 @@ def factor_config(config: ml_collections.ConfigDict, factor: str, changes) -> ml
   return sub
 
 
-def run_factors(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+def factor_configs(config: ml_collections.ConfigDict) -> Dict[str, ml_collections.ConfigDict]:
+  """Each factor's grid config (``config.factors``), every one of them checked; {} for no factors."""
+  if len({name for name, _ in config.factors}) != len(config.factors):
+    raise ValueError(f'config.factors names a factor twice: {[name for name, _ in config.factors]}')
+  subs = {name: factor_config(config, name, changes) for name, changes in config.factors}
+  for sub in subs.values():
+    check_grid_config(sub)
+  return subs
+
+
+def run_factors(config: ml_collections.ConfigDict, subs: Dict[str, ml_collections.ConfigDict],
+                workdir: str) -> Dict[str, Any]:
   """An ablation: one grid per entry of ``config.factors`` ((name, the settings it changes, nested like the
-  config) pairs), in ``<workdir>/<name>``, in the order given.
+  config) pairs; ``subs``: their configs, :func:`factor_configs`), in ``<workdir>/<name>``, in the order given.
 
   A model in the teacher role (a teacher, or an independent row) is trained once per distinct setting: a factor
   whose settings for it equal an earlier factor's restores that factor's instances (e.g. every factor that changes
@@ -230,11 +242,6 @@ def run_factors(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, An
   setup's summary and each KD setup's gain over its independent student, paired by seed.
   """
   teacher_role = {parse_setup(setup)[0] for setup in config.setups}
-  if len({name for name, _ in config.factors}) != len(config.factors):
-    raise ValueError(f'config.factors names a factor twice: {[name for name, _ in config.factors]}')
-  subs = {name: factor_config(config, name, changes) for name, changes in config.factors}
-  for sub in subs.values():  # every factor's settings are checked before the first one trains
-    check_grid_config(sub)
   grids, trained_teachers = {}, {}  # trained_teachers: (name, settings) → the directory that trained them
   for factor, sub in subs.items():
     directory = os.path.join(workdir, factor)
