@@ -239,7 +239,8 @@ def run_factors(config: ml_collections.ConfigDict, subs: Dict[str, ml_collection
   A model in the teacher role (a teacher, or an independent row) is trained once per distinct setting: a factor
   whose settings for it equal an earlier factor's restores that factor's instances (e.g. every factor that changes
   only the students distils from the first factor's teachers). Writes ``ablation.json/.md``: per factor, each
-  setup's summary and each KD setup's gain over its independent student, paired by seed.
+  setup's summary and each KD setup's gain over its independent student, paired by seed — rewritten after every
+  factor, so a long ablation shows the factors finished so far (and says how many remain).
   """
   teacher_role = {parse_setup(setup)[0] for setup in config.setups}
   grids, trained_teachers = {}, {}  # trained_teachers: (name, settings) → the directory that trained them
@@ -253,10 +254,11 @@ def run_factors(config: ml_collections.ConfigDict, subs: Dict[str, ml_collection
       trained_teachers.setdefault(key, directory)
     logging.info('Ablation factor %r: grid in %s', factor, directory)
     grids[factor] = run_grid(sub, directory)
-  ablation = report.student_epochs_summary(grids)
-  ablation['factors'] = {name: json.loads(json.dumps(dict(changes), default=lambda c: c.to_dict()))
-                         for name, changes in config.factors}
-  report.write_ablation_report(ablation, workdir)
+    ablation = report.student_epochs_summary(grids)
+    ablation['factors'] = {name: json.loads(json.dumps(dict(changes), default=lambda c: c.to_dict()))
+                           for name, changes in config.factors}
+    ablation['factors_to_run'] = [name for name in subs if name not in grids]
+    report.write_ablation_report(ablation, workdir)
   return ablation
 
 

@@ -220,7 +220,10 @@ def write_ablation_report(ablation: Dict[str, Any], workdir: str):
               for t in ('mnist_translate', 'mnist_scale') for n in gain_names]
     lines.append(f'| {factor} | {changes} | ' + ' | '.join(cells) + ' |')
   seconds = ', '.join(f'{f}: {row["seconds"]:.0f} s' for f, row in rows.items())
-  text = (f'# kd_jax MNIST: ablation\n\n{DEMO_WARNING if ablation["demo_sample"] else ""}'
+  remaining = ablation.get('factors_to_run', [])
+  progress = (f'**In progress: {len(rows)} of {len(rows) + len(remaining)} factors finished; still to run: '
+              f'{", ".join(remaining)}.**\n\n' if remaining else '')
+  text = (f'# kd_jax MNIST: ablation\n\n{progress}{DEMO_WARNING if ablation["demo_sample"] else ""}'
           f'Data: {ablation["data_source"]}\n\nSeeds {ablation["seeds"]} (n = {len(ablation["seeds"])}); cells: '
           'mean ± sample std over seeds; gains paired by seed. Each factor changes the settings listed from the '
           'first row\'s; a teacher is trained once per distinct teacher setting and restored by every later factor '

@@ -153,6 +153,7 @@ def test_ablation_one_grid_per_factor_teachers_trained_once_per_setting(tiny_mni
     assert gain['mean'] == pytest.approx(np.mean(paired))
   table = open(tmp_path / 'ablation.md').read()
   assert '| softer | kd.temperature = 2.0 |' in table and '| base | (none) |' in table
+  assert 'In progress' not in table and ablation['factors_to_run'] == []
 
 
 @pytest.mark.parametrize('factors, match', [
