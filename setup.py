@@ -5,7 +5,7 @@ setup(
     version='0.1.0',
     description='Knowledge distillation in JAX/Flax: transferring inductive biases (Abnar et al. 2020)',
     packages=find_packages(include=['kd_jax', 'kd_jax.*']),
-    python_requires='>=3.10',
+    python_requires='>=3.11',  # jax 0.10, flax 0.12, orbax 0.12 and chex 0.1.9x need 3.11
     install_requires=[
         'absl-py',
         'etils[epath]',  # every path a job reads or writes (local or gs://)

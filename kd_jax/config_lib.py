@@ -181,7 +181,7 @@ def check_job(config, num_devices: int):
   check_int(config, 'seed')
   check_int(config, 'data.num_train')
   check_int(config, 'data.num_test')
-  check_int(config, 'eval.batch_size', 1, num_devices)
+  check_int(config, 'eval.batch_size', 1)  # rounded up to a multiple of the devices (training.make_predict_fn)
   check_int(config, 'eval.ece_bins', 1)
   check_int(config, 'log_every_steps', 1)
   check_int(config, 'checkpoint_every_steps')

@@ -73,16 +73,20 @@ def shard_batch(batch: Dict[str, np.ndarray], mesh: Mesh, batch_spec: P = P('dat
 # ----------------------------------------------------------------------------- several processes
 
 COORDINATOR_ENV, NUM_PROCESSES_ENV, PROCESS_ID_ENV = 'KD_JAX_COORDINATOR', 'KD_JAX_NUM_PROCESSES', 'KD_JAX_PROCESS_ID'
+DISTRIBUTED_ENV = 'KD_JAX_DISTRIBUTED'  # 'auto': JAX's own cluster detection (set by launch/tpu.py on every worker)
 
 
 def initialize_distributed(environ=None) -> bool:
   """Starts JAX's multi-process runtime when this run is one process of several; True if it did.
 
   Explicit: ``KD_JAX_COORDINATOR`` (host:port), ``KD_JAX_NUM_PROCESSES`` and
-  ``KD_JAX_PROCESS_ID``, all three or none. Otherwise JAX's own detection, used
-  when a multi-worker Cloud TPU slice (``TPU_WORKER_HOSTNAMES`` with several
-  hosts) or a SLURM job of several tasks (``SLURM_NTASKS`` > 1) is visible.
-  On CPU, processes exchange collectives over gloo.
+  ``KD_JAX_PROCESS_ID``, all three or none. Otherwise JAX's own detection
+  (``jax.distributed.initialize()`` with no arguments, as big_vision and MaxText
+  call it), used when ``KD_JAX_DISTRIBUTED=auto`` (launch/tpu.py sets it: a
+  Cloud TPU VM slice is recognised through its metadata server, not through
+  any variable), on GKE's ``TPU_WORKER_HOSTNAMES`` with several hosts, or in a
+  SLURM job of several tasks (``SLURM_NTASKS`` > 1). On CPU, processes
+  exchange collectives over gloo.
   """
   env = os.environ if environ is None else environ
   explicit = {name: env.get(name, '') for name in (COORDINATOR_ENV, NUM_PROCESSES_ENV, PROCESS_ID_ENV)}
@@ -90,7 +94,10 @@ def initialize_distributed(environ=None) -> bool:
     missing = [name for name, value in explicit.items() if not value]
     raise ValueError(f'multi-process run half-configured: set {", ".join(missing)} too (or none of '
                      f'{", ".join(explicit)})')
-  auto = len(env.get('TPU_WORKER_HOSTNAMES', '').split(',')) > 1 or int(env.get('SLURM_NTASKS', '1') or 1) > 1
+  if env.get(DISTRIBUTED_ENV, '') not in ('', 'auto'):
+    raise ValueError(f'{DISTRIBUTED_ENV}={env[DISTRIBUTED_ENV]!r}: the only value is auto (JAX finds the cluster)')
+  auto = (env.get(DISTRIBUTED_ENV) == 'auto' or len(env.get('TPU_WORKER_HOSTNAMES', '').split(',')) > 1
+          or int(env.get('SLURM_NTASKS', '1') or 1) > 1)
   if not all(explicit.values()) and not auto:
     return False
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')

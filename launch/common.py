@@ -7,6 +7,9 @@ from typing import List, Optional, Sequence, Union
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 JOBS = {'main': 'kd_jax.main', 'grid': 'kd_jax.grid'}
+# The JAX that kd_jax is tested with (CI: pip's newest, 0.10.2 in Dec 2026); workers install exactly this.
+TESTED_JAX = '0.10.2'
+WORKER_PYTHON = '3.11'  # kd_jax's dependencies need ≥ 3.11; TPU VM images ship 3.10
 
 
 def add_setting(parser: argparse.ArgumentParser, name: str, env: str, help_text: str, default: str = ''):
@@ -31,6 +34,16 @@ def add_job_flags(parser: argparse.ArgumentParser, several_configs: bool = False
                       + (' (repeat the flag for several)' if several_configs else ''))
   parser.add_argument('--dry-run', action='store_true', help='print the commands, run nothing')
   parser.add_argument('overrides', nargs='*', help='after --: flags for the job, e.g. -- --config.seed=1')
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+  """``parser.parse_args``, with ``--dry-run`` recognised anywhere on the line (also after ``--``, where it would
+  otherwise reach the job and everything would run for real)."""
+  argv = list(argv)
+  dry_run = '--dry-run' in argv
+  args = parser.parse_args([a for a in argv if a != '--dry-run'])
+  args.dry_run = dry_run
+  return args
 
 
 def job_command(job: str, config: str, workdir: str, overrides: Sequence[str] = (),

@@ -26,7 +26,7 @@ def parse_args(argv):
   parser.add_argument('--workdir', default='runs/local', help='one directory per run is made in it')
   parser.add_argument('--parallel', type=int, default=1, help='runs at once')
   common.add_job_flags(parser, several_configs=True)
-  args = parser.parse_args(argv)
+  args = common.parse_args(parser, argv)
   try:
     args.seeds = [int(s) for s in args.seeds.split(',')]
   except ValueError:

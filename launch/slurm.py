@@ -1,12 +1,14 @@
-"""Runs a kd_jax job on a SLURM GPU cluster: one task per node, each using all of its node's GPUs, as one JAX job.
+"""Runs a kd_jax job on a SLURM GPU cluster: one task (one JAX process) per GPU, all of them one JAX job.
 
     python launch/slurm.py --name=kd-grid --nodes=2 --gpus_per_node=8 --partition=gpu --time=04:00:00 \\
         --workdir=/shared/kd/grid --job=grid --config=configs/mnist_grid.py:paper [--dry-run] [-- --config.num_seeds=5]
 
-Writes an sbatch script to ``<logdir>/<name>.sbatch`` and submits it with ``sbatch``. ``srun`` starts the job on every
-node; ``jax.distributed.initialize()`` reads SLURM's environment (coordinator, process count and index). The
-workdir must be visible to every node (a shared file system or gs://). ``--requeue``: a preempted or requeued job
-resumes from the workdir's newest checkpoints.
+Writes an sbatch script to ``<logdir>/<name>.sbatch`` and submits it with ``sbatch``. ``srun`` starts one task per
+GPU (JAX's SLURM detection gives each process the GPU of its ``SLURM_LOCALID``: one task per node would train on one
+GPU per node); ``jax.distributed.initialize()`` reads SLURM's environment (coordinator, process count and index).
+The workdir must be visible to every node (a shared file system or gs://). ``--signal=TERM@120`` gives each task
+SIGTERM two minutes before the time limit or a preemption, on which kd_jax saves a checkpoint and exits 75;
+``--requeue`` resubmits it, ``--open-mode=append`` keeps the log, and the job resumes from the newest checkpoints.
 """
 import argparse
 import os
@@ -23,7 +25,7 @@ def parse_args(argv):
   parser.add_argument('--name', required=True, help='SLURM job name (and the script\'s file name)')
   parser.add_argument('--nodes', type=int, default=1)
   parser.add_argument('--gpus_per_node', type=int, default=1)
-  parser.add_argument('--cpus_per_task', type=int, default=8)
+  parser.add_argument('--cpus_per_task', type=int, default=8, help='CPU cores per task (per GPU)')
   common.add_setting(parser, 'partition', 'KD_JAX_SLURM_PARTITION', 'SLURM partition (empty: the default one)')
   common.add_setting(parser, 'account', 'KD_JAX_SLURM_ACCOUNT', 'SLURM account (empty: none)')
   parser.add_argument('--time', default='04:00:00', help='wall-time limit, HH:MM:SS')
@@ -32,7 +34,7 @@ def parse_args(argv):
   parser.add_argument('--setup', default='source .venv/bin/activate',
                       help='shell line run before the job on each node, e.g. to activate the environment')
   common.add_job_flags(parser)
-  args = parser.parse_args(argv)
+  args = common.parse_args(parser, argv)
   common.require(parser, args, 'workdir')
   for name in ('nodes', 'gpus_per_node', 'cpus_per_task'):
     if getattr(args, name) < 1:
@@ -42,14 +44,15 @@ def parse_args(argv):
 
 def sbatch_script(args) -> str:
   logdir = os.path.abspath(args.logdir)
-  options = {'job-name': args.name, 'nodes': args.nodes, 'ntasks-per-node': 1, 'gpus-per-node': args.gpus_per_node,
-             'cpus-per-task': args.cpus_per_task, 'time': args.time, 'output': f'{logdir}/%x-%j.out',
+  options = {'job-name': args.name, 'nodes': args.nodes, 'ntasks-per-node': args.gpus_per_node,
+             'gpus-per-node': args.gpus_per_node, 'cpus-per-task': args.cpus_per_task, 'time': args.time,
+             'output': f'{logdir}/%x-%j.out', 'open-mode': 'append', 'signal': 'TERM@120',
              'partition': args.partition, 'account': args.account}
   lines = ['#!/bin/bash'] + [f'#SBATCH --{k}={v}' for k, v in options.items() if v] + ['#SBATCH --requeue']
   workdir = args.workdir if '://' in args.workdir else os.path.abspath(args.workdir)  # srun starts in the repo
   job = common.job_command(args.job, args.config, workdir, args.overrides, python='python')
   lines += ['set -euo pipefail', f'cd {shlex.quote(common.ROOT)}', args.setup,
-            '# One process per node; jax.distributed.initialize() reads the SLURM_* variables.',
+            '# One process per GPU; jax.distributed.initialize() reads the SLURM_* variables.',
             'srun ' + shlex.join(job)]
   return '\n'.join(line for line in lines if line) + '\n'
 

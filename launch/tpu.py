@@ -6,8 +6,11 @@
 
 Steps (``--steps``, in this order): ``create`` the TPU VM (or a queued resource with ``--queued``, waiting until it
 is ACTIVE), ``install`` this working tree and ``jax[tpu]`` on every worker, ``run`` the job on every worker at once
-(JAX finds the slice's other hosts by itself; the log streams here), ``fetch`` the workdir's results (not its
-checkpoints) to ``--fetch_to``, ``delete`` the VM (also when a step fails; ``--keep`` keeps it). The workdir must be
+(``jax.distributed.initialize()`` finds the slice's other hosts through the TPU metadata server; the log streams
+here), ``fetch`` the workdir's results (not its
+checkpoints) to ``--fetch_to``, ``delete`` the VM (also when a later step fails, but never after a failed
+``create``: a taken name is someone's VM; ``--keep`` keeps it). Workers install into a venv of Python 3.11 (uv) with
+the ``jax[tpu]`` version kd_jax is tested with. The workdir must be
 on GCS: every worker writes its part of each checkpoint there. A preempted (spot) run is resumed by running the same
 command again: the job continues from the newest checkpoint in the workdir.
 """
@@ -22,6 +25,14 @@ if __package__ in (None, ''):  # run as a script: python launch/tpu.py
 from launch import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 STEPS = ('create', 'install', 'run', 'fetch', 'delete')
+VENV = 'kd_jax_venv'  # in the worker's home, beside the unpacked tree
+# Every worker: unpack the tree, a venv of a Python kd_jax supports (uv fetches it: TPU images ship 3.10), kd_jax
+# and the jax[tpu] it is tested with.
+INSTALL = ('rm -rf kd_jax && mkdir kd_jax && tar -xzf kd_jax.tar.gz -C kd_jax && '
+           'python3 -m pip install -q --user uv && '
+           f'~/.local/bin/uv venv -q --python {common.WORKER_PYTHON} {VENV} && '
+           f'~/.local/bin/uv pip install -q --python {VENV}/bin/python -e "./kd_jax[gcs]" '
+           f'"jax[tpu]=={common.TESTED_JAX}"')
 WAIT_SECONDS = 30  # between checks of a queued resource's state
 # Files under a numbered directory are checkpoint steps: results, metrics, plots and TensorBoard are the rest.
 CHECKPOINT_FILES = r'(.*/)?[0-9]+(\.damaged)?/.*'
@@ -42,7 +53,7 @@ def parse_args(argv):
   parser.add_argument('--keep', action='store_true', help='do not delete the TPU VM at the end')
   parser.add_argument('--fetch_to', default='', help='local directory for the results (default: results/<name>)')
   common.add_job_flags(parser)
-  args = parser.parse_args(argv)
+  args = common.parse_args(parser, argv)
   common.require(parser, args, 'project', 'zone', 'accelerator_type', 'runtime_version', 'workdir')
   if not args.workdir.startswith('gs://'):
     parser.error(f'--workdir={args.workdir}: the workers of a TPU slice share no disk; use a gs:// directory')
@@ -62,19 +73,20 @@ def main(argv):
   where = [f'--zone={args.zone}', f'--project={args.project}']
   tpus = ['gcloud', 'compute', 'tpus']
   on_workers = [*tpus, 'tpu-vm', 'ssh', args.name, '--worker=all', *where, '--command']
-  job = common.job_command(args.job, args.config, args.workdir, args.overrides)  # checks --config before anything is created
+  # Checks --config before anything is created. The workers' Python is the venv's; KD_JAX_DISTRIBUTED=auto makes
+  # the job call jax.distributed.initialize(), which finds a TPU VM slice's hosts through its metadata server.
+  job = common.job_command(args.job, args.config, args.workdir, args.overrides, python=f'../{VENV}/bin/python')
+  if 'create' in args.steps:  # outside the try: a failed create (e.g. the name is taken) deletes nothing
+    create(shell, args, tpus, where)
   try:
-    if 'create' in args.steps:
-      create(shell, args, tpus, where)
     if 'install' in args.steps:
       archive = f'/tmp/kd_jax_{args.name}.tar.gz'
       shell.run(f'git -C {common.ROOT} ls-files -z --cached --others --exclude-standard '
                 f'| tar -C {common.ROOT} -czf {archive} --null -T -')
       shell.run([*tpus, 'tpu-vm', 'scp', archive, f'{args.name}:kd_jax.tar.gz', '--worker=all', *where])
-      shell.run([*on_workers, 'rm -rf kd_jax && mkdir kd_jax && tar -xzf kd_jax.tar.gz -C kd_jax && '
-                 'pip install -q -e "./kd_jax[gcs]" "jax[tpu]"'])
+      shell.run([*on_workers, INSTALL])
     if 'run' in args.steps:
-      shell.run([*on_workers, 'cd kd_jax && ' + shlex.join(job)])
+      shell.run([*on_workers, 'cd kd_jax && KD_JAX_DISTRIBUTED=auto ' + shlex.join(job)])
     if 'fetch' in args.steps:
       shell.run(['mkdir', '-p', args.fetch_to])
       shell.run(['gcloud', 'storage', 'rsync', '--recursive', f'--exclude={CHECKPOINT_FILES}', args.workdir,

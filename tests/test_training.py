@@ -374,6 +374,9 @@ def test_predict_pads_the_last_batch():
   chex.assert_trees_all_close(gold(variables, images, labels), logits[np.arange(30), labels], rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match='labels exactly when make_predict_fn was given summarise'):
     gold(variables, images)
+  # An eval batch that does not split over the 8 devices is rounded up (10 → 16), not refused: the same logits.
+  chex.assert_trees_all_close(training.make_predict_fn(model, sharding.data_mesh(), batch_size=10)(variables, images),
+                              logits, rtol=1e-5, atol=1e-6)
 
 
 def test_online_step_trains_both_and_feeds_the_student_the_teachers_current_logits():

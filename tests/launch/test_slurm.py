@@ -12,9 +12,11 @@ def test_dry_run_prints_the_sbatch_script_and_submits_nothing(tmp_path):
   assert code == 0
   script = [line.removeprefix('#   ') for line in lines[1:-1]]
   assert lines[0] == f'# {tmp_path}/logs/kd.sbatch:'
-  assert script[:9] == ['#!/bin/bash', '#SBATCH --job-name=kd', '#SBATCH --nodes=2', '#SBATCH --ntasks-per-node=1',
-                        '#SBATCH --gpus-per-node=8', '#SBATCH --cpus-per-task=8', '#SBATCH --time=02:00:00',
-                        f'#SBATCH --output={tmp_path}/logs/%x-%j.out', '#SBATCH --partition=gpu']
+  # One task (JAX process) per GPU: JAX's SLURM detection gives each process the GPU of its SLURM_LOCALID.
+  assert script[:11] == ['#!/bin/bash', '#SBATCH --job-name=kd', '#SBATCH --nodes=2', '#SBATCH --ntasks-per-node=8',
+                         '#SBATCH --gpus-per-node=8', '#SBATCH --cpus-per-task=8', '#SBATCH --time=02:00:00',
+                         f'#SBATCH --output={tmp_path}/logs/%x-%j.out', '#SBATCH --open-mode=append',
+                         '#SBATCH --signal=TERM@120', '#SBATCH --partition=gpu']
   assert '#SBATCH --requeue' in script and not any('--account' in line for line in script)
   assert script[-4:-2] == [f'cd {ROOT}', 'source .venv/bin/activate']
   # The relative workdir is made absolute: srun starts in the repository, not where the launcher ran.

@@ -21,13 +21,18 @@ def test_dry_run_prints_create_install_run_fetch_delete():
   assert commands[2] == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'scp', '/tmp/kd_jax_kd-grid.tar.gz',
                          'kd-grid:kd_jax.tar.gz', '--worker=all', *WHERE]
   ssh = ['gcloud', 'compute', 'tpus', 'tpu-vm', 'ssh', 'kd-grid', '--worker=all', *WHERE, '--command']
-  assert commands[3][:-1] == ssh and 'pip install -q -e "./kd_jax[gcs]" "jax[tpu]"' in commands[3][-1]
+  # A venv of Python 3.11 (TPU images ship 3.10) with the jax[tpu] that kd_jax is tested with.
+  assert commands[3][:-1] == ssh
+  install = commands[3][-1].split(' && ')
+  assert install[3:] == ['python3 -m pip install -q --user uv', '~/.local/bin/uv venv -q --python 3.11 kd_jax_venv',
+                         '~/.local/bin/uv pip install -q --python kd_jax_venv/bin/python -e "./kd_jax[gcs]" '
+                         '"jax[tpu]==0.10.2"']
   assert commands[4][:-1] == ssh
   remote = commands[4][-1]  # what each worker runs, itself a shell line
-  assert remote.startswith('cd kd_jax && ')
-  assert shlex.split(remote.removeprefix('cd kd_jax && ')) == [
-      'python3', '-m', 'kd_jax.grid', '--config=configs/mnist_grid.py:paper', '--workdir=gs://my-bucket/kd/grid',
-      '--config.num_seeds=5', "--config.setups=('cnn', 'cnn_to_mlp')"]
+  assert remote.startswith('cd kd_jax && KD_JAX_DISTRIBUTED=auto ')  # JAX finds the slice's hosts itself
+  assert shlex.split(remote.removeprefix('cd kd_jax && KD_JAX_DISTRIBUTED=auto ')) == [
+      '../kd_jax_venv/bin/python', '-m', 'kd_jax.grid', '--config=configs/mnist_grid.py:paper',
+      '--workdir=gs://my-bucket/kd/grid', '--config.num_seeds=5', "--config.setups=('cnn', 'cnn_to_mlp')"]
   assert commands[5] == ['mkdir', '-p', 'results/kd-grid']
   assert commands[6][:3] == ['gcloud', 'storage', 'rsync'] and commands[6][-2:] == ['gs://my-bucket/kd/grid',
                                                                                     'results/kd-grid']
@@ -57,6 +62,25 @@ def test_settings_from_the_environment_and_keep():
   assert words(lines[0]) == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'create', 't', '--zone=europe-west4-a',
                              '--project=env-project', '--accelerator-type=v5litepod-8', '--version=v2-alpha-tpuv5-lite']
   assert '--workdir=gs://b/run' in lines[4] and not any(' delete ' in line for line in lines)
+
+
+def test_dry_run_after_the_double_dash_is_still_a_dry_run():
+  code, lines, _ = launch('tpu', *SETTINGS, '--config=configs/smoke.py', '--', '--config.seed=1', '--dry-run',
+                          env={'PATH': '/nonexistent'})  # no gcloud to run: a real run would fail at once
+  assert code == 0 and len(lines) == 8 and '--dry-run' not in lines[4] and '--config.seed=1' in lines[4]
+
+
+def test_a_failed_create_deletes_nothing(tmp_path):
+  fake_bin = tmp_path / 'bin'
+  fake_bin.mkdir()
+  # A stand-in gcloud: 'create' fails as when the name is taken; every call is recorded.
+  (fake_bin / 'gcloud').write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/calls\n'
+                                   'case "$*" in *" create "*) echo "ALREADY_EXISTS" >&2; exit 1;; esac\n')
+  (fake_bin / 'gcloud').chmod(0o755)
+  code, _, err = launch('tpu', *SETTINGS, '--config=configs/smoke.py', env={'PATH': f'{fake_bin}:/usr/bin:/bin'})
+  assert code == 1 and 'exit status 1' in err
+  calls = (tmp_path / 'calls').read_text().splitlines()
+  assert len(calls) == 1 and ' create kd-grid ' in calls[0]  # and no delete of that (someone else's) VM
 
 
 def test_bad_settings_are_usage_errors_naming_the_flag():

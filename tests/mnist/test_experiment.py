@@ -201,7 +201,7 @@ def test_missing_teacher_checkpoint_never_means_a_random_teacher(tiny_mnist_dir,
     ({'teacher.model_kwargs.dropout_rate': 1.0}, ValueError, r'config.teacher.model_kwargs.dropout_rate must be '
                                                              r'a finite number in \[0, 1\)'),
     ({'eval.ece_bins': 0}, ValueError, r'config.eval.ece_bins must be an integer ≥ 1, got 0'),
-    ({'eval.batch_size': 100}, ValueError, r'config.eval.batch_size must be a multiple of the 8 devices'),
+    ({'eval.batch_size': 0}, ValueError, r'config.eval.batch_size must be an integer ≥ 1, got 0'),
     ({'log_every_steps': 0}, ValueError, r'config.log_every_steps must be an integer ≥ 1'),
     ({'divergence_factor': -1.0}, ValueError, r'config.divergence_factor must be a finite number ≥ 0, got -1.0'),
 ])
