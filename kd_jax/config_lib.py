@@ -65,11 +65,12 @@ def _fail(field: str, message: str, value):
   raise ValueError(f'config.{field} {message}, got {value!r}')
 
 
-def check_int(config, field: str, minimum: int = 0, multiple_of: int = 1):
-  """``config.<field>`` (dotted) is an integer ≥ ``minimum`` (and a multiple of ``multiple_of``)."""
+def check_int(config, field: str, minimum: int = 0, multiple_of: int = 1, maximum: Optional[int] = None):
+  """``config.<field>`` (dotted) is an integer ≥ ``minimum`` (≤ ``maximum``; a multiple of ``multiple_of``)."""
   value = get_field(config, field)
-  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-    _fail(field, f'must be an integer ≥ {minimum}', value)
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
+      maximum is not None and value > maximum):
+    _fail(field, f'must be an integer ≥ {minimum}' + (f' and ≤ {maximum}' if maximum is not None else ''), value)
   if value % multiple_of:
     _fail(field, f'must be a multiple of the {multiple_of} devices (each gets an equal share)', value)
 
@@ -182,7 +183,7 @@ def check_job(config, num_devices: int):
   check_int(config, 'data.num_train')
   check_int(config, 'data.num_test')
   check_int(config, 'eval.batch_size', 1)  # rounded up to a multiple of the devices (training.make_predict_fn)
-  check_int(config, 'eval.ece_bins', 1)
+  check_int(config, 'eval.ece_bins', 1, maximum=10_000)  # more bins than test examples measure nothing
   check_int(config, 'log_every_steps', 1)
   check_int(config, 'checkpoint_every_steps')
   check_number(config, 'divergence_factor', low_open=False)
