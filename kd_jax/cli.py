@@ -51,6 +51,7 @@ def run(job: Callable[..., object]):
     interrupts.handle_sigterm()
     try:
       sharding.initialize_distributed()
+      apply_jax_settings(config.value, workdir.value)
       job(config.value, workdir.value)
     except KeyboardInterrupt as e:  # interrupts.Stopped carries its exit code: 130 for Ctrl-C, 75 for SIGTERM
       _exit(getattr(e, 'exit_code', 130), str(e) or 'interrupted', 'kd_jax: ')
@@ -61,6 +62,20 @@ def run(job: Callable[..., object]):
       _exit(code, error_message(e, workdir.value))
 
   app.run(main, flags_parser=parse_flags)
+
+
+def apply_jax_settings(config, workdir: str):
+  """The process-wide JAX settings a config asks for: ``matmul_precision`` and the persistent compilation cache
+  (``compilation_cache_dir``: '' = ``<workdir>/.jax_cache``, 'off' = none)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  precision = config.get('matmul_precision', 'default')
+  if precision != 'default':
+    jax.config.update('jax_default_matmul_precision', precision)
+  cache = config.get('compilation_cache_dir', 'off')
+  if cache != 'off':
+    cache = cache or os.path.join(workdir, '.jax_cache')
+    jax.config.update('jax_compilation_cache_dir', cache)
+    logging.info('JAX compilation cache: %s (a resumed run reuses what it compiled)', cache)
 
 
 def _quiet_async_noise():

@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Optional
 import ml_collections
 
 COMPUTE_DTYPES = ('float32', 'bfloat16')
+MATMUL_PRECISIONS = ('default', 'high', 'highest')  # jax_default_matmul_precision
 
 Variant = Optional[Callable[[ml_collections.ConfigDict], None]]
 
@@ -189,6 +190,8 @@ def check_job(config, num_devices: int):
   check_number(config, 'divergence_factor', low_open=False)
   check_choice(config, 'overwrite', (False, True))
   check_choice(config, 'compute_dtype', COMPUTE_DTYPES)
+  if 'matmul_precision' in config:  # configs saved before these fields existed lack them
+    check_choice(config, 'matmul_precision', MATMUL_PRECISIONS)
   check_choice(config, 'snapshots', (False, True))
   check_number(config, 'snapshot_first_epoch')
   check_int(config, 'steps_per_dispatch', -1)
@@ -203,6 +206,13 @@ def job_fields(config: ml_collections.ConfigDict):
   # Mixed precision: 'bfloat16' runs the models' forward and backward passes in bfloat16 on accelerators; parameters,
   # optimizer state, batch statistics, softmaxes and losses stay float32 (kd_jax/training.py: apply_fn).
   config.compute_dtype = 'float32'
+  # float32 matmuls and convolutions: 'default' lets the backend choose — on TPU that is ONE bfloat16 pass (fast,
+  # ~3 significant digits); 'high' is 3 passes, 'highest' full float32 (6 passes on TPU). CPUs and GPUs without
+  # TF32 compute float32 anyway.
+  config.matmul_precision = 'default'
+  # JAX's persistent compilation cache, so that a resumed or preempted job does not compile again: '' is
+  # <workdir>/.jax_cache (a gs:// workdir works), 'off' turns it off, anything else is the directory.
+  config.compilation_cache_dir = ''
   # Snapshots for the analyses (python -m kd_jax.analyze): the variables at epochs 0, f, 2f, 4f, … (f =
   # snapshot_first_epoch) and at the end of every phase, in <phase dir>/snapshots/, never deleted.
   config.snapshots = False

@@ -383,7 +383,8 @@ class TrainingInterrupted(interrupts.Stopped):
 
 # Settings added after checkpoints were first written, with their defaults: recorded only when not at the default,
 # so those checkpoints still resume.
-LATER_SETTINGS = {'l2': 0.0, 'l1': 0.0, 'compute_dtype': 'float32', 'kd.targets': 'teacher',
+LATER_SETTINGS = {'l2': 0.0, 'l1': 0.0, 'compute_dtype': 'float32', 'matmul_precision': 'default',
+                  'kd.targets': 'teacher',
                   'kd.shared_teacher': False}
 
 
@@ -416,7 +417,8 @@ def run_settings(cfg, config, train, *, seeds, stream: int, stacked: bool, num_s
     settings.update({f'kd.{k}': v for k, v in _flatten(config.kd.to_dict()).items()})
     settings['teacher (digest of its variables or cached logits)'] = (
         None if teacher_targets is None else checkpoints.digest(teacher_targets))
-  settings.update({'compute_dtype': config.compute_dtype, 'seeds': list(seeds), 'stream': stream,
+  settings.update({'compute_dtype': config.compute_dtype,
+                   'matmul_precision': config.get('matmul_precision', 'default'), 'seeds': list(seeds), 'stream': stream,
                    'vmapped': stacked, 'num_steps': num_steps,
                    'training data (digest)': checkpoints.digest(train.batch(np.arange(len(train)))),
                    'training examples': len(train)})

@@ -106,8 +106,8 @@ def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
   """L1 and L2 penalties (``cfg.l1``, ``cfg.l2``), gradient clipping by global norm, then ``cfg.optimizer`` on
   ``cfg.schedule``.
 
-  ``cfg.l2`` = λ adds the gradient of λ·Σw² and ``cfg.l1`` = λ that of λ·Σ|w| (λ·sign(w)) over the kernels and
-  embeddings before clipping: Keras' ``kernel_regularizer=l1_l2(l1, l2)``, as the paper's code trains (the
+  ``cfg.l2`` = λ adds the gradient of λ·Σw² and ``cfg.l1`` = λ that of λ·Σ|w| (λ·sign(w)) over the kernels
+  and embeddings before clipping: Keras' ``kernel_regularizer=l1_l2(l1, l2)``, as the paper's code trains (the
   penalty's gradient joins the loss's before the clip, as in Keras).
   """
   if cfg.optimizer not in OPTIMIZERS:

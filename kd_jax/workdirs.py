@@ -47,7 +47,8 @@ def _read_json(path) -> dict:
   try:
     data = json.loads(epath.Path(path).read_text())
   except ValueError as e:
-    raise ValueError(f'{path} is not the JSON kd_jax writes ({e}); move the workdir aside or delete that file') from None
+    raise ValueError(f'{path} is not the JSON kd_jax writes ({e}); move the workdir aside or delete that '
+                     'file') from None
   if not isinstance(data, dict):
     raise ValueError(f'{path} is not the JSON kd_jax writes (a {type(data).__name__}, not an object)')
   return data

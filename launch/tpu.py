@@ -34,8 +34,9 @@ INSTALL = ('rm -rf kd_jax && mkdir kd_jax && tar -xzf kd_jax.tar.gz -C kd_jax &&
            f'~/.local/bin/uv pip install -q --python {VENV}/bin/python -e "./kd_jax[gcs]" '
            f'"jax[tpu]=={common.TESTED_JAX}"')
 WAIT_SECONDS = 30  # between checks of a queued resource's state
-# Files under a numbered directory are checkpoint steps: results, metrics, plots and TensorBoard are the rest.
-CHECKPOINT_FILES = r'(.*/)?[0-9]+(\.damaged)?/.*'
+# Files under a numbered directory are checkpoint steps, .jax_cache the compilation cache: results, metrics, plots and
+# TensorBoard are the rest.
+CHECKPOINT_FILES = r'(.*/)?([0-9]+(\.damaged)?|\.jax_cache)/.*'
 
 
 def parse_args(argv):

@@ -21,3 +21,20 @@ def test_errors_are_one_line():
 def test_a_full_disk_reported_by_tensorstore_is_recognised(tmp_path):
   error = ValueError('RESOURCE_EXHAUSTED: Error writing local file "/x/7/state/d/ab": No space left on device')
   assert cli.error_message(error, str(tmp_path)).startswith(f'no space left on the device writing {tmp_path} (')
+
+
+def test_jax_settings_of_a_config_matmul_precision_and_the_compilation_cache(tmp_path):
+  import jax  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  saved = (jax.config.jax_default_matmul_precision, jax.config.jax_compilation_cache_dir)
+  try:
+    cli.apply_jax_settings(ml_collections.ConfigDict(dict(matmul_precision='highest', compilation_cache_dir='')),
+                           str(tmp_path))
+    assert jax.config.jax_default_matmul_precision == 'highest'
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / '.jax_cache')  # the workdir's, by default
+    cli.apply_jax_settings(ml_collections.ConfigDict(dict(matmul_precision='default',
+                                                          compilation_cache_dir=str(tmp_path / 'elsewhere'))), '.')
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / 'elsewhere')
+  finally:
+    jax.config.update('jax_default_matmul_precision', saved[0])
+    jax.config.update('jax_compilation_cache_dir', saved[1])

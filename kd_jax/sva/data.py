@@ -97,8 +97,8 @@ def _read_lines(path: str) -> List[Tuple[int, str]]:
     raise ValueError(f'SVA data file {path} is empty')
   if not text.endswith('\n'):  # every release file ends its last line; a copy cut short ends mid-line
     raise ValueError(f'{path}:{text.count(chr(10)) + 1}: the last line has no newline: the file looks cut short '
-                     '(an interrupted copy or download?) and its last example may be a fragment: copy it again, or if it is whole, '
-                     'end its last line with a newline')
+                     '(an interrupted copy or download?) and its last example may be a fragment: copy it again, '
+                     'or if it is whole, end its last line with a newline')
   return lines
 
 
