@@ -279,6 +279,19 @@ def evaluate(model, variables, test_sets: Dict[str, sva_data.SvaSplit], mesh, co
   return results, predictions
 
 
+def majority_form_baselines(train_examples, test_examples, test_sets):
+  """Per test set, :func:`kd_jax.sva.metrics.majority_form_baseline` over the verbs the models are scored on (both
+  forms in the vocabulary)."""
+  baselines = {}
+  for name, examples in test_examples.items():
+    split = test_sets[name]
+    known = np.flatnonzero((split.correct_ids != sva_data.UNK_ID) & (split.wrong_ids != sva_data.UNK_ID))
+    baselines[name] = sva_metrics.majority_form_baseline(
+        train_examples.sentences, [examples.correct[i] for i in known], [examples.wrong[i] for i in known],
+        examples.attractors[known])
+  return baselines
+
+
 def make_classifier_predict(model, mesh, batch_size: int, compute_dtype: str = 'float32'):
   """``predict(variables, split) -> [N, 2]`` logits, in batches of similar length with their padding trimmed."""
   predict = training.make_predict_fn(model, mesh, batch_size, compute_dtype)
@@ -424,6 +437,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                            if config.cross_fit_folds else None),
              'runs': runs, 'summary': report.summarise(runs), 'num_devices': mesh.size,
              'shared_teacher': shared_teacher,
+             'majority_form_baseline': (majority_form_baselines(train_examples, test_examples, test_sets)
+                                        if config.objective == 'lm' else None),
              'timing': {**{f'{r}_seconds': t for r, t in timing.items()},
                         'total_seconds': time.perf_counter() - t_start},
              'config': json.loads(config.to_json())}

@@ -1,5 +1,6 @@
 """Agreement metrics: micro accuracy, accuracy per attractor count and by distance, ECE, perplexity."""
-from typing import Dict
+import collections
+from typing import Dict, Sequence
 
 import numpy as np
 
@@ -45,3 +46,15 @@ def perplexity(total_nll: float, num_tokens: int) -> float:
   if num_tokens <= 0:
     raise ValueError('perplexity needs at least one target token')
   return float(np.exp(total_nll / num_tokens))
+
+
+def majority_form_baseline(train_sentences: Sequence[Sequence[str]], correct: Sequence[str], wrong: Sequence[str],
+                           attractors: np.ndarray) -> Dict[str, object]:
+  """A model-free baseline for language-model agreement: choose the verb form that occurs more often in the
+  training sentences (a tie counts as wrong). Micro accuracy and accuracy per attractor count (0–5), as
+  :func:`agreement_metrics` reports them."""
+  counts = collections.Counter(word for sentence in train_sentences for word in sentence)
+  correct_wins = np.asarray([counts[c] > counts[w] for c, w in zip(correct, wrong)], bool)
+  by_attractors = _accuracy_by(np.asarray(attractors), correct_wins, range(MAX_ATTRACTORS + 1))
+  return {'count': int(len(correct_wins)), 'accuracy': float(correct_wins.mean()) if len(correct_wins) else 0.0,
+          'accuracy_by_attractors': by_attractors}

@@ -115,10 +115,22 @@ def write_report(results, workdir: str):
           f'ECE with {results["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.)'
           + ('; perplexity = exp(mean NLL per target word, end token included)' if results['objective'] == 'lm'
              else '') + '.\n\n' + _shared_teacher_note(results) + _cross_fit_note(results) + _unscored_note(results)
-          + results_table(results) +
+          + results_table(results) + _majority_form_note(results) +
           f'\n\n{reports.wall_time(results["timing"]["total_seconds"])} on {results["num_devices"]} device(s)'
           f'{reports.precision_note(results["config"])}.\n')
   reports.write(workdir, 'results', results, text)
+
+
+def _majority_form_note(results) -> str:
+  baselines = results.get('majority_form_baseline')
+  if not baselines:
+    return ''
+  rows = [f'| {name} | {100 * b["accuracy"]:.2f} | ' + ' | '.join(
+      f'{100 * b["accuracy_by_attractors"][k]:.1f}' if k in b['accuracy_by_attractors'] else '–'
+      for k in map(str, range(5))) + ' |' for name, b in baselines.items()]
+  return ('\n\nMajority-form baseline, no model: the verb form more frequent in the training sentences wins (a tie '
+          'counts as wrong), on the verbs the models are scored on. Accuracy (%) overall and by attractors 0–4:\n\n'
+          '| test set | accuracy | 0 | 1 | 2 | 3 | 4 |\n|---|---|---|---|---|---|---|\n' + '\n'.join(rows))
 
 
 def _shared_teacher_note(results) -> str:

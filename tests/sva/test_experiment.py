@@ -192,6 +192,8 @@ def test_language_model_end_to_end(tmp_path):
       assert 0.5 < test['teacher_agreement'] <= 1.0, role
   report = open(tmp_path / 'results.md').read()
   assert 'Perplexity:' in report and "Agreement with the same seed's teacher" in report
+  # The model-free majority-form baseline, on the same scored verbs.
+  assert results['majority_form_baseline']['attractors']['count'] == 128 and 'Majority-form baseline' in report
   # The student's step-0 diagnostic: the teacher's next-word targets over the training sentences' target words.
   with open(tmp_path / 'metrics.jsonl') as f:
     taught = [r for r in map(json.loads, f) if r['phase'] == 'student/seed_0' and r['step'] == 0][0]

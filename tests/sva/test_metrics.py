@@ -35,3 +35,11 @@ def test_perplexity():
   assert sva_metrics.perplexity(10 * np.log(50.0), 10) == pytest.approx(50.0)
   with pytest.raises(ValueError, match='at least one target token'):
     sva_metrics.perplexity(0.0, 0)
+
+
+def test_majority_form_baseline_picks_the_form_more_frequent_in_training():
+  train = [['the', 'dog', 'is', 'big'], ['it', 'is'], ['they', 'are'], ['he', 'runs']]  # is 2, are 1, runs 1, run 0
+  result = sva_metrics.majority_form_baseline(train, correct=['is', 'are', 'run', 'walks'],
+                                              wrong=['are', 'is', 'runs', 'walk'], attractors=np.array([0, 1, 1, 2]))
+  # 'is' beats 'are' (right), 'are' loses to 'is' (wrong), 'run' loses to 'runs' (wrong), walks/walk tie (wrong).
+  assert result == {'count': 4, 'accuracy': 0.25, 'accuracy_by_attractors': {'0': 1.0, '1': 0.0, '2': 0.0}}
