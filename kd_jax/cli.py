@@ -32,14 +32,6 @@ def run(job: Callable[..., object]):
                               'Show tracebacks of errors (also: KD_JAX_VERBOSE=1).')
   flags.mark_flags_as_required(['config', 'workdir'])
 
-  def parse_flags(argv):
-    try:
-      return flags.FLAGS(argv)
-    except flags.Error as e:
-      _exit(2, _last_line(str(e)))
-    except (AttributeError, KeyError) as e:  # ml_collections: an override of a field the config does not have
-      _exit(2, f'a --config.* override names no field of the config ({e}); --config.FIELD must exist in the file')
-
   def main(argv):
     if len(argv) > 1:
       _exit(2, f'unexpected arguments: {argv[1:]}')
@@ -92,6 +84,16 @@ def _quiet_async_noise():
 
   sys.unraisablehook = hook
   logging.get_absl_handler().addFilter(lambda r: r.name != 'asyncio')
+
+
+def parse_flags(argv):
+  """absl's flag parsing, with a bad flag, config file, variant or override as one line and exit status 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _exit(2, _last_line(str(e)))
+  except (AttributeError, KeyError) as e:  # ml_collections: an override of a field the config does not have
+    _exit(2, f'a --config.* override names no field of the config ({e}); --config.FIELD must exist in the file')
 
 
 def error_message(error: Exception, workdir: str) -> str:

@@ -73,7 +73,10 @@ def check_int(config, field: str, minimum: int = 0, multiple_of: int = 1, maximu
       maximum is not None and value > maximum):
     _fail(field, f'must be an integer ≥ {minimum}' + (f' and ≤ {maximum}' if maximum is not None else ''), value)
   if value % multiple_of:
-    _fail(field, f'must be a multiple of the {multiple_of} devices (each gets an equal share)', value)
+    below, above = value // multiple_of * multiple_of, -(-value // multiple_of) * multiple_of
+    nearest = f'{below} or {above}' if below >= max(minimum, 1) else f'{above}'
+    raise ValueError(f'config.{field} must be a multiple of the {multiple_of} devices (each gets an equal share), '
+                     f'got {value}: use {nearest}')
 
 
 def check_number(config, field: str, low: float = 0.0, high: float = float('inf'), low_open: bool = True,

@@ -12,13 +12,21 @@ from kd_jax import workdirs
 JOBS = {'mnist': 'kd_jax.mnist.experiment', 'sva': 'kd_jax.sva.experiment'}
 
 
-def run(config, workdir):
+def check(config):
+  """The task's job module for ``config``, after checking every setting (nothing is read or written)."""
+  if 'setups' in config:
+    raise ValueError('this is a seed-grid config (it has config.setups): run it with python -m kd_jax.grid')
   task = config.get('task', 'mnist')
   if task not in JOBS:
     raise ValueError(f'unknown config.task {task!r}; choose one of {sorted(JOBS)}')
   job = importlib.import_module(JOBS[task])
-  job.check_config(config)  # a config that cannot run claims no workdir
-  with workdirs.claim(workdir, f'{task} job'):
+  job.check_config(config)
+  return job
+
+
+def run(config, workdir):
+  job = check(config)  # a config that cannot run claims no workdir
+  with workdirs.claim(workdir, f'{config.get("task", "mnist")} job'):
     return job.run(config, workdir)
 
 

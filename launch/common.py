@@ -3,6 +3,7 @@ import argparse
 import os
 import shlex
 import subprocess
+import sys
 from typing import List, Optional, Sequence, Union
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
@@ -33,6 +34,8 @@ def add_job_flags(parser: argparse.ArgumentParser, several_configs: bool = False
                       help='e.g. configs/mnist_cnn_to_mlp.py or configs/mnist_grid.py:paper'
                       + (' (repeat the flag for several)' if several_configs else ''))
   parser.add_argument('--dry-run', action='store_true', help='print the commands, run nothing')
+  parser.add_argument('--no_validate', action='store_true',
+                      help="skip checking the job's config here first (python -m kd_jax.validate)")
   parser.add_argument('overrides', nargs='*', help='after --: flags for the job, e.g. -- --config.seed=1')
 
 
@@ -53,6 +56,22 @@ def job_command(job: str, config: str, workdir: str, overrides: Sequence[str] = 
   if not os.path.isfile(os.path.join(ROOT, config_file)):
     raise SystemExit(f'launch: error: --config={config}: {config_file} is not a file of the repository')
   return [python, '-m', JOBS[job], f'--config={config}', f'--workdir={workdir}', *overrides]
+
+
+def validate(job: str, config: str, overrides: Sequence[str], devices: int):
+  """Checks the job's config, variants and overrides on this machine for ``devices`` devices (kd_jax.validate, in a
+  subprocess that sees that many CPU devices), before anything is created; exits with its one-line error."""
+  command = [sys.executable, '-m', 'kd_jax.validate', f'--job={job}', f'--devices={devices}', f'--config={config}',
+             *overrides]
+  result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+  if result.returncode:
+    lines = result.stderr.strip().splitlines() or ['(no output)']
+    if 'No module named' in result.stderr:
+      raise SystemExit(f'launch: error: cannot check the config here ({lines[-1]}): install kd_jax locally '
+                       "(pip install -e .), or pass --no_validate to launch without the check")
+    raise SystemExit(f'launch: error: the job would fail on the {devices}-device target: '
+                     f'{lines[-1].removeprefix("kd_jax: error: ")}')
+  print(f'# {result.stdout.strip().splitlines()[-1].removeprefix("kd_jax: ")}', flush=True)
 
 
 class Shell:

@@ -59,6 +59,8 @@ def sbatch_script(args) -> str:
 
 def main(argv):
   args = parse_args(argv)
+  if not args.no_validate:
+    common.validate(args.job, args.config, args.overrides, args.nodes * args.gpus_per_node)
   shell = common.Shell(args.dry_run)
   script = sbatch_script(args)
   path = os.path.join(os.path.abspath(args.logdir), f'{args.name}.sbatch')

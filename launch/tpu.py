@@ -77,6 +77,8 @@ def main(argv):
   # Checks --config before anything is created. The workers' Python is the venv's; KD_JAX_DISTRIBUTED=auto makes
   # the job call jax.distributed.initialize(), which finds a TPU VM slice's hosts through its metadata server.
   job = common.job_command(args.job, args.config, args.workdir, args.overrides, python=f'../{VENV}/bin/python')
+  if not args.no_validate:
+    common.validate(args.job, args.config, args.overrides, tpu_devices(args.accelerator_type))
   if 'create' in args.steps:  # outside the try: a failed create (e.g. the name is taken) deletes nothing
     create(shell, args, tpus, where)
   try:
@@ -98,6 +100,20 @@ def main(argv):
         shell.run([*tpus, 'queued-resources', 'delete', args.name, *where, '--force', '--quiet'], check=False)
       else:
         shell.run([*tpus, 'tpu-vm', 'delete', args.name, *where, '--quiet'], check=False)
+
+
+# JAX devices per unit of the accelerator type's size: v2/v3 count TensorCores, one device each; v4/v5p count
+# TensorCores too, but two make one device (megacore); v5e/v6e count chips, one core each.
+DEVICES_PER_UNIT = {'v2': 1, 'v3': 1, 'v4': 0.5, 'v5p': 0.5, 'v5litepod': 1, 'v5e': 1, 'v6e': 1}
+
+
+def tpu_devices(accelerator_type: str) -> int:
+  """The number of JAX devices of a TPU slice, e.g. v4-32 → 16, v5litepod-16 → 16, v3-8 → 8."""
+  generation, _, size = accelerator_type.rpartition('-')
+  if generation not in DEVICES_PER_UNIT or not size.isdigit():
+    raise SystemExit(f'launch: error: --accelerator_type={accelerator_type}: expected <generation>-<size> with a '
+                     f'generation of {", ".join(DEVICES_PER_UNIT)} (or pass --no_validate)')
+  return max(1, int(int(size) * DEVICES_PER_UNIT[generation]))
 
 
 def create(shell, args, tpus, where):

@@ -61,6 +61,8 @@ def setup_title(setup: str) -> str:
 
 
 def check_grid_config(config):
+  if 'setups' not in config:
+    raise ValueError('this is not a seed-grid config (it has no config.setups): run it with python -m kd_jax.main')
   if config.mode not in MODES:
     raise ValueError(f'unknown grid mode {config.mode!r} (config.mode); choose one of {MODES}')
   if config.num_seeds < 1:
@@ -190,11 +192,16 @@ def train_online_pair(setup: str, config, train: data_lib.Split, mesh, workdir: 
   return trainer.stack([train_online([seed]) for seed in seeds])
 
 
+def check(config) -> Dict[str, ml_collections.ConfigDict]:
+  """Every setting of the grid (and of each ablation factor, whose configs it returns); nothing is read."""
+  check_grid_config(config)
+  return factor_configs(config)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """The grid, or with ``config.student_epochs`` one grid per student budget (:func:`run_student_epochs`), or with
   ``config.factors`` one grid per factor of an ablation (:func:`run_factors`)."""
-  check_grid_config(config)
-  factors = factor_configs(config)  # checked before the workdir is claimed
+  factors = check(config)  # checked before the workdir is claimed
   with workdirs.claim(workdir, 'mnist grid'):
     if factors:
       return run_factors(config, factors, workdir)

@@ -9,7 +9,7 @@ def test_dry_run_prints_the_sbatch_script_and_submits_nothing(tmp_path):
   code, lines, _ = launch('slurm', '--name=kd', '--nodes=2', '--gpus_per_node=8', '--partition=gpu', '--time=02:00:00',
                           '--workdir=runs/kd', f'--logdir={tmp_path}/logs', '--config=configs/smoke.py', '--dry-run',
                           '--', '--config.seed=3', cwd=str(tmp_path))
-  assert code == 0
+  assert code == 0 and lines.pop(0) == '# the config is valid for main on 16 device(s)'  # 2 nodes × 8 GPUs
   script = [line.removeprefix('#   ') for line in lines[1:-1]]
   assert lines[0] == f'# {tmp_path}/logs/kd.sbatch:'
   # One task (JAX process) per GPU: JAX's SLURM detection gives each process the GPU of its SLURM_LOCALID.

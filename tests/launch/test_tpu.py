@@ -13,6 +13,8 @@ def test_dry_run_prints_create_install_run_fetch_delete():
   code, lines, _ = launch('tpu', *SETTINGS, '--job=grid', '--config=configs/mnist_grid.py:paper', '--dry-run', '--',
                           '--config.num_seeds=5', "--config.setups=('cnn', 'cnn_to_mlp')")
   assert code == 0
+  # First the job's config is checked here, for the slice's 16 devices (v4-32: 32 TensorCores, 2 per device).
+  assert lines.pop(0) == '# the config is valid for grid on 16 device(s)'
   commands = [words(line) for line in lines]
   assert commands[0] == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'create', 'kd-grid', *WHERE,
                          '--accelerator-type=v4-32', '--version=tpu-ubuntu2204-base']
@@ -43,7 +45,7 @@ def test_dry_run_prints_create_install_run_fetch_delete():
 def test_spot_queued_resource_waits_until_active_and_is_deleted_with_its_node():
   code, lines, _ = launch('tpu', *SETTINGS, '--config=configs/smoke.py', '--spot', '--queued', '--steps=create,delete',
                           '--dry-run')
-  assert code == 0
+  assert code == 0 and lines.pop(0) == '# the config is valid for main on 16 device(s)'
   assert words(lines[0]) == ['gcloud', 'compute', 'tpus', 'queued-resources', 'create', 'kd-grid', '--node-id=kd-grid',
                              *WHERE, '--accelerator-type=v4-32', '--runtime-version=tpu-ubuntu2204-base', '--spot']
   assert lines[1].startswith('# repeated every 30 s until the state is ACTIVE')
@@ -58,7 +60,7 @@ def test_settings_from_the_environment_and_keep():
   env = {'CLOUDSDK_CORE_PROJECT': 'env-project', 'CLOUDSDK_COMPUTE_ZONE': 'europe-west4-a', 'KD_JAX_TPU_TYPE': 'v5litepod-8',
          'KD_JAX_TPU_RUNTIME': 'v2-alpha-tpuv5-lite', 'KD_JAX_WORKDIR': 'gs://b/run'}
   code, lines, _ = launch('tpu', '--name=t', '--config=configs/smoke.py', '--keep', '--dry-run', env=env)
-  assert code == 0
+  assert code == 0 and lines.pop(0) == '# the config is valid for main on 8 device(s)'  # v5litepod-8: 8 chips
   assert words(lines[0]) == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'create', 't', '--zone=europe-west4-a',
                              '--project=env-project', '--accelerator-type=v5litepod-8', '--version=v2-alpha-tpuv5-lite']
   assert '--workdir=gs://b/run' in lines[4] and not any(' delete ' in line for line in lines)
@@ -67,7 +69,7 @@ def test_settings_from_the_environment_and_keep():
 def test_dry_run_after_the_double_dash_is_still_a_dry_run():
   code, lines, _ = launch('tpu', *SETTINGS, '--config=configs/smoke.py', '--', '--config.seed=1', '--dry-run',
                           env={'PATH': '/nonexistent'})  # no gcloud to run: a real run would fail at once
-  assert code == 0 and len(lines) == 8 and '--dry-run' not in lines[4] and '--config.seed=1' in lines[4]
+  assert code == 0 and len(lines) == 9 and '--dry-run' not in lines[5] and '--config.seed=1' in lines[5]
 
 
 def test_a_failed_create_deletes_nothing(tmp_path):
@@ -81,6 +83,20 @@ def test_a_failed_create_deletes_nothing(tmp_path):
   assert code == 1 and 'exit status 1' in err
   calls = (tmp_path / 'calls').read_text().splitlines()
   assert len(calls) == 1 and ' create kd-grid ' in calls[0]  # and no delete of that (someone else's) VM
+
+
+def test_a_config_that_would_fail_on_the_slice_is_refused_before_anything_is_created():
+  for config, overrides, message in (
+      ('configs/mnist_grid.py', [], 'this is a seed-grid config (it has config.setups): run it with python -m '
+                                    'kd_jax.grid'),
+      ('configs/mnist_cnn_to_mlp.py:tpu', [], "unknown config variant 'tpu'"),
+      ('configs/mnist_cnn_to_mlp.py', ['--config.kd.tempreature=3'], 'a --config.* override names no field'),
+      ('configs/mnist_cnn_to_mlp.py', ['--config.student.batch_size=100'],
+       'config.student.batch_size must be a multiple of the 16 devices (each gets an equal share), got 100: use 96 '
+       'or 112')):
+    code, lines, err = launch('tpu', *SETTINGS, f'--config={config}', '--dry-run', '--', *overrides)
+    assert code == 1 and not lines, config
+    assert err.strip().startswith('launch: error: the job would fail on the 16-device target: ') and message in err
 
 
 def test_bad_settings_are_usage_errors_naming_the_flag():
