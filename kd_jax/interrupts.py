@@ -29,16 +29,15 @@ class Stopped(KeyboardInterrupt):
     self.exit_code = exit_code
 
 
-class StopRequested(Exception):
-  """Raised by the training loop after it stopped (and saved, if it can) on a signal."""
+class StopRequested(Stopped):
+  """Raised by the training loop after it stopped (and saved, if it can) on a signal; the trainer names where to
+  resume, and a loop that keeps no checkpoints (online KD) ends the job with this message."""
 
   def __init__(self, signum: int, step: int, saved: bool):
-    super().__init__(f'{NAMES[signum]} at step {step}')
+    super().__init__(f'stopped by {NAMES[signum]} at step {step}' +
+                     ('' if saved else '; this training keeps no checkpoints, so a new run starts over'),
+                     EXIT_CODES[signum])
     self.signum, self.step, self.saved = signum, step, saved
-
-  @property
-  def exit_code(self) -> int:
-    return EXIT_CODES[self.signum]
 
 
 class StopRequests:
