@@ -42,7 +42,7 @@ def run(job: Callable[..., object]):
       _quiet_async_noise()
     interrupts.handle_sigterm()
     try:
-      sharding.initialize_distributed()
+      sharding.initialize_distributed(timeout=config.value.get('distributed_timeout', 300.0))
       apply_jax_settings(config.value, workdir.value)
       job(config.value, workdir.value)
     except KeyboardInterrupt as e:  # interrupts.Stopped carries its exit code: 130 for Ctrl-C, 75 for SIGTERM

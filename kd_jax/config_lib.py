@@ -195,6 +195,7 @@ def check_job(config, num_devices: int):
   check_choice(config, 'compute_dtype', COMPUTE_DTYPES)
   if 'matmul_precision' in config:  # configs saved before these fields existed lack them
     check_choice(config, 'matmul_precision', MATMUL_PRECISIONS)
+    check_number(config, 'distributed_timeout')
   check_choice(config, 'snapshots', (False, True))
   check_number(config, 'snapshot_first_epoch')
   check_int(config, 'steps_per_dispatch', -1)
@@ -216,6 +217,8 @@ def job_fields(config: ml_collections.ConfigDict):
   # JAX's persistent compilation cache, so that a resumed or preempted job does not compile again: '' is
   # <workdir>/.jax_cache (a gs:// workdir works), 'off' turns it off, anything else is the directory.
   config.compilation_cache_dir = ''
+  # Multi-process jobs: how long (s) a process waits for the others to join before it gives up with one line.
+  config.distributed_timeout = 300.0
   # Snapshots for the analyses (python -m kd_jax.analyze): the variables at epochs 0, f, 2f, 4f, … (f =
   # snapshot_first_epoch) and at the end of every phase, in <phase dir>/snapshots/, never deleted.
   config.snapshots = False

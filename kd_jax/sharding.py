@@ -6,6 +6,9 @@ semantics (BatchNorm included), so a run's numbers do not depend on the number
 of devices.
 """
 import os
+import sys
+import threading
+import time
 from typing import Any, Callable, Dict, Optional
 
 import jax
@@ -76,7 +79,7 @@ COORDINATOR_ENV, NUM_PROCESSES_ENV, PROCESS_ID_ENV = 'KD_JAX_COORDINATOR', 'KD_J
 DISTRIBUTED_ENV = 'KD_JAX_DISTRIBUTED'  # 'auto': JAX's own cluster detection (set by launch/tpu.py on every worker)
 
 
-def initialize_distributed(environ=None) -> bool:
+def initialize_distributed(environ=None, timeout: float = 300.0) -> bool:
   """Starts JAX's multi-process runtime when this run is one process of several; True if it did.
 
   Explicit: ``KD_JAX_COORDINATOR`` (host:port), ``KD_JAX_NUM_PROCESSES`` and
@@ -87,6 +90,11 @@ def initialize_distributed(environ=None) -> bool:
   any variable), on GKE's ``TPU_WORKER_HOSTNAMES`` with several hosts, or in a
   SLURM job of several tasks (``SLURM_NTASKS`` > 1). On CPU, processes
   exchange collectives over gloo.
+
+  While it waits for the other processes it says so every 10 s (which
+  process, how many it waits for, at which coordinator); after ``timeout``
+  seconds (``config.distributed_timeout``) it gives up with one line and exit
+  status 1 — before JAX's own deadline, which aborts with a C++ stack trace.
   """
   env = os.environ if environ is None else environ
   explicit = {name: env.get(name, '') for name in (COORDINATOR_ENV, NUM_PROCESSES_ENV, PROCESS_ID_ENV)}
@@ -102,11 +110,46 @@ def initialize_distributed(environ=None) -> bool:
     return False
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   if all(explicit.values()):
-    jax.distributed.initialize(explicit[COORDINATOR_ENV], num_processes=int(explicit[NUM_PROCESSES_ENV]),
-                               process_id=int(explicit[PROCESS_ID_ENV]))
+    who = (f'process {explicit[PROCESS_ID_ENV]} of {explicit[NUM_PROCESSES_ENV]} (the coordinator at '
+           f'{explicit[COORDINATOR_ENV]})')
+    connect = lambda: jax.distributed.initialize(
+        explicit[COORDINATOR_ENV], num_processes=int(explicit[NUM_PROCESSES_ENV]),
+        process_id=int(explicit[PROCESS_ID_ENV]), initialization_timeout=int(timeout) + 60)
   else:
-    jax.distributed.initialize()
+    who = 'this process (coordinator and peers found by JAX\'s cluster detection)'
+    connect = lambda: jax.distributed.initialize(initialization_timeout=int(timeout) + 60)
+  with _Watchdog(who, timeout):
+    connect()
   return True
+
+
+class _Watchdog:
+  """Says every 10 s that ``who`` still waits for its peers; after ``timeout`` s ends the process with one line
+  (JAX's own deadline is set later, so its C++ abort never comes first)."""
+
+  def __init__(self, who: str, timeout: float, every: float = 10.0):
+    self.who, self.timeout, self.every = who, timeout, every
+    self.done = threading.Event()
+
+  def __enter__(self):
+    threading.Thread(target=self._watch, daemon=True).start()
+    return self
+
+  def __exit__(self, *exc):
+    self.done.set()
+    return False
+
+  def _watch(self):
+    start = time.monotonic()
+    while not self.done.wait(min(self.every, max(0.0, self.timeout - (time.monotonic() - start)))):
+      waited = time.monotonic() - start
+      if waited >= self.timeout:
+        print(f'kd_jax: error: {self.who} waited {waited:.0f} s for the other processes of the job to join '
+              '(config.distributed_timeout): check that every one was started with the same coordinator and process '
+              'count, and that its port is reachable', file=sys.stderr, flush=True)
+        os._exit(1)  # pylint: disable=protected-access  # the main thread is blocked inside JAX's C++ connect
+      print(f'kd_jax: {self.who}: waiting for the other processes to join ({waited:.0f} s of '
+            f'{self.timeout:.0f})', file=sys.stderr, flush=True)
 
 
 def is_primary() -> bool:

@@ -1,3 +1,7 @@
+import socket
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import pytest
@@ -20,7 +24,8 @@ def test_batch_that_does_not_split_over_devices():
 
 def test_distributed_init_uses_jax_detection_when_asked_and_the_explicit_env_otherwise(monkeypatch):
   calls = []
-  monkeypatch.setattr(jax.distributed, 'initialize', lambda *args, **kwargs: calls.append((args, kwargs)))
+  monkeypatch.setattr(jax.distributed, 'initialize', lambda *args, initialization_timeout, **kwargs: calls.append(
+      (args, kwargs)))
   monkeypatch.setattr(jax.config, 'update', lambda *args: None)  # no gloo switch in the test process
   assert sharding.initialize_distributed({sharding.DISTRIBUTED_ENV: 'auto'}) and calls[-1] == ((), {})
   assert sharding.initialize_distributed({'SLURM_NTASKS': '4'}) and calls[-1] == ((), {})
@@ -30,3 +35,17 @@ def test_distributed_init_uses_jax_detection_when_asked_and_the_explicit_env_oth
   assert not sharding.initialize_distributed({'SLURM_NTASKS': '1'}) and len(calls) == 3
   with pytest.raises(ValueError, match="KD_JAX_DISTRIBUTED='yes': the only value is auto"):
     sharding.initialize_distributed({sharding.DISTRIBUTED_ENV: 'yes'})
+
+
+def test_a_process_whose_peers_never_come_gives_up_with_one_line_after_the_timeout(tmp_path):
+  with socket.socket() as s:  # a port where no coordinator listens
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  env = {sharding.COORDINATOR_ENV: f'127.0.0.1:{port}', sharding.NUM_PROCESSES_ENV: '2',
+         sharding.PROCESS_ID_ENV: '1'}
+  code = f'from kd_jax import sharding; sharding.initialize_distributed({env!r}, timeout=3)'
+  result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      f'kd_jax: error: process 1 of 2 (the coordinator at 127.0.0.1:{port}) waited 3 s for the other processes')
+  assert 'Check failure' not in result.stderr  # JAX's own deadline (a C++ abort) never came
