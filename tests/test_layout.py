@@ -8,9 +8,9 @@ import pytest
 
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'kd_jax')
 TASKS = ('kd_jax.mnist', 'kd_jax.sva')
-# Entry point -> the tasks it may import statically: kd_jax.main picks a task's job by name (importlib), and
-# kd_jax.grid is the MNIST grid's command.
-ENTRY_POINTS = {'kd_jax.main': set(), 'kd_jax.grid': {'kd_jax.mnist'}}
+# Entry point -> the tasks it may import statically: kd_jax.main picks a task's job by name (importlib), kd_jax.grid
+# is the MNIST grid's command, and kd_jax.validate checks either job's config.
+ENTRY_POINTS = {'kd_jax.main': set(), 'kd_jax.grid': {'kd_jax.mnist'}, 'kd_jax.validate': {'kd_jax.mnist'}}
 
 
 def _module_name(path: str) -> str:
