@@ -82,7 +82,7 @@ def test_one_teacher_for_every_seed_is_refused_unless_meant(grid_report, tiny_mn
   first_workdir, first = grid_report
   one_teacher = os.path.join(first_workdir, 'cnn', 'seed_0')
   config = grid_smoke_config(tiny_mnist_dir, **{'data.num_test': 0, 'seed_parallelism': 'sequential',
-                                                'models.cnn.checkpoint': one_teacher})
+                                                'models.cnn.checkpoint': one_teacher})  # students as grid_report's
   config.setups = ('cnn', 'cnn_to_mlp')
   with pytest.raises(ValueError, match=r'config.models.cnn.checkpoint=.*has no \{seed\}: all 2 seeds would distil '
                      'from this one teacher'):
@@ -129,7 +129,7 @@ def test_students_at_several_budgets(tiny_mnist_dir, tmp_path):
 
 def test_ablation_one_grid_per_factor_teachers_trained_once_per_setting(tiny_mnist_dir, tmp_path):
   config = grid_smoke_config(tiny_mnist_dir, **{'data.num_test': 0, 'seed_parallelism': 'sequential',
-                                                'setups': ('mlp', 'mlp_to_mlp')})
+                                                'setups': ('mlp', 'mlp_to_mlp'), 'models.mlp.num_epochs': 1.0})
   config.factors = (('base', {}), ('softer', {'kd': {'temperature': 2.0}}),
                     ('mlp_l1', {'models': {'mlp': {'l1': 1e-3}}}))
   ablation = grid.run(config, str(tmp_path))
