@@ -12,7 +12,8 @@ checkpoints) to ``--fetch_to``, ``delete`` the VM (also when a later step fails,
 ``create``: a taken name is someone's VM; ``--keep`` keeps it). Workers install into a venv of Python 3.11 (uv) with
 the ``jax[tpu]`` version kd_jax is tested with. The workdir must be
 on GCS: every worker writes its part of each checkpoint there. A preempted (spot) run is resumed by running the same
-command again: the job continues from the newest checkpoint in the workdir.
+command again, or by the launcher itself with ``--retry=K``: the job continues from the newest checkpoint in the
+workdir.
 """
 import argparse
 import os
@@ -52,6 +53,9 @@ def parse_args(argv):
   parser.add_argument('--queued', action='store_true', help='request it as a queued resource and wait for it')
   parser.add_argument('--steps', default=','.join(STEPS), help=f'comma-separated subset of {",".join(STEPS)}')
   parser.add_argument('--keep', action='store_true', help='do not delete the TPU VM at the end')
+  parser.add_argument('--retry', type=int, default=0,
+                      help='after a failed step on a VM that was preempted (a Spot VM), create it again and resume, '
+                           'up to this many times')
   parser.add_argument('--fetch_to', default='', help='local directory for the results (default: results/<name>)')
   common.add_job_flags(parser)
   args = common.parse_args(parser, argv)
@@ -62,6 +66,8 @@ def parse_args(argv):
   unknown = sorted(set(args.steps) - set(STEPS))
   if unknown:
     parser.error(f'--steps: unknown step(s) {", ".join(unknown)}; choose from {", ".join(STEPS)}')
+  if args.retry < 0:
+    parser.error(f'--retry must be ≥ 0, got {args.retry}')
   if args.keep and 'delete' in args.steps:
     args.steps.remove('delete')
   args.fetch_to = args.fetch_to or os.path.join('results', args.name)
@@ -79,27 +85,44 @@ def main(argv):
   job = common.job_command(args.job, args.config, args.workdir, args.overrides, python=f'../{VENV}/bin/python')
   if not args.no_validate:
     common.validate(args.job, args.config, args.overrides, tpu_devices(args.accelerator_type))
-  if 'create' in args.steps:  # outside the try: a failed create (e.g. the name is taken) deletes nothing
-    create(shell, args, tpus, where)
-  try:
-    if 'install' in args.steps:
-      archive = f'/tmp/kd_jax_{args.name}.tar.gz'
-      shell.run(f'git -C {common.ROOT} ls-files -z --cached --others --exclude-standard '
-                f'| tar -C {common.ROOT} -czf {archive} --null -T -')
-      shell.run([*tpus, 'tpu-vm', 'scp', archive, f'{args.name}:kd_jax.tar.gz', '--worker=all', *where])
-      shell.run([*on_workers, INSTALL])
-    if 'run' in args.steps:
-      shell.run([*on_workers, 'cd kd_jax && KD_JAX_DISTRIBUTED=auto ' + shlex.join(job)])
-    if 'fetch' in args.steps:
-      shell.run(['mkdir', '-p', args.fetch_to])
-      shell.run(['gcloud', 'storage', 'rsync', '--recursive', f'--exclude={CHECKPOINT_FILES}', args.workdir,
-                 args.fetch_to])
-  finally:
-    if 'delete' in args.steps:
-      if args.queued:
-        shell.run([*tpus, 'queued-resources', 'delete', args.name, *where, '--force', '--quiet'], check=False)
-      else:
-        shell.run([*tpus, 'tpu-vm', 'delete', args.name, *where, '--quiet'], check=False)
+  for attempt in range(args.retry + 1):
+    if attempt:
+      shell.note(f'{args.name} was preempted: creating it again and resuming from the checkpoints in '
+                 f'{args.workdir} (attempt {attempt + 1} of {args.retry + 1})')
+    if 'create' in args.steps:  # outside the try: a failed create (e.g. the name is taken) deletes nothing
+      create(shell, args, tpus, where)
+    preempted = False
+    try:
+      if 'install' in args.steps:
+        archive = f'/tmp/kd_jax_{args.name}.tar.gz'
+        shell.run(f'git -C {common.ROOT} ls-files -z --cached --others --exclude-standard '
+                  f'| tar -C {common.ROOT} -czf {archive} --null -T -')
+        shell.run([*tpus, 'tpu-vm', 'scp', archive, f'{args.name}:kd_jax.tar.gz', '--worker=all', *where])
+        shell.run([*on_workers, INSTALL])
+      if 'run' in args.steps:
+        shell.run([*on_workers, 'cd kd_jax && KD_JAX_DISTRIBUTED=auto ' + shlex.join(job)])
+      if 'fetch' in args.steps:
+        shell.run(['mkdir', '-p', args.fetch_to])
+        shell.run(['gcloud', 'storage', 'rsync', '--recursive', f'--exclude={CHECKPOINT_FILES}', args.workdir,
+                   args.fetch_to])
+    except SystemExit:
+      preempted = attempt < args.retry and 'create' in args.steps and state(shell, args, tpus, where) == 'PREEMPTED'
+      if not preempted:
+        raise
+    finally:
+      if 'delete' in args.steps or preempted:  # a preempted VM keeps its name: it goes before it is made again
+        if args.queued:
+          shell.run([*tpus, 'queued-resources', 'delete', args.name, *where, '--force', '--quiet'], check=False)
+        else:
+          shell.run([*tpus, 'tpu-vm', 'delete', args.name, *where, '--quiet'], check=False)
+    if not preempted:
+      return
+
+
+def state(shell, args, tpus, where) -> str:
+  """The TPU VM's state (e.g. READY, PREEMPTED), as gcloud describes it."""
+  return (shell.run([*tpus, 'tpu-vm', 'describe', args.name, *where, '--format=value(state)'], capture=True,
+                    check=False) or '').strip()
 
 
 # JAX devices per unit of the accelerator type's size: v2/v3 count TensorCores, one device each; v4/v5p count

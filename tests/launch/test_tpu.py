@@ -99,6 +99,31 @@ def test_a_config_that_would_fail_on_the_slice_is_refused_before_anything_is_cre
     assert err.strip().startswith('launch: error: the job would fail on the 16-device target: ') and message in err
 
 
+def test_a_preempted_spot_vm_is_created_again_and_the_job_resumed(tmp_path):
+  fake_bin = tmp_path / 'bin'
+  fake_bin.mkdir()
+  # A stand-in gcloud: the job's first run fails and leaves the VM PREEMPTED (as a Spot TPU taken away); every call
+  # is recorded.
+  (fake_bin / 'gcloud').write_text(f"""#!/bin/sh
+echo "$@" >> {tmp_path}/calls
+case "$*" in
+  *" describe "*) cat {tmp_path}/state 2>/dev/null || echo READY;;
+  *" create "*) echo READY > {tmp_path}/state;;
+  *"kd_jax.main"*) if [ ! -e {tmp_path}/preempted ]; then touch {tmp_path}/preempted; echo PREEMPTED > {tmp_path}/state; exit 255; fi;;
+esac
+""")
+  (fake_bin / 'gcloud').chmod(0o755)
+  code, lines, err = launch('tpu', *SETTINGS, '--config=configs/smoke.py', '--spot', '--retry=1',
+                            f'--fetch_to={tmp_path}/results', env={'PATH': f'{fake_bin}:/usr/bin:/bin'})
+  assert code == 0, err
+  calls = (tmp_path / 'calls').read_text().splitlines()
+  verbs = [' '.join(c.split()[2:4] if c.startswith('compute tpus') else c.split()[:2]) for c in calls]
+  ssh = 'tpu-vm ssh'  # install, then run
+  assert verbs == ['tpu-vm create', 'tpu-vm scp', ssh, ssh, 'tpu-vm describe', 'tpu-vm delete',  # preempted
+                   'tpu-vm create', 'tpu-vm scp', ssh, ssh, 'storage rsync', 'tpu-vm delete']
+  assert any('was preempted: creating it again and resuming' in line for line in lines)
+
+
 def test_bad_settings_are_usage_errors_naming_the_flag():
   code, lines, err = launch('tpu', '--name=t', '--config=configs/smoke.py', '--dry-run')
   assert code == 2 and not lines
