@@ -285,6 +285,15 @@ def test_grid_configs_are_valid(name, setups):
     assert len(config.setups) == setups and config.num_seeds == 4
 
 
+def test_the_ablation_and_regularised_grid_configs_are_valid():
+  from kd_jax.mnist import grid  # pylint: disable=g-import-not-at-top
+  ablation = load_config('mnist_ablation')
+  assert grid.check(ablation).keys() == {name for name, _ in ablation.factors}
+  regularised = load_config('mnist_long', 'mlp_regularisers')
+  grid.check(regularised)
+  assert (regularised.models.mlp.l1, regularised.models.mlp.l2, regularised.models.cnn.l2) == (1e-5, 1e-5, 0.0)
+
+
 def test_the_smoke_job_in_bfloat16_stays_near_float32(finished_run, tiny_mnist_dir, tmp_path):
   """Stated tolerance on the smoke config: test accuracies within 5 points, ECE within 0.06 (barely trained models:
   one flipped prediction of 200 moves accuracy by 0.5 points)."""
