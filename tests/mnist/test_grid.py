@@ -101,6 +101,13 @@ def test_one_teacher_for_every_seed_is_refused_unless_meant(grid_report, tiny_mn
   assert '±' not in cnn_row  # no spread is shown for one model
 
 
+def _paired_translate_gain(report, distilled: str, independent: str) -> float:
+  """The mean over seeds of each seed's MNIST-Translated accuracy of ``distilled`` minus that of ``independent``."""
+  setups = report['setups']
+  return float(np.mean([d['mnist_translate']['accuracy'] - i['mnist_translate']['accuracy']
+                        for d, i in zip(setups[distilled]['instances'], setups[independent]['instances'])]))
+
+
 def test_students_at_several_budgets(tiny_mnist_dir, tmp_path):
   config = grid_smoke_config(tiny_mnist_dir, **{'data.num_test': 0, 'seed_parallelism': 'sequential',
                                                 'student_epochs': (1, 2), 'setups': ('cnn', 'mlp', 'cnn_to_mlp')})
@@ -118,11 +125,8 @@ def test_students_at_several_budgets(tiny_mnist_dir, tmp_path):
   assert grids['1']['setups']['mlp']['instances'] != grids['2']['setups']['mlp']['instances']
   # Gains are paired by seed: the mean of each seed's CNN→MLP − MLP.
   for epochs, report in grids.items():
-    setups = report['setups']
-    paired = [d['mnist_translate']['accuracy'] - i['mnist_translate']['accuracy']
-              for d, i in zip(setups['cnn_to_mlp']['instances'], setups['mlp']['instances'])]
     gain = sweep['student_epochs'][epochs]['gain_over_independent']['cnn_to_mlp']['mnist_translate']
-    assert gain['mean'] == pytest.approx(np.mean(paired)) and gain['n'] == 2
+    assert gain['mean'] == pytest.approx(_paired_translate_gain(report, 'cnn_to_mlp', 'mlp')) and gain['n'] == 2
   assert '**MNIST-Translated**' in open(tmp_path / 'student_epochs.md').read()
   assert os.path.getsize(tmp_path / 'student_epochs.png') > 10_000
 
@@ -146,11 +150,8 @@ def test_ablation_one_grid_per_factor_teachers_trained_once_per_setting(tiny_mni
   assert os.path.exists(tmp_path / 'mlp_l1' / 'mlp' / 'seed_0')
   assert grids['mlp_l1']['setups']['mlp']['instances'] != grids['base']['setups']['mlp']['instances']
   for factor, report in grids.items():
-    setups = report['setups']
-    paired = [d['mnist_translate']['accuracy'] - i['mnist_translate']['accuracy']
-              for d, i in zip(setups['mlp_to_mlp']['instances'], setups['mlp']['instances'])]
     gain = ablation['student_epochs'][factor]['gain_over_independent']['mlp_to_mlp']['mnist_translate']
-    assert gain['mean'] == pytest.approx(np.mean(paired))
+    assert gain['mean'] == pytest.approx(_paired_translate_gain(report, 'mlp_to_mlp', 'mlp'))
   table = open(tmp_path / 'ablation.md').read()
   assert '| softer | kd.temperature = 2.0 |' in table and '| base | (none) |' in table
   assert 'In progress' not in table and ablation['factors_to_run'] == []
