@@ -44,8 +44,8 @@ def test_dry_run_prints_create_install_run_fetch_delete():
 
 def test_spot_queued_resource_waits_until_active_and_is_deleted_with_its_node():
   code, lines, _ = launch('tpu', *SETTINGS, '--config=configs/smoke.py', '--spot', '--queued', '--steps=create,delete',
-                          '--dry-run')
-  assert code == 0 and lines.pop(0) == '# the config is valid for main on 16 device(s)'
+                          '--dry-run', '--no_validate')  # (validation: tested above and below)
+  assert code == 0
   assert words(lines[0]) == ['gcloud', 'compute', 'tpus', 'queued-resources', 'create', 'kd-grid', '--node-id=kd-grid',
                              *WHERE, '--accelerator-type=v4-32', '--runtime-version=tpu-ubuntu2204-base', '--spot']
   assert lines[1].startswith('# repeated every 30 s until the state is ACTIVE')
@@ -67,9 +67,9 @@ def test_settings_from_the_environment_and_keep():
 
 
 def test_dry_run_after_the_double_dash_is_still_a_dry_run():
-  code, lines, _ = launch('tpu', *SETTINGS, '--config=configs/smoke.py', '--', '--config.seed=1', '--dry-run',
-                          env={'PATH': '/nonexistent'})  # no gcloud to run: a real run would fail at once
-  assert code == 0 and len(lines) == 9 and '--dry-run' not in lines[5] and '--config.seed=1' in lines[5]
+  code, lines, _ = launch('tpu', *SETTINGS, '--config=configs/smoke.py', '--no_validate', '--', '--config.seed=1',
+                          '--dry-run', env={'PATH': '/nonexistent'})  # no gcloud to run: a real run would fail at once
+  assert code == 0 and len(lines) == 8 and '--dry-run' not in lines[4] and '--config.seed=1' in lines[4]
 
 
 def test_a_failed_create_deletes_nothing(tmp_path):
@@ -79,7 +79,8 @@ def test_a_failed_create_deletes_nothing(tmp_path):
   (fake_bin / 'gcloud').write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/calls\n'
                                    'case "$*" in *" create "*) echo "ALREADY_EXISTS" >&2; exit 1;; esac\n')
   (fake_bin / 'gcloud').chmod(0o755)
-  code, _, err = launch('tpu', *SETTINGS, '--config=configs/smoke.py', env={'PATH': f'{fake_bin}:/usr/bin:/bin'})
+  code, _, err = launch('tpu', *SETTINGS, '--config=configs/smoke.py', '--no_validate',
+                        env={'PATH': f'{fake_bin}:/usr/bin:/bin'})
   assert code == 1 and 'exit status 1' in err
   calls = (tmp_path / 'calls').read_text().splitlines()
   assert len(calls) == 1 and ' create kd-grid ' in calls[0]  # and no delete of that (someone else's) VM
@@ -113,7 +114,7 @@ case "$*" in
 esac
 """)
   (fake_bin / 'gcloud').chmod(0o755)
-  code, lines, err = launch('tpu', *SETTINGS, '--config=configs/smoke.py', '--spot', '--retry=1',
+  code, lines, err = launch('tpu', *SETTINGS, '--config=configs/smoke.py', '--spot', '--retry=1', '--no_validate',
                             f'--fetch_to={tmp_path}/results', env={'PATH': f'{fake_bin}:/usr/bin:/bin'})
   assert code == 0, err
   calls = (tmp_path / 'calls').read_text().splitlines()
