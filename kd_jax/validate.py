@@ -32,6 +32,10 @@ def main(argv):
   del argv
   from kd_jax import cli  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
+  if _DEVICES.value and jax.device_count() != _DEVICES.value:  # '--devices N' (no '=') came too late for JAX
+    print(f'kd_jax: error: this process sees {jax.device_count()} devices, not --devices={_DEVICES.value}: write the '
+          'flag as --devices=N', file=sys.stderr, flush=True)
+    sys.exit(2)
   try:
     if _JOB.value == 'main':
       from kd_jax import main as job  # pylint: disable=g-import-not-at-top
