@@ -238,6 +238,12 @@ def factor_configs(config: ml_collections.ConfigDict) -> Dict[str, ml_collection
   return subs
 
 
+def saved_instances(config, grid_dir: str, name: str) -> str:
+  """The ``checkpoint`` path of model ``name``'s instances trained by the grid in ``grid_dir``: one vmapped
+  checkpoint, or one per seed ('{seed}')."""
+  return os.path.join(grid_dir, name, *(() if vmap_seeds(config) else ('seed_{seed}',)))
+
+
 def run_factors(config: ml_collections.ConfigDict, subs: Dict[str, ml_collections.ConfigDict],
                 workdir: str) -> Dict[str, Any]:
   """An ablation: one grid per entry of ``config.factors`` ((name, the settings it changes, nested like the
@@ -256,8 +262,7 @@ def run_factors(config: ml_collections.ConfigDict, subs: Dict[str, ml_collection
     for name in teacher_role:
       key = (name, json.dumps(role_config(sub, name, 'teacher').to_dict(), sort_keys=True))
       if key in trained_teachers and not sub.models[name].checkpoint:
-        sub.models[name].checkpoint = os.path.join(trained_teachers[key], name,
-                                                   *(() if vmap_seeds(sub) else ('seed_{seed}',)))
+        sub.models[name].checkpoint = saved_instances(sub, trained_teachers[key], name)
       trained_teachers.setdefault(key, directory)
     logging.info('Ablation factor %r: grid in %s', factor, directory)
     grids[factor] = run_grid(sub, directory)
@@ -289,7 +294,7 @@ def run_student_epochs(config: ml_collections.ConfigDict, workdir: str) -> Dict[
       sub.models[name].num_epochs = float(epochs)
     for name in teachers_only:
       if first_dir is not None and not sub.models[name].checkpoint:
-        sub.models[name].checkpoint = os.path.join(first_dir, name, *(() if vmap_seeds(config) else ('seed_{seed}',)))
+        sub.models[name].checkpoint = saved_instances(config, first_dir, name)
     directory = os.path.join(workdir, f'student_epochs_{epochs:g}')
     logging.info('Student epochs %g: grid in %s', epochs, directory)
     grids[f'{epochs:g}'] = run_grid(sub, directory)
