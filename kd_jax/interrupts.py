@@ -8,7 +8,13 @@ same one-line exit as Ctrl-C (:func:`handle_sigterm`), instead of a silent death
 
 Exit codes: 130 after Ctrl-C, 75 (EX_TEMPFAIL: run again) after SIGTERM, so that a launcher can tell a stopped run
 that can resume from a failed one.
+
+With several processes (a TPU pod slice, a SLURM job) every process must save together, at the same step: SIGTERM
+is then left to JAX's preemption service (installed by ``jax.distributed.initialize``), which needs only one
+process to be signalled and agrees on a step at which all stop (``multihost_utils.reached_preemption_sync_point``,
+asked at every dispatch). Ctrl-C, which reaches one process, then stops that process at once without saving.
 """
+import itertools
 import os
 import signal
 import sys
@@ -16,6 +22,8 @@ import threading
 from typing import Callable, Optional
 
 from absl import logging
+import jax
+from jax.experimental import multihost_utils
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 75}
 NAMES = {signal.SIGINT: 'Ctrl-C (SIGINT)', signal.SIGTERM: 'SIGTERM'}
@@ -40,20 +48,35 @@ class StopRequested(Stopped):
     self.signum, self.step, self.saved = signum, step, saved
 
 
+# The dispatches of this process, counted across every training loop: JAX's preemption sync point is a count that
+# every process advances alike (they run the same loops, dispatch by dispatch).
+_dispatches = itertools.count()
+
+
 class StopRequests:
-  """A context manager: inside it, SIGINT/SIGTERM set :attr:`requested` (the loop stops at its next step
-  boundary); a second signal prints ``'kd_jax: ' + at_once()`` and exits the process immediately. Outside the main
-  thread (signals cannot be handled there) it does nothing."""
+  """A context manager: inside it, SIGINT/SIGTERM set :attr:`requested`, which :meth:`poll` reports at the loop's
+  next dispatch boundary; a second signal prints ``'kd_jax: ' + at_once()`` and exits the process immediately.
+  Outside the main thread (signals cannot be handled there) it handles none. With several processes, SIGINT and
+  SIGTERM keep their handlers (the default, and JAX's preemption service) and :meth:`poll` asks JAX instead."""
 
   def __init__(self, phase: str, at_once: Callable[[], str]):
     self.phase, self.at_once = phase, at_once
     self.requested: Optional[int] = None
     self._previous = {}
+    self._several_processes = jax.process_count() > 1
 
   def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is threading.main_thread() and not self._several_processes:
       self._previous = {s: signal.signal(s, self._handle) for s in EXIT_CODES}
     return self
+
+  def poll(self) -> Optional[int]:
+    """Called once per dispatch, by every process: the signal to stop on now, or None."""
+    if self._several_processes and multihost_utils.reached_preemption_sync_point(next(_dispatches)):
+      logging.warning('%s: a process of this job got SIGTERM — every process saves a checkpoint at this step',
+                      self.phase)
+      self.requested = signal.SIGTERM
+    return self.requested
 
   def __exit__(self, *exc):
     for signum, handler in self._previous.items():

@@ -380,11 +380,12 @@ def fit(phase: str, step: Callable, state, batches: Batches, *, num_steps: int, 
         saved_at = done
       if snapshot_fn is not None and done in snapshot_steps:
         snapshot_fn(state)
-      if stop.requested is not None:  # SIGINT/SIGTERM: save at this step, then stop
+      signum = stop.poll()
+      if signum is not None:  # SIGINT/SIGTERM: save at this step, then stop
         fetch()  # a diverged state is never saved
         if save_fn is not None and saved_at != done:
           save_fn(state)
-        raise interrupts.StopRequested(stop.requested, done, saved=save_fn is not None)
+        raise interrupts.StopRequested(signum, done, saved=save_fn is not None)
   if save_fn is not None:
     save_fn(state)
   return state

@@ -80,10 +80,13 @@ class Shell:
   def __init__(self, dry_run: bool):
     self.dry_run = dry_run
 
-  def run(self, command: Union[str, List[str]], capture: bool = False, check: bool = True) -> Optional[str]:
-    """Runs ``command`` (a list, or a string for a shell pipeline); returns its stdout when ``capture``."""
+  def run(self, command: Union[str, List[str]], capture: bool = False, check: bool = True,
+          echo: bool = True) -> Optional[str]:
+    """Runs ``command`` (a list, or a string for a shell pipeline); returns its stdout when ``capture``.
+    ``echo=False``: not printed (a check repeated while waiting; a dry run prints it once)."""
     text = command if isinstance(command, str) else shlex.join(command)
-    print(text, flush=True)
+    if echo or self.dry_run:
+      print(text, flush=True)
     if self.dry_run:
       return None
     result = subprocess.run(command, shell=isinstance(command, str), check=False, text=True,
