@@ -5,15 +5,16 @@
         [-- --config.num_seeds=5]
 
 Steps (``--steps``, in this order): ``create`` the TPU VM (or a queued resource with ``--queued``, waiting until it
-is ACTIVE), ``install`` this working tree and ``jax[tpu]`` on every worker, ``run`` the job on every worker at once
-(``jax.distributed.initialize()`` finds the slice's other hosts through the TPU metadata server; the log streams
-here), ``fetch`` the workdir's results (not its
-checkpoints) to ``--fetch_to``, ``delete`` the VM (also when a later step fails, but never after a failed
-``create``: a taken name is someone's VM; ``--keep`` keeps it). Workers install into a venv of Python 3.11 (uv) with
-the ``jax[tpu]`` version kd_jax is tested with. The workdir must be
-on GCS: every worker writes its part of each checkpoint there. A preempted (spot) run is resumed by running the same
-command again, or by the launcher itself with ``--retry=K``: the job continues from the newest checkpoint in the
-workdir.
+is ACTIVE), ``install`` this working tree and ``jax[tpu]`` on every worker, ``run`` the job on every worker at once,
+detached (it survives this laptop; ``jax.distributed.initialize()`` finds the slice's other hosts through the TPU
+metadata server), waiting for it while worker 0's log is shown here, ``fetch`` the workdir's results (not its
+checkpoints) and every worker's log to ``--fetch_to``, ``delete`` the VM (also when a later step fails, but never
+after a failed ``create``: a taken name is someone's VM; never while the job runs on after Ctrl-C; ``--keep`` keeps
+it). On a job started earlier (``--detach``, or after Ctrl-C): ``--steps=status``, ``logs`` (``--worker=K``) or
+``stop`` (SIGTERM: it saves and exits). Workers install into a venv of Python 3.11 (uv) with the ``jax[tpu]``
+version kd_jax is tested with. The workdir must be on GCS (or a disk every worker mounts, ``--shared_workdir``):
+every worker writes its part of each checkpoint there. A preempted (spot) run is resumed by running the same command
+again, or by the launcher itself with ``--retry=K``: the job continues from the newest checkpoint in the workdir.
 """
 import argparse
 import json
@@ -244,7 +245,7 @@ class Tpu:
     args, shown, failed_since = self.args, 0, None
     if args.dry_run:
       self.shell.note(f'every {args.poll_seconds:.0f} s until the job has ended on every worker: its state, and the '
-                      "new lines of worker 0's log")
+                      'new lines of the log of worker 0')
       self.on_workers(JOB_STATE)
       self.on_workers(f'tail -n +1 {JOB_LOG}', worker=0)
       return

@@ -1,6 +1,17 @@
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
 
 from conftest import ROOT
+from launchers import CACHE_ENV
+from launchers import JOB
+from launchers import STANDIN
+from launchers import TIMEOUT_S
 from launchers import launch
 from launchers import words
 
@@ -46,3 +57,50 @@ def test_bad_settings_are_usage_errors():
   assert code == 2 and 'missing --workdir (or $KD_JAX_WORKDIR)' in err
   code, _, err = launch('slurm', '--name=kd', '--workdir=/w', '--nodes=0', '--config=configs/smoke.py', '--dry-run')
   assert code == 2 and '--nodes must be ≥ 1, got 0' in err
+
+
+def test_a_preempted_job_of_two_nodes_by_two_tasks_is_requeued_and_resumes(tmp_path):
+  """``python launch/slurm.py`` for real with a stand-in sbatch and srun (tests/launch/standin/): 4 local processes
+  that find each other through JAX's own SLURM detection (``jax.distributed.initialize()``, no arguments) and train
+  over gloo; SLURM's SIGTERM to every task once the teacher has saved, the requeued job resumes and its results
+  match the same job run as one process (to rounding: reductions over 4 processes add in another order)."""
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  for tool, target in (('sbatch', f'{STANDIN}/sbatch.py'), ('srun', f'{STANDIN}/srun.py'), ('python', '')):
+    (bin_dir / tool).write_text(f'#!/bin/sh\nexec {sys.executable} {target} "$@"\n')
+    (bin_dir / tool).chmod(0o755)
+  env = {k: v for k, v in os.environ.items() if not k.startswith(('KD_JAX_', 'XLA_FLAGS'))}
+  env.update(PATH=f'{bin_dir}:{env["PATH"]}', STANDIN_ROOT=str(tmp_path), **CACHE_ENV)
+  workdir = tmp_path / 'run'
+  launcher = subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, 'launch', 'slurm.py'), '--name=kd', '--nodes=2', '--gpus_per_node=2',
+       f'--workdir={workdir}', f'--logdir={tmp_path}/logs', '--setup=true', '--config=configs/smoke.py', '--', *JOB],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  deadline = time.monotonic() + TIMEOUT_S
+  try:
+    while not (workdir / 'teacher' / '4').is_dir():
+      assert launcher.poll() is None and time.monotonic() < deadline, 'the job ended before its first checkpoint'
+      time.sleep(0.1)
+    for pid in (tmp_path / 'tasks').read_text().split():  # a preemption: SIGTERM to every task
+      os.kill(int(pid), signal.SIGTERM)
+    out, _ = launcher.communicate(timeout=TIMEOUT_S)
+  finally:
+    if launcher.poll() is None:
+      launcher.kill()
+  assert launcher.returncode == 0, out[-2000:]
+  assert (tmp_path / 'jobs').read_text().split() == ['75', '0']  # stopped with a checkpoint, requeued, finished
+  log = next((tmp_path / 'logs').glob('kd-*.out')).read_text()
+  assert log.count('preempted (SIGTERM) at step') == 4 and 'resuming from the checkpoint at step' in log, log[-3000:]
+  resumed = json.loads((workdir / 'results.json').read_text())
+  assert resumed['num_devices'] == 4  # 2 nodes × 2 tasks, one device each
+  single = tmp_path / 'single'
+  subprocess.run([sys.executable, '-m', 'kd_jax.main', '--config=configs/smoke.py', f'--workdir={single}', *JOB],
+                 cwd=ROOT, check=True, capture_output=True,
+                 env={**env, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4', 'JAX_PLATFORMS': 'cpu'})
+  reference = json.loads((single / 'results.json').read_text())
+  # Barely-trained smoke models: a rounding-size difference can flip one of 200 test predictions (0.005).
+  for phase in ('teacher', 'student'):
+    for test_set, numbers in reference[phase].items():
+        for metric in ('accuracy', 'ece'):
+          np.testing.assert_allclose(resumed[phase][test_set][metric], numbers[metric], atol=0.011,
+                                     err_msg=f'{phase} {test_set} {metric}')

@@ -10,7 +10,8 @@ WHERE = ['--zone=us-central2-b', '--project=my-project']
 
 
 def test_dry_run_prints_create_install_run_fetch_delete():
-  code, lines, _ = launch('tpu', *SETTINGS, '--job=grid', '--config=configs/mnist_grid.py:paper', '--dry-run', '--',
+  code, lines, _ = launch('tpu', *SETTINGS, '--job=grid', '--config=configs/mnist_grid.py:paper', '--dry-run',
+                          '--env=LIBTPU_INIT_ARGS=--xla_tpu_megacore_fusion=true', '--',
                           '--config.num_seeds=5', "--config.setups=('cnn', 'cnn_to_mlp')")
   assert code == 0
   # First the job's config is checked here, for the slice's 16 devices (v4-32: 32 TensorCores, 2 per device).
@@ -26,20 +27,44 @@ def test_dry_run_prints_create_install_run_fetch_delete():
   # A venv of Python 3.11 (TPU images ship 3.10) with the jax[tpu] that kd_jax is tested with.
   assert commands[3][:-1] == ssh
   install = commands[3][-1].split(' && ')
-  assert install[3:] == ['python3 -m pip install -q --user uv', '~/.local/bin/uv venv -q --python 3.11 kd_jax_venv',
+  assert install[3:] == ['(test -x ~/.local/bin/uv || python3 -m pip install -q --user uv)',
+                         '~/.local/bin/uv venv -q --python 3.11 kd_jax_venv',
                          '~/.local/bin/uv pip install -q --python kd_jax_venv/bin/python -e "./kd_jax[gcs]" '
                          '"jax[tpu]==0.10.2"']
   assert commands[4][:-1] == ssh
-  remote = commands[4][-1]  # what each worker runs, itself a shell line
-  assert remote.startswith('cd kd_jax && KD_JAX_DISTRIBUTED=auto ')  # JAX finds the slice's hosts itself
-  assert shlex.split(remote.removeprefix('cd kd_jax && KD_JAX_DISTRIBUTED=auto ')) == [
-      '../kd_jax_venv/bin/python', '-m', 'kd_jax.grid', '--config=configs/mnist_grid.py:paper',
-      '--workdir=gs://my-bucket/kd/grid', '--config.num_seeds=5', "--config.setups=('cnn', 'cnn_to_mlp')"]
-  assert commands[5] == ['mkdir', '-p', 'results/kd-grid']
-  assert commands[6][:3] == ['gcloud', 'storage', 'rsync'] and commands[6][-2:] == ['gs://my-bucket/kd/grid',
+  remote = words(commands[4][-1])  # what each worker runs, itself a shell line: the job, detached
+  assert remote[:8] == ['cd', 'kd_jax', '&&', 'rm', '-f', '~/kd_jax_job.exit', '&&', '(setsid']
+  trap, job, record = remote[11].split('; ')  # bash -c '…': outlives the job's SIGTERM to record its exit status
+  assert trap == 'trap true TERM' and record == 'echo $? > ~/kd_jax_job.exit'
+  # JAX finds the slice's hosts itself (KD_JAX_DISTRIBUTED=auto); the log stays on the worker.
+  assert words(job) == ['env', 'KD_JAX_DISTRIBUTED=auto', 'LIBTPU_INIT_ARGS=--xla_tpu_megacore_fusion=true',
+                        '../kd_jax_venv/bin/python', '-m', 'kd_jax.grid', '--config=configs/mnist_grid.py:paper',
+                        '--workdir=gs://my-bucket/kd/grid', '--config.num_seeds=5',
+                        "--config.setups=('cnn', 'cnn_to_mlp')", '>', '~/kd_jax_job.log', '2>&1']
+  assert remote[-5:] == ['&', 'echo', '$!', '>', '~/kd_jax_job.pid)']  # its process group, for --steps=stop
+  # Then, while it runs, each worker's state and worker 0's new log lines, every 30 s.
+  assert lines[5].startswith('# every 30 s until the job has ended on every worker')
+  assert commands[6][:-1] == ssh and commands[6][-1].startswith('echo "kd_jax_job $(hostname): ')
+  assert commands[7][:-1] == [*ssh[:6], '--worker=0', *ssh[7:]] and commands[7][-1] == 'tail -n +1 ~/kd_jax_job.log'
+  assert commands[8] == ['mkdir', '-p', 'results/kd-grid/logs']
+  assert commands[9][:3] == ['gcloud', 'storage', 'rsync'] and commands[9][-2:] == ['gs://my-bucket/kd/grid',
                                                                                     'results/kd-grid']
-  assert commands[7] == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'delete', 'kd-grid', *WHERE, '--quiet']
-  assert len(lines) == 8
+  assert commands[11] == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'scp', 'kd-grid:kd_jax_job.log',
+                          'results/kd-grid/logs/worker_K.log', '--worker=K', *WHERE]
+  assert commands[12] == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'delete', 'kd-grid', *WHERE, '--quiet']
+  assert len(lines) == 13
+
+
+def test_status_logs_and_stop_of_a_running_job():
+  for step, worker, command in (('status', 'all', 'echo "kd_jax_job $(hostname): '),
+                                ('logs', '3', 'tail -n 100 ~/kd_jax_job.log'),
+                                ('stop', 'all', 'kill -TERM -- -$(cat ~/kd_jax_job.pid)')):
+    code, lines, err = launch('tpu', *SETTINGS, '--config=configs/smoke.py', f'--steps={step}', '--worker=3',
+                              '--internal_ips', '--dry-run')
+    assert code == 0, err
+    assert len(lines) == 1 and words(lines[0])[:-1] == ['gcloud', 'compute', 'tpus', 'tpu-vm', 'ssh', 'kd-grid',
+                                                        f'--worker={worker}', *WHERE, '--internal-ip', '--command']
+    assert words(lines[0])[-1].startswith(command)
 
 
 def test_spot_queued_resource_waits_until_active_and_is_deleted_with_its_node():
@@ -69,21 +94,7 @@ def test_settings_from_the_environment_and_keep():
 def test_dry_run_after_the_double_dash_is_still_a_dry_run():
   code, lines, _ = launch('tpu', *SETTINGS, '--config=configs/smoke.py', '--no_validate', '--', '--config.seed=1',
                           '--dry-run', env={'PATH': '/nonexistent'})  # no gcloud to run: a real run would fail at once
-  assert code == 0 and len(lines) == 8 and '--dry-run' not in lines[4] and '--config.seed=1' in lines[4]
-
-
-def test_a_failed_create_deletes_nothing(tmp_path):
-  fake_bin = tmp_path / 'bin'
-  fake_bin.mkdir()
-  # A stand-in gcloud: 'create' fails as when the name is taken; every call is recorded.
-  (fake_bin / 'gcloud').write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/calls\n'
-                                   'case "$*" in *" create "*) echo "ALREADY_EXISTS" >&2; exit 1;; esac\n')
-  (fake_bin / 'gcloud').chmod(0o755)
-  code, _, err = launch('tpu', *SETTINGS, '--config=configs/smoke.py', '--no_validate',
-                        env={'PATH': f'{fake_bin}:/usr/bin:/bin'})
-  assert code == 1 and 'exit status 1' in err
-  calls = (tmp_path / 'calls').read_text().splitlines()
-  assert len(calls) == 1 and ' create kd-grid ' in calls[0]  # and no delete of that (someone else's) VM
+  assert code == 0 and len(lines) == 13 and '--dry-run' not in lines[4] and '--config.seed=1' in lines[4]
 
 
 def test_a_config_that_would_fail_on_the_slice_is_refused_before_anything_is_created():
@@ -98,31 +109,6 @@ def test_a_config_that_would_fail_on_the_slice_is_refused_before_anything_is_cre
     code, lines, err = launch('tpu', *SETTINGS, f'--config={config}', '--dry-run', '--', *overrides)
     assert code == 1 and not lines, config
     assert err.strip().startswith('launch: error: the job would fail on the 16-device target: ') and message in err
-
-
-def test_a_preempted_spot_vm_is_created_again_and_the_job_resumed(tmp_path):
-  fake_bin = tmp_path / 'bin'
-  fake_bin.mkdir()
-  # A stand-in gcloud: the job's first run fails and leaves the VM PREEMPTED (as a Spot TPU taken away); every call
-  # is recorded.
-  (fake_bin / 'gcloud').write_text(f"""#!/bin/sh
-echo "$@" >> {tmp_path}/calls
-case "$*" in
-  *" describe "*) cat {tmp_path}/state 2>/dev/null || echo READY;;
-  *" create "*) echo READY > {tmp_path}/state;;
-  *"kd_jax.main"*) if [ ! -e {tmp_path}/preempted ]; then touch {tmp_path}/preempted; echo PREEMPTED > {tmp_path}/state; exit 255; fi;;
-esac
-""")
-  (fake_bin / 'gcloud').chmod(0o755)
-  code, lines, err = launch('tpu', *SETTINGS, '--config=configs/smoke.py', '--spot', '--retry=1', '--no_validate',
-                            f'--fetch_to={tmp_path}/results', env={'PATH': f'{fake_bin}:/usr/bin:/bin'})
-  assert code == 0, err
-  calls = (tmp_path / 'calls').read_text().splitlines()
-  verbs = [' '.join(c.split()[2:4] if c.startswith('compute tpus') else c.split()[:2]) for c in calls]
-  ssh = 'tpu-vm ssh'  # install, then run
-  assert verbs == ['tpu-vm create', 'tpu-vm scp', ssh, ssh, 'tpu-vm describe', 'tpu-vm delete',  # preempted
-                   'tpu-vm create', 'tpu-vm scp', ssh, ssh, 'storage rsync', 'tpu-vm delete']
-  assert any('was preempted: creating it again and resuming' in line for line in lines)
 
 
 def test_bad_settings_are_usage_errors_naming_the_flag():

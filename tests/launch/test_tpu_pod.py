@@ -11,15 +11,11 @@ import subprocess
 import sys
 import time
 
-from conftest import JIT_CACHE
 from conftest import ROOT
-
-STANDIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'standin')
-TIMEOUT_S = 400
-# As tests/multiprocess: SGD and one epoch, so that the two runs can be compared exactly.
-JOB = ['--config.teacher.optimizer=sgd', '--config.student.optimizer=sgd', '--config.teacher.learning_rate=0.05',
-       '--config.student.learning_rate=0.05', '--config.teacher.num_epochs=1', '--config.student.num_epochs=1',
-       '--config.checkpoint_every_steps=4']
+from launchers import CACHE_ENV
+from launchers import JOB
+from launchers import STANDIN
+from launchers import TIMEOUT_S
 
 
 def _standin(tmp_path):
@@ -37,9 +33,7 @@ def _standin(tmp_path):
       f'chmod +x ~/.local/bin/uv; else exec {sys.executable} "$@"; fi\n')
   (root / 'image_bin' / 'python3').chmod(0o755)
   env = {k: v for k, v in os.environ.items() if not k.startswith(('KD_JAX_', 'CLOUDSDK_', 'XLA_FLAGS'))}
-  env.update(PATH=f'{root / "bin"}:{env["PATH"]}', STANDIN_ROOT=str(root), STANDIN_PYTHON=sys.executable,
-             JAX_COMPILATION_CACHE_DIR=JIT_CACHE, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='-1')
+  env.update(PATH=f'{root / "bin"}:{env["PATH"]}', STANDIN_ROOT=str(root), STANDIN_PYTHON=sys.executable, **CACHE_ENV)
   return root, env
 
 
