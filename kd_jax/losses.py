@@ -63,6 +63,94 @@ def _distillation(temperature: float, alpha: float, scale: str) -> LossFn:
   return functools.partial(distillation_loss, temperature=temperature, alpha=alpha, scale=scale)
 
 
+def _with_gold(term, student_logits, labels, alpha: float):
+  """α·term + (1 − α)·CE(gold): every teacher objective mixes in the gold labels as ``distillation`` does."""
+  if alpha < 1.0:
+    term = alpha * term + (1.0 - alpha) * cross_entropy(student_logits, labels)
+  return term
+
+
+def dkd_terms(student_logits, teacher_logits, labels, temperature: float):
+  """Decoupled KD's two parts per example (Zhao et al. 2022, their eqs. 1–3): TCKD, the KL between the teacher's and
+  the student's binary (gold, not gold) probabilities, and NCKD, the KL between their distributions over the
+  non-gold classes (renormalised). Classic KD = TCKD + (1 − p_gold^teacher)·NCKD. Computed in log space; the gold
+  logit is pushed out of the non-gold softmax by subtracting 1000 from it (as the authors' mdistiller code)."""
+  teacher_logits = jax.lax.stop_gradient(teacher_logits)
+  gold = jax.nn.one_hot(labels, student_logits.shape[-1], dtype=bool)
+
+  def binary_and_rest(logits):
+    log_p = jax.nn.log_softmax(logits / temperature, axis=-1)
+    log_gold = jnp.sum(jnp.where(gold, log_p, 0.0), axis=-1)
+    log_rest = jax.nn.logsumexp(jnp.where(gold, -jnp.inf, log_p), axis=-1)
+    log_non_gold = jax.nn.log_softmax(logits / temperature - 1000.0 * gold, axis=-1)
+    return jnp.stack([log_gold, log_rest], axis=-1), log_non_gold
+
+  binary_s, non_gold_s = binary_and_rest(student_logits)
+  binary_t, non_gold_t = binary_and_rest(teacher_logits)
+  tckd = optax.losses.kl_divergence_with_log_targets(binary_s, binary_t)
+  nckd = optax.losses.kl_divergence_with_log_targets(non_gold_s, non_gold_t)
+  return tckd, nckd
+
+
+def decoupled_distillation(student_logits, teacher_logits, labels, *, temperature: float, alpha: float, scale: str,
+                           dkd_target_weight: float, dkd_nontarget_weight: float):
+  """DKD: (w_t·TCKD + w_n·NCKD) × the KD scale (Zhao et al.: T², w_t = 1, w_n = 8 on CIFAR), mixed with gold CE."""
+  tckd, nckd = dkd_terms(student_logits, teacher_logits, labels, temperature)
+  term = KD_SCALES[scale](temperature) * (dkd_target_weight * tckd + dkd_nontarget_weight * nckd)
+  return _with_gold(term, student_logits, labels, alpha)
+
+
+def _pearson_rows(a, b, eps: float = 1e-8):
+  """Pearson correlation of each row of ``a`` with the same row of ``b`` (DIST's, with its eps)."""
+  a, b = a - a.mean(-1, keepdims=True), b - b.mean(-1, keepdims=True)
+  return (a * b).sum(-1) / (jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1) + eps)
+
+
+def dist_terms(student_logits, teacher_logits, temperature: float):
+  """DIST's two relations (Huang et al. 2022): per example, 1 − Pearson(student, teacher) over the classes of its
+  softened probabilities (inter-class); for the batch, the mean over classes of 1 − Pearson over the examples
+  (intra-class: a property of the whole batch, the same for each example)."""
+  p_s = jax.nn.softmax(student_logits / temperature, axis=-1)
+  p_t = jax.nn.softmax(jax.lax.stop_gradient(teacher_logits) / temperature, axis=-1)
+  inter = 1.0 - _pearson_rows(p_s, p_t)
+  intra = jnp.mean(1.0 - _pearson_rows(p_s.T, p_t.T))
+  return inter, intra
+
+
+def dist_distillation(student_logits, teacher_logits, labels, *, temperature: float, alpha: float, scale: str,
+                      dist_inter_weight: float, dist_intra_weight: float):
+  """DIST: (β·inter + γ·intra) × the KD scale (Huang et al.: τ², β = γ = 1 on ImageNet), mixed with gold CE. The
+  batch's mean of these per-example values is DIST's loss of the batch."""
+  inter, intra = dist_terms(student_logits, teacher_logits, temperature)
+  term = KD_SCALES[scale](temperature) * (dist_inter_weight * inter + dist_intra_weight * intra)
+  return _with_gold(term, student_logits, labels, alpha)
+
+
+def standardise(logits, eps: float = 1e-7):
+  """Each example's logits z-scored over the classes (the sample standard deviation, as torch's ``std``)."""
+  mean = logits.mean(-1, keepdims=True)
+  return (logits - mean) / (jnp.std(logits, axis=-1, keepdims=True, ddof=1) + eps)
+
+
+def standardised_distillation(student_logits, teacher_logits, labels, *, temperature: float, alpha: float,
+                              scale: str):
+  """KD on z-scored logits (Sun et al. 2024, logit standardisation): the student matches the teacher's logits'
+  shape, not their range; then as ``distillation`` (its gold CE on the raw logits)."""
+  term = kd_term(standardise(student_logits), standardise(teacher_logits), temperature, scale)
+  return _with_gold(term, student_logits, labels, alpha)
+
+
+def _checked(loss):
+  """``loss`` built from config.kd: the KD fields checked, and its own weights finite numbers ≥ 0."""
+  def build(temperature: float, alpha: float, scale: str, **fields):
+    check_kd_config(temperature, alpha, scale)
+    for name, value in fields.items():
+      if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise ValueError(f'config.kd.{name} must be a finite number ≥ 0, got {value!r}')
+    return functools.partial(loss, temperature=temperature, alpha=alpha, scale=scale, **fields)
+  return build
+
+
 @dataclasses.dataclass(frozen=True)
 class LossSpec:
   """A registry entry: ``build(**settings)`` makes the per-example loss from the ``config.kd`` fields it names."""
@@ -76,6 +164,12 @@ LOSSES: Dict[str, LossSpec] = {
     'cross_entropy': LossSpec(lambda: lambda student_logits, teacher_logits, labels: cross_entropy(student_logits,
                                                                                                    labels)),
     'distillation': LossSpec(_distillation, kd_fields=('temperature', 'alpha', 'scale'), uses_teacher=True),
+    'dkd': LossSpec(_checked(decoupled_distillation), uses_teacher=True,
+                    kd_fields=('temperature', 'alpha', 'scale', 'dkd_target_weight', 'dkd_nontarget_weight')),
+    'dist': LossSpec(_checked(dist_distillation), uses_teacher=True,
+                     kd_fields=('temperature', 'alpha', 'scale', 'dist_inter_weight', 'dist_intra_weight')),
+    'standardised_distillation': LossSpec(_checked(standardised_distillation), uses_teacher=True,
+                                          kd_fields=('temperature', 'alpha', 'scale')),
 }
 
 

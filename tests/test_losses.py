@@ -101,3 +101,102 @@ def test_shuffled_confidence_splits_the_rest_evenly_where_the_teacher_was_certai
     rest = (1.0 - q_gold[1]) / 2
     chex.assert_trees_all_close(softmax(control.astype(np.float64), axis=-1)[1], np.array([q_gold[1], rest, rest]),
                                 atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- other objectives, against numpy
+
+def _softmax64(z, t):
+  return softmax(np.asarray(z, np.float64) / t, axis=-1)
+
+
+def _kl(p, q):
+  return np.sum(p * (np.log(p) - np.log(q)), axis=-1)
+
+
+def _dkd_reference(s, t, labels, temperature):
+  """TCKD and NCKD from Zhao et al.'s definitions: binary (gold, rest) probabilities, and the non-gold classes'
+  probabilities renormalised (p_i / (1 − p_gold))."""
+  ps, pt = _softmax64(s, temperature), _softmax64(t, temperature)
+  rows = np.arange(len(labels))
+  b = lambda p: np.stack([p[rows, labels], 1 - p[rows, labels]], -1)
+  def rest(p):
+    q = p.copy()
+    q[rows, labels] = np.nan
+    return q / (1 - p[rows, labels])[:, None]
+  nckd = np.nansum(rest(pt) * (np.log(rest(pt)) - np.log(rest(ps))), axis=-1)
+  return _kl(b(pt), b(ps)), nckd
+
+
+def _batch(seed, n=6, c=5, spread=3.0):
+  rng = np.random.default_rng(seed)
+  return (spread * rng.normal(size=(n, c))).astype(np.float32), (spread * rng.normal(size=(n, c))).astype(
+      np.float32), rng.integers(0, c, n)
+
+
+@pytest.mark.parametrize('temperature,target_weight,nontarget_weight,scale,alpha', [
+    (4.0, 1.0, 8.0, 'hinton', 1.0), (1.0, 0.5, 2.0, 'paper', 0.6)])
+def test_dkd_against_its_definition(temperature, target_weight, nontarget_weight, scale, alpha):
+  s, t, labels = _batch(1)
+  tckd, nckd = _dkd_reference(s, t, labels, temperature)
+  ce = -np.log(_softmax64(s, 1.0)[np.arange(len(labels)), labels])
+  factor = temperature ** 2 if scale == 'hinton' else temperature ** -2
+  expected = alpha * factor * (target_weight * tckd + nontarget_weight * nckd) + (1 - alpha) * ce
+  loss = losses.get_loss('dkd', dict(temperature=temperature, alpha=alpha, scale=scale,
+                                     dkd_target_weight=target_weight, dkd_nontarget_weight=nontarget_weight))
+  chex.assert_trees_all_close(loss(s, t, labels), expected.astype(np.float32), rtol=2e-5, atol=1e-6)
+
+
+def test_dkd_decomposes_kd():
+  # Known answer (Zhao et al., eq. 7): KD = TCKD + (1 − p_gold^teacher)·NCKD, example by example.
+  s, t, labels = _batch(2)
+  tckd, nckd = losses.dkd_terms(s, t, labels, 2.0)
+  p_gold = _softmax64(t, 2.0)[np.arange(len(labels)), labels]
+  chex.assert_trees_all_close(tckd + (1 - p_gold) * nckd, losses.kd_term(s, t, 2.0, 'paper') * 4.0, rtol=1e-4,
+                              atol=1e-6)
+  # Two classes: nothing outside gold to compare, so NCKD is 0 and TCKD is all of KD.
+  tckd, nckd = losses.dkd_terms(STUDENT, TEACHER, LABELS, 2.0)
+  chex.assert_trees_all_close((tckd, nckd), (jnp.array([KL]), jnp.zeros(1)), atol=1e-6)
+
+
+def _pearson(a, b):
+  a, b = a - a.mean(-1, keepdims=True), b - b.mean(-1, keepdims=True)
+  return (a * b).sum(-1) / np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
+
+
+@pytest.mark.parametrize('temperature,inter_weight,intra_weight,alpha', [(1.0, 1.0, 1.0, 1.0), (4.0, 2.0, 0.5, 0.5)])
+def test_dist_against_its_definition(temperature, inter_weight, intra_weight, alpha):
+  s, t, labels = _batch(3, n=8, c=4)
+  ps, pt = _softmax64(s, temperature), _softmax64(t, temperature)
+  inter = 1 - _pearson(ps, pt)  # per example, over the classes
+  intra = np.mean(1 - _pearson(ps.T, pt.T))  # per class over the batch, then averaged
+  ce = -np.log(_softmax64(s, 1.0)[np.arange(len(labels)), labels])
+  expected = alpha * temperature ** 2 * (inter_weight * inter + intra_weight * intra) + (1 - alpha) * ce
+  loss = losses.get_loss('dist', dict(temperature=temperature, alpha=alpha, scale='hinton',
+                                      dist_inter_weight=inter_weight, dist_intra_weight=intra_weight))
+  chex.assert_trees_all_close(loss(s, t, labels), expected.astype(np.float32), rtol=1e-4, atol=1e-6)
+  # Known answer: Pearson ignores scale and shift, so a student whose probabilities are an affine copy of the
+  # teacher's on every row and column has nothing left to learn.
+  inter, intra = losses.dist_terms(jnp.log(jnp.asarray(pt)), jnp.log(jnp.asarray(pt)), 1.0)
+  chex.assert_trees_all_close((inter, intra), (jnp.zeros(len(pt)), 0.0), atol=1e-5)
+
+
+@pytest.mark.parametrize('temperature,scale,alpha', [(2.0, 'hinton', 1.0), (1.0, 'paper', 0.3)])
+def test_standardised_distillation_against_its_definition(temperature, scale, alpha):
+  s, t, labels = _batch(4, c=7)
+  z = lambda x: (x - x.mean(-1, keepdims=True)) / (np.std(np.asarray(x, np.float64), -1, ddof=1, keepdims=True) + 1e-7)
+  factor = temperature ** 2 if scale == 'hinton' else temperature ** -2
+  ce = -np.log(_softmax64(s, 1.0)[np.arange(len(labels)), labels])
+  expected = alpha * factor * _kl(_softmax64(z(t), temperature), _softmax64(z(s), temperature)) + (1 - alpha) * ce
+  loss = losses.get_loss('standardised_distillation', dict(temperature=temperature, alpha=alpha, scale=scale))
+  chex.assert_trees_all_close(loss(s, t, labels), expected.astype(np.float32), rtol=1e-4, atol=1e-6)
+  # Known answer: a student whose logits are the teacher's scaled and shifted matches it exactly.
+  pure = losses.get_loss('standardised_distillation', dict(temperature=temperature, alpha=1.0, scale=scale))
+  chex.assert_trees_all_close(pure(3.0 * t + 1.0, t, labels), np.zeros(len(labels)), atol=1e-5)
+
+
+def test_objective_weights_are_checked():
+  with pytest.raises(ValueError, match=r'config.kd.dkd_nontarget_weight must be a finite number ≥ 0, got -1'):
+    losses.get_loss('dkd', dict(temperature=1.0, alpha=1.0, scale='hinton', dkd_target_weight=1.0,
+                                dkd_nontarget_weight=-1))
+  with pytest.raises(ValueError, match=r'loss .dist. needs config.kd.dist_inter_weight, config.kd.dist_intra_weight'):
+    losses.get_loss('dist', dict(temperature=1.0, alpha=1.0, scale='hinton'))

@@ -67,6 +67,9 @@ def _shared_fields(config: ml_collections.ConfigDict):
       scale='hinton',  # 'hinton': KD term × T²; 'paper': × 1/T² as in the paper's code
       teacher_mode='eval',  # 'train' runs the teacher with dropout + batch statistics (paper-code quirk)
       targets='teacher',  # or a control made from cached teacher logits (kd_jax.losses.TARGETS)
+      # The other objectives' own weights (kd_jax/losses.py), their authors' defaults: DKD's target and non-target
+      # terms (Zhao et al. 2022), DIST's inter- and intra-class relations (Huang et al. 2022).
+      dkd_target_weight=1.0, dkd_nontarget_weight=8.0, dist_inter_weight=1.0, dist_intra_weight=1.0,
       # True: a saved teacher path without '{seed}' is meant to serve every seed (the report says "one teacher for
       # all seeds"); False: such a path is refused, since the seeds would not be independent runs.
       shared_teacher=False,

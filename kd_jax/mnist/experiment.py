@@ -140,5 +140,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   results.update(data_source=data.source, demo_sample=data.demo_sample, teacher_checkpoint=str(paths.absolute(teacher_dir)),
                  num_train=len(train), num_test=len(test_sets['mnist']), num_devices=mesh.size,
                  timing=timing, config=json.loads(config.to_json()))
-  report.write_results(results, workdir, {'teacher': config.teacher.model, 'student': config.student.model})
+  # The student's row names its objective when it is not plain KD (e.g. 'mlp, dkd').
+  student = config.student.model + ('' if config.student.loss == 'distillation' else f', {config.student.loss}')
+  report.write_results(results, workdir, {'teacher': config.teacher.model, 'student': student})
   return results

@@ -10,6 +10,7 @@ import pytest
 from conftest import ROOT
 from conftest import load_config
 from kd_jax import checkpoints
+from kd_jax import losses
 from kd_jax import trainer
 from kd_jax.mnist import data as data_lib
 from kd_jax.mnist import experiment
@@ -62,6 +63,19 @@ def test_offline_kd_from_the_saved_teacher(finished_run, tiny_mnist_dir, tmp_pat
   assert not os.path.exists(tmp_path / 'teacher')  # no teacher was trained
   assert results['teacher'] == first['teacher']  # the very same teacher
   assert results['student'] == first['student']  # same seed, same teacher, same data order
+
+
+@pytest.mark.parametrize('loss', [name for name, spec in losses.LOSSES.items()
+                                  if spec.uses_teacher and name != 'distillation'])
+def test_every_teacher_objective_trains_the_student(finished_run, tiny_mnist_dir, tmp_path, loss):
+  # As --config.student.loss=<loss> sets it (the command line's overrides: tests/test_cli.py), from the saved teacher.
+  config = smoke_config(tiny_mnist_dir, **{'data.num_train': 0, 'data.num_test': 0, 'student.loss': loss,
+                                           'teacher.checkpoint': os.path.join(finished_run[0], 'teacher')})
+  results = experiment.run(config, str(tmp_path))
+  assert results['config']['student']['loss'] == loss and f'| student (mlp, {loss}) |' in (
+      tmp_path / 'results.md').read_text()
+  _check_results(results)
+  assert results['student'] != finished_run[1]['student']  # another objective, another student
 
 
 def test_rerun_in_a_finished_workdir_resumes_instead_of_retraining(finished_run, tiny_mnist_dir):
