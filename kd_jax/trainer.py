@@ -19,7 +19,7 @@ import json
 import os
 import signal
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from absl import logging
 from etils import epath
@@ -182,7 +182,7 @@ def init_instances(model, tx, seeds: Sequence[int], stream: int, stacked: bool, 
 def train_model(name: str, cfg, config, model, train, mesh, directory: str, writer: Optional[MetricWriter], *,
                 seeds: Sequence[int], stream: int, stacked: bool = False, teacher: Optional[nn.Module] = None,
                 teacher_variables=None, teacher_logits=None, extra_meta: Optional[Dict[str, Any]] = None,
-                settings_field: str = ''):
+                settings_field: str = '', augment: Optional[Callable] = None):
   """Trains ``model`` with the settings ``cfg``, resuming from the checkpoints in ``directory`` if any.
 
   One run (``seeds=[s]``), or with ``stacked`` one vmapped instance per seed,
@@ -191,13 +191,17 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
   the leading axis). Instance k equals the single run with seed ``seeds[k]``.
   ``train`` is any split with ``len`` and ``batch(indices)``; ``extra_meta`` is
   saved with each checkpoint's metadata (e.g. a vocabulary); ``settings_field``
-  names ``cfg`` in errors (default ``config.<name>``).
+  names ``cfg`` in errors (default ``config.<name>``). ``augment``: the task's augmentation inside the step
+  (:func:`kd_jax.training.make_train_step`); the teacher must then be in the step, not cached.
 
   Checkpoints record the settings that determine the result (:func:`run_settings`);
   resuming under other settings is refused with the differences, unless
   ``config.overwrite`` (then the old checkpoints are deleted and training starts over).
   """
   sharding.check_batch_size(cfg.batch_size, mesh, f'the batch size of {name}')
+  if augment is not None and teacher_logits is not None:
+    raise ValueError(f'{name}: an augmented student needs the teacher in the step (its targets for each new view); '
+                     'cached teacher logits are for the unaugmented inputs: set config.cache_teacher_logits=False')
   if losses.loss_spec(cfg.loss).uses_teacher:
     teacher_logits = control_targets(name, config, train, teacher_logits, seeds, stacked)
   orders = [input_pipeline.BatchOrder(len(train), cfg.batch_size, seed, stream, getattr(train, 'lengths', None))
@@ -256,7 +260,7 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
 
   step = training.make_train_step(model, tx, losses.get_loss(cfg.loss, config.kd), teacher,
                                   teacher_train_mode=teacher_mode(config) == 'train',
-                                  compute_dtype=config.compute_dtype)
+                                  compute_dtype=config.compute_dtype, augment=augment)
   try:
     state = training.fit(name, jax.vmap(step) if stacked else step, state, batches, num_steps=num_steps, mesh=mesh,
                          teacher_variables=teacher_variables, steps_per_dispatch=config.steps_per_dispatch,
@@ -385,7 +389,8 @@ class TrainingInterrupted(interrupts.Stopped):
 # so those checkpoints still resume.
 LATER_SETTINGS = {'l2': 0.0, 'l1': 0.0, 'compute_dtype': 'float32', 'matmul_precision': 'default',
                   'kd.targets': 'teacher', 'kd.shared_teacher': False, 'kd.dkd_target_weight': 1.0,
-                  'kd.dkd_nontarget_weight': 8.0, 'kd.dist_inter_weight': 1.0, 'kd.dist_intra_weight': 1.0}
+                  'kd.dkd_nontarget_weight': 8.0, 'kd.dist_inter_weight': 1.0, 'kd.dist_intra_weight': 1.0,
+                  'augment': ''}
 
 
 class SettingsMismatchError(ValueError):
@@ -492,7 +497,7 @@ def restore_variables(model, directory: str, cfg, example, seed: Optional[int] =
 
 def teacher_for_seed(cfg: ml_collections.ConfigDict, config, model, train, mesh, directory: str, writer, *,
                      seed: int, name: str = 'teacher', extra_meta: Optional[Dict[str, Any]] = None,
-                     settings_field: str = 'config.teacher'):
+                     settings_field: str = 'config.teacher', augment: Optional[Callable] = None):
   """The teacher of ``seed`` for KD: (variables, checkpoint directory, meta).
 
   Offline KD from a saved teacher when ``cfg.checkpoint`` is set ('{seed}' in
@@ -506,7 +511,7 @@ def teacher_for_seed(cfg: ml_collections.ConfigDict, config, model, train, mesh,
     logging.info('Offline KD: using the saved teacher in %s (no teacher training)', directory)
   else:
     train_model(name, cfg, config, model, train, mesh, directory, writer, seeds=[seed], stream=TEACHER_STREAM,
-                extra_meta=extra_meta, settings_field=settings_field)
+                extra_meta=extra_meta, settings_field=settings_field, augment=augment)
   variables, meta = restore_variables(model, directory, cfg, example_input(train), seed)
   logging.info('Teacher restored from %s (step %d)', directory, meta['step'])
   return variables, directory, meta

@@ -128,7 +128,7 @@ def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn: LossFn,
                     teacher: Optional[nn.Module] = None, teacher_train_mode: bool = False,
-                    output_logits: bool = False, compute_dtype: str = 'float32'):
+                    output_logits: bool = False, compute_dtype: str = 'float32', augment: Optional[Callable] = None):
   """The pure step ``(state, batch, teacher_variables) -> (state, metrics)``.
 
   With a ``teacher``, its logits are computed inside the step (eval mode by
@@ -137,7 +137,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
   may come in the batch (``batch['teacher_logits']``: cached, or from an online
   teacher). Teacher logits never receive gradients. ``output_logits`` adds the
   model's own training logits to the metrics (for online KD). Both models run
-  in ``compute_dtype`` (:func:`apply_fn`).
+  in ``compute_dtype`` (:func:`apply_fn`). ``augment(key, inputs) -> inputs`` (the task's) changes the batch
+  before either model sees it, with a key of the step's own (function matching: the teacher's targets are for the
+  view the student trains on).
 
   The batch holds ``inputs`` and ``label``; with ``weights`` (same shape as
   ``label``, e.g. a language model's non-padding targets) loss and accuracy are
@@ -148,8 +150,11 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
   teacher_apply = apply_fn(teacher, compute_dtype) if teacher is not None else None
 
   def train_step(state: TrainState, batch: Dict[str, jax.Array], teacher_variables):
-    student_key, teacher_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
+    step_key = jax.random.fold_in(state.rng, state.step)
+    student_key, teacher_key = jax.random.split(step_key)
     inputs, labels = batch['inputs'], batch['label']
+    if augment is not None:
+      inputs = augment(jax.random.fold_in(step_key, 2), inputs)
     weights = batch['weights'] if 'weights' in batch else jnp.ones(labels.shape, jnp.float32)
     weighted_mean = lambda x: (x * weights).sum() / jnp.maximum(weights.sum(), 1.0)
     teacher_logits = batch.get('teacher_logits')

@@ -48,8 +48,10 @@ def model_config(model: str, loss: str, **overrides) -> ml_collections.ConfigDic
   if model not in MODEL_SETTINGS:
     raise ValueError(f'unknown MNIST model {model!r}; choose one of {sorted(MODEL_SETTINGS)}')
   settings = MODEL_SETTINGS[model]
-  return config_lib.phase_config(model, settings['cpu'], loss, **{
+  cfg = config_lib.phase_config(model, settings['cpu'], loss, **{
       'num_epochs': settings['num_epochs'], 'learning_rate': settings['learning_rate'], **overrides})
+  cfg.augment = ''  # augmentations inside the step, e.g. 'translate,scale' (kd_jax/mnist/augment.py)
+  return cfg
 
 
 def _shared_fields(config: ml_collections.ConfigDict):

@@ -27,6 +27,7 @@ from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import trainer
 from kd_jax import training
+from kd_jax.mnist import augment as augment_lib
 from kd_jax.mnist import data as data_lib
 from kd_jax.mnist import models
 from kd_jax.mnist import report
@@ -41,6 +42,21 @@ def check_config(config: ml_collections.ConfigDict):
   config_lib.check_choice(config, 'cache_teacher_logits', (False, True))
   config_lib.check_number(config, 'data.demo_teacher_epochs', low_open=False)
   trainer.check_kd_config(config, config.teacher.loss, config.student.loss)
+  for phase in ('teacher', 'student'):
+    check_augment(config, config[phase], phase)
+
+
+def check_augment(config, cfg, field: str):
+  """``cfg.augment`` (``config.<field>.augment``): known names; mixup only where no gold label is learned; no cached
+  teacher logits (they are for the unaugmented inputs)."""
+  chosen = augment_lib.names(cfg.get('augment', ''))
+  distils = trainer.uses_teacher(cfg)
+  if 'mixup' in chosen and (not distils or config.kd.alpha < 1.0):
+    raise ValueError(f"config.{field}.augment={cfg.augment!r}: a mixed-up input has no one gold label; mixup is for "
+                     'a student learning from the teacher alone (a teacher objective with config.kd.alpha=1)')
+  if chosen and distils and config.cache_teacher_logits:
+    raise ValueError(f'config.{field}.augment={cfg.augment!r} needs the teacher in the step (its targets for each '
+                     'new view): set config.cache_teacher_logits=False')
 
 
 def check_model(config, field: str):
@@ -114,7 +130,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     t0 = time.perf_counter()
     # The student always distils from the teacher's checkpoint: the job is offline KD end to end.
     teacher_variables, teacher_dir, _ = trainer.teacher_for_seed(
-        config.teacher, config, teacher, train, mesh, os.path.join(workdir, 'teacher'), writer, seed=config.seed)
+        config.teacher, config, teacher, train, mesh, os.path.join(workdir, 'teacher'), writer, seed=config.seed,
+        augment=augment_lib.make(config.teacher.augment))
     timing['teacher_seconds'] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -127,7 +144,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                                         os.path.join(workdir, 'student'), writer, seeds=[config.seed],
                                         stream=trainer.STUDENT_STREAM, teacher=teacher if in_step else None,
                                         teacher_variables=teacher_variables if in_step else None,
-                                        teacher_logits=teacher_logits)
+                                        teacher_logits=teacher_logits,
+                                        augment=augment_lib.make(config.student.augment))
     timing['student_seconds'] = time.perf_counter() - t0
   finally:
     writer.close()

@@ -38,6 +38,7 @@ from kd_jax import sharding
 from kd_jax import trainer
 from kd_jax import training
 from kd_jax import workdirs
+from kd_jax.mnist import augment as augment_lib
 from kd_jax.mnist import data as data_lib
 from kd_jax.mnist import experiment
 from kd_jax.mnist import models
@@ -81,6 +82,13 @@ def check_grid_config(config):
         raise ValueError(f'grid setup {setup!r} needs training settings config.models.{name}')
       config_lib.check_phase(config, f'models.{name}', jax.device_count())
       experiment.check_model(config, f'models.{name}')
+      if config.models[name].get('augment') and config.mode == 'online':
+        raise ValueError(f"config.models.{name}.augment needs config.mode='offline' (the online pair has no "
+                         'augmentation)')
+    teacher_name, student_name = parse_setup(setup)
+    experiment.check_augment(config, role_config(config, teacher_name, 'teacher'), f'models.{teacher_name}')
+    if student_name:
+      experiment.check_augment(config, role_config(config, student_name, 'student'), f'models.{student_name}')
   trainer.check_kd_config(config, student_loss=config.student_loss)
   shared_teachers(config)
 
@@ -128,7 +136,7 @@ def vmap_seeds(config) -> bool:
 def train_instances(name: str, cfg, config, model, train, mesh, directory: str, writer, seeds, stream: int, *,
                     teacher=None, teacher_variables=None, teacher_logits=None):
   """One instance per seed, vmapped or in sequence; returns the instances' variables stacked on axis 0."""
-  common = dict(seeds=seeds, stream=stream, teacher=teacher)
+  common = dict(seeds=seeds, stream=stream, teacher=teacher, augment=augment_lib.make(cfg.augment))
   if vmap_seeds(config):
     return trainer.train_model(name, cfg, config, model, train, mesh, directory, writer, stacked=True,
                                settings_field=f'config.models.{cfg.model}',
@@ -323,8 +331,9 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       cfg = role_config(config, name, 'teacher')
       model = models.create_model(name, **cfg.model_kwargs)
       if cfg.checkpoint:  # offline KD from saved teachers, one per seed
-        variables = trainer.stack([trainer.teacher_for_seed(cfg, config, model, train, mesh, '', writer,
-                                                            seed=seed)[0] for seed in seeds])
+        variables = trainer.stack([trainer.teacher_for_seed(cfg, config, model, train, mesh, '', writer, seed=seed,
+                                                            augment=augment_lib.make(cfg.augment))[0]
+                                   for seed in seeds])
       else:
         variables = train_instances(name, cfg, config, model, train, mesh, os.path.join(workdir, name), writer,
                                     seeds, trainer.TEACHER_STREAM)
