@@ -203,8 +203,31 @@ def _grid_mlp_regularisers(config):
   config.models.mlp.update(PAPER_REGULARISERS['mlp'])
 
 
+# The teacher objectives compared by the objectives grid (kd_jax/losses.py).
+OBJECTIVES = ('distillation', 'dkd', 'dist', 'standardised_distillation')
+# Function matching's views: Beyer et al.'s kind (crops, and mixup off the data manifold) — none of them MNIST-C's
+# test corruptions — and MNIST-C's own kind (shifts and shrinks, freshly drawn), each beside its gold-label control
+# (the independent MLP with the label-preserving part).
+FUNCTION_MATCHING = {'fm_crop_mixup': ('crop,mixup', 'crop'), 'fm_translate_scale': ('translate,scale',) * 2}
+
+
+def _grid_objectives(config):
+  """Which way of distilling carries the CNN's bias furthest: CNN→MLP with each teacher objective, from cached
+  logits, then with function matching (the teacher in the step, both models seeing the same fresh view), at the
+  ablation's winning recipe (MLP L1 = L2 = 1e-5, 50 student epochs, the 5-epoch CNN teacher). Each factor pairs its
+  students with its independent MLP: the no-KD MLP without augmentation, the gold-label augmentation control with."""
+  _grid_ablation(config)
+  config.models.mlp.update(PAPER_REGULARISERS['mlp'])
+  plain = tuple((objective, {'student_loss': objective}) for objective in OBJECTIVES)
+  matched = tuple((f'{objective}_{name}', {'student_loss': objective, 'cache_teacher_logits': False,
+                                           'student_overrides': {'augment': student_views},
+                                           'models': {'mlp': {'augment': control_views}}})
+                  for name, (student_views, control_views) in FUNCTION_MATCHING.items() for objective in OBJECTIVES)
+  config.factors = plain + matched
+
+
 GRID_VARIANTS = {'cpu': None, 'paper': _grid_paper, 'long': _grid_long, 'ablation': _grid_ablation,
-                 'mlp_regularisers': _grid_mlp_regularisers, 'smoke': _grid_smoke}
+                 'mlp_regularisers': _grid_mlp_regularisers, 'objectives': _grid_objectives, 'smoke': _grid_smoke}
 
 
 def grid_config(variants: str = '') -> ml_collections.ConfigDict:

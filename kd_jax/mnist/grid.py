@@ -225,7 +225,7 @@ def factor_config(config: ml_collections.ConfigDict, factor: str, changes) -> ml
 
   def merge(target, changes, prefix):
     for key, value in changes.items():
-      if key not in target:
+      if key not in target and prefix != 'student_overrides.':  # (that one holds any setting of a model)
         raise ValueError(f'config.factors: factor {factor!r} changes config.{prefix}{key}, which the grid config '
                          'does not have')
       if isinstance(value, (dict, ml_collections.ConfigDict)):

@@ -306,6 +306,12 @@ def test_the_ablation_and_regularised_grid_configs_are_valid():
   regularised = load_config('mnist_long', 'mlp_regularisers')
   grid.check(regularised)
   assert (regularised.models.mlp.l1, regularised.models.mlp.l2, regularised.models.cnn.l2) == (1e-5, 1e-5, 0.0)
+  objectives = grid.check(load_config('mnist_objectives'))
+  assert len(objectives) == 12 and {sub.student_loss for sub in objectives.values()} == set(losses.LOSSES) - {
+      'cross_entropy'}
+  matched = objectives['dkd_fm_crop_mixup']  # the student on crops + mixup, its gold-label control on crops
+  assert (grid.role_config(matched, 'mlp', 'student').augment, matched.models.mlp.augment) == ('crop,mixup', 'crop')
+  assert not matched.cache_teacher_logits and matched.models.mlp.l1 == 1e-5
 
 
 def test_the_smoke_job_in_bfloat16_stays_near_float32(finished_run, tiny_mnist_dir, tmp_path):
