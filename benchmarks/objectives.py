@@ -1,0 +1,89 @@
+"""The cost of each teacher objective and of function matching per training step, next to vanilla KD's.
+
+  python benchmarks/objectives.py            # MNIST-shaped batches of 128, the CPU-width CNN teacher, the MLP student
+
+Rows: the MLP student's step from cached teacher logits (the logits come in the batch) with each objective of
+kd_jax/losses.py that reads a teacher; then the step with the teacher inside it (eval mode) without and with each
+kind of function matching (kd_jax/mnist/augment.py: the views drawn and warped in the step, both models on them).
+Each row: steps/s, examples/s and the ratio to its baseline (vanilla KD from cached logits; the teacher in the step
+without augmentation). Timing excludes the first (compiling) call and blocks on the results; median of repeats.
+"""
+import time
+
+from absl import app
+from absl import flags
+import jax
+import ml_collections
+import numpy as np
+
+from kd_jax import losses
+from kd_jax import sharding
+from kd_jax import training
+from kd_jax.mnist import augment
+from kd_jax.mnist import configs
+from kd_jax.mnist import models
+
+_BATCH = flags.DEFINE_integer('batch_size', 128, 'Global batch size.')
+_STEPS = flags.DEFINE_integer('steps', 200, 'Timed steps per measurement.')
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Measurements per row; the median is printed.')
+_VIEWS = ('crop,mixup', 'translate,scale')
+
+
+def _time(fn, steps, repeats):
+  jax.block_until_ready(fn())  # compile
+  rates = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(steps):
+      out = fn()
+    jax.block_until_ready(out)
+    rates.append(steps / (time.perf_counter() - start))
+  return float(np.median(rates))
+
+
+def main(_):
+  mesh = sharding.data_mesh()
+  batch_size = _BATCH.value
+  rng = np.random.default_rng(0)
+  config = configs.grid_config()
+  kd = config.kd.to_dict()
+  batch = sharding.shard_batch({'inputs': rng.uniform(size=(batch_size, 28, 28, 1)).astype(np.float32),
+                                'label': rng.integers(0, 10, batch_size).astype(np.int32),
+                                'teacher_logits': rng.normal(size=(batch_size, 10)).astype(np.float32)}, mesh)
+  tx = training.make_optimizer(ml_collections.ConfigDict(dict(optimizer='adam', learning_rate=1e-3,
+                                                              schedule='constant', clip_norm=0.0)), 1000)
+  teacher = models.create_model('cnn', **configs.MODEL_SETTINGS['cnn']['cpu'])
+  student = models.create_model('mlp')
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  example = batch['inputs'][:1]
+  state = jax.device_put(training.init_state(student, tx, jax.random.PRNGKey(1), example), replicated)
+  teacher_variables = jax.device_put(training.init_variables(teacher, jax.random.PRNGKey(0), example), replicated)
+
+  def rate(loss_name, in_step=False, views=''):
+    step = training.make_train_step(student, tx, losses.get_loss(loss_name, kd), teacher if in_step else None,
+                                    augment=augment.make(views))
+    sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+    jitted = jax.jit(step, in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated),
+                     compiler_options=training.compiler_options(teacher, student) if in_step else None)
+    return _time(lambda: jitted(state, batch, teacher_variables), _STEPS.value, _REPEATS.value)
+
+  print(f'devices: {mesh.size} × {jax.devices()[0].device_kind}; batch {batch_size}; MLP student, CPU-width CNN '
+        f'teacher; median of {_REPEATS.value} × {_STEPS.value} steps', flush=True)
+  print('| step | steps/s | ex/s | × baseline |\n|---|---|---|---|')
+  base = None
+  for name, spec in losses.LOSSES.items():
+    if spec.uses_teacher:
+      steps = rate(name)
+      base = base or steps
+      print(f'| {name}, cached teacher logits | {steps:,.0f} | {steps * batch_size:,.0f} | {steps / base:.2f} |',
+            flush=True)
+  base = rate('distillation', in_step=True)
+  print(f'| distillation, teacher in the step | {base:,.0f} | {base * batch_size:,.0f} | 1.00 |', flush=True)
+  for views in _VIEWS:
+    steps = rate('distillation', in_step=True, views=views)
+    print(f'| distillation, teacher in the step, function matching on {views} | {steps:,.0f} | '
+          f'{steps * batch_size:,.0f} | {steps / base:.2f} |', flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)
