@@ -34,11 +34,11 @@ import numpy as np
 from kd_jax import checkpoints
 from kd_jax import losses
 from kd_jax import reports
+from kd_jax.training import PENULTIMATE
 from kd_jax import similarity
 from kd_jax import trainer
 
 REPRESENTATIONS = ('logits', 'penultimate')
-PENULTIMATE = 'penultimate'  # what every model sows as intermediates/penultimate
 PAPER_BATCH = 500  # the paper's code measured similarity on batches of the test set and averaged them
 
 

@@ -140,6 +140,89 @@ def standardised_distillation(student_logits, teacher_logits, labels, *, tempera
   return _with_gold(term, student_logits, labels, alpha)
 
 
+# ----------------------------------------------------------------------------- feature objectives
+
+def _huber(x):
+  """Smooth L1 with threshold 1 (the l_δ of RKD; torch's smooth_l1_loss)."""
+  return optax.losses.huber_loss(x, delta=1.0)
+
+
+def rkd_terms(student_features, teacher_features, eps: float = 1e-12):
+  """Relational KD (Park et al. 2019) on a batch's features [B, D]: the distance term — pairwise distances, each
+  model's divided by its mean over all pairs (the diagonal included, as the paper's μ over X²) — and the angle term —
+  for every triplet (i, j, k) the cosine of the angle at j between e_ij = normalise(f_i − f_j) and e_kj (0 where
+  i = j or k = j) — each the mean smooth-L1 difference between student and teacher over all pairs / triplets."""
+  def distances(f):
+    squared = jnp.sum(f * f, -1)
+    d2 = jnp.maximum(squared[:, None] + squared[None, :] - 2.0 * f @ f.T, eps)
+    d = jnp.sqrt(d2) * (1.0 - jnp.eye(len(f)))
+    return d / jnp.mean(d)
+
+  def angles(f):
+    diff = f[None, :, :] - f[:, None, :]  # [j, i] = f_i − f_j
+    norm = jnp.sqrt(jnp.maximum(jnp.sum(diff * diff, -1, keepdims=True), eps))
+    unit = jnp.where(norm > jnp.sqrt(eps), diff / norm, 0.0)
+    return jnp.einsum('jid,jkd->jik', unit, unit)
+
+  teacher_features = jax.lax.stop_gradient(teacher_features)
+  distance = jnp.mean(_huber(distances(student_features) - distances(teacher_features)))
+  angle = jnp.mean(_huber(angles(student_features) - angles(teacher_features)))
+  return distance, angle
+
+
+def similarity_preserving_term(student_features, teacher_features):
+  """Similarity-preserving KD (Tung & Mori 2019): the batch's Gram matrices F·Fᵀ [B, B], each row L2-normalised;
+  ‖G_teacher − G_student‖²_F / B²."""
+  def gram(f):
+    g = f @ f.T
+    return g / jnp.maximum(jnp.linalg.norm(g, axis=-1, keepdims=True), 1e-12)
+  diff = gram(jax.lax.stop_gradient(teacher_features)) - gram(student_features)
+  return jnp.sum(diff * diff) / len(student_features) ** 2
+
+
+def linear_cka(x, y):
+  """Linear CKA (Kornblith et al. 2019) of two batches of features [B, Dx], [B, Dy]:
+  ‖Yᶜᵀ Xᶜ‖²_F / (‖Xᶜᵀ Xᶜ‖_F ‖Yᶜᵀ Yᶜ‖_F), features centred over the batch."""
+  x, y = x - x.mean(0), y - y.mean(0)
+  return jnp.sum((y.T @ x) ** 2) / (jnp.linalg.norm(x.T @ x) * jnp.linalg.norm(y.T @ y))
+
+
+def _with_feature_term(feature_term):
+  """A feature objective: the ``distillation`` loss plus ``weight × term(student features, teacher features)``
+  (a batch-level term, the same for every example). The logit term stays: a term on the penultimate layer alone
+  would leave the student's classifier untrained."""
+  def loss(student_logits, teacher_logits, labels, student_features, teacher_features, *, temperature, alpha, scale,
+           **weights):
+    base = distillation_loss(student_logits, teacher_logits, labels, temperature=temperature, alpha=alpha,
+                             scale=scale)
+    return base + feature_term(student_features, jax.lax.stop_gradient(teacher_features), **weights)
+  return loss
+
+
+def _rkd(student_features, teacher_features, *, rkd_distance_weight, rkd_angle_weight):
+  distance, angle = rkd_terms(student_features, teacher_features)
+  return rkd_distance_weight * distance + rkd_angle_weight * angle
+
+
+def _sp(student_features, teacher_features, *, sp_weight):
+  return sp_weight * similarity_preserving_term(student_features, teacher_features)
+
+
+def _cka(student_features, teacher_features, *, cka_weight):
+  return cka_weight * (1.0 - linear_cka(student_features, teacher_features))
+
+
+class FeatureLoss:
+  """A loss that also reads both models' penultimate features: the step calls it with
+  ``(student_logits, teacher_logits, labels, student_features, teacher_features)``."""
+
+  def __init__(self, fn):
+    self.fn = fn
+
+  def __call__(self, *args):
+    return self.fn(*args)
+
+
 def _checked(loss):
   """``loss`` built from config.kd: the KD fields checked, and its own weights finite numbers ≥ 0."""
   def build(temperature: float, alpha: float, scale: str, **fields):
@@ -151,12 +234,19 @@ def _checked(loss):
   return build
 
 
+def _feature_objective(term):
+  """A registry build for ``distillation + term`` (:func:`_with_feature_term`), marked as reading features."""
+  build = _checked(_with_feature_term(term))
+  return lambda **fields: FeatureLoss(build(**fields))
+
+
 @dataclasses.dataclass(frozen=True)
 class LossSpec:
   """A registry entry: ``build(**settings)`` makes the per-example loss from the ``config.kd`` fields it names."""
   build: Callable[..., LossFn]
   kd_fields: Tuple[str, ...] = ()
   uses_teacher: bool = False  # whether the loss reads teacher logits (then the trainer provides them)
+  uses_features: bool = False  # whether it also reads both models' penultimate features (the teacher in the step)
 
 
 # A new loss is one new entry here; its hyperparameters are read from config.kd by name.
@@ -170,6 +260,13 @@ LOSSES: Dict[str, LossSpec] = {
                      kd_fields=('temperature', 'alpha', 'scale', 'dist_inter_weight', 'dist_intra_weight')),
     'standardised_distillation': LossSpec(_checked(standardised_distillation), uses_teacher=True,
                                           kd_fields=('temperature', 'alpha', 'scale')),
+    # Feature objectives: distillation + a term on the penultimate features (the models' intermediates/penultimate).
+    'rkd': LossSpec(_feature_objective(_rkd), uses_teacher=True, uses_features=True,
+                    kd_fields=('temperature', 'alpha', 'scale', 'rkd_distance_weight', 'rkd_angle_weight')),
+    'sp': LossSpec(_feature_objective(_sp), uses_teacher=True, uses_features=True,
+                   kd_fields=('temperature', 'alpha', 'scale', 'sp_weight')),
+    'cka': LossSpec(_feature_objective(_cka), uses_teacher=True, uses_features=True,
+                    kd_fields=('temperature', 'alpha', 'scale', 'cka_weight')),
 }
 
 

@@ -151,6 +151,9 @@ def check_kd_config(config, teacher_loss: str = 'cross_entropy', student_loss: s
   if config.get('cache_teacher_logits', False) and teacher_mode(config) == 'train':
     raise ValueError('config.cache_teacher_logits needs a deterministic teacher: cached logits are eval-mode '
                      "logits, so set cache_teacher_logits=False for config.kd.teacher_mode='train'")
+  if losses.loss_spec(student_loss).uses_features and config.get('cache_teacher_logits', False):
+    raise ValueError(f'the {student_loss!r} objective reads the teacher\'s features in the step: set '
+                     'config.cache_teacher_logits=False')
   targets = config.kd.get('targets', 'teacher')
   if targets not in losses.TARGETS:
     raise ValueError(f'unknown config.kd.targets {targets!r}; choose one of {list(losses.TARGETS)}')
@@ -390,7 +393,8 @@ class TrainingInterrupted(interrupts.Stopped):
 LATER_SETTINGS = {'l2': 0.0, 'l1': 0.0, 'compute_dtype': 'float32', 'matmul_precision': 'default',
                   'kd.targets': 'teacher', 'kd.shared_teacher': False, 'kd.dkd_target_weight': 1.0,
                   'kd.dkd_nontarget_weight': 8.0, 'kd.dist_inter_weight': 1.0, 'kd.dist_intra_weight': 1.0,
-                  'augment': ''}
+                  'augment': '', 'kd.rkd_distance_weight': 25.0, 'kd.rkd_angle_weight': 50.0, 'kd.sp_weight': 3000.0,
+                  'kd.cka_weight': 1.0}
 
 
 class SettingsMismatchError(ValueError):

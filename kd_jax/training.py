@@ -23,7 +23,10 @@ import optax
 from kd_jax import interrupts
 from kd_jax import sharding
 from kd_jax.input_pipeline import Batches
+from kd_jax.losses import FeatureLoss
 from kd_jax.losses import LossFn
+
+PENULTIMATE = 'penultimate'  # what every model sows as intermediates/penultimate (the input of its output layer)
 
 
 @flax.struct.dataclass
@@ -148,6 +151,11 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
 
   student_apply = apply_fn(model, compute_dtype)
   teacher_apply = apply_fn(teacher, compute_dtype) if teacher is not None else None
+  # A feature objective (losses.FeatureLoss) also reads what both models sow as intermediates/penultimate.
+  features = isinstance(loss_fn, FeatureLoss)
+  if features and teacher is None:
+    raise ValueError('a feature objective needs the teacher in the step (its features), not cached logits')
+  captured = ['intermediates'] if features else []
 
   def train_step(state: TrainState, batch: Dict[str, jax.Array], teacher_variables):
     step_key = jax.random.fold_in(state.rng, state.step)
@@ -157,20 +165,28 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
       inputs = augment(jax.random.fold_in(step_key, 2), inputs)
     weights = batch['weights'] if 'weights' in batch else jnp.ones(labels.shape, jnp.float32)
     weighted_mean = lambda x: (x * weights).sum() / jnp.maximum(weights.sum(), 1.0)
-    teacher_logits = batch.get('teacher_logits')
+    teacher_logits, teacher_features = batch.get('teacher_logits'), None
     if teacher is not None:
       if teacher_train_mode:
-        teacher_logits, _ = teacher_apply(teacher_variables, inputs, train=True,
-                                          rngs={'dropout': teacher_key}, mutable=['batch_stats'])
+        teacher_logits, teacher_out = teacher_apply(teacher_variables, inputs, train=True, rngs={'dropout': teacher_key},
+                                                    mutable=['batch_stats', *captured])
+      elif features:
+        teacher_logits, teacher_out = teacher_apply(teacher_variables, inputs, train=False, mutable=captured)
       else:
         teacher_logits = teacher_apply(teacher_variables, inputs, train=False)
+      if features:
+        teacher_features = jax.lax.stop_gradient(teacher_out['intermediates'][PENULTIMATE][0])
     if teacher_logits is not None:
       teacher_logits = jax.lax.stop_gradient(teacher_logits)
 
     def loss_of(params):
       logits, updates = student_apply({'params': params, 'batch_stats': state.batch_stats}, inputs, train=True,
-                                    rngs={'dropout': student_key}, mutable=['batch_stats'])
-      return weighted_mean(loss_fn(logits, teacher_logits, labels)), (logits, updates['batch_stats'])
+                                      rngs={'dropout': student_key}, mutable=['batch_stats', *captured])
+      if features:
+        loss = loss_fn(logits, teacher_logits, labels, updates['intermediates'][PENULTIMATE][0], teacher_features)
+      else:
+        loss = loss_fn(logits, teacher_logits, labels)
+      return weighted_mean(loss), (logits, updates['batch_stats'])
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)

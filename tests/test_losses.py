@@ -200,3 +200,93 @@ def test_objective_weights_are_checked():
                                 dkd_nontarget_weight=-1))
   with pytest.raises(ValueError, match=r'loss .dist. needs config.kd.dist_inter_weight, config.kd.dist_intra_weight'):
     losses.get_loss('dist', dict(temperature=1.0, alpha=1.0, scale='hinton'))
+
+
+# ----------------------------------------------------------------------------- feature objectives, against numpy
+
+def _smooth_l1(x):
+  x = np.abs(x)
+  return np.where(x < 1, 0.5 * x * x, x - 0.5)
+
+
+def _rkd_reference(s, t):
+  """Park et al.'s ψ_D (distance over the mean distance of all pairs X², diagonal included) and ψ_A (cosine of the
+  angle at j, 0 for a degenerate pair), with explicit loops; mean smooth L1 over pairs and over triplets."""
+  def psi_d(f):
+    d = np.array([[np.linalg.norm(a - b) for b in f] for a in f])
+    return d / d.mean()
+
+  def psi_a(f):
+    n = len(f)
+    out = np.zeros((n, n, n))
+    for i in range(n):
+      for j in range(n):
+        for k in range(n):
+          if i != j and k != j:
+            u, v = f[i] - f[j], f[k] - f[j]
+            out[j, i, k] = u @ v / (np.linalg.norm(u) * np.linalg.norm(v))
+    return out
+  s, t = np.asarray(s, np.float64), np.asarray(t, np.float64)
+  return _smooth_l1(psi_d(s) - psi_d(t)).mean(), _smooth_l1(psi_a(s) - psi_a(t)).mean()
+
+
+def _features(seed, n=6, ds=5, dt=3):
+  rng = np.random.default_rng(seed)
+  return rng.normal(size=(n, ds)).astype(np.float32), rng.normal(size=(n, dt)).astype(np.float32)
+
+
+def _feature_loss(name, **fields):
+  return losses.get_loss(name, dict(temperature=2.0, alpha=1.0, scale='hinton', **fields))
+
+
+@pytest.mark.parametrize('distance_weight,angle_weight,seed', [(25.0, 50.0, 5), (1.0, 0.0, 6)])
+def test_rkd_against_its_definition(distance_weight, angle_weight, seed):
+  s, t = _features(seed)
+  distance, angle = _rkd_reference(s, t)
+  loss = _feature_loss('rkd', rkd_distance_weight=distance_weight, rkd_angle_weight=angle_weight)
+  logits = np.zeros((len(s), 3), np.float32)  # equal logits: the distillation part is 0
+  expected = distance_weight * distance + angle_weight * angle
+  chex.assert_trees_all_close(loss(logits, logits, np.zeros(len(s), int), s, t), np.full(len(s), expected, np.float32),
+                              rtol=1e-4)
+  # Known answer: relations ignore the teacher's scale, rotation and offset.
+  rotation = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))[0]
+  same = 3.0 * t @ rotation + 1.0
+  chex.assert_trees_all_close(losses.rkd_terms(same, t), (0.0, 0.0), atol=1e-5)
+
+
+@pytest.mark.parametrize('weight,seed', [(3000.0, 7), (1.0, 8)])
+def test_similarity_preserving_against_its_definition(weight, seed):
+  s, t = _features(seed, n=5)
+  def gram(f):
+    g = np.asarray(f, np.float64) @ np.asarray(f, np.float64).T
+    return g / np.linalg.norm(g, axis=1, keepdims=True)
+  expected = weight * np.sum((gram(t) - gram(s)) ** 2) / len(s) ** 2
+  logits = np.zeros((len(s), 3), np.float32)
+  chex.assert_trees_all_close(_feature_loss('sp', sp_weight=weight)(logits, logits, np.zeros(len(s), int), s, t),
+                              np.full(len(s), expected, np.float32), rtol=1e-4)
+  chex.assert_trees_all_close(losses.similarity_preserving_term(2.0 * t, t), 0.0, atol=1e-6)  # scale-free
+
+
+@pytest.mark.parametrize('weight,seed', [(1.0, 9), (5.0, 10)])
+def test_linear_cka_against_its_definition(weight, seed):
+  s, t = _features(seed, n=8)
+  x, y = (np.asarray(a, np.float64) - np.asarray(a, np.float64).mean(0) for a in (s, t))
+  # Kornblith et al.'s HSIC form: CKA = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)), K = XXᵀ, L = YYᵀ, centred.
+  hsic = lambda k, l: np.trace(k @ l)
+  k, l = x @ x.T, y @ y.T
+  cka = hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
+  logits = np.zeros((len(s), 3), np.float32)
+  chex.assert_trees_all_close(_feature_loss('cka', cka_weight=weight)(logits, logits, np.zeros(len(s), int), s, t),
+                              np.full(len(s), weight * (1 - cka), np.float32), rtol=1e-4)
+  rotation = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))[0]
+  chex.assert_trees_all_close(losses.linear_cka(2.0 * t @ rotation + 1.0, t), 1.0, rtol=1e-5)  # known answer
+
+
+def test_a_feature_objective_adds_its_term_to_distillation():
+  s, t = _features(11)
+  student, teacher = np.asarray(_batch(12, n=6, c=4)[0]), np.asarray(_batch(13, n=6, c=4)[0])
+  labels = np.arange(6) % 4
+  kd = losses.get_loss('distillation', dict(temperature=2.0, alpha=0.7, scale='hinton'))(student, teacher, labels)
+  cka = losses.get_loss('cka', dict(temperature=2.0, alpha=0.7, scale='hinton', cka_weight=2.0))
+  chex.assert_trees_all_close(cka(student, teacher, labels, s, t), kd + 2.0 * (1 - losses.linear_cka(s, t)), rtol=1e-5)
+  assert isinstance(cka, losses.FeatureLoss) and losses.loss_spec('cka').uses_features

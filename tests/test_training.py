@@ -436,3 +436,27 @@ def test_a_bfloat16_step_keeps_float32_state_and_follows_float32_losses():
   assert not np.array_equal(bf16_losses, runs['float32'][1])
   np.testing.assert_allclose(bf16_losses[0], runs['float32'][1][0], rtol=0.01)
   np.testing.assert_allclose(bf16_losses, runs['float32'][1], rtol=0.1)
+
+
+def test_a_feature_objective_reads_both_models_penultimate_features():
+  teacher = models.create_model('cnn', **SMALL_CNN)
+  teacher_variables = training.init_variables(teacher, jax.random.PRNGKey(7), IMAGE)
+  student = models.create_model('mlp', hidden_sizes=(32, 16))
+  tx = training.make_optimizer(OPT, 8)
+  loss_fn = losses.get_loss('cka', dict(**KD, cka_weight=5.0))
+  state = training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE)
+  split = _split(16)
+  batch = {'inputs': jnp.asarray(split.images), 'label': jnp.asarray(split.labels)}
+  _, metrics = jax.jit(training.make_train_step(student, tx, loss_fn, teacher))(state, batch, teacher_variables)
+  # The same loss from the models' sown features, computed here.
+  teacher_logits, sown = teacher.apply(teacher_variables, batch['inputs'], train=False, mutable=['intermediates'])
+  student_key = jax.random.split(jax.random.fold_in(state.rng, state.step))[0]
+  logits, student_sown = student.apply(state.variables, batch['inputs'], train=True, rngs={'dropout': student_key},
+                                       mutable=['batch_stats', 'intermediates'])
+  features = (student_sown['intermediates']['penultimate'][0], sown['intermediates']['penultimate'][0])
+  assert features[0].shape == (16, 16) and features[1].shape[0] == 16
+  expected = jnp.mean(losses.get_loss('distillation', KD)(logits, teacher_logits, batch['label'])) + 5.0 * (
+      1.0 - losses.linear_cka(*features))
+  chex.assert_trees_all_close(metrics['loss'], expected, rtol=1e-5)
+  with pytest.raises(ValueError, match='a feature objective needs the teacher in the step'):
+    training.make_train_step(student, tx, loss_fn)

@@ -8,6 +8,7 @@ epochs) and ``smoke`` (seconds-long, for tests).
 import ml_collections
 
 from kd_jax import config_lib
+from kd_jax import losses
 
 # Per MNIST model: its model_kwargs under each variant and its CPU training settings. A new model is one
 # entry here and one in kd_jax/mnist/models.py's MODELS.
@@ -72,6 +73,9 @@ def _shared_fields(config: ml_collections.ConfigDict):
       # The other objectives' own weights (kd_jax/losses.py), their authors' defaults: DKD's target and non-target
       # terms (Zhao et al. 2022), DIST's inter- and intra-class relations (Huang et al. 2022).
       dkd_target_weight=1.0, dkd_nontarget_weight=8.0, dist_inter_weight=1.0, dist_intra_weight=1.0,
+      # Feature objectives' weights (added to distillation): RKD's distance and angle terms (Park et al. 2019),
+      # similarity preservation (Tung & Mori 2019), 1 − linear CKA (Kornblith et al. 2019).
+      rkd_distance_weight=25.0, rkd_angle_weight=50.0, sp_weight=3000.0, cka_weight=1.0,
       # True: a saved teacher path without '{seed}' is meant to serve every seed (the report says "one teacher for
       # all seeds"); False: such a path is refused, since the seeds would not be independent runs.
       shared_teacher=False,
@@ -203,8 +207,8 @@ def _grid_mlp_regularisers(config):
   config.models.mlp.update(PAPER_REGULARISERS['mlp'])
 
 
-# The teacher objectives compared by the objectives grid (kd_jax/losses.py).
-OBJECTIVES = ('distillation', 'dkd', 'dist', 'standardised_distillation')
+# The teacher objectives compared by the objectives grid (kd_jax/losses.py): logit ones, then feature ones.
+OBJECTIVES = ('distillation', 'dkd', 'dist', 'standardised_distillation', 'rkd', 'sp', 'cka')
 # Function matching's views: Beyer et al.'s kind (crops, and mixup off the data manifold) — none of them MNIST-C's
 # test corruptions — and MNIST-C's own kind (shifts and shrinks, freshly drawn), each beside its gold-label control
 # (the independent MLP with the label-preserving part).
@@ -218,7 +222,10 @@ def _grid_objectives(config):
   students with its independent MLP: the no-KD MLP without augmentation, the gold-label augmentation control with."""
   _grid_ablation(config)
   config.models.mlp.update(PAPER_REGULARISERS['mlp'])
-  plain = tuple((objective, {'student_loss': objective}) for objective in OBJECTIVES)
+  # Feature objectives read the teacher's features in the step: nothing to cache.
+  plain = tuple((objective, {'student_loss': objective,
+                             'cache_teacher_logits': not losses.loss_spec(objective).uses_features})
+                for objective in OBJECTIVES)
   matched = tuple((f'{objective}_{name}', {'student_loss': objective, 'cache_teacher_logits': False,
                                            'student_overrides': {'augment': student_views},
                                            'models': {'mlp': {'augment': control_views}}})

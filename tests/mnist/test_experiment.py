@@ -222,6 +222,9 @@ def test_missing_teacher_checkpoint_never_means_a_random_teacher(tiny_mnist_dir,
     ({'eval.batch_size': 0}, ValueError, r'config.eval.batch_size must be an integer ≥ 1, got 0'),
     ({'log_every_steps': 0}, ValueError, r'config.log_every_steps must be an integer ≥ 1'),
     ({'divergence_factor': -1.0}, ValueError, r'config.divergence_factor must be a finite number ≥ 0, got -1.0'),
+    ({'student.loss': 'rkd', 'cache_teacher_logits': True}, ValueError,
+     r"the 'rkd' objective reads the teacher's features in the step: set config.cache_teacher_logits=False"),
+    ({'student.loss': 'sp', 'kd.sp_weight': -1.0}, ValueError, r'config.kd.sp_weight must be a finite number ≥ 0'),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, overrides, error, match):
   config = smoke_config('/nonexistent/mnist' if error is ValueError else '', **overrides)
@@ -307,7 +310,7 @@ def test_the_ablation_and_regularised_grid_configs_are_valid():
   grid.check(regularised)
   assert (regularised.models.mlp.l1, regularised.models.mlp.l2, regularised.models.cnn.l2) == (1e-5, 1e-5, 0.0)
   objectives = grid.check(load_config('mnist_objectives'))
-  assert len(objectives) == 12 and {sub.student_loss for sub in objectives.values()} == set(losses.LOSSES) - {
+  assert len(objectives) == 3 * 7 and {sub.student_loss for sub in objectives.values()} == set(losses.LOSSES) - {
       'cross_entropy'}
   matched = objectives['dkd_fm_crop_mixup']  # the student on crops + mixup, its gold-label control on crops
   assert (grid.role_config(matched, 'mlp', 'student').augment, matched.models.mlp.augment) == ('crop,mixup', 'crop')
