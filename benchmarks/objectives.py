@@ -57,12 +57,14 @@ def main(_):
   student = models.create_model('mlp')
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   example = batch['inputs'][:1]
-  state = jax.device_put(training.init_state(student, tx, jax.random.PRNGKey(1), example), replicated)
   teacher_variables = jax.device_put(training.init_variables(teacher, jax.random.PRNGKey(0), example), replicated)
 
   def rate(loss_name, in_step=False, views=''):
-    step = training.make_train_step(student, tx, losses.get_loss(loss_name, kd), teacher if in_step else None,
-                                    augment=augment.make(views))
+    loss_fn = losses.get_loss(loss_name, kd)
+    dims = ((training.penultimate_size(student, example), training.penultimate_size(teacher, example))
+            if getattr(loss_fn, 'projects', False) else None)  # FitNets' projector
+    state = jax.device_put(training.init_state(student, tx, jax.random.PRNGKey(1), example, dims), replicated)
+    step = training.make_train_step(student, tx, loss_fn, teacher if in_step else None, augment=augment.make(views))
     sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
     jitted = jax.jit(step, in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated),
                      compiler_options=training.compiler_options(teacher, student) if in_step else None)

@@ -1,8 +1,8 @@
 """Which way of distilling carries the CNN's inductive bias furthest? CNN→MLP with each teacher objective (KD, DKD,
-DIST, logit standardisation; RKD, similarity preservation, linear CKA on the penultimate features, added to KD), from
-cached logits (the feature ones with the teacher in the step) and with function matching (teacher and student on the
-same fresh view: crops + mixup; shifts + shrinks), 4 seeds, at the ablation's winning recipe (MLP L1 = L2 = 1e-5, 50
-epochs): 21 factors.
+DIST, logit standardisation; RKD, similarity preservation, linear CKA and FitNets on the penultimate features, added
+to KD), from cached logits (the feature ones with the teacher in the step) and with function matching (teacher and
+student on the same fresh view: crops + mixup; shifts + shrinks), 4 seeds, at the ablation's winning recipe (MLP
+L1 = L2 = 1e-5, 50 epochs): 24 factors.
 
 Each factor is a resumable grid in <workdir>/<factor>: its independent MLP is the no-KD MLP (plain factors) or the
 gold-label control with the same label-preserving augmentation (function-matching factors); ablation.md/.json gives

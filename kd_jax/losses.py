@@ -208,16 +208,23 @@ def _sp(student_features, teacher_features, *, sp_weight):
   return sp_weight * similarity_preserving_term(student_features, teacher_features)
 
 
+def _fitnets(projected_features, teacher_features, *, fitnets_weight):
+  """FitNets' hint (Romero et al. 2015): the mean squared difference between the student's projected penultimate
+  features and the teacher's (mdistiller's form, its weight 100)."""
+  return fitnets_weight * jnp.mean((projected_features - teacher_features) ** 2)
+
+
 def _cka(student_features, teacher_features, *, cka_weight):
   return cka_weight * (1.0 - linear_cka(student_features, teacher_features))
 
 
 class FeatureLoss:
   """A loss that also reads both models' penultimate features: the step calls it with
-  ``(student_logits, teacher_logits, labels, student_features, teacher_features)``."""
+  ``(student_logits, teacher_logits, labels, student_features, teacher_features)``; with ``projects``, the student's
+  features first pass through its learned projector to the teacher's size (FitNets)."""
 
-  def __init__(self, fn):
-    self.fn = fn
+  def __init__(self, fn, projects: bool = False):
+    self.fn, self.projects = fn, projects
 
   def __call__(self, *args):
     return self.fn(*args)
@@ -234,10 +241,10 @@ def _checked(loss):
   return build
 
 
-def _feature_objective(term):
+def _feature_objective(term, projects: bool = False):
   """A registry build for ``distillation + term`` (:func:`_with_feature_term`), marked as reading features."""
   build = _checked(_with_feature_term(term))
-  return lambda **fields: FeatureLoss(build(**fields))
+  return lambda **fields: FeatureLoss(build(**fields), projects)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,6 +274,8 @@ LOSSES: Dict[str, LossSpec] = {
                    kd_fields=('temperature', 'alpha', 'scale', 'sp_weight')),
     'cka': LossSpec(_feature_objective(_cka), uses_teacher=True, uses_features=True,
                     kd_fields=('temperature', 'alpha', 'scale', 'cka_weight')),
+    'fitnets': LossSpec(_feature_objective(_fitnets, projects=True), uses_teacher=True, uses_features=True,
+                        kd_fields=('temperature', 'alpha', 'scale', 'fitnets_weight')),
 }
 
 

@@ -174,12 +174,12 @@ def example_input(split):
   return split.batch(np.arange(1))['inputs']
 
 
-def init_instances(model, tx, seeds: Sequence[int], stream: int, stacked: bool, example):
+def init_instances(model, tx, seeds: Sequence[int], stream: int, stacked: bool, example, projector_dims=None):
   """The initial state of seed ``s`` is init_state(fold_in(PRNGKey(s), stream)); stacked: one per seed, vmapped."""
   keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), stream) for s in seeds])
   if stacked:
-    return jax.vmap(lambda key: training.init_state(model, tx, key, example))(keys)
-  return training.init_state(model, tx, keys[0], example)
+    return jax.vmap(lambda key: training.init_state(model, tx, key, example, projector_dims))(keys)
+  return training.init_state(model, tx, keys[0], example, projector_dims)
 
 
 def train_model(name: str, cfg, config, model, train, mesh, directory: str, writer: Optional[MetricWriter], *,
@@ -212,7 +212,12 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
   batches = input_pipeline.Batches(train, orders, stacked, teacher_logits)
   num_steps = max(1, int(round(cfg.num_epochs * batches.steps_per_epoch)))
   tx = training.make_optimizer(cfg, num_steps)
-  state = init_instances(model, tx, seeds, stream, stacked, example_input(train))
+  loss_fn = losses.get_loss(cfg.loss, config.kd)
+  projector_dims = None
+  if getattr(loss_fn, 'projects', False):  # FitNets: a projector from the student's features to the teacher's
+    projector_dims = (training.penultimate_size(model, example_input(train)),
+                      training.penultimate_size(teacher, example_input(train)))
+  state = init_instances(model, tx, seeds, stream, stacked, example_input(train), projector_dims)
   settings = run_settings(cfg, config, train, seeds=seeds, stream=stream, stacked=stacked, num_steps=num_steps,
                           teacher_targets=teacher_logits if teacher_logits is not None else teacher_variables)
   meta = {'model': cfg.model, 'model_kwargs': cfg.model_kwargs.to_dict(), 'phase': name, 'num_steps': num_steps,
@@ -261,7 +266,7 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
     checkpoints.save_snapshot(snapshot_mngr, done, s.variables,
                               {**meta, 'epoch': done / batches.steps_per_epoch})
 
-  step = training.make_train_step(model, tx, losses.get_loss(cfg.loss, config.kd), teacher,
+  step = training.make_train_step(model, tx, loss_fn, teacher,
                                   teacher_train_mode=teacher_mode(config) == 'train',
                                   compute_dtype=config.compute_dtype, augment=augment)
   try:
@@ -394,7 +399,7 @@ LATER_SETTINGS = {'l2': 0.0, 'l1': 0.0, 'compute_dtype': 'float32', 'matmul_prec
                   'kd.targets': 'teacher', 'kd.shared_teacher': False, 'kd.dkd_target_weight': 1.0,
                   'kd.dkd_nontarget_weight': 8.0, 'kd.dist_inter_weight': 1.0, 'kd.dist_intra_weight': 1.0,
                   'augment': '', 'kd.rkd_distance_weight': 25.0, 'kd.rkd_angle_weight': 50.0, 'kd.sp_weight': 3000.0,
-                  'kd.cka_weight': 1.0}
+                  'kd.cka_weight': 1.0, 'kd.fitnets_weight': 100.0}
 
 
 class SettingsMismatchError(ValueError):

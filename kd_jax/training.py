@@ -27,6 +27,9 @@ from kd_jax.losses import FeatureLoss
 from kd_jax.losses import LossFn
 
 PENULTIMATE = 'penultimate'  # what every model sows as intermediates/penultimate (the input of its output layer)
+# FitNets' learned linear map from the student's penultimate features to the teacher's: trained with the student (a
+# top-level entry of its params, which Flax's apply ignores), saved for resuming, left out of its variables.
+HINT_PROJECTOR = 'hint_projector'
 
 
 @flax.struct.dataclass
@@ -39,7 +42,11 @@ class TrainState:
 
   @property
   def variables(self):
-    return {'params': self.params, 'batch_stats': self.batch_stats}
+    """The model's variables: what is evaluated and exported (a FitNets projector trained beside it is not)."""
+    params = self.params
+    if isinstance(params, dict) and HINT_PROJECTOR in params:
+      params = {k: v for k, v in params.items() if k != HINT_PROJECTOR}
+    return {'params': params, 'batch_stats': self.batch_stats}
 
 
 def init_variables(model: nn.Module, rng: jax.Array, example_input):
@@ -49,15 +56,27 @@ def init_variables(model: nn.Module, rng: jax.Array, example_input):
 
 
 def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
-               example_input) -> TrainState:
+               example_input, projector_dims: Optional[Sequence[int]] = None) -> TrainState:
+  """``projector_dims`` (student features, teacher features): also a FitNets projector (:data:`HINT_PROJECTOR`)."""
   @jax.jit  # one compilation instead of op-by-op dispatch of every initializer
   def init(rng):
     init_rng, dropout_rng = jax.random.split(rng)
     variables = init_variables(model, init_rng, example_input)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
-                      batch_stats=variables['batch_stats'], opt_state=tx.init(variables['params']),
-                      rng=dropout_rng)
+    params = variables['params']
+    if projector_dims:
+      kernel = nn.initializers.lecun_normal()(jax.random.fold_in(init_rng, 1), tuple(projector_dims))
+      params = {**params, HINT_PROJECTOR: {'kernel': kernel, 'bias': jnp.zeros(projector_dims[1])}}
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables['batch_stats'],
+                      opt_state=tx.init(params), rng=dropout_rng)
   return init(rng)
+
+
+def penultimate_size(model: nn.Module, example_input) -> int:
+  """The size of the features ``model`` sows as intermediates/penultimate (from shapes only)."""
+  def sown(key):
+    variables = model.init({'params': key}, example_input, train=False)
+    return model.apply(variables, example_input, train=False, mutable=['intermediates'])[1]
+  return jax.eval_shape(sown, jax.random.PRNGKey(0))['intermediates'][PENULTIMATE][0].shape[-1]
 
 
 def apply_fn(model: nn.Module, compute_dtype: str = 'float32') -> Callable:
@@ -183,7 +202,10 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
       logits, updates = student_apply({'params': params, 'batch_stats': state.batch_stats}, inputs, train=True,
                                       rngs={'dropout': student_key}, mutable=['batch_stats', *captured])
       if features:
-        loss = loss_fn(logits, teacher_logits, labels, updates['intermediates'][PENULTIMATE][0], teacher_features)
+        student_features = updates['intermediates'][PENULTIMATE][0]
+        if loss_fn.projects:  # FitNets: the student's features through its learned projector
+          student_features = student_features @ params[HINT_PROJECTOR]['kernel'] + params[HINT_PROJECTOR]['bias']
+        loss = loss_fn(logits, teacher_logits, labels, student_features, teacher_features)
       else:
         loss = loss_fn(logits, teacher_logits, labels)
       return weighted_mean(loss), (logits, updates['batch_stats'])

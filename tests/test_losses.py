@@ -290,3 +290,17 @@ def test_a_feature_objective_adds_its_term_to_distillation():
   cka = losses.get_loss('cka', dict(temperature=2.0, alpha=0.7, scale='hinton', cka_weight=2.0))
   chex.assert_trees_all_close(cka(student, teacher, labels, s, t), kd + 2.0 * (1 - losses.linear_cka(s, t)), rtol=1e-5)
   assert isinstance(cka, losses.FeatureLoss) and losses.loss_spec('cka').uses_features
+
+
+@pytest.mark.parametrize('weight,seed', [(100.0, 14), (1.0, 15)])
+def test_fitnets_hint_against_its_definition(weight, seed):
+  # The step hands FitNets the student's features already projected to the teacher's size (tests/test_training.py).
+  rng = np.random.default_rng(seed)
+  projected, t = rng.normal(size=(6, 3)).astype(np.float32), rng.normal(size=(6, 3)).astype(np.float32)
+  loss = _feature_loss('fitnets', fitnets_weight=weight)
+  logits = np.zeros((6, 3), np.float32)
+  expected = weight * np.mean((projected.astype(np.float64) - t) ** 2)  # Romero et al.'s hint, mean-squared
+  chex.assert_trees_all_close(loss(logits, logits, np.zeros(6, int), projected, t), np.full(6, expected, np.float32),
+                              rtol=1e-5)
+  assert loss.projects and not _feature_loss('cka', cka_weight=1.0).projects
+  chex.assert_trees_all_close(loss(logits, logits, np.zeros(6, int), t, t), np.zeros(6), atol=1e-6)  # known answer

@@ -460,3 +460,30 @@ def test_a_feature_objective_reads_both_models_penultimate_features():
   chex.assert_trees_all_close(metrics['loss'], expected, rtol=1e-5)
   with pytest.raises(ValueError, match='a feature objective needs the teacher in the step'):
     training.make_train_step(student, tx, loss_fn)
+
+
+def test_the_fitnets_projector_trains_with_the_student_and_is_left_out_of_its_variables():
+  teacher = models.create_model('cnn', **SMALL_CNN)
+  teacher_variables = training.init_variables(teacher, jax.random.PRNGKey(7), IMAGE)
+  student = models.create_model('mlp', hidden_sizes=(32, 16))
+  dims = (training.penultimate_size(student, IMAGE), training.penultimate_size(teacher, IMAGE))
+  assert dims == (16, SMALL_CNN['maxout_units'][-1])
+  tx = training.make_optimizer(OPT, 8)
+  state = training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE, projector_dims=dims)
+  assert state.params[training.HINT_PROJECTOR]['kernel'].shape == dims
+  assert training.HINT_PROJECTOR not in state.variables['params']  # what is evaluated and exported
+  loss_fn = losses.get_loss('fitnets', dict(**KD, fitnets_weight=100.0))
+  split = _split(16)
+  batch = {'inputs': jnp.asarray(split.images), 'label': jnp.asarray(split.labels)}
+  new_state, metrics = jax.jit(training.make_train_step(student, tx, loss_fn, teacher))(state, batch, teacher_variables)
+  projector, before = new_state.params[training.HINT_PROJECTOR], state.params[training.HINT_PROJECTOR]
+  assert float(jnp.abs(projector['kernel'] - before['kernel']).max()) > 0  # trained by the hint
+  # The step's loss: KD plus the hint on the projected student features.
+  teacher_logits, sown = teacher.apply(teacher_variables, batch['inputs'], train=False, mutable=['intermediates'])
+  student_key = jax.random.split(jax.random.fold_in(state.rng, state.step))[0]
+  logits, student_sown = student.apply(state.variables, batch['inputs'], train=True, rngs={'dropout': student_key},
+                                       mutable=['batch_stats', 'intermediates'])
+  projected = student_sown['intermediates']['penultimate'][0] @ before['kernel'] + before['bias']
+  expected = jnp.mean(losses.get_loss('distillation', KD)(logits, teacher_logits, batch['label'])) + 100.0 * jnp.mean(
+      (projected - sown['intermediates']['penultimate'][0]) ** 2)
+  chex.assert_trees_all_close(metrics['loss'], expected, rtol=1e-5)

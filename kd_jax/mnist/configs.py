@@ -76,6 +76,7 @@ def _shared_fields(config: ml_collections.ConfigDict):
       # Feature objectives' weights (added to distillation): RKD's distance and angle terms (Park et al. 2019),
       # similarity preservation (Tung & Mori 2019), 1 − linear CKA (Kornblith et al. 2019).
       rkd_distance_weight=25.0, rkd_angle_weight=50.0, sp_weight=3000.0, cka_weight=1.0,
+      fitnets_weight=100.0,  # FitNets' hint through a learned projector (Romero et al. 2015; mdistiller's weight)
       # True: a saved teacher path without '{seed}' is meant to serve every seed (the report says "one teacher for
       # all seeds"); False: such a path is refused, since the seeds would not be independent runs.
       shared_teacher=False,
@@ -208,7 +209,7 @@ def _grid_mlp_regularisers(config):
 
 
 # The teacher objectives compared by the objectives grid (kd_jax/losses.py): logit ones, then feature ones.
-OBJECTIVES = ('distillation', 'dkd', 'dist', 'standardised_distillation', 'rkd', 'sp', 'cka')
+OBJECTIVES = ('distillation', 'dkd', 'dist', 'standardised_distillation', 'rkd', 'sp', 'cka', 'fitnets')
 # Function matching's views: Beyer et al.'s kind (crops, and mixup off the data manifold) — none of them MNIST-C's
 # test corruptions — and MNIST-C's own kind (shifts and shrinks, freshly drawn), each beside its gold-label control
 # (the independent MLP with the label-preserving part).

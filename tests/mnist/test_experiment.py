@@ -310,7 +310,7 @@ def test_the_ablation_and_regularised_grid_configs_are_valid():
   grid.check(regularised)
   assert (regularised.models.mlp.l1, regularised.models.mlp.l2, regularised.models.cnn.l2) == (1e-5, 1e-5, 0.0)
   objectives = grid.check(load_config('mnist_objectives'))
-  assert len(objectives) == 3 * 7 and {sub.student_loss for sub in objectives.values()} == set(losses.LOSSES) - {
+  assert len(objectives) == 3 * 8 and {sub.student_loss for sub in objectives.values()} == set(losses.LOSSES) - {
       'cross_entropy'}
   matched = objectives['dkd_fm_crop_mixup']  # the student on crops + mixup, its gold-label control on crops
   assert (grid.role_config(matched, 'mlp', 'student').augment, matched.models.mlp.augment) == ('crop,mixup', 'crop')
