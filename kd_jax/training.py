@@ -28,7 +28,8 @@ from kd_jax.losses import LossFn
 
 PENULTIMATE = 'penultimate'  # what every model sows as intermediates/penultimate (the input of its output layer)
 # FitNets' learned linear map from the student's penultimate features to the teacher's: trained with the student (a
-# top-level entry of its params, which Flax's apply ignores), saved for resuming, left out of its variables.
+# top-level entry of its params, which Flax's apply ignores; its kernel takes the phase's L1/L2 like every kernel),
+# saved for resuming, left out of its variables.
 HINT_PROJECTOR = 'hint_projector'
 
 
@@ -187,8 +188,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
     teacher_logits, teacher_features = batch.get('teacher_logits'), None
     if teacher is not None:
       if teacher_train_mode:
-        teacher_logits, teacher_out = teacher_apply(teacher_variables, inputs, train=True, rngs={'dropout': teacher_key},
-                                                    mutable=['batch_stats', *captured])
+        teacher_logits, teacher_out = teacher_apply(teacher_variables, inputs, train=True,
+                                                    rngs={'dropout': teacher_key}, mutable=['batch_stats', *captured])
       elif features:
         teacher_logits, teacher_out = teacher_apply(teacher_variables, inputs, train=False, mutable=captured)
       else:
