@@ -275,6 +275,10 @@ def run_factors(config: ml_collections.ConfigDict, subs: Dict[str, ml_collection
     logging.info('Ablation factor %r: grid in %s', factor, directory)
     grids[factor] = run_grid(sub, directory)
     ablation = report.student_epochs_summary(grids)
+    first = next(iter(grids.values()))
+    for name, grid_report in grids.items():
+      ablation['student_epochs'][name]['gain_over_first_factor_independent'] = report.gains_over_independent(
+          grid_report, first)
     ablation['factors'] = {name: json.loads(json.dumps(dict(changes), default=lambda c: c.to_dict()))
                            for name, changes in config.factors}
     ablation['factors_to_run'] = [name for name in subs if name not in grids]

@@ -135,12 +135,12 @@ def test_ablation_one_grid_per_factor_teachers_trained_once_per_setting(tiny_mni
   config = grid_smoke_config(tiny_mnist_dir, **{'data.num_test': 0, 'seed_parallelism': 'sequential',
                                                 'setups': ('mlp', 'mlp_to_mlp'), 'models.mlp.num_epochs': 1.0})
   config.factors = (('base', {}), ('softer', {'kd': {'temperature': 2.0}}),
-                    ('mlp_l1', {'models': {'mlp': {'l1': 1e-3}}}))
+                    ('mlp_l1', {'models': {'mlp': {'l1': 1e-2}}}))
   ablation = grid.run(config, str(tmp_path))
   assert list(ablation['student_epochs']) == ['base', 'softer', 'mlp_l1']  # the order given, not sorted
   grids = {f: json.load(open(tmp_path / f / 'grid.json')) for f in ('base', 'softer', 'mlp_l1')}
   assert grids['softer']['config']['kd']['temperature'] == 2.0 and grids['base']['config']['kd']['temperature'] == 5
-  assert grids['mlp_l1']['config']['models']['mlp']['l1'] == 1e-3
+  assert grids['mlp_l1']['config']['models']['mlp']['l1'] == 1e-2
   # 'softer' changes only the students: its teachers are base's, restored, not trained again.
   assert not os.path.exists(tmp_path / 'softer' / 'mlp')
   assert grids['softer']['config']['models']['mlp']['checkpoint'] == str(tmp_path / 'base' / 'mlp' / 'seed_{seed}')
@@ -152,8 +152,16 @@ def test_ablation_one_grid_per_factor_teachers_trained_once_per_setting(tiny_mni
   for factor, report in grids.items():
     gain = ablation['student_epochs'][factor]['gain_over_independent']['mlp_to_mlp']['mnist_translate']
     assert gain['mean'] == pytest.approx(_paired_translate_gain(report, 'mlp_to_mlp', 'mlp'))
+    # Also against the first factor's independent MLP (one baseline for all; mlp_l1's own MLP changed with it).
+    students = [i['mnist_translate']['accuracy'] for i in report['setups']['mlp_to_mlp']['instances']]
+    baseline = [i['mnist_translate']['accuracy'] for i in grids['base']['setups']['mlp']['instances']]
+    first_gain = ablation['student_epochs'][factor]['gain_over_first_factor_independent']['mlp_to_mlp']
+    assert first_gain['mnist_translate']['mean'] == pytest.approx(np.mean(np.subtract(students, baseline)))
+  own = ablation['student_epochs']['mlp_l1']['gain_over_independent']['mlp_to_mlp']['mnist_translate']['mean']
+  assert first_gain['mnist_translate']['mean'] != pytest.approx(own)  # mlp_l1's own MLP is another baseline
   table = open(tmp_path / 'ablation.md').read()
   assert '| softer | kd.temperature = 2.0 |' in table and '| base | (none) |' in table
+  assert "MLP→MLP − base's MLP on MNIST-Translated (points)" in table
   assert 'In progress' not in table and ablation['factors_to_run'] == []
 
 
