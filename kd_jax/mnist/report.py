@@ -206,9 +206,44 @@ def write_student_epochs_report(sweep: Dict[str, Any], workdir: str):
   reports.write(workdir, 'student_epochs', sweep, text, json_indent=1)
 
 
+def plot_ablation(ablation: Dict[str, Any], path: str):
+  """Per factor, each KD setup's paired gain (mean ± std over seeds) on Translated and Scaled: over the factor's own
+  independent student and over the first factor's; the paper's Translated gain marked."""
+  plt = reports.pyplot()
+  rows = ablation['student_epochs']
+  factors = list(rows)
+  first = next(iter(rows.values()))
+  fig, axes = plt.subplots(1, 2, figsize=(14, 0.45 * len(factors) * len(first['gain_over_independent']) + 1.8),
+                           sharey=True)
+  y = np.arange(len(factors))
+  for ax, test_set in zip(axes, ('mnist_translate', 'mnist_scale')):
+    title = lambda name: first['setups'][name]['title']
+    bars = [(name, gains, f'{title(name)} − {whose} {title(name.partition("_to_")[2])}')
+            for name in first['gain_over_independent']
+            for gains, whose in (('gain_over_independent', "the factor's"),
+                                 ('gain_over_first_factor_independent', f"{factors[0]}'s"))]
+    height = 0.8 / len(bars)
+    for i, (name, gains, label) in enumerate(bars):
+      stats = [rows[f][gains][name][test_set] for f in factors]
+      ax.barh(y + i * height, [100 * s['mean'] for s in stats], height, xerr=[100 * s['std'] for s in stats],
+              capsize=2, label=label)
+    if test_set == 'mnist_translate':
+      ax.axvline(PAPER_TRANSLATE_GAIN, color='black', linestyle='--', linewidth=1, label='paper: CNN→MLP − MLP ≈ 14')
+    ax.axvline(0, color='grey', linewidth=0.5)
+    ax.set_title(f'{TEST_SET_TITLES[test_set]}: gain (accuracy points, mean ± std over seeds)')
+  axes[0].set_yticks(y + 0.4 - 0.4 / len(bars), factors)
+  axes[0].invert_yaxis()
+  axes[0].legend(fontsize=8)
+  fig.tight_layout()
+  reports.save_figure(fig, path, dpi=110)
+
+
 def write_ablation_report(ablation: Dict[str, Any], workdir: str):
   """One row per factor of :func:`kd_jax.mnist.grid.run_factors`: what it changes, each setup's MNIST-Translated
   accuracy, and each KD setup's gain over its independent student on Translated and Scaled, paired by seed."""
+  if not sharding.is_primary():
+    return
+  plot_ablation(ablation, os.path.join(workdir, 'ablation.png'))
   rows = ablation['student_epochs']
   first = next(iter(rows.values()))
   titles = {name: s['title'] for name, s in first['setups'].items()}
@@ -240,7 +275,8 @@ def write_ablation_report(ablation: Dict[str, Any], workdir: str):
           'mean ± sample std over seeds; gains paired by seed. Each factor changes the settings listed from the '
           'first row\'s; a teacher is trained once per distinct teacher setting and restored by every later factor '
           f'with the same. The paper: CNN→MLP − MLP on MNIST-Translated ≈ {PAPER_TRANSLATE_GAIN:g} points after 400 '
-          'epochs.\n\n' + '\n'.join(lines) + f'\n\n{reports.wall_time(seconds)} on {ablation["num_devices"]} × '
+          'epochs.\n\n' + '\n'.join(lines) + '\n\n![gains](ablation.png)'
+          f'\n\n{reports.wall_time(seconds)} on {ablation["num_devices"]} × '
           f'{ablation["device"]}{reports.precision_note(ablation["config"])}.\n')
   reports.write(workdir, 'ablation', ablation, text, json_indent=1)
 

@@ -161,7 +161,8 @@ def test_ablation_one_grid_per_factor_teachers_trained_once_per_setting(tiny_mni
   assert first_gain['mnist_translate']['mean'] != pytest.approx(own)  # mlp_l1's own MLP is another baseline
   table = open(tmp_path / 'ablation.md').read()
   assert '| softer | kd.temperature = 2.0 |' in table and '| base | (none) |' in table
-  assert "MLP→MLP − base's MLP on MNIST-Translated (points)" in table
+  assert "MLP→MLP − base's MLP on MNIST-Translated (points)" in table and '![gains](ablation.png)' in table
+  assert os.path.getsize(tmp_path / 'ablation.png') > 10_000
   assert 'In progress' not in table and ablation['factors_to_run'] == []
 
 
