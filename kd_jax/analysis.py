@@ -89,8 +89,13 @@ class Run:
 
 # ----------------------------------------------------------------------------- finding runs
 
-def find_runs(workdir: str, prefix: str = '') -> List[Run]:
-  """Every run (one per seed) of every checkpoint directory under ``workdir``, sorted by setup and seed."""
+def find_runs(workdir: str, prefix: str = '', restored: Optional[Dict[str, str]] = None) -> List[Run]:
+  """Every run (one per seed) of every checkpoint directory under ``workdir``, sorted by setup and seed.
+
+  ``restored``: setup → checkpoint path ('{seed}' allowed) of models the job restored instead of training them (an
+  offline job's saved teachers, an ablation factor's instances of an earlier factor); they join the workdir's runs
+  under that setup name, for the seeds the workdir has, so students pair with them as with trained ones.
+  """
   root = epath.Path(workdir)
   runs = []
   for directory in sorted(_checkpoint_dirs(root)):
@@ -104,6 +109,12 @@ def find_runs(workdir: str, prefix: str = '') -> List[Run]:
                       prefix))
   if not runs:
     raise FileNotFoundError(f'no kd_jax checkpoints under {workdir}: give the --workdir of a finished job or grid')
+  seeds = sorted({run.seed for run in runs})
+  for setup, pattern in (restored or {}).items():
+    if any(run.setup == setup for run in runs):
+      continue
+    found = {run.seed: run for seed in seeds for run in find_runs(pattern.format(seed=seed)) if run.seed == seed}
+    runs += [dataclasses.replace(run, workdir=str(root), setup=setup, prefix=prefix) for run in found.values()]
   return sorted(runs, key=lambda r: (r.setup, r.seed))
 
 

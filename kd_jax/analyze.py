@@ -9,6 +9,7 @@ from each workdir's results (``results.json`` or ``grid.json``).
 import importlib
 import json
 import os
+from typing import Dict
 
 from etils import epath
 import ml_collections
@@ -36,6 +37,15 @@ def saved_config(workdir: str) -> ml_collections.ConfigDict:
                           'finished job (config.workdirs)')
 
 
+def restored_checkpoints(job_config: ml_collections.ConfigDict) -> Dict[str, str]:
+  """Setup → checkpoint path of the models a finished job restored instead of training (a grid's
+  ``models.<name>.checkpoint``, a single job's ``teacher.checkpoint``)."""
+  if 'models' in job_config:
+    return {name: model.checkpoint for name, model in job_config.models.items() if model.get('checkpoint')}
+  teacher = job_config.get('teacher', {}).get('checkpoint')
+  return {'teacher': teacher} if teacher else {}
+
+
 def check_config(config):
   config_lib.check_int(config, 'num_examples', 1)
   config_lib.check_choice(config, 'train_mode', (False, True))
@@ -52,8 +62,9 @@ def run(config, out: str):
     raise ValueError(f'config.workdirs mixes tasks {tasks}: analyse one task at a time')
   probe = importlib.import_module(main.JOBS[tasks[0]]).probe(job_configs[0], job_dirs[0])
   several = len(job_dirs) > 1
-  runs = [run for w in job_dirs
-          for run in analysis.find_runs(w, prefix=f'{os.path.basename(os.path.normpath(w))}:' if several else '')]
+  runs = [run for w, job_config in zip(job_dirs, job_configs)
+          for run in analysis.find_runs(w, prefix=f'{os.path.basename(os.path.normpath(w))}:' if several else '',
+                                        restored=restored_checkpoints(job_config))]
   sets = [s for s in config.sets.split(',') if s] or list(probe.default_sets)
   with workdirs.claim(out, 'analysis'):
     return analysis.analyse(runs, probe, out, sets=sets, path_seeds=list(config.path_seeds),

@@ -1,8 +1,10 @@
 """The analyses on finished smoke runs: a vmapped grid with snapshots, and SVA (one code path)."""
 import json
 import os
+import shutil
 
 import chex
+import ml_collections
 import numpy as np
 import pytest
 
@@ -46,6 +48,26 @@ def test_runs_are_found_and_paired_with_teachers_and_independents(grid_run):
   # Snapshots at epochs 0, 1/4, 1/2 and the end (1 epoch of 8 steps), kept apart from the resume checkpoints.
   assert analysis.snapshot_steps(student) == [0, 2, 4, 8]
   assert checkpoints.all_steps(student.directory) == [8]
+
+
+def test_a_restored_teacher_joins_the_runs_of_the_job_that_restored_it(grid_run, tmp_path):
+  """An offline job's teacher trained elsewhere (config ``models.cnn.checkpoint``) pairs with its students."""
+  workdir, teachers = tmp_path / 'grid', tmp_path / 'teachers'
+  shutil.copytree(grid_run, workdir)
+  teachers.mkdir()
+  shutil.move(str(workdir / 'cnn'), str(teachers / 'cnn'))
+  assert analysis.teacher_of(analysis.find_runs(str(workdir))[1], analysis.find_runs(str(workdir))) is None
+  config = analyze.saved_config(str(workdir))
+  config.models.cnn.checkpoint = str(teachers / 'cnn')
+  restored = analyze.restored_checkpoints(config)
+  assert restored == {'cnn': str(teachers / 'cnn')}
+  runs = analysis.find_runs(str(workdir), restored=restored)
+  assert [r.label for r in runs] == [r.label for r in analysis.find_runs(grid_run)]
+  teacher = analysis.teacher_of(runs[3], runs)
+  assert (teacher.label, teacher.seed, teacher.workdir) == ('cnn/seed_1', 1, str(workdir))
+  assert teacher.directory.startswith(str(teachers))
+  single_job = ml_collections.ConfigDict({'teacher': {'checkpoint': '/t/seed_{seed}'}})
+  assert analyze.restored_checkpoints(single_job) == {'teacher': '/t/seed_{seed}'}
 
 
 def test_the_last_snapshot_is_the_final_model_and_step_0_is_the_init(grid_run):
