@@ -381,6 +381,43 @@ def markdown(report: Dict[str, Any], group_name: str = '') -> str:
   return '\n'.join(lines)
 
 
+def write_factors_report(factor_reports: Dict[str, Dict[str, Any]], gains: Dict[str, Dict[str, Any]],
+                         out: str) -> Dict[str, Any]:
+  """factors.json/.md: per probe set, one row per factor and KD setup — its gain over the factor's own independent
+  student and over the first factor's (``gains``: an ablation report's per-factor entries), its distance to the
+  teacher against the independent's, and the teacher's errors it shares."""
+  summary = {}
+  for factor, report in factor_reports.items():
+    for name, result in report['sets'].items():
+      for setup, distance in result['converged']['to_teacher'].items():
+        summary.setdefault(name, {}).setdefault(factor, {})[setup] = {
+            'gain_over_independent': gains[factor]['gain_over_independent'][setup][name],
+            'gain_over_first_factor_independent': gains[factor]['gain_over_first_factor_independent'][setup][name],
+            'to_teacher': distance, 'errors': result['errors']['students'].get(setup)}
+  first = next(iter(factor_reports), '')
+  lines = ['# kd_jax analyses: every factor of an ablation', '',
+           f'Each factor\'s grid analysed on its own (its directory here). Gains: accuracy points, paired by seed, over '
+           f'the factor\'s own independent student and over the first factor\'s ({first}). Distances: second-order '
+           'cosine on the logits (lower: nearer the teacher). Cells: mean ± sample std over seeds.', '']
+  for name, rows in summary.items():
+    lines += [f'## {name}', '', '| factor | student setup | gain over its independent | gain over the first factor\'s '
+              'independent | student → teacher | independent → teacher | teacher\'s errors the student shares (%) | '
+              'the independent shares (%) |', '|---|---|---|---|---|---|---|---|']
+    for factor, setups in rows.items():
+      for setup, row in setups.items():
+        errors_ = row['errors'] or {}
+        lines.append(f'| {factor} | {setup} | ' + ' | '.join([
+            reports.mean_std_cell(row['gain_over_independent'], 100.0, 1),
+            reports.mean_std_cell(row['gain_over_first_factor_independent'], 100.0, 1),
+            reports.mean_std_cell(row['to_teacher'].get('logits_student_to_teacher') or None, 1.0, 3),
+            reports.mean_std_cell(row['to_teacher'].get('logits_independent_to_teacher') or None, 1.0, 3),
+            reports.mean_std_cell(errors_.get('teacher_errors_shared_by_student'), 100.0, 1),
+            reports.mean_std_cell(errors_.get('teacher_errors_shared_by_independent'), 100.0, 1)]) + ' |')
+    lines.append('')
+  reports.write(out, 'factors', summary, '\n'.join(lines))
+  return summary
+
+
 def _colour(setup: str, setups: Sequence[str]):
   plt = reports.pyplot()
   return plt.get_cmap('tab10')(sorted(setups).index(setup) % 10)

@@ -53,9 +53,21 @@ def check_config(config):
     raise ValueError("config.workdirs is empty: give the workdir(s) of finished jobs, e.g. --config.workdirs=/tmp/kd_grid")
 
 
+def ablation_factors(workdir: str) -> Dict[str, str]:
+  """The finished factor grids of an ablation (``kd_jax.grid`` with ``config.factors``) in ``workdir``: name →
+  directory, in the ablation's order; {} for any other workdir."""
+  path = epath.Path(workdir) / 'ablation.json'
+  if not path.exists():
+    return {}
+  return {name: str(epath.Path(workdir) / name) for name in json.loads(path.read_text())['student_epochs']}
+
+
 def run(config, out: str):
   check_config(config)
   job_dirs = [w for w in config.workdirs.split(',') if w]
+  factors = ablation_factors(job_dirs[0]) if len(job_dirs) == 1 else {}
+  if factors:
+    return run_factors(config, job_dirs[0], factors, out)
   job_configs = [saved_config(w) for w in job_dirs]
   tasks = sorted({c.get('task', 'mnist') for c in job_configs})
   if len(tasks) > 1:
@@ -69,6 +81,19 @@ def run(config, out: str):
   with workdirs.claim(out, 'analysis'):
     return analysis.analyse(runs, probe, out, sets=sets, path_seeds=list(config.path_seeds),
                             num_examples=config.num_examples, train_mode=config.train_mode)
+
+
+def run_factors(config, workdir: str, factors: Dict[str, str], out: str):
+  """An ablation: each finished factor's grid analysed on its own (``out/<factor>``), then one table of every
+  factor's students — the ablation's gains beside their distance to the teacher and shared errors."""
+  with workdirs.claim(out, 'analysis'):
+    reports = {}
+    for name, directory in factors.items():
+      sub = ml_collections.ConfigDict(config.to_dict())
+      sub.workdirs = directory
+      reports[name] = run(sub, os.path.join(out, name))
+    ablation = json.loads((epath.Path(workdir) / 'ablation.json').read_text())
+    return analysis.write_factors_report(reports, ablation['student_epochs'], out)
 
 
 if __name__ == '__main__':

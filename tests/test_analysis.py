@@ -50,22 +50,32 @@ def test_runs_are_found_and_paired_with_teachers_and_independents(grid_run):
   assert checkpoints.all_steps(student.directory) == [8]
 
 
-def test_a_restored_teacher_joins_the_runs_of_the_job_that_restored_it(grid_run, tmp_path):
-  """An offline job's teacher trained elsewhere (config ``models.cnn.checkpoint``) pairs with its students."""
-  workdir, teachers = tmp_path / 'grid', tmp_path / 'teachers'
-  shutil.copytree(grid_run, workdir)
-  teachers.mkdir()
-  shutil.move(str(workdir / 'cnn'), str(teachers / 'cnn'))
-  assert analysis.teacher_of(analysis.find_runs(str(workdir))[1], analysis.find_runs(str(workdir))) is None
-  config = analyze.saved_config(str(workdir))
-  config.models.cnn.checkpoint = str(teachers / 'cnn')
-  restored = analyze.restored_checkpoints(config)
-  assert restored == {'cnn': str(teachers / 'cnn')}
-  runs = analysis.find_runs(str(workdir), restored=restored)
-  assert [r.label for r in runs] == [r.label for r in analysis.find_runs(grid_run)]
-  teacher = analysis.teacher_of(runs[3], runs)
-  assert (teacher.label, teacher.seed, teacher.workdir) == ('cnn/seed_1', 1, str(workdir))
-  assert teacher.directory.startswith(str(teachers))
+def test_an_ablation_is_analysed_factor_by_factor_with_restored_teachers(grid_run, tmp_path):
+  """An ablation's second factor that changed only the students: its CNN and MLP are the first factor's, restored
+  (its config's ``models.<name>.checkpoint``), and pair with its students all the same."""
+  workdir, out = tmp_path / 'ablation', str(tmp_path / 'analysis')
+  shutil.copytree(grid_run, workdir / 'base')
+  shutil.copytree(grid_run, workdir / 'softer', ignore=shutil.ignore_patterns('cnn', 'mlp'))
+  grid_json = json.loads((workdir / 'softer' / 'grid.json').read_text())
+  for name in ('cnn', 'mlp'):
+    grid_json['config']['models'][name]['checkpoint'] = str(workdir / 'base' / name)
+  (workdir / 'softer' / 'grid.json').write_text(json.dumps(grid_json))
+  runs = analysis.find_runs(str(workdir / 'softer'))
+  assert [r.setup for r in runs] == ['cnn_to_mlp'] * 2 and analysis.teacher_of(runs[0], runs) is None
+  gains = {f: {kind: {'cnn_to_mlp': {s: {'mean': g, 'std': 0.01, 'n': 2} for s in ('mnist_translate', 'mnist_scale')}}
+               for kind, g in (('gain_over_independent', gain), ('gain_over_first_factor_independent', 2 * gain))}
+           for f, gain in (('base', 0.05), ('softer', 0.07))}
+  (workdir / 'ablation.json').write_text(json.dumps({'student_epochs': gains}))
+  summary = analyze.run(analyze_config(str(workdir)), out)
+  assert sorted(os.listdir(out)) == ['base', 'factors.json', 'factors.md', 'kd_jax_job.json', 'softer']
+  assert json.load(open(os.path.join(out, 'softer', 'analysis.json')))['sets'].keys() == {'mnist_translate',
+                                                                                          'mnist_scale'}
+  base, softer = (summary['mnist_translate'][f]['cnn_to_mlp'] for f in ('base', 'softer'))
+  assert softer['gain_over_independent'] == gains['softer']['gain_over_independent']['cnn_to_mlp']['mnist_translate']
+  # The same models, whether trained in the factor's grid or restored: the same distances and shared errors.
+  assert softer['to_teacher']['logits_independent_to_teacher']['n'] == 2
+  assert softer['to_teacher'] == base['to_teacher'] and softer['errors'] == base['errors']
+  assert '| softer | cnn_to_mlp | 7.0 ± 1.0 | 14.0 ± 1.0 |' in open(os.path.join(out, 'factors.md')).read()
   single_job = ml_collections.ConfigDict({'teacher': {'checkpoint': '/t/seed_{seed}'}})
   assert analyze.restored_checkpoints(single_job) == {'teacher': '/t/seed_{seed}'}
 
