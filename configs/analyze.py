@@ -2,6 +2,8 @@
 
     python -m kd_jax.analyze --config=configs/analyze.py --config.workdirs=/tmp/kd_grid --workdir=/tmp/kd_analysis
 
+An ablation's workdir (``kd_jax.grid`` with factors) is analysed factor by factor, into ``<workdir>/<factor>``, plus
+``factors.md``: every factor's gain beside its students' distance to the teacher and the teacher's errors they share.
 Train the runs with ``--config.snapshots=True`` for training paths (short CPU runs:
 ``--config.snapshot_first_epoch=0.0625``).
 """
