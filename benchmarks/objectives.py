@@ -61,8 +61,7 @@ def main(_):
 
   def rate(loss_name, in_step=False, views=''):
     loss_fn = losses.get_loss(loss_name, kd)
-    dims = ((training.penultimate_size(student, example), training.penultimate_size(teacher, example))
-            if getattr(loss_fn, 'projects', False) else None)  # FitNets' projector
+    dims = training.projector_dims(loss_fn, student, teacher, example)
     state = jax.device_put(training.init_state(student, tx, jax.random.PRNGKey(1), example, dims), replicated)
     step = training.make_train_step(student, tx, loss_fn, teacher if in_step else None, augment=augment.make(views))
     sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))

@@ -113,8 +113,9 @@ def find_runs(workdir: str, prefix: str = '', restored: Optional[Dict[str, str]]
   for setup, pattern in (restored or {}).items():
     if any(run.setup == setup for run in runs):
       continue
-    found = {run.seed: run for seed in seeds for run in find_runs(pattern.format(seed=seed)) if run.seed == seed}
-    runs += [dataclasses.replace(run, workdir=str(root), setup=setup, prefix=prefix) for run in found.values()]
+    directories = dict.fromkeys(pattern.format(seed=seed) for seed in seeds)  # one, for a vmapped stack
+    runs += [dataclasses.replace(run, workdir=str(root), setup=setup, prefix=prefix)
+             for directory in directories for run in find_runs(directory) if run.seed in seeds]
   return sorted(runs, key=lambda r: (r.setup, r.seed))
 
 

@@ -80,6 +80,14 @@ def penultimate_size(model: nn.Module, example_input) -> int:
   return jax.eval_shape(sown, jax.random.PRNGKey(0))['intermediates'][PENULTIMATE][0].shape[-1]
 
 
+def projector_dims(loss_fn, student: nn.Module, teacher: Optional[nn.Module], example_input):
+  """(student features, teacher features) for :func:`init_state` when ``loss_fn`` learns a projector between them
+  (FitNets), else None."""
+  if not getattr(loss_fn, 'projects', False):
+    return None
+  return penultimate_size(student, example_input), penultimate_size(teacher, example_input)
+
+
 def apply_fn(model: nn.Module, compute_dtype: str = 'float32') -> Callable:
   """``model.apply`` computing in ``compute_dtype`` ('float32' or 'bfloat16'), with float32 logits.
 
