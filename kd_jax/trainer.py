@@ -213,8 +213,9 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
   num_steps = max(1, int(round(cfg.num_epochs * batches.steps_per_epoch)))
   tx = training.make_optimizer(cfg, num_steps)
   loss_fn = losses.get_loss(cfg.loss, config.kd)
-  state = init_instances(model, tx, seeds, stream, stacked, example_input(train),
-                         training.projector_dims(loss_fn, model, teacher, example_input(train)))
+  example = example_input(train)
+  state = init_instances(model, tx, seeds, stream, stacked, example,
+                         training.projector_dims(loss_fn, model, teacher, example))
   settings = run_settings(cfg, config, train, seeds=seeds, stream=stream, stacked=stacked, num_steps=num_steps,
                           teacher_targets=teacher_logits if teacher_logits is not None else teacher_variables)
   meta = {'model': cfg.model, 'model_kwargs': cfg.model_kwargs.to_dict(), 'phase': name, 'num_steps': num_steps,
