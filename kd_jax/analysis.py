@@ -384,14 +384,17 @@ def markdown(report: Dict[str, Any], group_name: str = '') -> str:
 
 def write_factors_report(factor_reports: Dict[str, Dict[str, Any]], gains: Dict[str, Dict[str, Any]],
                          out: str) -> Dict[str, Any]:
-  """factors.json/.md: per probe set, one row per factor and KD setup — its gain over the factor's own independent
-  student and over the first factor's (``gains``: an ablation report's per-factor entries), its distance to the
-  teacher against the independent's, and the teacher's errors it shares."""
+  """factors.json/.md: per probe set, one row per factor and KD setup — its and its independent's accuracy and ECE,
+  its gain over the factor's own independent student and over the first factor's (``gains``: an ablation report's
+  per-factor entries), its distance to the teacher against the independent's, and the teacher's errors it shares."""
   summary = {}
   for factor, report in factor_reports.items():
     for name, result in report['sets'].items():
       for setup, distance in result['converged']['to_teacher'].items():
+        setups = gains[factor]['setups']
         summary.setdefault(name, {}).setdefault(factor, {})[setup] = {
+            'student': setups[setup]['summary'][name],
+            'independent': setups.get(setup.partition('_to_')[2], {}).get('summary', {}).get(name),
             'gain_over_independent': gains[factor]['gain_over_independent'][setup][name],
             'gain_over_first_factor_independent': gains[factor]['gain_over_first_factor_independent'][setup][name],
             'to_teacher': distance, 'errors': result['errors']['students'].get(setup)}
@@ -401,13 +404,15 @@ def write_factors_report(factor_reports: Dict[str, Dict[str, Any]], gains: Dict[
            f'the factor\'s own independent student and over the first factor\'s ({first}). Distances: second-order '
            'cosine on the logits (lower: nearer the teacher). Cells: mean ± sample std over seeds.', '']
   for name, rows in summary.items():
-    lines += [f'## {name}', '', '| factor | student setup | gain over its independent | gain over the first factor\'s '
-              'independent | student → teacher | independent → teacher | teacher\'s errors the student shares (%) | '
-              'the independent shares (%) |', '|---|---|---|---|---|---|---|---|']
+    lines += [f'## {name}', '', '| factor | student setup | student acc (%) / ECE | independent acc (%) / ECE | gain '
+              'over its independent | gain over the first factor\'s independent | student → teacher | independent → '
+              'teacher | teacher\'s errors the student shares (%) | the independent shares (%) |', '|---' * 10 + '|']
     for factor, setups in rows.items():
       for setup, row in setups.items():
         errors_ = row['errors'] or {}
         lines.append(f'| {factor} | {setup} | ' + ' | '.join([
+            *(f'{reports.mean_std_cell(row[role]["accuracy"], 100.0, 1)} / {row[role]["ece"]["mean"]:.3f}'
+              if row[role] else '–' for role in ('student', 'independent')),
             reports.mean_std_cell(row['gain_over_independent'], 100.0, 1),
             reports.mean_std_cell(row['gain_over_first_factor_independent'], 100.0, 1),
             reports.mean_std_cell(row['to_teacher'].get('logits_student_to_teacher') or None, 1.0, 3),

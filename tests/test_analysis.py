@@ -65,6 +65,11 @@ def test_an_ablation_is_analysed_factor_by_factor_with_restored_teachers(grid_ru
   gains = {f: {kind: {'cnn_to_mlp': {s: {'mean': g, 'std': 0.01, 'n': 2} for s in ('mnist_translate', 'mnist_scale')}}
                for kind, g in (('gain_over_independent', gain), ('gain_over_first_factor_independent', 2 * gain))}
            for f, gain in (('base', 0.05), ('softer', 0.07))}
+  for entry, student_acc in zip(gains.values(), (0.5, 0.6)):  # each factor's setups as its grid report sums them
+    entry['setups'] = {setup: {'summary': {s: {'accuracy': {'mean': acc, 'std': 0.02, 'n': 2},
+                                                'ece': {'mean': acc / 10, 'std': 0.0, 'n': 2}}
+                                            for s in ('mnist_translate', 'mnist_scale')}}
+                       for setup, acc in (('cnn_to_mlp', student_acc), ('mlp', 0.4), ('cnn', 0.9))}
   (workdir / 'ablation.json').write_text(json.dumps({'student_epochs': gains}))
   summary = analyze.run(analyze_config(str(workdir)), out)
   assert sorted(os.listdir(out)) == ['base', 'factors.json', 'factors.md', 'kd_jax_job.json', 'softer']
@@ -75,7 +80,10 @@ def test_an_ablation_is_analysed_factor_by_factor_with_restored_teachers(grid_ru
   # The same models, whether trained in the factor's grid or restored: the same distances and shared errors.
   assert softer['to_teacher']['logits_independent_to_teacher']['n'] == 2
   assert softer['to_teacher'] == base['to_teacher'] and softer['errors'] == base['errors']
-  assert '| softer | cnn_to_mlp | 7.0 ± 1.0 | 14.0 ± 1.0 |' in open(os.path.join(out, 'factors.md')).read()
+  assert softer['student'] == gains['softer']['setups']['cnn_to_mlp']['summary']['mnist_translate']
+  assert softer['independent'] == gains['softer']['setups']['mlp']['summary']['mnist_translate']
+  assert ('| softer | cnn_to_mlp | 60.0 ± 2.0 / 0.060 | 40.0 ± 2.0 / 0.040 | 7.0 ± 1.0 | 14.0 ± 1.0 |'
+          in open(os.path.join(out, 'factors.md')).read())
   single_job = ml_collections.ConfigDict({'teacher': {'checkpoint': '/t/seed_{seed}'}})
   assert analyze.restored_checkpoints(single_job) == {'teacher': '/t/seed_{seed}'}
 
