@@ -9,8 +9,6 @@ and warped in the step, both models on them).
 Each row: steps/s, examples/s and the ratio to its baseline (vanilla KD from cached logits; the teacher in the step
 without augmentation). Timing excludes the first (compiling) call and blocks on the results; median of repeats.
 """
-import time
-
 from absl import app
 from absl import flags
 import jax
@@ -23,23 +21,12 @@ from kd_jax import training
 from kd_jax.mnist import augment
 from kd_jax.mnist import configs
 from kd_jax.mnist import models
+import timing  # benchmarks/timing.py
 
 _BATCH = flags.DEFINE_integer('batch_size', 128, 'Global batch size.')
 _STEPS = flags.DEFINE_integer('steps', 200, 'Timed steps per measurement.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Measurements per row; the median is printed.')
 _VIEWS = ('crop,mixup', 'translate,scale')
-
-
-def _time(fn, steps, repeats):
-  jax.block_until_ready(fn())  # compile
-  rates = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    for _ in range(steps):
-      out = fn()
-    jax.block_until_ready(out)
-    rates.append(steps / (time.perf_counter() - start))
-  return float(np.median(rates))
 
 
 def main(_):
@@ -67,7 +54,7 @@ def main(_):
     sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
     jitted = jax.jit(step, in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated),
                      compiler_options=training.compiler_options(teacher, student) if in_step else None)
-    return _time(lambda: jitted(state, batch, teacher_variables), _STEPS.value, _REPEATS.value)
+    return timing.median_rate(lambda: jitted(state, batch, teacher_variables), _STEPS.value, _REPEATS.value)
 
   print(f'devices: {mesh.size} × {jax.devices()[0].device_kind}; batch {batch_size}; MLP student, CPU-width CNN '
         f'teacher; median of {_REPEATS.value} × {_STEPS.value} steps', flush=True)

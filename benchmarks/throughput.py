@@ -11,8 +11,6 @@ Prints, for the data-parallel jitted step of kd_jax.training:
   distiller ran it — in training mode) and teacher-logit inference (eval mode).
 Timing excludes the first (compiling) call and blocks on the results.
 """
-import time
-
 from absl import app
 from absl import flags
 import jax
@@ -24,23 +22,12 @@ from kd_jax import sharding
 from kd_jax import training
 from kd_jax.mnist import configs
 from kd_jax.mnist import models
+import timing  # benchmarks/timing.py
 
 _CNN = flags.DEFINE_enum('cnn', 'cpu', ['cpu', 'paper'], 'CNN width: the CPU default or the paper’s.')
 _BATCH = flags.DEFINE_integer('batch_size', 128, 'Global batch size.')
 _STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps per measurement.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Measurements per loop; the median is printed.')
-
-
-def _time(fn, steps, repeats):
-  jax.block_until_ready(fn())  # compile
-  rates = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    for _ in range(steps):
-      out = fn()
-    jax.block_until_ready(out)
-    rates.append(steps / (time.perf_counter() - start))
-  return float(np.median(rates))
 
 
 def main(_):
@@ -86,7 +73,7 @@ def main(_):
       'teacher-logit inference (CNN, eval mode)': lambda: infer(teacher_variables, batch['inputs']),
   }
   for name, fn in loops.items():
-    steps_per_sec = _time(fn, _STEPS.value, _REPEATS.value)
+    steps_per_sec = timing.median_rate(fn, _STEPS.value, _REPEATS.value)
     print(f'{name:50s} {steps_per_sec * batch_size:10.0f} examples/s', flush=True)
 
 

@@ -8,7 +8,6 @@ path: stacked states, stacked teachers, [N, B, ...] batches) against N
 separate single-instance steps run one after another. Prints instance-examples/s
 (examples/s × instances) for both. Runs unchanged on a GPU or TPU.
 """
-import time
 
 from absl import app
 from absl import flags
@@ -22,6 +21,7 @@ from kd_jax import trainer
 from kd_jax import training
 from kd_jax.mnist import configs
 from kd_jax.mnist import models
+import timing  # benchmarks/timing.py
 
 _TEACHER = flags.DEFINE_enum('teacher', 'cnn', ['cnn', 'mlp'], 'Teacher model.')
 _STUDENT = flags.DEFINE_enum('student', 'mlp', ['cnn', 'mlp'], 'Student model.')
@@ -36,18 +36,12 @@ def _model(name):
 
 
 def _steps_per_sec(step_fn, state, batch, teacher_variables):
-  """Median over 3 timings of _STEPS steps, after compiling and 3 warm-up steps."""
-  for _ in range(4):
+  """Median over 3 timings of _STEPS steps, after compiling and 3 warm-up steps; the state carried step to step."""
+  def step():
+    nonlocal state
     state, metrics = step_fn(state, batch, teacher_variables)
-  jax.block_until_ready(metrics)
-  rates = []
-  for _ in range(3):
-    start = time.perf_counter()
-    for _ in range(_STEPS.value):
-      state, metrics = step_fn(state, batch, teacher_variables)
-    jax.block_until_ready(metrics)
-    rates.append(_STEPS.value / (time.perf_counter() - start))
-  return float(np.median(rates))
+    return metrics
+  return timing.median_rate(step, _STEPS.value, 3, warmup=4)
 
 
 def main(_):
