@@ -389,14 +389,15 @@ def write_factors_report(factor_reports: Dict[str, Dict[str, Any]], gains: Dict[
   per-factor entries), its distance to the teacher against the independent's, and the teacher's errors it shares."""
   summary = {}
   for factor, report in factor_reports.items():
+    factor_gains = gains[factor]
     for name, result in report['sets'].items():
       for setup, distance in result['converged']['to_teacher'].items():
-        setups = gains[factor]['setups']
+        independent = factor_gains['setups'].get(setup.partition('_to_')[2])  # absent if the factor never ran it
         summary.setdefault(name, {}).setdefault(factor, {})[setup] = {
-            'student': setups[setup]['summary'][name],
-            'independent': setups.get(setup.partition('_to_')[2], {}).get('summary', {}).get(name),
-            'gain_over_independent': gains[factor]['gain_over_independent'][setup][name],
-            'gain_over_first_factor_independent': gains[factor]['gain_over_first_factor_independent'][setup][name],
+            'student': factor_gains['setups'][setup]['summary'][name],
+            'independent': independent['summary'][name] if independent else None,
+            'gain_over_independent': factor_gains['gain_over_independent'][setup][name],
+            'gain_over_first_factor_independent': factor_gains['gain_over_first_factor_independent'][setup][name],
             'to_teacher': distance, 'errors': result['errors']['students'].get(setup)}
   first = next(iter(factor_reports), '')
   lines = ['# kd_jax analyses: every factor of an ablation', '',
