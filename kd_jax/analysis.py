@@ -384,7 +384,7 @@ def markdown(report: Dict[str, Any], group_name: str = '') -> str:
 
 def write_factors_report(factor_reports: Dict[str, Dict[str, Any]], gains: Dict[str, Dict[str, Any]],
                          out: str) -> Dict[str, Any]:
-  """factors.json/.md: per probe set, one row per factor and KD setup — its and its independent's accuracy and ECE,
+  """factors.json/.md/.png: per probe set, one row per factor and KD setup — its and its independent's accuracy and ECE,
   its gain over the factor's own independent student and over the first factor's (``gains``: an ablation report's
   per-factor entries), its distance to the teacher against the independent's, and the teacher's errors it shares."""
   summary = {}
@@ -421,8 +421,34 @@ def write_factors_report(factor_reports: Dict[str, Dict[str, Any]], gains: Dict[
             reports.mean_std_cell(errors_.get('teacher_errors_shared_by_student'), 100.0, 1),
             reports.mean_std_cell(errors_.get('teacher_errors_shared_by_independent'), 100.0, 1)]) + ' |')
     lines.append('')
+  lines.append('![gain against nearness to the teacher](factors.png)')
   reports.write(out, 'factors', summary, '\n'.join(lines))
+  plot_factors(summary, os.path.join(out, 'factors.png'), first)
   return summary
+
+
+def plot_factors(summary, path: str, first: str):
+  """Per probe set, each factor's students: gain over the first factor's independent against their logits' distance
+  to the teacher — does a student nearer its teacher gain more?"""
+  plt = reports.pyplot()
+  fig, axes = plt.subplots(1, len(summary), figsize=(6.5 * len(summary), 5.5), squeeze=False)
+  for ax, (name, rows) in zip(axes[0], summary.items()):
+    for factor, setups in rows.items():
+      for setup, row in setups.items():
+        distance, gain = row['to_teacher']['logits_student_to_teacher'], row['gain_over_first_factor_independent']
+        ax.errorbar(distance['mean'], 100 * gain['mean'], xerr=distance['std'], yerr=100 * gain['std'], fmt='o',
+                    capsize=3)
+        ax.annotate(factor if len(setups) == 1 else f'{factor} {setup}', (distance['mean'], 100 * gain['mean']),
+                    fontsize=7, xytext=(4, 4), textcoords='offset points')
+    independent = rows[first][next(iter(rows[first]))]['to_teacher']['logits_independent_to_teacher']
+    ax.errorbar(independent['mean'], 0.0, xerr=independent['std'], fmt='s', color='grey', capsize=3,
+                label=f'{first}\'s independent (gain 0 by definition)')
+    ax.axhline(0.0, color='grey', linewidth=0.5)
+    ax.set(title=f'{name}: students of each factor', xlabel='student → teacher (second-order cosine, logits)',
+           ylabel=f'gain over {first}\'s independent (points)')
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  reports.save_figure(fig, path)
 
 
 def _colour(setup: str, setups: Sequence[str]):

@@ -72,7 +72,7 @@ def test_an_ablation_is_analysed_factor_by_factor_with_restored_teachers(grid_ru
                        for setup, acc in (('cnn_to_mlp', student_acc), ('mlp', 0.4), ('cnn', 0.9))}
   (workdir / 'ablation.json').write_text(json.dumps({'student_epochs': gains}))
   summary = analyze.run(analyze_config(str(workdir)), out)
-  assert sorted(os.listdir(out)) == ['base', 'factors.json', 'factors.md', 'kd_jax_job.json', 'softer']
+  assert sorted(os.listdir(out)) == ['base', 'factors.json', 'factors.md', 'factors.png', 'kd_jax_job.json', 'softer']
   assert json.load(open(os.path.join(out, 'softer', 'analysis.json')))['sets'].keys() == {'mnist_translate',
                                                                                           'mnist_scale'}
   base, softer = (summary['mnist_translate'][f]['cnn_to_mlp'] for f in ('base', 'softer'))
