@@ -384,9 +384,10 @@ def markdown(report: Dict[str, Any], group_name: str = '') -> str:
 
 def write_factors_report(factor_reports: Dict[str, Dict[str, Any]], gains: Dict[str, Dict[str, Any]],
                          out: str) -> Dict[str, Any]:
-  """factors.json/.md/.png: per probe set, one row per factor and KD setup — its and its independent's accuracy and ECE,
-  its gain over the factor's own independent student and over the first factor's (``gains``: an ablation report's
-  per-factor entries), its distance to the teacher against the independent's, and the teacher's errors it shares."""
+  """factors.json/.md/.png: per probe set, one row per factor and KD setup — its and its independent's accuracy and
+  ECE, its gain over the factor's own independent student and over the first factor's (``gains``: an ablation
+  report's per-factor entries), its distance to the teacher against the independent's, and the teacher's errors it
+  shares."""
   summary = {}
   for factor, report in factor_reports.items():
     factor_gains = gains[factor]
