@@ -210,9 +210,10 @@ def _grid_mlp_regularisers(config):
 
 # The teacher objectives compared by the objectives grid (kd_jax/losses.py): logit ones, then feature ones.
 OBJECTIVES = ('distillation', 'dkd', 'dist', 'standardised_distillation', 'rkd', 'sp', 'cka', 'fitnets')
-# Function matching's views: Beyer et al.'s kind (crops, and mixup off the data manifold) — none of them MNIST-C's
-# test corruptions — and MNIST-C's own kind (shifts and shrinks, freshly drawn), each beside its gold-label control
-# (the independent MLP with the label-preserving part).
+# Function matching's views: Beyer et al.'s kind (crops, and mixup off the data manifold; a crop also moves and
+# enlarges the digit in the frame, so it covers much of what MNIST-C's translate tests) and MNIST-C's own kind
+# (shifts and shrinks, freshly drawn), each beside its gold-label control (the independent MLP with the
+# label-preserving part).
 FUNCTION_MATCHING = {'fm_crop_mixup': ('crop,mixup', 'crop'), 'fm_translate_scale': ('translate,scale',) * 2}
 
 
