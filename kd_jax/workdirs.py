@@ -69,10 +69,21 @@ def claim(workdir: paths.PathLike, job: str):
   _lock(root / LOCK)
   try:
     if owner is None:
-      (root / RECORD).write_text(json.dumps({'job': job}) + '\n')
+      _write_whole(root / RECORD, json.dumps({'job': job}) + '\n')
     yield
   finally:
     _unlock(root / LOCK)
+
+
+def _write_whole(path: epath.Path, text: str):
+  """Writes ``text`` so that a reader finds no file or all of it, never a part: the other processes of a job read
+  the record while process 0 writes it (a SLURM task once read it empty and stopped the job)."""
+  if os.fspath(path).startswith('gs://'):  # an object appears whole
+    path.write_text(text)
+    return
+  partial = path.with_name(f'.{path.name}.{os.getpid()}.partial')
+  partial.write_text(text)
+  partial.replace(path)
 
 
 def _holder() -> dict:

@@ -4,6 +4,7 @@ import socket
 import subprocess
 import sys
 
+from etils import epath
 import pytest
 
 from conftest import load_config
@@ -33,6 +34,24 @@ def test_workdirs_written_before_the_record_are_known_by_their_results(tmp_path,
   with pytest.raises(ValueError, match=f'is the workdir of an {owner}, not of an mnist job'):
     main.run(load_config('smoke'), str(tmp_path))
   assert not (tmp_path / workdirs.RECORD).exists() and not (tmp_path / 'teacher').exists()
+
+
+def test_the_record_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+  """Every process of a job reads the record while process 0 writes it: a write cut short leaves no record (the
+  next run writes it again), never part of one that the other processes would refuse."""
+  def cut_short(path, text, *args, **kwargs):
+    with open(path, 'w') as f:
+      f.write(text[:3])
+    raise OSError('No space left on device')
+  monkeypatch.setattr(epath.Path, 'write_text', cut_short)
+  with pytest.raises(OSError, match='No space left'):
+    with workdirs.claim(str(tmp_path), 'mnist job'):
+      pytest.fail('the body must not run')
+  assert workdirs.job_of(str(tmp_path)) is None
+  monkeypatch.undo()
+  with workdirs.claim(str(tmp_path), 'mnist job'):
+    pass
+  assert workdirs.job_of(str(tmp_path)) == 'mnist job'
 
 
 def test_a_garbage_record_is_named(tmp_path):
