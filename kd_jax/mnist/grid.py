@@ -265,6 +265,11 @@ def run_factors(config: ml_collections.ConfigDict, subs: Dict[str, ml_collection
   """
   teacher_role = {parse_setup(setup)[0] for setup in config.setups}
   grids, trained_teachers = {}, {}  # trained_teachers: (name, settings) → the directory that trained them
+  # A resumed ablation re-evaluates its finished factors first; until it has passed them, the report of the run
+  # before (the same factors: their settings are checked on resume) stays, so that the report, and an analysis
+  # reading it meanwhile, never sees fewer finished factors than there are.
+  report_path = paths.absolute(workdir) / 'ablation.json'
+  reported = set(json.loads(report_path.read_text())['student_epochs']) if report_path.exists() else set()
   for factor, sub in subs.items():
     directory = os.path.join(workdir, factor)
     for name in teacher_role:
@@ -282,7 +287,8 @@ def run_factors(config: ml_collections.ConfigDict, subs: Dict[str, ml_collection
     ablation['factors'] = {name: json.loads(json.dumps(dict(changes), default=lambda c: c.to_dict()))
                            for name, changes in config.factors}
     ablation['factors_to_run'] = [name for name in subs if name not in grids]
-    report.write_ablation_report(ablation, workdir)
+    if not set(grids) < reported:
+      report.write_ablation_report(ablation, workdir)
   return ablation
 
 

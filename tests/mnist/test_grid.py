@@ -131,7 +131,7 @@ def test_students_at_several_budgets(tiny_mnist_dir, tmp_path):
   assert os.path.getsize(tmp_path / 'student_epochs.png') > 10_000
 
 
-def test_ablation_one_grid_per_factor_teachers_trained_once_per_setting(tiny_mnist_dir, tmp_path):
+def test_ablation_one_grid_per_factor_teachers_trained_once_per_setting(tiny_mnist_dir, tmp_path, monkeypatch):
   config = grid_smoke_config(tiny_mnist_dir, **{'data.num_test': 0, 'seed_parallelism': 'sequential',
                                                 'setups': ('mlp', 'mlp_to_mlp'), 'models.mlp.num_epochs': 1.0})
   config.factors = (('base', {}), ('softer', {'kd': {'temperature': 2.0}}),
@@ -164,6 +164,16 @@ def test_ablation_one_grid_per_factor_teachers_trained_once_per_setting(tiny_mni
   assert "MLP→MLP − base's MLP on MNIST-Translated (points)" in table and '![gains](ablation.png)' in table
   assert os.path.getsize(tmp_path / 'ablation.png') > 10_000
   assert 'In progress' not in table and ablation['factors_to_run'] == []
+
+  # Run again (everything finished: each factor is re-evaluated): the report never lists fewer finished factors than
+  # there are while the run passes them, so an analysis reading it meanwhile sees them all.
+  seen, run_grid = [], grid.run_grid
+  def run_grid_noting_report(sub, directory):
+    seen.append(list(json.load(open(tmp_path / 'ablation.json'))['student_epochs']))
+    return run_grid(sub, directory)
+  monkeypatch.setattr(grid, 'run_grid', run_grid_noting_report)
+  assert grid.run(config, str(tmp_path))['student_epochs'].keys() == ablation['student_epochs'].keys()
+  assert seen == [['base', 'softer', 'mlp_l1']] * 3
 
 
 @pytest.mark.parametrize('factors, match', [
