@@ -288,7 +288,9 @@ def errors(runs: Sequence[Run], outputs: Outputs, group_name: str = '') -> Dict[
         entry[key] = reports.summary_stats(value)
       elif isinstance(value, dict):
         entry[key] = {g: reports.summary_stats(v) for g, v in value.items()}
-  return {'pairs': pairs, 'students': students, 'num_items': int(len(labels))}
+  accuracy = {setup: reports.summary_stats([1.0 - float(wrong[r.label].mean()) for r in runs if r.name == setup])
+              for setup in setups}
+  return {'pairs': pairs, 'students': students, 'accuracy': accuracy, 'num_items': int(len(labels))}
 
 
 def _overlap(wrong_a: np.ndarray, wrong_b: np.ndarray) -> Dict[str, float]:
@@ -352,6 +354,8 @@ def markdown(report: Dict[str, Any], group_name: str = '') -> str:
       lines.append(f'| {setup} | {row["teacher"]} | ' + ' | '.join(cells) + ' |')
     errors_ = result['errors']
     lines += ['', f'### Error overlap ({errors_["num_items"]} items)', '',
+              'Accuracy on them: ' + ', '.join(f'{setup} {reports.mean_std_cell(stats, 100.0, 1)} %'
+                                             for setup, stats in errors_['accuracy'].items()) + '.', '',
               '| setups | both wrong | first only | second only | Jaccard of the error sets |', '|---|---|---|---|---|']
     for pair, stats in errors_['pairs'].items():
       lines.append(f'| {pair} | ' + ' | '.join(reports.mean_std_cell(stats[k], 1.0, 1) for k in
@@ -393,28 +397,33 @@ def write_factors_report(factor_reports: Dict[str, Dict[str, Any]], gains: Dict[
     factor_gains = gains[factor]
     for name, result in report['sets'].items():
       for setup, distance in result['converged']['to_teacher'].items():
-        independent = factor_gains['setups'].get(setup.partition('_to_')[2])  # absent if the factor never ran it
+        roles = {'student': setup, 'independent': setup.partition('_to_')[2], 'teacher': distance['teacher']}
+        if name in factor_gains['setups'][setup]['summary']:  # a test set of the grids: their full-set numbers
+          row = {role: (factor_gains['setups'].get(s) or {}).get('summary', {}).get(name)  # None: a setup not run
+                 for role, s in roles.items()}
+          row.update({k: factor_gains[k][setup][name]
+                      for k in ('gain_over_independent', 'gain_over_first_factor_independent')})
+        else:  # a probe set the grids did not evaluate (views_*): the analysed items' accuracy, no gains
+          accuracy = result['errors']['accuracy']
+          row = {role: {'accuracy': accuracy[s]} if s in accuracy else None for role, s in roles.items()}
+          row.update(gain_over_independent=None, gain_over_first_factor_independent=None)
         summary.setdefault(name, {}).setdefault(factor, {})[setup] = {
-            'student': factor_gains['setups'][setup]['summary'][name],
-            'independent': independent['summary'][name] if independent else None,
-            'gain_over_independent': factor_gains['gain_over_independent'][setup][name],
-            'gain_over_first_factor_independent': factor_gains['gain_over_first_factor_independent'][setup][name],
-            'to_teacher': distance, 'errors': result['errors']['students'].get(setup)}
+            **row, 'to_teacher': distance, 'errors': result['errors']['students'].get(setup)}
   first = next(iter(factor_reports), '')
   lines = ['# kd_jax analyses: every factor of an ablation', '',
            f'Each factor\'s grid analysed on its own (its directory here). Gains: accuracy points, paired by seed, over '
            f'the factor\'s own independent student and over the first factor\'s ({first}). Distances: second-order '
            'cosine on the logits (lower: nearer the teacher). Cells: mean ± sample std over seeds.', '']
   for name, rows in summary.items():
-    lines += [f'## {name}', '', '| factor | student setup | student acc (%) / ECE | independent acc (%) / ECE | gain '
-              'over its independent | gain over the first factor\'s independent | student → teacher | independent → '
-              'teacher | teacher\'s errors the student shares (%) | the independent shares (%) |', '|---' * 10 + '|']
+    lines += [f'## {name}', '', '| factor | student setup | student acc (%) / ECE | independent acc (%) / ECE | '
+              'teacher acc (%) / ECE | gain over its independent | gain over the first factor\'s independent | '
+              'student → teacher | independent → teacher | teacher\'s errors the student shares (%) | the independent '
+              'shares (%) |', '|---' * 11 + '|']
     for factor, setups in rows.items():
       for setup, row in setups.items():
         errors_ = row['errors'] or {}
         lines.append(f'| {factor} | {setup} | ' + ' | '.join([
-            *(f'{reports.mean_std_cell(row[role]["accuracy"], 100.0, 1)} / {row[role]["ece"]["mean"]:.3f}'
-              if row[role] else '–' for role in ('student', 'independent')),
+            *(_accuracy_cell(row[role]) for role in ('student', 'independent', 'teacher')),
             reports.mean_std_cell(row['gain_over_independent'], 100.0, 1),
             reports.mean_std_cell(row['gain_over_first_factor_independent'], 100.0, 1),
             reports.mean_std_cell(row['to_teacher'].get('logits_student_to_teacher') or None, 1.0, 3),
@@ -422,10 +431,25 @@ def write_factors_report(factor_reports: Dict[str, Dict[str, Any]], gains: Dict[
             reports.mean_std_cell(errors_.get('teacher_errors_shared_by_student'), 100.0, 1),
             reports.mean_std_cell(errors_.get('teacher_errors_shared_by_independent'), 100.0, 1)]) + ' |')
     lines.append('')
-  lines.append('![gain against nearness to the teacher](factors.png)')
+  with_gains = {name: rows for name, rows in summary.items()
+                if any(row['gain_over_independent'] for setups in rows.values() for row in setups.values())}
+  if with_gains:
+    lines.append('![gain against nearness to the teacher](factors.png)')
+  else:
+    lines.append('Accuracy on the analysed items of each probe set (config.num_examples); no gains: the grids did not '
+                 'evaluate these sets.')
   reports.write(out, 'factors', summary, '\n'.join(lines))
-  plot_factors(summary, os.path.join(out, 'factors.png'), first)
+  if with_gains:
+    plot_factors(with_gains, os.path.join(out, 'factors.png'), first)
   return summary
+
+
+def _accuracy_cell(stats) -> str:
+  """'acc ± std / ECE' in a factors row; without ECE for a probe set the grids did not evaluate; '–' for none."""
+  if not stats:
+    return '–'
+  ece = f' / {stats["ece"]["mean"]:.3f}' if 'ece' in stats else ''
+  return reports.mean_std_cell(stats['accuracy'], 100.0, 1) + ece
 
 
 def plot_factors(summary, path: str, first: str):

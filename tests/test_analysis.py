@@ -82,10 +82,36 @@ def test_an_ablation_is_analysed_factor_by_factor_with_restored_teachers(grid_ru
   assert softer['to_teacher'] == base['to_teacher'] and softer['errors'] == base['errors']
   assert softer['student'] == gains['softer']['setups']['cnn_to_mlp']['summary']['mnist_translate']
   assert softer['independent'] == gains['softer']['setups']['mlp']['summary']['mnist_translate']
-  assert ('| softer | cnn_to_mlp | 60.0 ± 2.0 / 0.060 | 40.0 ± 2.0 / 0.040 | 7.0 ± 1.0 | 14.0 ± 1.0 |'
-          in open(os.path.join(out, 'factors.md')).read())
+  assert ('| softer | cnn_to_mlp | 60.0 ± 2.0 / 0.060 | 40.0 ± 2.0 / 0.040 | 90.0 ± 2.0 / 0.090 | 7.0 ± 1.0 | '
+          '14.0 ± 1.0 |' in open(os.path.join(out, 'factors.md')).read())
+  # A probe set the grids did not evaluate (the views a function-matching teacher labels): the analysed items'
+  # accuracy of student, independent and teacher, no gains, no gain plot.
+  views_out = tmp_path / 'views'
+  views = analyze.run(analyze_config(str(workdir), sets='views_crop'), str(views_out))
+  row = views['views_crop']['softer']['cnn_to_mlp']
+  assert row['gain_over_independent'] is None and row['gain_over_first_factor_independent'] is None
+  accuracy = json.load(open(views_out / 'softer' / 'analysis.json'))['sets']['views_crop']['errors']['accuracy']
+  assert [row[role]['accuracy'] for role in ('student', 'independent', 'teacher')] == [
+      accuracy['cnn_to_mlp'], accuracy['mlp'], accuracy['cnn']]
+  assert 'no gains' in (views_out / 'factors.md').read_text() and not (views_out / 'factors.png').exists()
   single_job = ml_collections.ConfigDict({'teacher': {'checkpoint': '/t/seed_{seed}'}})
   assert analyze.restored_checkpoints(single_job) == {'teacher': '/t/seed_{seed}'}
+
+
+def test_the_probe_has_a_fixed_draw_of_each_label_preserving_view(grid_run):
+  config = analyze.saved_config(grid_run)
+  probe, again = (grid.experiment.probe(config, grid_run) for _ in range(2))
+  mnist = probe.sets['mnist']
+  for name in ('views_translate', 'views_scale', 'views_crop'):
+    view = probe.sets[name]
+    np.testing.assert_array_equal(view.labels, mnist.labels)
+    chex.assert_equal_shape([view.inputs, mnist.inputs])
+    np.testing.assert_array_equal(view.inputs, again.sets[name].inputs)  # the same views in every analysis
+    assert (np.abs(view.inputs - mnist.inputs).reshape(len(mnist.inputs), -1).max(-1) > 0.1).mean() > 0.5
+  # Whole-pixel shifts keep each digit's ink (up to what leaves the frame); a shrink loses some.
+  ink = lambda images: images.reshape(len(images), -1).sum(-1)
+  assert np.median(ink(probe.sets['views_translate'].inputs) / ink(mnist.inputs)) == pytest.approx(1.0, abs=0.02)
+  assert np.median(ink(probe.sets['views_scale'].inputs) / ink(mnist.inputs)) < 0.95
 
 
 def test_the_last_snapshot_is_the_final_model_and_step_0_is_the_init(grid_run):
@@ -129,6 +155,10 @@ def test_the_grid_analysis_report(grid_analysis):
   total = sum(pair[k]['mean'] for k in ('both_wrong', 'only_first_wrong', 'only_second_wrong', 'neither_wrong'))
   assert total == result['errors']['num_items'] == 200
   assert set(result['errors']['students']['cnn_to_mlp']) >= {'jaccard_with_teacher', 'jaccard_with_independent'}
+  assert result['errors']['accuracy']['cnn']['mean'] == pytest.approx(
+      1.0 - (pair['both_wrong']['mean'] + pair['only_first_wrong']['mean']) / 200)
+  assert result['errors']['accuracy']['cnn_to_mlp']['mean'] == pytest.approx(
+      1.0 - (pair['both_wrong']['mean'] + pair['only_second_wrong']['mean']) / 200)
   # Paths: seed 0's snapshots of every setup (4 each), distances ÷ max.
   points = result['paths']['points']
   assert len(points) == 12 and {p['run'] for p in points} == {'cnn/seed_0', 'cnn_to_mlp/seed_0', 'mlp/seed_0'}

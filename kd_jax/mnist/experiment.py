@@ -87,10 +87,17 @@ def load_data(config):
 
 
 def probe(config, workdir: str) -> analysis.Probe:
-  """What the analyses (python -m kd_jax.analyze) run this task's models on: the MNIST test sets."""
+  """What the analyses (python -m kd_jax.analyze) run this task's models on: the MNIST test sets, and
+  ``views_<augmentation>``: the MNIST test images under one fixed draw of each label-preserving augmentation — the
+  views a function-matching teacher labels (is it right there, and does its student copy its errors?)."""
   del workdir  # the data settings are all in the config
   _, _, test_sets = load_data(config)
-  return analysis.Probe({name: analysis.ProbeSet(split.images, split.labels) for name, split in test_sets.items()},
+  sets = {name: analysis.ProbeSet(split.images, split.labels) for name, split in test_sets.items()}
+  mnist = test_sets['mnist']
+  for i, name in enumerate(augment_lib.LABEL_PRESERVING):
+    views = augment_lib.make(name)(jax.random.PRNGKey(i), mnist.images)
+    sets[f'views_{name}'] = analysis.ProbeSet(np.asarray(views), mnist.labels)
+  return analysis.Probe(sets,
                         lambda meta: models.create_model(meta['model'], **meta['model_kwargs']),
                         default_sets=('mnist_translate', 'mnist_scale'))
 
