@@ -90,6 +90,14 @@ def check_grid_config(config):
     if student_name:
       experiment.check_augment(config, role_config(config, student_name, 'student'), f'models.{student_name}')
   trainer.check_kd_config(config, student_loss=config.student_loss)
+  seeds = [config.seed + k for k in range(config.num_seeds)]
+  for name in dict.fromkeys(n for setup in config.setups for n in parse_setup(setup) if n):
+    template = config.models[name].checkpoint
+    missing = [d for d in dict.fromkeys(trainer.checkpoint_path(template, seed) for seed in seeds)
+               if not paths.absolute(d).is_dir()] if template else []
+    if missing:  # here, not when the grid reaches that model, perhaps after hours of training others
+      raise FileNotFoundError(f'config.models.{name}.checkpoint={template!r}: {missing[0]} does not exist; give the '
+                              f'<workdir>/{name}/seed_{{seed}} of a finished grid, or leave it empty to train {name}')
   shared_teachers(config)
 
 
@@ -241,6 +249,13 @@ def factor_configs(config: ml_collections.ConfigDict) -> Dict[str, ml_collection
   if len({name for name, _ in config.factors}) != len(config.factors):
     raise ValueError(f'config.factors names a factor twice: {[name for name, _ in config.factors]}')
   subs = {name: factor_config(config, name, changes) for name, changes in config.factors}
+  for factor, changes in config.factors:
+    for name, fields in dict(changes).get('models', {}).items():
+      trained = sorted(set(fields) - {'checkpoint'})
+      if trained and subs[factor].models[name].checkpoint:
+        raise ValueError(f'config.factors: factor {factor!r} changes config.models.{name}.{trained[0]}, but '
+                         f'config.models.{name}.checkpoint restores saved {name} instances, which never trained with '
+                         'it: give the factor its own checkpoint, or none to train them')
   for sub in subs.values():
     check_grid_config(sub)
   return subs

@@ -180,13 +180,29 @@ def test_ablation_one_grid_per_factor_teachers_trained_once_per_setting(tiny_mni
     ((('a', {'kd': {'temprature': 2.0}}),), r"factor 'a' changes config.kd.temprature, which the grid config"),
     ((('a', {}), ('b', {'models': {'mlp': {'learning_rate': -1.0}}})), r'config.models.mlp.learning_rate must be'),
     ((('a', {}), ('a', {})), 'names a factor twice'),
+    # A restored teacher never trained with the change: the factor would report it without it.
+    ((('a', {}), ('b', {'models': {'cnn': {'augment': 'translate'}}})),
+     r"factor 'b' changes config.models.cnn.augment, but config.models.cnn.checkpoint restores saved cnn instances"),
 ])
-def test_bad_ablation_factors_fail_before_any_training(tiny_mnist_dir, tmp_path, factors, match):
-  config = grid_smoke_config(tiny_mnist_dir, setups=('mlp',))
+def test_bad_ablation_factors_fail_before_any_training(tiny_mnist_dir, tmp_path, tmp_path_factory, factors, match):
+  saved = tmp_path_factory.mktemp('saved')
+  for seed in (0, 1):
+    (saved / f'seed_{seed}').mkdir()
+  config = grid_smoke_config(tiny_mnist_dir, **{'setups': ('cnn', 'cnn_to_mlp'),
+                                                'models.cnn.checkpoint': str(saved / 'seed_{seed}')})
   config.factors = factors
   with pytest.raises(ValueError, match=match):
     grid.run(config, str(tmp_path))
   assert not os.listdir(tmp_path)
+
+
+def test_a_missing_saved_model_is_refused_before_any_training(tiny_mnist_dir, tmp_path):
+  config = grid_smoke_config(tiny_mnist_dir, **{'setups': ('mlp', 'cnn_to_mlp'),  # the MLP would train first
+                                                'models.cnn.checkpoint': str(tmp_path / 'nowhere' / 'seed_{seed}')})
+  with pytest.raises(FileNotFoundError, match=r"config.models.cnn.checkpoint='.*nowhere/seed_\{seed\}': .*nowhere/"
+                                              r'seed_0 does not exist'):
+    grid.run(config, str(tmp_path / 'grid'))
+  assert not (tmp_path / 'grid').exists()
 
 
 def _saved_online_students(directory):
