@@ -216,12 +216,14 @@ def test_a_signal_saves_at_the_step_it_stops_at_and_resuming_finishes_the_run(tm
   split, mesh = _split(), sharding.data_mesh()
   run = lambda name, data: trainer.train_model('teacher', cfg, config, model, data, mesh, str(tmp_path / name), None,
                                                seeds=[0], stream=trainer.TEACHER_STREAM)
+  # What the process had before (Python's Ctrl-C handler, or SIG_IGN for SIGINT in a shell's background job).
+  handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
   with pytest.raises(trainer.TrainingInterrupted, match=rf'teacher {re.escape(what)} at step 7; checkpoint saved in '
                      f'{tmp_path}/run: run the same command again') as stopped:
     run('run', _SignalledSplit(split, interrupt_at=6, signals=[signum]))  # the step in flight (7th) finishes
   assert stopped.value.exit_code == exit_code
   assert checkpoints.all_steps(str(tmp_path / 'run')) == [4, 7]  # saved where it stopped, not only at step 4
-  assert signal.getsignal(signum) is not None and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  assert {s: signal.getsignal(s) for s in handlers} == handlers  # the run's handlers are gone again
   chex.assert_trees_all_equal(run('run', split).variables, run('unbroken', split).variables)
 
 
