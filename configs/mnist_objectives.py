@@ -13,6 +13,11 @@ each factor's CNN→MLP gain over it, paired by seed:
 
 Fewer factors: a config of your own with --config.factors; the CNN teachers of another grid:
 --config.models.cnn.checkpoint=DIR/cnn/seed_{seed}.
+
+The shifts + shrinks student again, from CNN teachers trained on those views too (one grid, no factors):
+
+  python -m kd_jax.grid --config=configs/mnist_objectives.py:fm_augmented_teacher \
+      --workdir=/tmp/kd_fm_augmented_teacher --config.data.dir=../shared/data/mnist
 """
 from kd_jax.mnist import configs
 

@@ -235,8 +235,19 @@ def _grid_objectives(config):
   config.factors = plain + matched
 
 
+def _grid_fm_augmented_teacher(config):
+  """After ':objectives': KD with function matching on shifts + shrinks again, from CNN teachers trained on those
+  views too — a function-matched student goes only as far as its teacher is good on the views, and the objectives
+  grid's teachers never saw them. One grid (no factors): the augmented CNNs, the gold-label control, the students."""
+  views = FUNCTION_MATCHING['fm_translate_scale'][0]
+  config.factors = ()
+  config.update(student_loss='distillation', cache_teacher_logits=False, student_overrides={'augment': views})
+  config.models.cnn.augment = config.models.mlp.augment = views
+
+
 GRID_VARIANTS = {'cpu': None, 'paper': _grid_paper, 'long': _grid_long, 'ablation': _grid_ablation,
-                 'mlp_regularisers': _grid_mlp_regularisers, 'objectives': _grid_objectives, 'smoke': _grid_smoke}
+                 'mlp_regularisers': _grid_mlp_regularisers, 'objectives': _grid_objectives,
+                 'fm_augmented_teacher': _grid_fm_augmented_teacher, 'smoke': _grid_smoke}
 
 
 def grid_config(variants: str = '') -> ml_collections.ConfigDict:

@@ -315,6 +315,11 @@ def test_the_ablation_and_regularised_grid_configs_are_valid():
   matched = objectives['dkd_fm_crop_mixup']  # the student on crops + mixup, its gold-label control on crops
   assert (grid.role_config(matched, 'mlp', 'student').augment, matched.models.mlp.augment) == ('crop,mixup', 'crop')
   assert not matched.cache_teacher_logits and matched.models.mlp.l1 == 1e-5
+  # Its shifts + shrinks student again, with the CNN teachers trained on those views too: one grid, otherwise alike.
+  augmented_teacher = load_config('mnist_objectives', 'fm_augmented_teacher')
+  assert grid.check(augmented_teacher) == {} and augmented_teacher.models.cnn.augment == 'translate,scale'
+  augmented_teacher.models.cnn.augment = ''
+  assert augmented_teacher.to_dict() == {**objectives['distillation_fm_translate_scale'].to_dict(), 'factors': ()}
 
 
 def test_the_smoke_job_in_bfloat16_stays_near_float32(finished_run, tiny_mnist_dir, tmp_path):
