@@ -139,7 +139,8 @@ def teacher_mode(config) -> str:
   return config.kd.get('teacher_mode', 'eval')
 
 
-def check_kd_config(config, teacher_loss: str = 'cross_entropy', student_loss: str = 'distillation'):
+def check_kd_config(config, teacher_loss: str = 'cross_entropy', student_loss: str = 'distillation',
+                    student_augment: str = ''):
   """Fails fast, before any data is read, on loss names, ``config.kd`` values and teacher settings."""
   if losses.loss_spec(teacher_loss).uses_teacher:
     raise ValueError(f'the teacher trains on gold labels: config.teacher.loss must be cross_entropy, '
@@ -148,23 +149,45 @@ def check_kd_config(config, teacher_loss: str = 'cross_entropy', student_loss: s
     losses.get_loss(name, config.kd)
   if teacher_mode(config) not in TEACHER_MODES:
     raise ValueError(f'unknown config.kd.teacher_mode {teacher_mode(config)!r}; choose one of {TEACHER_MODES}')
-  if config.get('cache_teacher_logits', False) and teacher_mode(config) == 'train':
+  if config.get('cache_teacher_logits', False) not in CACHE_CHOICES:
+    raise ValueError(f'config.cache_teacher_logits must be one of {", ".join(map(str, CACHE_CHOICES))}, '
+                     f'got {config.cache_teacher_logits!r}')
+  if config.get('cache_teacher_logits', False) is True and teacher_mode(config) == 'train':
     raise ValueError('config.cache_teacher_logits needs a deterministic teacher: cached logits are eval-mode '
                      "logits, so set cache_teacher_logits=False for config.kd.teacher_mode='train'")
-  if losses.loss_spec(student_loss).uses_features and config.get('cache_teacher_logits', False):
+  if losses.loss_spec(student_loss).uses_features and config.get('cache_teacher_logits', False) is True:
     raise ValueError(f'the {student_loss!r} objective reads the teacher\'s features in the step: set '
                      'config.cache_teacher_logits=False')
   targets = config.kd.get('targets', 'teacher')
   if targets not in losses.TARGETS:
     raise ValueError(f'unknown config.kd.targets {targets!r}; choose one of {list(losses.TARGETS)}')
-  if targets != 'teacher' and not config.get('cache_teacher_logits', False):
+  student = ml_collections.ConfigDict({'loss': student_loss, 'augment': student_augment})
+  if targets != 'teacher' and not caches_teacher_logits(config, student):
     raise ValueError(f'config.kd.targets={targets!r} is a control built from cached teacher logits: it needs '
-                     'config.cache_teacher_logits=True')
+                     'config.cache_teacher_logits=True (or auto, with an eval-mode teacher, a logit objective and '
+                     'no augmentation)')
 
 
 def uses_teacher(cfg) -> bool:
   """Whether the phase with settings ``cfg`` trains on teacher logits."""
   return losses.loss_spec(cfg.loss).uses_teacher
+
+
+CACHE_CHOICES = (False, True, 'auto')
+
+
+def caches_teacher_logits(config, cfg) -> bool:
+  """Whether the phase with settings ``cfg`` learns from teacher logits computed once on the training set, rather
+  than from the teacher run inside its step: ``config.cache_teacher_logits``, where ``'auto'`` caches whenever
+  that gives the same targets — an eval-mode (deterministic) teacher, an objective on logits alone, no augmentation
+  in the step."""
+  choice = config.get('cache_teacher_logits', False)
+  if not uses_teacher(cfg):
+    return False
+  if choice == 'auto':
+    return (teacher_mode(config) == 'eval' and not losses.loss_spec(cfg.loss).uses_features
+            and not cfg.get('augment', ''))
+  return bool(choice)
 
 
 # ----------------------------------------------------------------------------- training

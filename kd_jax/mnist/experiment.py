@@ -1,19 +1,24 @@
-"""The MNIST distillation job: train (or restore) a teacher, distil a student, evaluate both.
+"""The MNIST distillation job: train (or restore) a teacher, train the independent student (the control), distil
+the student, evaluate all three.
 
 ``run(config, workdir)`` is what ``python -m kd_jax.main`` calls for
-``config.task='mnist'``. Layout of the workdir::
+``config.task='mnist'``. The independent student is the student's model with the student's recipe,
+initialisation and data order, trained on gold labels alone (``config.train_independent_student``): the
+distilled student's gain over it is what the teacher passed on. Layout of the workdir::
 
   teacher/         Orbax checkpoints of the teacher (offline KD reads these)
-  student/         Orbax checkpoints of the student
+  independent/     Orbax checkpoints of the independent student
+  student/         Orbax checkpoints of the distilled student
   metrics.jsonl    training metrics, one JSON object per logged step
   tensorboard/     the same metrics as TensorBoard event files
-  results.json     accuracy and ECE of teacher and student on each test set
-  results.md       the same as a Markdown table
+  results.json     accuracy, ECE and agreement with the teacher of each model on each test set; the gains
+  results.md       the same as a table and one sentence per test set
+  accuracy.png     accuracy per test set of the three models
 """
 import json
 import os
 import time
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 from absl import logging
 import jax
@@ -39,11 +44,31 @@ def check_config(config: ml_collections.ConfigDict):
   for phase in ('teacher', 'student'):
     config_lib.check_phase(config, phase, jax.device_count())
     check_model(config, phase)
-  config_lib.check_choice(config, 'cache_teacher_logits', (False, True))
+  config_lib.check_choice(config, 'cache_teacher_logits', trainer.CACHE_CHOICES)
   config_lib.check_number(config, 'data.demo_teacher_epochs', low_open=False)
-  trainer.check_kd_config(config, config.teacher.loss, config.student.loss)
+  trainer.check_kd_config(config, config.teacher.loss, config.student.loss, config.student.augment)
   for phase in ('teacher', 'student'):
     check_augment(config, config[phase], phase)
+  config_lib.check_choice(config, 'train_independent_student', (False, True))
+  wrong = [k for k in config.independent_overrides if k in NOT_OVERRIDABLE or k not in config.student]
+  if wrong:
+    raise ValueError(f'config.independent_overrides.{wrong[0]}: the independent student is the student\'s model on '
+                     'gold labels, with its views; it can differ only in the training settings '
+                     f'{", ".join(k for k in config.student if k not in NOT_OVERRIDABLE)}')
+  config_lib.check_phase(ml_collections.ConfigDict({'independent_overrides': independent_config(config)}),
+                         'independent_overrides', jax.device_count())
+
+
+NOT_OVERRIDABLE = ('model', 'model_kwargs', 'loss', 'checkpoint', 'augment')
+
+
+def independent_config(config) -> ml_collections.ConfigDict:
+  """The independent student's settings: the student's, on gold labels, with ``config.independent_overrides``, and
+  of the student's augmentations the label-preserving ones (mixup has no one gold label)."""
+  cfg = ml_collections.ConfigDict({**config.student.to_dict(), 'loss': 'cross_entropy',
+                                   **config.get('independent_overrides', {})})
+  cfg.augment = ','.join(n for n in augment_lib.names(cfg.get('augment', '')) if n in augment_lib.LABEL_PRESERVING)
+  return cfg
 
 
 def check_augment(config, cfg, field: str):
@@ -54,7 +79,7 @@ def check_augment(config, cfg, field: str):
   if 'mixup' in chosen and (not distils or config.kd.alpha < 1.0):
     raise ValueError(f"config.{field}.augment={cfg.augment!r}: a mixed-up input has no one gold label; mixup is for "
                      'a student learning from the teacher alone (a teacher objective with config.kd.alpha=1)')
-  if chosen and distils and config.cache_teacher_logits:
+  if chosen and distils and config.cache_teacher_logits is True:
     raise ValueError(f'config.{field}.augment={cfg.augment!r} needs the teacher in the step (its targets for each '
                      'new view): set config.cache_teacher_logits=False')
 
@@ -106,12 +131,43 @@ def evaluate(name: str, model, instances: Sequence[Any], test_sets: Dict[str, da
              reliability: bool = False) -> List[Dict[str, Dict[str, Any]]]:
   """Per instance (variables of ``model``, called ``name`` in errors) and test set: accuracy and ECE, with
   ``reliability`` its bins too. Non-finite outputs are an error naming the model, instance and set."""
-  predict = training.make_predict_fn(model, mesh, config.eval.batch_size, config.compute_dtype)
   metric = metrics_lib.reliability_metrics if reliability else metrics_lib.classification_metrics
-  return [{set_name: metric(metrics_lib.check_finite(predict(variables, split.images),
-                                                     f'{name}{f" instance {k}" if len(instances) > 1 else ""} on '
-                                                     f'{set_name}'), split.labels, config.eval.ece_bins)
-           for set_name, split in test_sets.items()} for k, variables in enumerate(instances)]
+  return [{set_name: metric(logits, test_sets[set_name].labels, config.eval.ece_bins)
+           for set_name, logits in test_logits(f'{name}{f" instance {k}" if len(instances) > 1 else ""}', model,
+                                               variables, test_sets, mesh, config).items()}
+          for k, variables in enumerate(instances)]
+
+
+def test_logits(name: str, model, variables, test_sets: Dict[str, data_lib.Split], mesh, config) -> Dict[str, Any]:
+  """``model``'s logits on each test set; non-finite ones are an error naming ``name`` and the set."""
+  predict = training.make_predict_fn(model, mesh, config.eval.batch_size, config.compute_dtype)
+  return {set_name: metrics_lib.check_finite(predict(variables, split.images), f'{name} on {set_name}')
+          for set_name, split in test_sets.items()}
+
+
+def evaluate_roles(trained: Dict[str, Tuple[Any, Any]], test_sets: Dict[str, data_lib.Split], mesh,
+                   config) -> Dict[str, Dict[str, Dict[str, float]]]:
+  """Per role (``'teacher'`` first, then the students: role -> (model, variables)) and test set: accuracy, ECE and,
+  for the students, ``teacher_agreement``: the fraction of test inputs on which they predict the teacher's class
+  (the paper's claim is about behaviour, not accuracy alone)."""
+  results, teacher_predictions = {}, {}
+  for role, (model, variables) in trained.items():
+    results[role] = {}
+    for set_name, logits in test_logits(role, model, variables, test_sets, mesh, config).items():
+      results[role][set_name] = metrics_lib.classification_metrics(logits, test_sets[set_name].labels,
+                                                                   config.eval.ece_bins)
+      predictions = np.asarray(logits).argmax(-1)
+      if role == 'teacher':
+        teacher_predictions[set_name] = predictions
+      else:
+        results[role][set_name]['teacher_agreement'] = float(np.mean(predictions == teacher_predictions[set_name]))
+  return results
+
+
+def gains(results) -> Dict[str, Dict[str, float]]:
+  """Per test set: the distilled student's metrics minus the independent student's."""
+  return {set_name: {metric: value - results['independent'][set_name][metric] for metric, value in row.items()}
+          for set_name, row in results['student'].items()}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
@@ -131,6 +187,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                len(train), len(test_sets['mnist']))
   teacher = models.create_model(config.teacher.model, **config.teacher.model_kwargs)
   student = models.create_model(config.student.model, **config.student.model_kwargs)
+  control = config.train_independent_student and trainer.uses_teacher(config.student)
+  if config.train_independent_student and not control:
+    logging.info('config.student.loss=%r learns from gold labels alone: it is its own independent student (none '
+                 'trained besides it)', config.student.loss)
   writer = trainer.MetricWriter(workdir)
   timing = {}
   try:
@@ -140,32 +200,38 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         config.teacher, config, teacher, train, mesh, os.path.join(workdir, 'teacher'), writer, seed=config.seed,
         augment=augment_lib.make(config.teacher.augment))
     timing['teacher_seconds'] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    distil = trainer.uses_teacher(config.student)
-    cached = distil and config.cache_teacher_logits
-    teacher_logits = (training.make_predict_fn(teacher, mesh, config.eval.batch_size, config.compute_dtype)(
-        teacher_variables, train.images) if cached else None)
-    in_step = distil and not cached
-    student_state = trainer.train_model('student', config.student, config, student, train, mesh,
-                                        os.path.join(workdir, 'student'), writer, seeds=[config.seed],
-                                        stream=trainer.STUDENT_STREAM, teacher=teacher if in_step else None,
-                                        teacher_variables=teacher_variables if in_step else None,
-                                        teacher_logits=teacher_logits,
-                                        augment=augment_lib.make(config.student.augment))
-    timing['student_seconds'] = time.perf_counter() - t0
+    # The independent student and the distilled one: one model, one initialisation and data order (the student
+    # stream of config.seed); only what they learn from differs.
+    phases = {'student': config.student}
+    if control:
+      phases = {'independent': independent_config(config), **phases}
+    trained = {'teacher': (teacher, teacher_variables)}
+    for role, cfg in phases.items():
+      t0 = time.perf_counter()
+      cached = trainer.caches_teacher_logits(config, cfg)
+      in_step = trainer.uses_teacher(cfg) and not cached
+      teacher_logits = (training.make_predict_fn(teacher, mesh, config.eval.batch_size, config.compute_dtype)(
+          teacher_variables, train.images) if cached else None)
+      state = trainer.train_model(role, cfg, config, student, train, mesh, os.path.join(workdir, role), writer,
+                                  seeds=[config.seed], stream=trainer.STUDENT_STREAM,
+                                  teacher=teacher if in_step else None,
+                                  teacher_variables=teacher_variables if in_step else None,
+                                  teacher_logits=teacher_logits, settings_field='config.student',
+                                  augment=augment_lib.make(cfg.augment))
+      trained[role] = (student, state.variables)
+      timing[f'{role}_seconds'] = time.perf_counter() - t0
   finally:
     writer.close()
 
   t0 = time.perf_counter()
-  results = {'teacher': evaluate('teacher', teacher, [teacher_variables], test_sets, mesh, config)[0],
-             'student': evaluate('student', student, [student_state.variables], test_sets, mesh, config)[0]}
+  results = evaluate_roles(trained, test_sets, mesh, config)
+  if control:
+    results.update(gain=gains(results), independent_settings=phases['independent'].to_dict())
   timing['eval_seconds'] = time.perf_counter() - t0
   timing['total_seconds'] = time.perf_counter() - t_start
   results.update(data_source=data.source, demo_sample=data.demo_sample, teacher_checkpoint=str(paths.absolute(teacher_dir)),
                  num_train=len(train), num_test=len(test_sets['mnist']), num_devices=mesh.size,
+                 teacher_logits='cached' if trainer.caches_teacher_logits(config, config.student) else 'in the step',
                  timing=timing, config=json.loads(config.to_json()))
-  # The student's row names its objective when it is not plain KD (e.g. 'mlp, dkd').
-  student = config.student.model + ('' if config.student.loss == 'distillation' else f', {config.student.loss}')
-  report.write_results(results, workdir, {'teacher': config.teacher.model, 'student': student})
+  report.write_results(results, workdir)
   return results

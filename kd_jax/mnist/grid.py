@@ -76,6 +76,7 @@ def check_grid_config(config):
     raise ValueError("config.snapshots=True needs config.mode='offline': the online grid takes no snapshots")
   vmap_seeds(config)
   experiment.check_data_and_eval(config)
+  config_lib.check_choice(config, 'cache_teacher_logits', (False, True))  # 'auto' is the single job's
   for setup in config.setups:
     for name in filter(None, parse_setup(setup)):
       if name not in config.models:
@@ -379,14 +380,14 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         else:
           teacher, teacher_variables = get_teacher(teacher_name)
           t0 = time.perf_counter()
-          cached = (teacher_logits_on(teacher, teacher_variables, train.images, mesh, config)
-                    if config.cache_teacher_logits else None)
+          student_cfg = role_config(config, student_name, 'student')
+          in_step = not trainer.caches_teacher_logits(config, student_cfg)
           variables = train_instances(
-              setup, role_config(config, student_name, 'student'), config, student, train, mesh,
-              os.path.join(workdir, setup), writer, seeds, trainer.STUDENT_STREAM,
-              teacher=None if config.cache_teacher_logits else teacher,
-              teacher_variables=None if config.cache_teacher_logits else teacher_variables,
-              teacher_logits=cached)
+              setup, student_cfg, config, student, train, mesh, os.path.join(workdir, setup), writer, seeds,
+              trainer.STUDENT_STREAM, teacher=teacher if in_step else None,
+              teacher_variables=teacher_variables if in_step else None,
+              teacher_logits=None if in_step else teacher_logits_on(teacher, teacher_variables, train.images, mesh,
+                                                                    config))
         timing[setup] = time.perf_counter() - t0
         model = student
       instances = 1 if not student_name and teacher_name in shared else config.num_seeds  # one shared teacher: one row

@@ -5,11 +5,15 @@ import shutil
 import subprocess
 import sys
 
+import chex
+import jax
+import numpy as np
 import pytest
 
 from conftest import ROOT
 from conftest import load_config
 from kd_jax import checkpoints
+from kd_jax import input_pipeline
 from kd_jax import losses
 from kd_jax import trainer
 from kd_jax.mnist import data as data_lib
@@ -20,7 +24,7 @@ def smoke_config(data_dir, **overrides):
 
 
 def _check_results(results):
-  for role in ('teacher', 'student'):
+  for role in ('teacher', 'independent', 'student'):
     assert set(results[role]) == set(data_lib.TEST_SETS)
     for metrics in results[role].values():
       assert 0.0 <= metrics['accuracy'] <= 1.0 and 0.0 <= metrics['ece'] <= 1.0
@@ -40,10 +44,18 @@ def test_end_to_end_writes_results_checkpoints_and_metrics(finished_run):
   with open(os.path.join(workdir, 'results.json')) as f:
     assert json.load(f)['teacher'] == results['teacher']
   table = open(os.path.join(workdir, 'results.md')).read()
-  assert '| teacher (cnn) |' in table and '| student (mlp) |' in table and 'MNIST-Translated acc' in table
+  for row, role in (('teacher (cnn)', 'teacher'), ('independent student (mlp)', 'independent'),
+                    ('distilled student (mlp)', 'student')):  # each row holds its own model's numbers
+    assert f'| {row} | {100 * results[role]["mnist"]["accuracy"]:.2f}% |' in table
+  assert 'MNIST-Translated acc' in table and '1 seed (config.seed = 0): run the grid' in table
   assert results['num_train'] == 1000 and results['num_test'] == 200 and not results['demo_sample']
-  assert os.listdir(os.path.join(workdir, 'teacher')) and os.listdir(os.path.join(workdir, 'student'))
-  assert os.listdir(os.path.join(workdir, 'tensorboard'))
+  for phase in ('teacher', 'independent', 'student'):
+    assert os.listdir(os.path.join(workdir, phase))
+  assert os.listdir(os.path.join(workdir, 'tensorboard')) and os.path.getsize(os.path.join(workdir, 'accuracy.png'))
+  for test_set, gain in results['gain'].items():  # the distilled student minus the independent one
+    for metric in ('accuracy', 'ece', 'teacher_agreement'):
+      assert gain[metric] == results['student'][test_set][metric] - results['independent'][test_set][metric]
+  assert results['teacher_logits'] == 'cached' and results['independent_settings']['loss'] == 'cross_entropy'
   records = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
   phases = {r['phase'] for r in records}
   # Every KD run first says what it will teach: the teacher's targets on the training inputs, at the KD temperature.
@@ -51,7 +63,7 @@ def test_end_to_end_writes_results_checkpoints_and_metrics(finished_run):
   assert len(targets) == 1 and 0.0 < targets[0]['teacher_targets/p_gold'] <= 1.0
   assert set(targets[0]) == {'phase', 'step', 'teacher_targets/p_gold', 'teacher_targets/below_0.9',
                              'teacher_targets/entropy'}
-  assert phases == {'teacher', 'student'}
+  assert phases == {'teacher', 'independent', 'student'}
   assert results['teacher']['mnist']['accuracy'] > 0.2  # the tiny teacher learned something
 
 
@@ -72,10 +84,74 @@ def test_every_teacher_objective_trains_the_student(finished_run, tiny_mnist_dir
   config = smoke_config(tiny_mnist_dir, **{'data.num_train': 0, 'data.num_test': 0, 'student.loss': loss,
                                            'teacher.checkpoint': os.path.join(finished_run[0], 'teacher')})
   results = experiment.run(config, str(tmp_path))
-  assert results['config']['student']['loss'] == loss and f'| student (mlp, {loss}) |' in (
+  assert results['config']['student']['loss'] == loss and f'| distilled student (mlp, {loss}) |' in (
       tmp_path / 'results.md').read_text()
   _check_results(results)
   assert results['student'] != finished_run[1]['student']  # another objective, another student
+
+
+def test_the_independent_student_starts_from_the_distilled_ones_parameters_and_sees_its_batches(tiny_mnist_dir,
+                                                                                                 tmp_path,
+                                                                                                 monkeypatch):
+  initial, orders = [], []  # per phase, in the order the job trains them: teacher, independent, student
+  real_init, real_order = trainer.init_instances, input_pipeline.BatchOrder
+
+  def recording_init(*args, **kwargs):
+    state = real_init(*args, **kwargs)
+    initial.append(jax.tree_util.tree_map(np.array, state.params))  # training donates the state's buffers
+    return state
+
+  class RecordingOrder(real_order):
+    def __init__(self, *args, **kwargs):
+      super().__init__(*args, **kwargs)
+      orders.append(self)
+
+  monkeypatch.setattr(trainer, 'init_instances', recording_init)
+  monkeypatch.setattr(input_pipeline, 'BatchOrder', RecordingOrder)
+  experiment.run(smoke_config(tiny_mnist_dir), str(tmp_path))
+  assert len(initial) == len(orders) == 3
+  chex.assert_trees_all_equal(initial[1], initial[2])
+  first_batches = lambda order: np.stack([order.indices(step) for step in range(3)])
+  np.testing.assert_array_equal(first_batches(orders[1]), first_batches(orders[2]))
+  assert not np.array_equal(first_batches(orders[0])[:, :8], first_batches(orders[1])[:, :8])  # the teacher's own
+
+
+def test_a_job_stopped_after_the_independent_students_first_checkpoint_resumes_to_the_unbroken_result(
+    finished_run, tiny_mnist_dir, tmp_path, monkeypatch):
+  overrides = {'data.num_train': 0, 'data.num_test': 0, 'checkpoint_every_steps': 8}
+  unbroken = experiment.run(smoke_config(tiny_mnist_dir, **overrides), str(tmp_path / 'unbroken'))
+  real_save = checkpoints.save
+
+  def save_then_stop(mngr, state, meta):
+    real_save(mngr, state, meta)
+    if meta['phase'] == 'independent':
+      raise KeyboardInterrupt  # as Ctrl-C right after the save
+
+  monkeypatch.setattr(checkpoints, 'save', save_then_stop)
+  workdir = str(tmp_path / 'stopped')
+  with pytest.raises(trainer.TrainingInterrupted, match='independent interrupted; the newest complete checkpoint is '
+                                                        'step 8'):
+    experiment.run(smoke_config(tiny_mnist_dir, **overrides), workdir)
+  assert checkpoints.all_steps(os.path.join(workdir, 'independent')) == [8]
+  assert not os.path.exists(os.path.join(workdir, 'student'))
+  monkeypatch.setattr(checkpoints, 'save', real_save)
+  resumed = experiment.run(smoke_config(tiny_mnist_dir, **overrides), workdir)
+  for key in ('teacher', 'independent', 'student', 'gain'):
+    assert resumed[key] == unbroken[key] == finished_run[1][key]
+
+
+def test_the_control_can_be_turned_off_and_is_never_a_copy_of_a_gold_label_student(finished_run, tiny_mnist_dir,
+                                                                                  tmp_path):
+  saved_teacher = {'data.num_train': 0, 'data.num_test': 0,
+                   'teacher.checkpoint': os.path.join(finished_run[0], 'teacher')}
+  for overrides in ({'train_independent_student': False}, {'student.loss': 'cross_entropy'}):
+    workdir = tmp_path / next(iter(overrides))
+    results = experiment.run(smoke_config(tiny_mnist_dir, **saved_teacher, **overrides), str(workdir))
+    assert 'independent' not in results and 'gain' not in results and not (workdir / 'independent').exists()
+    assert 'no control to measure a gain against' in (workdir / 'results.md').read_text()
+  # A saved teacher still gets its control trained.
+  results = experiment.run(smoke_config(tiny_mnist_dir, **saved_teacher), str(tmp_path / 'saved_teacher'))
+  assert results['independent'] == finished_run[1]['independent']
 
 
 def test_rerun_in_a_finished_workdir_resumes_instead_of_retraining(finished_run, tiny_mnist_dir):
@@ -225,6 +301,15 @@ def test_missing_teacher_checkpoint_never_means_a_random_teacher(tiny_mnist_dir,
     ({'student.loss': 'rkd', 'cache_teacher_logits': True}, ValueError,
      r"the 'rkd' objective reads the teacher's features in the step: set config.cache_teacher_logits=False"),
     ({'student.loss': 'sp', 'kd.sp_weight': -1.0}, ValueError, r'config.kd.sp_weight must be a finite number ≥ 0'),
+    ({'cache_teacher_logits': 'sometimes'}, ValueError,
+     r"config.cache_teacher_logits must be one of False, True, auto, got 'sometimes'"),
+    ({'kd.targets': 'shuffled_confidence', 'kd.teacher_mode': 'train'}, ValueError,
+     r"config.kd.targets='shuffled_confidence' is a control built from cached teacher logits"),
+    ({'independent_overrides': {'loss': 'distillation'}}, ValueError,
+     r"config.independent_overrides.loss: the independent student is the student's model on gold labels.*can "
+     r'differ only in the training settings batch_size, clip_norm'),
+    ({'independent_overrides': {'learning_rate': -1.0}}, ValueError,
+     r'config.independent_overrides.learning_rate must be a finite number > 0, got -1.0'),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, overrides, error, match):
   config = smoke_config('/nonexistent/mnist' if error is ValueError else '', **overrides)
@@ -283,8 +368,15 @@ def test_pair_configs_are_valid(pair, variant):
       assert (phase.l1, phase.l2) == regularisers[phase.model] and phase.batch_size == 128 and phase.clip_norm == 1
     assert (config.kd.temperature, config.kd.alpha, config.kd.teacher_mode) == (5.0, 1.0, 'train')
     assert not config.cache_teacher_logits
-  else:
-    assert (config.teacher.l1, config.teacher.l2, config.kd.teacher_mode) == (0.0, 0.0, 'eval')
+  else:  # the MLP's regularisers in every role (they carry the effect), none on the CNN
+    regularisers = {'mlp': (1e-5, 1e-5), 'cnn': (0.0, 0.0)}
+    for phase in (config.teacher, config.student):
+      assert (phase.l1, phase.l2) == regularisers[phase.model]
+    assert config.kd.teacher_mode == 'eval' and config.cache_teacher_logits == 'auto'
+    assert not config.independent_overrides
+  if variant == 'paper':  # the authors trained their independent models as teachers
+    assert config.independent_overrides.to_dict() == {
+        'optimizer': 'radam', 'learning_rate': 1e-4, 'schedule': 'exponential', 'num_epochs': 400.0}
   with pytest.raises(ValueError, match='unknown config variant'):
     load_config(f'mnist_{pair}', 'tpu')
   both = load_config(f'mnist_{pair}', 'smoke,' + variant)  # variants compose
@@ -342,14 +434,14 @@ def test_the_smoke_job_in_bfloat16_stays_near_float32(finished_run, tiny_mnist_d
     experiment.run(config, finished_run[0])
 
 
-def test_cached_teacher_logits_give_the_same_student_as_the_teacher_in_the_step(finished_run, tiny_mnist_dir,
+def test_the_teacher_in_the_step_gives_the_same_student_as_cached_teacher_logits(finished_run, tiny_mnist_dir,
                                                                                  tmp_path):
   workdir = str(tmp_path / 'cached')
   shutil.copytree(os.path.join(finished_run[0], 'teacher'), os.path.join(workdir, 'teacher'))  # the same teacher
-  config = smoke_config(tiny_mnist_dir, **{'data.num_train': 0, 'data.num_test': 0, 'cache_teacher_logits': True})
-  cached = experiment.run(config, workdir)
-  assert cached['teacher'] == finished_run[1]['teacher']
-  for test_set, metrics in cached['student'].items():  # rounding-level differences in the logits, at most
+  config = smoke_config(tiny_mnist_dir, **{'data.num_train': 0, 'data.num_test': 0, 'cache_teacher_logits': False})
+  in_step = experiment.run(config, workdir)  # the smoke job's default 'auto' caches them
+  assert in_step['teacher'] == finished_run[1]['teacher'] and in_step['teacher_logits'] == 'in the step'
+  for test_set, metrics in in_step['student'].items():  # rounding-level differences in the logits, at most
     exact = finished_run[1]['student'][test_set]
     assert abs(metrics['accuracy'] - exact['accuracy']) <= 0.01 and abs(metrics['ece'] - exact['ece']) <= 0.01
   with pytest.raises(ValueError, match='cache_teacher_logits needs a deterministic teacher'):
