@@ -1,6 +1,9 @@
-"""CNN teacher → MLP student on MNIST, evaluated on MNIST, MNIST-Scaled and MNIST-Translated.
+"""CNN teacher → MLP student on MNIST, with the independent MLP as its control, evaluated on MNIST, MNIST-Scaled
+and MNIST-Translated.
 
-Default: sized for a 2-core CPU (under 15 minutes on full MNIST):
+Default: sized for a 2-core CPU (~4.5 minutes on full MNIST): the CPU-width CNN 3 epochs; the MLP 20 epochs with the
+authors' kernel regularisers (L1 = L2 = 1e-5, what carries the effect), from the teacher's cached eval-mode logits;
+seed 0 gives +11.4 points on MNIST-Translated over the independent MLP (docs/results.md):
   python -m kd_jax.main --config=configs/mnist_cnn_to_mlp.py --workdir=/tmp/kd_mnist \
       --config.data.dir=../shared/data/mnist
 

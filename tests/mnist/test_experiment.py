@@ -394,6 +394,17 @@ def test_grid_configs_are_valid(name, setups):
     assert len(config.setups) == setups and config.num_seeds == 4
 
 
+def test_the_main_job_grid_trains_what_the_main_jobs_train():
+  from kd_jax.mnist import grid  # pylint: disable=g-import-not-at-top
+  seeds = load_config('mnist_grid', 'main_job')
+  grid.check_grid_config(seeds)
+  for teacher, student in (('cnn', 'mlp'), ('mlp', 'cnn')):
+    pair = load_config(f'mnist_{teacher}_to_{student}')
+    for name, role in ((teacher, 'teacher'), (student, 'student')):
+      assert grid.role_config(seeds, name, role).to_dict() == pair[role].to_dict()
+  assert seeds.cache_teacher_logits and seeds.kd.to_dict() == pair.kd.to_dict()
+
+
 def test_the_ablation_and_regularised_grid_configs_are_valid():
   from kd_jax.mnist import grid  # pylint: disable=g-import-not-at-top
   ablation = load_config('mnist_ablation')
