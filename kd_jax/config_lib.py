@@ -121,18 +121,19 @@ def check_phase(config, field: str, num_devices: int):
   check_number(config, f'{field}.num_epochs', high=MAX_EPOCHS)
   check_int(config, f'{field}.batch_size', 1, num_devices)
   check_choice(config, f'{field}.optimizer', list(training.OPTIMIZERS))
-  check_number(config, f'{field}.learning_rate')
+  check_number(config, f'{field}.learning_rate', high=FLOAT32_MAX)  # optimizers compute in float32
   check_choice(config, f'{field}.schedule', training.SCHEDULES)
   if get_field(config, f'{field}.schedule') == 'exponential':
     check_int(config, f'{field}.decay_steps', 1)
     check_number(config, f'{field}.decay_rate', high=1.0)
-  check_number(config, f'{field}.clip_norm', low_open=False)
+  check_number(config, f'{field}.clip_norm', low_open=False, high=FLOAT32_MAX)
   for penalty in ('l1', 'l2'):
     if penalty in get_field(config, field):  # phases saved before l1 existed have no such field
-      check_number(config, f'{field}.{penalty}', low_open=False)
+      check_number(config, f'{field}.{penalty}', low_open=False, high=FLOAT32_MAX)
   check_model_kwargs(config, field)
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max: what training computes in
 MAX_EPOCHS = 100_000  # beyond this a number of epochs is a typo, not a plan (and its step count overflows int32)
 
 

@@ -49,6 +49,14 @@ def distillation_loss(student_logits, teacher_logits, labels, *, temperature: fl
   return loss
 
 
+FLOAT32 = np.finfo(np.float32)
+
+
+def _normal_float32(value: float) -> bool:
+  """Whether ``value`` survives as a normal float32 (the losses compute in float32): neither inf nor flushed to 0."""
+  return math.isfinite(value) and FLOAT32.tiny <= abs(value) <= FLOAT32.max
+
+
 def check_kd_config(temperature: float, alpha: float, scale: str = 'hinton'):
   if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
     raise ValueError(f'config.kd.temperature must be a finite number > 0, got {temperature!r}')
@@ -56,6 +64,11 @@ def check_kd_config(temperature: float, alpha: float, scale: str = 'hinton'):
     raise ValueError(f'config.kd.alpha must be a number in [0, 1], got {alpha!r}')
   if scale not in KD_SCALES:
     raise ValueError(f'unknown KD scale {scale!r} (config.kd.scale); choose one of {sorted(KD_SCALES)}')
+  # Logits are divided by T and the KD term multiplied by T² (or 1/T²), in float32: both must stay normal numbers.
+  if not (_normal_float32(temperature) and _normal_float32(1.0 / temperature)
+          and _normal_float32(KD_SCALES[scale](temperature))):
+    raise ValueError(f'config.kd.temperature={temperature!r} is out of float32 range for the KD term (its scale '
+                     f'{scale!r} gives {KD_SCALES[scale](float(temperature)):.3g}): use a temperature near 1–20')
 
 
 def _distillation(temperature: float, alpha: float, scale: str) -> LossFn:
@@ -230,20 +243,29 @@ class FeatureLoss:
     return self.fn(*args)
 
 
-def _checked(loss):
-  """``loss`` built from config.kd: the KD fields checked, and its own weights finite numbers ≥ 0."""
-  def build(temperature: float, alpha: float, scale: str, **fields):
+def _checked(loss, name: str, adds_to_kd: bool = False):
+  """``loss`` (the objective ``name``) built from config.kd: the KD fields checked; its own weights finite float32
+  numbers ≥ 0, not all 0 — then its own terms are off and the student would learn nothing (or only the gold labels,
+  or, for a term ``adds_to_kd``, plain KD) under the objective's name."""
+  def build(temperature: float, alpha: float, scale: str, **weights):
     check_kd_config(temperature, alpha, scale)
-    for name, value in fields.items():
-      if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-        raise ValueError(f'config.kd.{name} must be a finite number ≥ 0, got {value!r}')
-    return functools.partial(loss, temperature=temperature, alpha=alpha, scale=scale, **fields)
+    for field, value in weights.items():
+      if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= FLOAT32.max):
+        raise ValueError(f'config.kd.{field} must be a finite number ≥ 0 (at most {FLOAT32.max:.3g}, float32), '
+                         f'got {value!r}')
+    if weights and not any(weights.values()):
+      learns = ('plain KD (student.loss=distillation)' if adds_to_kd else
+                'nothing' if alpha == 1.0 else 'the gold labels alone (student.loss=cross_entropy)')
+      raise ValueError(f'config.kd.{" and config.kd.".join(weights)} are all 0: the {name!r} objective\'s own terms '
+                       f'are off and the student would learn {learns}; give {"one of them" if len(weights) > 1 else "it"}'
+                       ' a weight > 0')
+    return functools.partial(loss, temperature=temperature, alpha=alpha, scale=scale, **weights)
   return build
 
 
-def _feature_objective(term, projects: bool = False):
+def _feature_objective(term, name: str, projects: bool = False):
   """A registry build for ``distillation + term`` (:func:`_with_feature_term`), marked as reading features."""
-  build = _checked(_with_feature_term(term))
+  build = _checked(_with_feature_term(term), name, adds_to_kd=True)
   return lambda **fields: FeatureLoss(build(**fields), projects)
 
 
@@ -261,20 +283,20 @@ LOSSES: Dict[str, LossSpec] = {
     'cross_entropy': LossSpec(lambda: lambda student_logits, teacher_logits, labels: cross_entropy(student_logits,
                                                                                                    labels)),
     'distillation': LossSpec(_distillation, kd_fields=('temperature', 'alpha', 'scale'), uses_teacher=True),
-    'dkd': LossSpec(_checked(decoupled_distillation), uses_teacher=True,
+    'dkd': LossSpec(_checked(decoupled_distillation, 'dkd'), uses_teacher=True,
                     kd_fields=('temperature', 'alpha', 'scale', 'dkd_target_weight', 'dkd_nontarget_weight')),
-    'dist': LossSpec(_checked(dist_distillation), uses_teacher=True,
+    'dist': LossSpec(_checked(dist_distillation, 'dist'), uses_teacher=True,
                      kd_fields=('temperature', 'alpha', 'scale', 'dist_inter_weight', 'dist_intra_weight')),
-    'standardised_distillation': LossSpec(_checked(standardised_distillation), uses_teacher=True,
-                                          kd_fields=('temperature', 'alpha', 'scale')),
+    'standardised_distillation': LossSpec(_checked(standardised_distillation, 'standardised_distillation'),
+                                          uses_teacher=True, kd_fields=('temperature', 'alpha', 'scale')),
     # Feature objectives: distillation + a term on the penultimate features (the models' intermediates/penultimate).
-    'rkd': LossSpec(_feature_objective(_rkd), uses_teacher=True, uses_features=True,
+    'rkd': LossSpec(_feature_objective(_rkd, 'rkd'), uses_teacher=True, uses_features=True,
                     kd_fields=('temperature', 'alpha', 'scale', 'rkd_distance_weight', 'rkd_angle_weight')),
-    'sp': LossSpec(_feature_objective(_sp), uses_teacher=True, uses_features=True,
+    'sp': LossSpec(_feature_objective(_sp, 'sp'), uses_teacher=True, uses_features=True,
                    kd_fields=('temperature', 'alpha', 'scale', 'sp_weight')),
-    'cka': LossSpec(_feature_objective(_cka), uses_teacher=True, uses_features=True,
+    'cka': LossSpec(_feature_objective(_cka, 'cka'), uses_teacher=True, uses_features=True,
                     kd_fields=('temperature', 'alpha', 'scale', 'cka_weight')),
-    'fitnets': LossSpec(_feature_objective(_fitnets, projects=True), uses_teacher=True, uses_features=True,
+    'fitnets': LossSpec(_feature_objective(_fitnets, 'fitnets', projects=True), uses_teacher=True, uses_features=True,
                         kd_fields=('temperature', 'alpha', 'scale', 'fitnets_weight')),
 }
 

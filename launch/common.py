@@ -2,6 +2,7 @@
 import argparse
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from typing import List, Optional, Sequence, Union
@@ -25,6 +26,15 @@ def require(parser: argparse.ArgumentParser, args: argparse.Namespace, *names: s
   missing = [f'--{n} (or ${getattr(args, f"_env_{n}")})' for n in names if not getattr(args, n)]
   if missing:
     parser.error('missing ' + ', '.join(missing))
+
+
+def require_tool(name: str, purpose: str):
+  """Exits as a usage error (status 2, one line) when the command-line tool ``name`` is not on PATH, before anything
+  is written or created; ``purpose``: what it is for and how to get it. A dry run needs no tool: it runs nothing."""
+  if shutil.which(name) is None:
+    print(f'launch: error: {name} not found on PATH: {purpose}; --dry-run prints the plan without it',
+          file=sys.stderr, flush=True)
+    raise SystemExit(2)
 
 
 def add_job_flags(parser: argparse.ArgumentParser, several_configs: bool = False):

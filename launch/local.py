@@ -36,9 +36,34 @@ def parse_args(argv):
   seed_overrides = [o for o in args.overrides if o.split('=')[0] == '--config.seed']
   if seed_overrides:
     parser.error(f'{seed_overrides[0]} after -- would give every run that seed: choose seeds with --seeds only')
-  # Each run once: a seed or config given twice would be two runs in one workdir.
-  args.seeds, args.config = list(dict.fromkeys(args.seeds)), list(dict.fromkeys(args.config))
+  # Each run once: a seed or config given twice would be two runs in one workdir, writing one launch.log.
+  args.seeds, args.config = list(dict.fromkeys(args.seeds)), unique_configs(args.config)
+  by_name = {}
+  for config in args.config:  # different configs whose names are one directory (x.py:a_b and x.py:a,b)
+    other = by_name.setdefault(run_name(config), config)
+    if other != config:
+      parser.error(f'--config={other} and --config={config} would both run in {args.workdir}/{run_name(config)}: '
+                   'run them with separate --workdir')
   return args
+
+
+def config_key(config: str):
+  """What makes two --config values one config: the file, as the job (started in the repository) finds it, and the
+  set of variants (kd_jax.config_lib applies them in the config's own order, once each, ignoring blanks): so
+  configs/x.py, ./configs/x.py: and its absolute path are one, and so are x.py:a,b and x.py:b, a."""
+  path, _, variants = config.partition(':')
+  return (os.path.realpath(os.path.join(common.ROOT, path)),
+          frozenset(v.strip() for v in variants.split(',') if v.strip()))
+
+
+def unique_configs(configs):
+  """``configs`` without repeats (by :func:`config_key`), each as first written; a repeat spelt otherwise is noted."""
+  kept = {}
+  for config in configs:
+    first = kept.setdefault(config_key(config), config)
+    if first != config:
+      print(f'# --config={config} is the same config as --config={first}; it runs once', flush=True)
+  return list(kept.values())
 
 
 def run_name(config: str) -> str:

@@ -12,12 +12,19 @@ SIGTERM two minutes before the time limit or a preemption, on which kd_jax saves
 """
 import argparse
 import os
+import re
 import shlex
 import sys
 
 if __package__ in (None, ''):  # run as a script: python launch/slurm.py
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from launch import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# SLURM's --time formats: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS (minutes and seconds after the first
+# field 0–59, hours after a day 0–23), and UNLIMITED or INFINITE. Checked here: anything else would reach the sbatch
+# script as is and fail only at submission, or, with a newline in it, add lines to the script.
+TIME_FORMAT = re.compile(r'[0-9]+(:[0-5]?[0-9]){0,2}|[0-9]+-([01]?[0-9]|2[0-3])(:[0-5]?[0-9]){0,2}|UNLIMITED|INFINITE',
+                         re.IGNORECASE)
 
 
 def parse_args(argv):
@@ -28,7 +35,9 @@ def parse_args(argv):
   parser.add_argument('--cpus_per_task', type=int, default=8, help='CPU cores per task (per GPU)')
   common.add_setting(parser, 'partition', 'KD_JAX_SLURM_PARTITION', 'SLURM partition (empty: the default one)')
   common.add_setting(parser, 'account', 'KD_JAX_SLURM_ACCOUNT', 'SLURM account (empty: none)')
-  parser.add_argument('--time', default='04:00:00', help='wall-time limit, HH:MM:SS')
+  parser.add_argument('--time', default='04:00:00',
+                      help="wall-time limit in SLURM's formats, e.g. 04:00:00, 90 (minutes) or 1-12:00:00 (empty: the "
+                           "partition's default)")
   common.add_setting(parser, 'workdir', 'KD_JAX_WORKDIR', 'a directory every node can reach (or gs://)')
   parser.add_argument('--logdir', default='slurm_logs', help='where the sbatch script and the job logs go')
   parser.add_argument('--setup', default='source .venv/bin/activate',
@@ -39,6 +48,11 @@ def parse_args(argv):
   for name in ('nodes', 'gpus_per_node', 'cpus_per_task'):
     if getattr(args, name) < 1:
       parser.error(f'--{name} must be ≥ 1, got {getattr(args, name)}')
+  if args.time and not TIME_FORMAT.fullmatch(args.time):
+    parser.error(f'--time={args.time}: expected minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (e.g. '
+                 '04:00:00 or 1-12:00:00), or UNLIMITED')
+  if not args.dry_run:
+    common.require_tool('sbatch', 'it submits the job to SLURM, so run this on the cluster (e.g. a login node)')
   return args
 
 

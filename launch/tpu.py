@@ -19,6 +19,7 @@ again, or by the launcher itself with ``--retry=K``: the job continues from the 
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -91,6 +92,9 @@ def parse_args(argv):
   common.add_job_flags(parser)
   args = common.parse_args(parser, argv)
   common.require(parser, args, 'project', 'zone', 'accelerator_type', 'runtime_version', 'workdir')
+  size_error = tpu_size_error(args.accelerator_type)
+  if size_error:
+    parser.error(f'--accelerator_type={args.accelerator_type}: {size_error}')
   if not args.workdir.startswith('gs://') and not args.shared_workdir:
     parser.error(f'--workdir={args.workdir}: the workers of a TPU slice share no disk; use a gs:// directory (or '
                  'one every worker mounts, with --shared_workdir)')
@@ -110,6 +114,9 @@ def parse_args(argv):
   if args.keep and 'delete' in args.steps:
     args.steps.remove('delete')
   args.fetch_to = args.fetch_to or os.path.join('results', args.name)
+  if not args.dry_run:
+    common.require_tool('gcloud', 'the Google Cloud CLI, which creates and reaches the TPU VM (install it: '
+                                  'https://cloud.google.com/sdk/docs/install)')
   return args
 
 
@@ -308,6 +315,28 @@ class Tpu:
 # JAX devices per unit of the accelerator type's size: v2/v3 count TensorCores, one device each; v4/v5p count
 # TensorCores too, but two make one device (megacore); v5e/v6e count chips, one core each.
 DEVICES_PER_UNIT = {'v2': 1, 'v3': 1, 'v4': 0.5, 'v5p': 0.5, 'v5litepod': 1, 'v5e': 1, 'v6e': 1}
+
+
+# The sizes each generation comes in, in the units above: a simple check that refuses types no slice has (v4-7,
+# v5litepod-2, v6e-512), not gcloud's exact list. v2/v3/v4/v5p slices are whole hosts of 4 chips (8 TensorCores), so
+# N is a multiple of 8, up to the pod (v2-512, v3-2048, v4-8192: 4,096 chips) or v5p's largest slice (v5p-12288);
+# v5e/v6e slices are the 2D shapes 1x1, 2x2, 2x4, 4x4, 4x8, 8x8, 8x16 and 16x16 of chips.
+_WHOLE_HOSTS = {'v2': 512, 'v3': 2048, 'v4': 8192, 'v5p': 12288}
+_SLICE_CHIPS = (1, 4, 8, 16, 32, 64, 128, 256)
+TPU_SIZES = {**{g: range(8, top + 1, 8) for g, top in _WHOLE_HOSTS.items()},
+             **{g: _SLICE_CHIPS for g in ('v5litepod', 'v5e', 'v6e')}}
+
+
+def tpu_size_error(accelerator_type: str) -> str:
+  """Why a TPU type of a known generation does not exist ('' if it may; a generation unknown here is tpu_devices'
+  to refuse, or gcloud's with --no_validate)."""
+  generation, _, size = accelerator_type.rpartition('-')
+  sizes = TPU_SIZES.get(generation)
+  if sizes is None or (re.fullmatch(r'[1-9][0-9]*', size) and int(size) in sizes):
+    return ''
+  known = (f'{generation}-N with N a multiple of 8 from 8 to {sizes[-1]}' if isinstance(sizes, range) else
+           f'{generation}-N with N one of {", ".join(map(str, sizes))}')
+  return f'no such TPU type: {known}'
 
 
 def tpu_devices(accelerator_type: str) -> int:

@@ -50,6 +50,10 @@ def test_cross_entropy_ignores_teacher():
     (dict(alpha=1.5), r'config.kd.alpha must be a number in \[0, 1\], got 1.5'),
     (dict(alpha=-0.1), r'\[0, 1\]'),
     (dict(scale='t3'), "unknown KD scale 't3'"),
+    # Finite, but out of float32 range for logits / T or the KD term's T² (1/T²): used to fail after the teacher.
+    (dict(temperature=1e-30), r'config.kd.temperature=1e-30 is out of float32 range for the KD term'),
+    (dict(temperature=1e30), r"temperature=1e\+30 is out of float32 range .*scale 'hinton' gives 1e\+60"),
+    (dict(temperature=1e-20, scale='paper'), r"scale 'paper' gives 1e\+40"),
 ])
 def test_bad_kd_settings(kwargs, match):
   with pytest.raises(ValueError, match=match):
@@ -195,11 +199,28 @@ def test_standardised_distillation_against_its_definition(temperature, scale, al
 
 
 def test_objective_weights_are_checked():
-  with pytest.raises(ValueError, match=r'config.kd.dkd_nontarget_weight must be a finite number ≥ 0, got -1'):
+  with pytest.raises(ValueError, match=r'config.kd.dkd_nontarget_weight must be a finite number ≥ 0 \(at most '
+                                       r'3.4e\+38, float32\), got -1'):
     losses.get_loss('dkd', dict(temperature=1.0, alpha=1.0, scale='hinton', dkd_target_weight=1.0,
                                 dkd_nontarget_weight=-1))
+  with pytest.raises(ValueError, match=r'config.kd.sp_weight must be a finite number ≥ 0 .*got 1e\+39'):
+    losses.get_loss('sp', dict(temperature=1.0, alpha=1.0, scale='hinton', sp_weight=1e39))
   with pytest.raises(ValueError, match=r'loss .dist. needs config.kd.dist_inter_weight, config.kd.dist_intra_weight'):
     losses.get_loss('dist', dict(temperature=1.0, alpha=1.0, scale='hinton'))
+
+
+@pytest.mark.parametrize('name,weights,alpha,learns', [
+    ('dkd', dict(dkd_target_weight=0.0, dkd_nontarget_weight=0.0), 1.0, 'nothing'),
+    ('dist', dict(dist_inter_weight=0.0, dist_intra_weight=0.0), 0.5, r'the gold labels alone \(student.loss=cross_'),
+    ('rkd', dict(rkd_distance_weight=0.0, rkd_angle_weight=0.0), 1.0, r'plain KD \(student.loss=distillation\)'),
+    ('sp', dict(sp_weight=0.0), 1.0, 'plain KD'),
+])
+def test_an_objective_whose_own_terms_are_all_off_is_refused(name, weights, alpha, learns):
+  kd = dict(temperature=4.0, alpha=alpha, scale='hinton', **weights)
+  with pytest.raises(ValueError, match=rf"config.kd.{'.*'.join(weights)} are all 0: the '{name}' objective's own "
+                                       rf'terms are off and the student would learn {learns}'):
+    losses.get_loss(name, kd)
+  losses.get_loss(name, {**kd, next(iter(weights)): 1.0})  # one term on is enough
 
 
 # ----------------------------------------------------------------------------- feature objectives, against numpy

@@ -56,3 +56,35 @@ def test_dry_run_prints_each_run_once(tmp_path):
   code, lines, _ = launch('local', '--config=configs/smoke.py', '--config=configs/smoke.py', '--seeds=0,1,0',
                           f'--workdir={tmp_path}', '--dry-run')
   assert code == 0 and [words(line)[2] for line in lines] == [f'{tmp_path}/smoke/seed_0', f'{tmp_path}/smoke/seed_1']
+
+
+def test_one_config_spelt_several_ways_runs_once(tmp_path):
+  """A file written another way (a trailing ':', ./, its absolute path, ..) or variants in another order, repeated or
+  spaced are one config (kd_jax.config_lib applies variants in the config's order, once each): they used to be
+  runs of their own, into one workdir and one launch.log opened for writing by each."""
+  code, lines, err = launch('local', '--config=configs/smoke.py', '--config=configs/smoke.py:',
+                            '--config=./configs/smoke.py', f'--config={ROOT}/configs/smoke.py',
+                            '--config=configs/../configs/smoke.py',
+                            '--config=configs/sva_smoke.py:lm,paper', '--config=configs/sva_smoke.py:paper, lm,lm',
+                            '--seeds=0,1', f'--workdir={tmp_path}', '--dry-run')
+  assert code == 0, err
+  notes, commands = [line for line in lines if line.startswith('# ')], [line for line in lines if line[0] != '#']
+  assert [words(line)[2] for line in commands] == [f'{tmp_path}/{name}/seed_{seed}'
+                                                   for name in ('smoke', 'sva_smoke_lm_paper') for seed in (0, 1)]
+  assert notes == [f'# --config={config} is the same config as --config={first}; it runs once' for config, first in (
+      ('configs/smoke.py:', 'configs/smoke.py'), ('./configs/smoke.py', 'configs/smoke.py'),
+      (f'{ROOT}/configs/smoke.py', 'configs/smoke.py'), ('configs/../configs/smoke.py', 'configs/smoke.py'),
+      ('configs/sva_smoke.py:paper, lm,lm', 'configs/sva_smoke.py:lm,paper'))]
+
+
+def test_different_configs_that_would_share_a_workdir_are_refused(tmp_path):
+  """Configs that differ but whose run names are one directory (a variant with '_' in its name, a file of the same
+  name elsewhere) would write one workdir and launch.log: refused before anything runs."""
+  for first, second, name in (('configs/sva_smoke.py:paper_teacher', 'configs/sva_smoke.py:paper,teacher',
+                               'sva_smoke_paper_teacher'),
+                              ('configs/smoke.py', f'{tmp_path}/smoke.py', 'smoke')):
+    code, lines, err = launch('local', f'--config={first}', f'--config={second}', f'--workdir={tmp_path}/runs',
+                              '--dry-run')
+    assert code == 2 and not lines, err
+    assert (f'--config={first} and --config={second} would both run in {tmp_path}/runs/{name}: run them with '
+            'separate --workdir') in err

@@ -98,3 +98,31 @@ def test_a_preempted_job_of_two_nodes_by_two_tasks_is_requeued_and_resumes(tmp_p
                  cwd=ROOT, check=True, capture_output=True,
                  env={**env, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4', 'JAX_PLATFORMS': 'cpu'})
   assert_same_numbers(resumed, json.loads((single / 'results.json').read_text()))
+
+
+def test_a_time_limit_in_no_slurm_format_is_a_usage_error(tmp_path):
+  """--time used to be written into the script as is: sbatch refused it only at submission (or a newline in it added
+  lines to the script)."""
+  flags = ['--name=kd', '--workdir=/w', f'--logdir={tmp_path}', '--config=configs/smoke.py', '--dry-run',
+           '--no_validate']
+  for time in ('abc', '4h', '1:00:00:00', '10:60', '1:60:00', '1-24', '1-', ':30', '2 days', '04:00:00\n#SBATCH -N 64'):
+    code, lines, err = launch('slurm', *flags, f'--time={time}')
+    assert code == 2 and not lines, time
+    assert (f'--time={time}: expected minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (e.g. 04:00:00 or '
+            '1-12:00:00), or UNLIMITED') in err
+  for time in ('90', '0', '30:00', '4:00:00', '100:00:00', '2-12', '2-12:30', '2-0:30:00', 'UNLIMITED', 'infinite'):
+    code, lines, err = launch('slurm', *flags, f'--time={time}')
+    assert code == 0 and f'#   #SBATCH --time={time}' in lines, (time, err)
+  code, lines, err = launch('slurm', *flags, '--time=')  # empty: the partition's default limit
+  assert code == 0 and not any('--time' in line for line in lines), err
+
+
+def test_without_sbatch_one_line_names_it_before_anything_is_written(tmp_path):
+  """No sbatch on PATH (not on the cluster) used to be a FileNotFoundError traceback, after the script was written."""
+  flags = ['--name=kd', '--workdir=/w', f'--logdir={tmp_path}/logs', '--config=configs/smoke.py', '--no_validate']
+  code, lines, err = launch('slurm', *flags, env={'PATH': str(tmp_path)})
+  assert code == 2 and not lines and not os.path.exists(tmp_path / 'logs')
+  assert err.splitlines() == ['launch: error: sbatch not found on PATH: it submits the job to SLURM, so run this on the '
+                              'cluster (e.g. a login node); --dry-run prints the plan without it']
+  code, lines, err = launch('slurm', *flags, '--dry-run', env={'PATH': str(tmp_path)})  # a dry run needs no sbatch
+  assert code == 0 and words(lines[-1]) == ['sbatch', f'{tmp_path}/logs/kd.sbatch'], err
