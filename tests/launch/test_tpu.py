@@ -122,3 +122,32 @@ def test_bad_settings_are_usage_errors_naming_the_flag():
   assert code == 2 and '--steps: unknown step(s) train' in err
   code, lines, err = launch('tpu', *SETTINGS, '--config=configs/nope.py', '--dry-run')
   assert code == 1 and not lines and '--config=configs/nope.py: configs/nope.py is not a file of the repository' in err
+
+
+def test_a_tpu_type_that_does_not_exist_is_refused_naming_the_sizes_there_are():
+  """v4-7 used to become 3 devices (and batch-size advice for them); gcloud would create no such slice. Refused with
+  or without --no_validate, before anything runs."""
+  multiples = 'with N a multiple of 8 from 8 to'
+  chips = 'with N one of 1, 4, 8, 16, 32, 64, 128, 256'
+  for accelerator_type, sizes in (('v4-7', f'v4-N {multiples} 8192'), ('v4-08', f'v4-N {multiples} 8192'),
+                                  ('v4-16384', f'v4-N {multiples} 8192'), ('v5p-4', f'v5p-N {multiples} 12288'),
+                                  ('v3-0', f'v3-N {multiples} 2048'), ('v2-x', f'v2-N {multiples} 512'),
+                                  ('v5litepod-2', f'v5litepod-N {chips}'), ('v6e-512', f'v6e-N {chips}')):
+    for validate in ([], ['--no_validate']):
+      code, lines, err = launch('tpu', *SETTINGS[:3], f'--accelerator_type={accelerator_type}', SETTINGS[4],
+                                '--config=configs/smoke.py', '--dry-run', *validate)
+      assert code == 2 and not lines, (accelerator_type, validate)
+      assert f'--accelerator_type={accelerator_type}: no such TPU type: {sizes}' in err
+  for accelerator_type in ('v2-8', 'v3-2048', 'v4-8', 'v4-1536', 'v5p-24', 'v5litepod-1', 'v6e-256'):
+    code, lines, err = launch('tpu', *SETTINGS[:3], f'--accelerator_type={accelerator_type}', SETTINGS[4],
+                              '--config=configs/smoke.py', '--dry-run', '--no_validate')
+    assert code == 0 and f'--accelerator-type={accelerator_type}' in words(lines[0]), err
+
+
+def test_without_gcloud_one_line_names_it_before_anything_runs(tmp_path):
+  """No gcloud on PATH used to be a FileNotFoundError traceback (after the job's config was checked)."""
+  code, lines, err = launch('tpu', *SETTINGS, '--config=configs/smoke.py', env={'PATH': str(tmp_path)})
+  assert code == 2 and not lines
+  assert err.splitlines() == ['launch: error: gcloud not found on PATH: the Google Cloud CLI, which creates and '
+                              'reaches the TPU VM (install it: https://cloud.google.com/sdk/docs/install); --dry-run '
+                              'prints the plan without it']
