@@ -182,13 +182,14 @@ def check_batch_sizes(config, num_examples: int, source: str):
                        f'of {source}')
 
 
-def check_job(config, num_devices: int):
-  """The fields every job has: data slices, evaluation, logging, checkpointing, the divergence guard."""
+def check_job(config, num_devices: int, max_ece_bins: int = 10_000):
+  """The fields every job has: data slices, evaluation, logging, checkpointing, the divergence guard.
+  ``max_ece_bins``: more bins than test examples measure little, and reports that keep the bins grow with them."""
   check_int(config, 'seed')
   check_int(config, 'data.num_train')
   check_int(config, 'data.num_test')
   check_int(config, 'eval.batch_size', 1)  # rounded up to a multiple of the devices (training.make_predict_fn)
-  check_int(config, 'eval.ece_bins', 1, maximum=10_000)  # more bins than test examples measure nothing
+  check_int(config, 'eval.ece_bins', 1, maximum=max_ece_bins)
   check_int(config, 'log_every_steps', 1)
   check_int(config, 'checkpoint_every_steps')
   check_number(config, 'divergence_factor', low_open=False)
