@@ -10,6 +10,7 @@ import math
 from typing import Any, Callable, Mapping, Optional
 
 import ml_collections
+import numpy as np
 
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 MATMUL_PRECISIONS = ('default', 'high', 'highest')  # jax_default_matmul_precision
@@ -133,7 +134,7 @@ def check_phase(config, field: str, num_devices: int):
   check_model_kwargs(config, field)
 
 
-FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max: what training computes in
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # training computes in float32
 MAX_EPOCHS = 100_000  # beyond this a number of epochs is a typo, not a plan (and its step count overflows int32)
 
 

@@ -15,6 +15,8 @@ import numpy as np
 import optax
 from scipy.special import softmax
 
+from kd_jax import config_lib
+
 # How the KD term is scaled: Hinton et al. multiply by T² so that its gradients
 # keep their size as T changes; the paper's code divided by T² instead.
 KD_SCALES = {'hinton': lambda t: t ** 2, 'paper': lambda t: 1.0 / t ** 2}
@@ -49,12 +51,9 @@ def distillation_loss(student_logits, teacher_logits, labels, *, temperature: fl
   return loss
 
 
-FLOAT32 = np.finfo(np.float32)
-
-
 def _normal_float32(value: float) -> bool:
   """Whether ``value`` survives as a normal float32 (the losses compute in float32): neither inf nor flushed to 0."""
-  return math.isfinite(value) and FLOAT32.tiny <= abs(value) <= FLOAT32.max
+  return math.isfinite(value) and float(np.finfo(np.float32).tiny) <= abs(value) <= config_lib.FLOAT32_MAX
 
 
 def check_kd_config(temperature: float, alpha: float, scale: str = 'hinton'):
@@ -65,10 +64,13 @@ def check_kd_config(temperature: float, alpha: float, scale: str = 'hinton'):
   if scale not in KD_SCALES:
     raise ValueError(f'unknown KD scale {scale!r} (config.kd.scale); choose one of {sorted(KD_SCALES)}')
   # Logits are divided by T and the KD term multiplied by T² (or 1/T²), in float32: both must stay normal numbers.
+  # (T itself first: beyond float32, T² may overflow even a Python float.)
   if not (_normal_float32(temperature) and _normal_float32(1.0 / temperature)
-          and _normal_float32(KD_SCALES[scale](temperature))):
-    raise ValueError(f'config.kd.temperature={temperature!r} is out of float32 range for the KD term (its scale '
-                     f'{scale!r} gives {KD_SCALES[scale](float(temperature)):.3g}): use a temperature near 1–20')
+          and _normal_float32(KD_SCALES[scale](float(temperature)))):
+    factor = (f'its scale {scale!r} gives {KD_SCALES[scale](float(temperature)):.3g}' if _normal_float32(temperature)
+              else 'beyond float32 itself')
+    raise ValueError(f'config.kd.temperature={temperature!r} is out of float32 range for the KD term ({factor}): '
+                     'use a temperature near 1–20')
 
 
 def _distillation(temperature: float, alpha: float, scale: str) -> LossFn:
@@ -250,9 +252,9 @@ def _checked(loss, name: str, adds_to_kd: bool = False):
   def build(temperature: float, alpha: float, scale: str, **weights):
     check_kd_config(temperature, alpha, scale)
     for field, value in weights.items():
-      if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= FLOAT32.max):
-        raise ValueError(f'config.kd.{field} must be a finite number ≥ 0 (at most {FLOAT32.max:.3g}, float32), '
-                         f'got {value!r}')
+      if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= config_lib.FLOAT32_MAX):
+        raise ValueError(f'config.kd.{field} must be a finite number ≥ 0 (at most {config_lib.FLOAT32_MAX:.3g}, '
+                         f'float32), got {value!r}')
     if weights and not any(weights.values()):
       learns = ('plain KD (student.loss=distillation)' if adds_to_kd else
                 'nothing' if alpha == 1.0 else 'the gold labels alone (student.loss=cross_entropy)')

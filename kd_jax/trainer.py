@@ -149,9 +149,10 @@ def check_kd_config(config, teacher_loss: str = 'cross_entropy', student_loss: s
     losses.get_loss(name, config.kd)
   if teacher_mode(config) not in TEACHER_MODES:
     raise ValueError(f'unknown config.kd.teacher_mode {teacher_mode(config)!r}; choose one of {TEACHER_MODES}')
-  if config.get('cache_teacher_logits', False) not in CACHE_CHOICES:
+  cache = config.get('cache_teacher_logits', False)
+  if not (isinstance(cache, bool) or cache == 'auto'):  # not `in CACHE_CHOICES`: 1 == True would pass it
     raise ValueError(f'config.cache_teacher_logits must be one of {", ".join(map(str, CACHE_CHOICES))}, '
-                     f'got {config.cache_teacher_logits!r}')
+                     f'got {cache!r}')
   if config.get('cache_teacher_logits', False) is True and teacher_mode(config) == 'train':
     raise ValueError('config.cache_teacher_logits needs a deterministic teacher: cached logits are eval-mode '
                      "logits, so set cache_teacher_logits=False for config.kd.teacher_mode='train'")

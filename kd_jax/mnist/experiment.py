@@ -45,7 +45,6 @@ def check_config(config: ml_collections.ConfigDict):
   for phase in ('teacher', 'student'):
     config_lib.check_phase(config, phase, jax.device_count())
     check_model(config, phase)
-  config_lib.check_choice(config, 'cache_teacher_logits', trainer.CACHE_CHOICES)
   config_lib.check_number(config, 'data.demo_teacher_epochs', low_open=False)
   trainer.check_kd_config(config, config.teacher.loss, config.student.loss, config.student.augment)
   for phase in ('teacher', 'student'):
@@ -60,7 +59,7 @@ def check_config(config: ml_collections.ConfigDict):
                          'independent_overrides', jax.device_count())
 
 
-NOT_OVERRIDABLE = ('model', 'model_kwargs', 'loss', 'checkpoint', 'augment')
+NOT_OVERRIDABLE = ('model', 'model_kwargs', 'loss', 'checkpoint', 'augment', 'batch_size')  # same model and batches
 
 
 def independent_config(config) -> ml_collections.ConfigDict:

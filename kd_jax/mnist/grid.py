@@ -21,6 +21,7 @@ n), ``accuracy.png`` (grouped bars with error bars) and ``reliability.png``.
 """
 import json
 import os
+import re
 import time
 from typing import Any, Dict, Tuple
 
@@ -49,7 +50,10 @@ MODES = ('offline', 'online')
 
 def parse_setup(setup: str) -> Tuple[str, str]:
   """'cnn' -> ('cnn', ''), an independent model; 'cnn_to_mlp' -> ('cnn', 'mlp')."""
-  teacher, _, student = setup.partition('_to_')
+  teacher, to, student = setup.partition('_to_')
+  if not teacher or (to and not student):  # '_to_mlp', 'cnn_to_': a half-written pair is not an independent model
+    raise ValueError(f'grid setup {setup!r} is neither a model nor <teacher>_to_<student>; models: '
+                     f'{sorted(models.MODELS)}')
   for name in (teacher, student):
     if name and name not in models.MODELS:
       raise ValueError(f'unknown model {name!r} in grid setup {setup!r}; models: {sorted(models.MODELS)}')
@@ -68,6 +72,11 @@ def check_grid_config(config):
     raise ValueError(f'unknown grid mode {config.mode!r} (config.mode); choose one of {MODES}')
   if config.num_seeds < 1:
     raise ValueError(f'config.num_seeds must be ≥ 1, got {config.num_seeds}')
+  if not config.setups or len(set(config.setups)) != len(config.setups):
+    raise ValueError(f'config.setups must name each setup once, and at least one, got {config.setups!r}')
+  if config.student_epochs and not any(parse_setup(setup)[1] for setup in config.setups):
+    raise ValueError(f'config.student_epochs trains students at each budget, but config.setups={config.setups!r} has '
+                     'no <teacher>_to_<student> setup')
   if config.student_epochs and config.mode == 'online':
     raise ValueError("config.student_epochs needs config.mode='offline' (teachers trained once, then reused)")
   if any(isinstance(e, bool) or not isinstance(e, (int, float)) or not e > 0 for e in config.student_epochs):
@@ -249,6 +258,13 @@ def factor_configs(config: ml_collections.ConfigDict) -> Dict[str, ml_collection
   """Each factor's grid config (``config.factors``), every one of them checked; {} for no factors."""
   if len({name for name, _ in config.factors}) != len(config.factors):
     raise ValueError(f'config.factors names a factor twice: {[name for name, _ in config.factors]}')
+  for name, _ in config.factors:  # a factor's name is its directory in the workdir: never '..', '/x' or 'a/b'
+    if not isinstance(name, str) or not re.fullmatch(r'[A-Za-z0-9_][A-Za-z0-9_.+-]*', name) or name.startswith('..'):
+      raise ValueError(f'config.factors: factor name {name!r} must be a plain directory name (letters, digits, '
+                       "'_', '-', '.', '+'), since it names the factor's directory in the workdir")
+  if config.factors and not any(parse_setup(setup)[1] for setup in config.setups):
+    raise ValueError(f'config.factors: an ablation reports each KD setup\'s gain, but config.setups={config.setups!r} '
+                     'has none (add e.g. cnn_to_mlp)')
   subs = {name: factor_config(config, name, changes) for name, changes in config.factors}
   for factor, changes in config.factors:
     for name, fields in dict(changes).get('models', {}).items():

@@ -1,4 +1,5 @@
 """MNIST reports: the single job's table, and the seed grid's table, summary and plots."""
+import json
 import os
 from typing import Any, Dict, List
 
@@ -6,6 +7,7 @@ import numpy as np
 
 from kd_jax import reports
 from kd_jax import sharding
+from kd_jax.mnist import configs
 from kd_jax.mnist.data import TEST_SETS
 
 TEST_SET_TITLES = {'mnist': 'MNIST', 'mnist_scale': 'MNIST-Scaled', 'mnist_translate': 'MNIST-Translated'}
@@ -27,12 +29,17 @@ def role_title(role: str, results: Dict[str, Any]) -> str:
   if role == 'student' and cfg['loss'] != 'distillation':
     details.append(cfg['loss'])
   if role == 'independent':
-    details += [f'{k} {v}' for k, v in config.get('independent_overrides', {}).items()]
+    details += [f'{k} {v}' for k, v in independent_differences(config).items()]
   if cfg.get('augment'):
     details.append(f'views: {cfg["augment"]}')
   name = {'teacher': 'teacher', 'independent': 'independent student',
           'student': 'student' if cfg['loss'] == 'cross_entropy' else 'distilled student'}[role]
   return f'{name} ({", ".join(details)})'
+
+
+def independent_differences(config: Dict[str, Any]) -> Dict[str, Any]:
+  """The settings in which the independent student's training differs from the distilled one's."""
+  return {k: v for k, v in config.get('independent_overrides', {}).items() if config['student'].get(k) != v}
 
 
 def results_table(results: Dict[str, Any]) -> str:
@@ -55,8 +62,13 @@ def agreement_table(results: Dict[str, Any]) -> str:
   return '\n'.join(lines)
 
 
-def _signed(points: float, digits: int = 1) -> str:
-  return f'{points:+.{digits}f}'.replace('-', '−')
+def _signed(value: float, digits: int = 1) -> str:
+  return f'{value:+.{digits}f}'.replace('-', '−')
+
+
+def _difference(a: float, b: float, scale: float, digits: int) -> str:
+  """a − b as shown: from the rounded values printed beside it, so that the sentence's arithmetic holds."""
+  return _signed(round(scale * a, digits) - round(scale * b, digits), digits)
 
 
 def gain_sentences(results: Dict[str, Any]) -> List[str]:
@@ -66,20 +78,32 @@ def gain_sentences(results: Dict[str, Any]) -> List[str]:
   teacher, student = config['teacher']['model'].upper(), config['student']['model'].upper()
   sentences = []
   for t in (*OOD_SETS, 'mnist'):
-    tr, ind, st, gain = (results[r][t] for r in ('teacher', 'independent', 'student', 'gain'))
+    tr, ind, st = (results[r][t] for r in ('teacher', 'independent', 'student'))
     where = ' (in distribution)' if t == 'mnist' else ''
     sentences.append(
         f'**{TEST_SET_TITLES[t]}**{where}: the {student} reaches {100 * st["accuracy"]:.1f} % with the {teacher} '
-        f'teacher vs {100 * ind["accuracy"]:.1f} % on labels alone ({_signed(100 * gain["accuracy"])} points); the '
-        f'teacher is at {100 * tr["accuracy"]:.1f} %. ECE {st["ece"]:.3f} vs {ind["ece"]:.3f} '
-        f'({_signed(gain["ece"], 3)}; teacher {tr["ece"]:.3f}). It agrees with the teacher\'s prediction on '
-        f'{100 * st["teacher_agreement"]:.1f} % of the digits vs {100 * ind["teacher_agreement"]:.1f} % '
-        f'({_signed(100 * gain["teacher_agreement"])} points).')
+        f'teacher vs {100 * ind["accuracy"]:.1f} % on labels alone '
+        f'({_difference(st["accuracy"], ind["accuracy"], 100, 1)} points); the teacher is at '
+        f'{100 * tr["accuracy"]:.1f} %. ECE {st["ece"]:.3f} vs {ind["ece"]:.3f} '
+        f'({_difference(st["ece"], ind["ece"], 1, 3)}; teacher {tr["ece"]:.3f}). It agrees with the teacher\'s '
+        f'prediction on {100 * st["teacher_agreement"]:.1f} % of the digits vs {100 * ind["teacher_agreement"]:.1f} % '
+        f'({_difference(st["teacher_agreement"], ind["teacher_agreement"], 100, 1)} points).')
   return sentences
 
 
+def recipe_changes(config: Dict[str, Any]) -> List[str]:
+  """The settings of this job's models and distillation that differ from its pair's default config (the recipe of
+  ``configs/mnist_grid.py:main_job``)."""
+  default = json.loads(configs.pair_config(config['teacher']['model'], config['student']['model']).to_json())
+  flat = lambda c, prefix='': {k: v for key, sub in c.items() for k, v in (
+      flat(sub, f'{prefix}{key}.') if isinstance(sub, dict) else {f'{prefix}{key}': sub}).items()}
+  fields = ('teacher', 'student', 'kd', 'independent_overrides', 'cache_teacher_logits')
+  now, then = flat({f: config.get(f) for f in fields}), flat({f: default.get(f) for f in fields})
+  return sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k) and k != 'teacher.checkpoint')
+
+
 def grid_command(config: Dict[str, Any]) -> str:
-  """The seed grid of this job's recipe and pair (configs/mnist_grid.py:main_job), for mean ± std."""
+  """The seed grid of this job's pair at the main jobs' recipe (configs/mnist_grid.py:main_job), for mean ± std."""
   teacher, student = config['teacher']['model'], config['student']['model']
   setups = ','.join(f"'{s}'" for s in dict.fromkeys((teacher, student, f'{teacher}_to_{student}')))
   data_dir = f' --config.data.dir={config["data"]["dir"]}' if config['data'].get('dir') else ''
@@ -94,10 +118,14 @@ def write_results(results, workdir: str):
     warning += (f'Demo schedule: the teacher trained {config["teacher"]["num_epochs"]:g} epochs '
                 '(config.data.demo_teacher_epochs).\n\n')
   if 'gain' in results:
+    changed = recipe_changes(config)
     verdict = ('\n\n'.join(gain_sentences(results)) + '\n\n'
-               f'1 seed (config.seed = {config["seed"]}): run the grid for mean ± std — `{grid_command(config)}`.')
-    control = (' The independent student is the student\'s model, recipe, initialisation and data order on gold labels '
-               'alone.')
+               f'1 seed (config.seed = {config["seed"]}): run the grid for mean ± std — `{grid_command(config)}`'
+               + (f' with this job\'s changes to the default recipe ({", ".join(changed)}) made there too.'
+                  if changed else '.'))
+    differences = ', '.join(f'{k} {v}' for k, v in independent_differences(config).items())
+    control = (' The independent student is the student\'s model, initialisation and data order on gold labels '
+               + (f'alone, trained with {differences}.' if differences else 'alone, with the same recipe.'))
   else:
     control = ''
     verdict = ('No independent student was trained (config.train_independent_student=False, or the student learns '
@@ -179,15 +207,22 @@ def write_grid_report(report, workdir: str):
           f'{report["num_train"]} train examples, {report["num_test"]} test examples per set. '
           f'Cells: mean ± sample std (ddof = 1) over instances. Checkpoint rule: {report["checkpoint_rule"]}. '
           f'ECE: {report["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.).\n\n'
-          + ''.join(f'**One teacher for all seeds**: {report["setups"][name]["title"]} '
-                    f'(config.kd.shared_teacher=True, {report["config"]["models"][name]["checkpoint"]}); its row '
-                    'is that one model, and its students\' spread is over their own seeds only.\n\n'
-                    for name in report.get('shared_teachers', ()) if name in report['setups'])
+          + ''.join(shared_teacher_line(report, name) for name in report.get('shared_teachers', ()))
           + f'{grid_table(report)}\n\n'
           f'![accuracy](accuracy.png)\n\n![reliability](reliability.png)\n\n'
           f'{reports.wall_time(report["total_seconds"])} on {report["num_devices"]} × {report["device"]} '
           f'({seconds}){reports.precision_note(report["config"])}.\n')
   reports.write(workdir, 'grid', report, text, json_indent=1)
+
+
+def shared_teacher_line(report, name: str) -> str:
+  """The report's warning that every seed's students of ``name`` distilled from one saved teacher — whether or not
+  that teacher is a row of the grid."""
+  checkpoint = report['config']['models'][name]['checkpoint']
+  title = report['setups'][name]['title'] if name in report['setups'] else name.upper()
+  row = 'its row is that one model, and ' if name in report['setups'] else ''
+  return (f'**One teacher for all seeds**: {title} (config.kd.shared_teacher=True, {checkpoint}); {row}its students\' '
+          'spread is over their own seeds only.\n\n')
 
 
 def plot_accuracy(report, path: str):

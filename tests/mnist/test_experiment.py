@@ -16,6 +16,7 @@ from kd_jax import checkpoints
 from kd_jax import input_pipeline
 from kd_jax import losses
 from kd_jax import trainer
+from kd_jax import training
 from kd_jax.mnist import data as data_lib
 from kd_jax.mnist import experiment
 
@@ -55,7 +56,7 @@ def test_end_to_end_writes_results_checkpoints_and_metrics(finished_run):
   for test_set, gain in results['gain'].items():  # the distilled student minus the independent one
     for metric in ('accuracy', 'ece', 'teacher_agreement'):
       assert gain[metric] == results['student'][test_set][metric] - results['independent'][test_set][metric]
-  assert results['teacher_logits'] == 'cached' and results['independent_settings']['loss'] == 'cross_entropy'
+  assert results['independent_settings']['loss'] == 'cross_entropy'
   records = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
   phases = {r['phase'] for r in records}
   # Every KD run first says what it will teach: the teacher's targets on the training inputs, at the KD temperature.
@@ -106,9 +107,18 @@ def test_the_independent_student_starts_from_the_distilled_ones_parameters_and_s
       super().__init__(*args, **kwargs)
       orders.append(self)
 
+  targets = {}  # per phase: what it learned from (the default 'auto': cached logits, no teacher in the step)
+  real_train_model = trainer.train_model
+
+  def recording_train_model(name, *args, **kwargs):
+    targets[name] = (kwargs.get('teacher') is not None, kwargs.get('teacher_logits') is not None)
+    return real_train_model(name, *args, **kwargs)
+
   monkeypatch.setattr(trainer, 'init_instances', recording_init)
   monkeypatch.setattr(input_pipeline, 'BatchOrder', RecordingOrder)
+  monkeypatch.setattr(trainer, 'train_model', recording_train_model)
   experiment.run(smoke_config(tiny_mnist_dir), str(tmp_path))
+  assert targets == {'teacher': (False, False), 'independent': (False, False), 'student': (False, True)}
   assert len(initial) == len(orders) == 3
   chex.assert_trees_all_equal(initial[1], initial[2])
   first_batches = lambda order: np.stack([order.indices(step) for step in range(3)])
@@ -135,7 +145,12 @@ def test_a_job_stopped_after_the_independent_students_first_checkpoint_resumes_t
   assert checkpoints.all_steps(os.path.join(workdir, 'independent')) == [8]
   assert not os.path.exists(os.path.join(workdir, 'student'))
   monkeypatch.setattr(checkpoints, 'save', real_save)
+  starts = []  # (phase, the step its training starts from)
+  real_fit = training.fit
+  monkeypatch.setattr(training, 'fit', lambda name, step, state, *args, **kwargs: starts.append(
+      (name, training.current_step(state))) or real_fit(name, step, state, *args, **kwargs))
   resumed = experiment.run(smoke_config(tiny_mnist_dir, **overrides), workdir)
+  assert starts == [('teacher', 45), ('independent', 8), ('student', 0)]  # the teacher finished; the control resumes
   for key in ('teacher', 'independent', 'student', 'gain'):
     assert resumed[key] == unbroken[key] == finished_run[1][key]
 
@@ -306,11 +321,15 @@ def test_missing_teacher_checkpoint_never_means_a_random_teacher(tiny_mnist_dir,
     ({'student.loss': 'sp', 'kd.sp_weight': -1.0}, ValueError, r'config.kd.sp_weight must be a finite number ≥ 0'),
     ({'cache_teacher_logits': 'sometimes'}, ValueError,
      r"config.cache_teacher_logits must be one of False, True, auto, got 'sometimes'"),
+    ({'cache_teacher_logits': 1, 'kd.teacher_mode': 'train'}, ValueError,  # 1 == True: it used to pass as True
+     r'config.cache_teacher_logits must be one of False, True, auto, got 1'),
+    ({'independent_overrides': {'batch_size': 32}}, ValueError,
+     r'config.independent_overrides.batch_size: the independent student is the student'),
     ({'kd.targets': 'shuffled_confidence', 'kd.teacher_mode': 'train'}, ValueError,
      r"config.kd.targets='shuffled_confidence' is a control built from cached teacher logits"),
     ({'independent_overrides': {'loss': 'distillation'}}, ValueError,
      r"config.independent_overrides.loss: the independent student is the student's model on gold labels.*can "
-     r'differ only in the training settings batch_size, clip_norm'),
+     r'differ only in the training settings clip_norm, decay_rate'),
     ({'independent_overrides': {'learning_rate': -1.0}}, ValueError,
      r'config.independent_overrides.learning_rate must be a finite number in \(0, 3.40282e\+38\], got -1.0'),
 ])
@@ -377,15 +396,17 @@ def test_pair_configs_are_valid(pair, variant):
       assert (phase.l1, phase.l2) == regularisers[phase.model]
     assert config.kd.teacher_mode == 'eval' and config.cache_teacher_logits == 'auto'
     assert not config.independent_overrides
-  if variant == 'paper':  # the authors trained their independent models as teachers
-    assert config.independent_overrides.to_dict() == {
-        'optimizer': 'radam', 'learning_rate': 1e-4, 'schedule': 'exponential', 'num_epochs': 400.0}
+  if variant == 'paper':  # the authors trained their independent models as teachers, as long as their students
+    assert config.independent_overrides.to_dict() == {'optimizer': 'radam', 'learning_rate': 1e-4,
+                                                      'schedule': 'exponential'}
+  assert experiment.independent_config(config).num_epochs == config.student.num_epochs
   with pytest.raises(ValueError, match='unknown config variant'):
     load_config(f'mnist_{pair}', 'tpu')
   both = load_config(f'mnist_{pair}', 'smoke,' + variant)  # variants compose
   experiment.check_config(both)
   assert both.data.num_train == 512 and both.student.num_epochs == 3.0
   assert both.kd.scale == config.kd.scale and both.student.optimizer == config.student.optimizer
+  assert experiment.independent_config(both).num_epochs == both.student.num_epochs == 3.0
 
 
 @pytest.mark.parametrize('name,setups', [('mnist_grid', 6), ('mnist_cnn', 1), ('mnist_mlp', 1)])

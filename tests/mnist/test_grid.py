@@ -99,6 +99,10 @@ def test_one_teacher_for_every_seed_is_refused_unless_meant(grid_report, tiny_mn
   assert '**One teacher for all seeds**: CNN (config.kd.shared_teacher=True' in table
   cnn_row = next(line for line in table.splitlines() if line.startswith('| CNN | 1 |'))
   assert '±' not in cnn_row  # no spread is shown for one model
+  config.setups = ('cnn_to_mlp',)  # the shared teacher is no row of this grid: its students' report still says so
+  grid.run(config, str(tmp_path / 'students_only'))
+  assert ('**One teacher for all seeds**: CNN (config.kd.shared_teacher=True'
+          in (tmp_path / 'students_only' / 'grid.md').read_text())
 
 
 def _paired_translate_gain(report, distilled: str, independent: str) -> float:
@@ -180,6 +184,10 @@ def test_ablation_one_grid_per_factor_teachers_trained_once_per_setting(tiny_mni
     ((('a', {'kd': {'temprature': 2.0}}),), r"factor 'a' changes config.kd.temprature, which the grid config"),
     ((('a', {}), ('b', {'models': {'mlp': {'learning_rate': -1.0}}})), r'config.models.mlp.learning_rate must be'),
     ((('a', {}), ('a', {})), 'names a factor twice'),
+    # A factor's name is its directory: '..' wrote a grid into the workdir's parent (a finished job's), past its checks.
+    ((('..', {}),), r"factor name '..' must be a plain directory name"),
+    ((('/tmp/elsewhere', {}),), r"factor name '/tmp/elsewhere' must be a plain directory name"),
+    ((('a/b', {}),), r"factor name 'a/b' must be a plain directory name"),
     # A restored teacher never trained with the change: the factor would report it without it.
     ((('a', {}), ('b', {'models': {'cnn': {'augment': 'translate'}}})),
      r"factor 'b' changes config.models.cnn.augment, but config.models.cnn.checkpoint restores saved cnn instances"),
@@ -241,6 +249,13 @@ def test_online_grid(tiny_mnist_dir, tmp_path):
     ({'student_epochs': (10,), 'mode': 'online'}, "student_epochs needs config.mode='offline'"),
     ({'kd.alpha': -1.0}, r'\[0, 1\]'),
     ({'models.cnn.batch_size': 0}, r'config.models.cnn.batch_size must be an integer ≥ 1'),
+    # Used to fail after training, in the plot (ZeroDivisionError), or silently run another setup.
+    ({'setups': ()}, r'config.setups must name each setup once, and at least one, got \(\)'),
+    ({'setups': ('cnn', 'cnn')}, 'must name each setup once'),
+    ({'setups': ('cnn', 'mlp'), 'student_epochs': (10,)}, 'has no <teacher>_to_<student> setup'),
+    ({'setups': ('cnn', 'mlp'), 'factors': (('a', {}),)}, "config.factors: an ablation reports each KD setup's gain"),
+    ({'setups': ('_to_mlp',)}, r"grid setup '_to_mlp' is neither a model nor <teacher>_to_<student>"),
+    ({'setups': ('cnn_to_',)}, r"grid setup 'cnn_to_' is neither a model nor <teacher>_to_<student>"),
 ])
 def test_bad_grid_config(tmp_path, overrides, match):
   with pytest.raises(ValueError, match=match):

@@ -15,9 +15,9 @@ def _row(accuracy, ece, agreement=None):
   return row
 
 
-def _results():
+def _results(variants=''):
   """A finished cnn → mlp job's results as experiment.run writes them (numbers chosen, not trained)."""
-  config = configs.pair_config('cnn', 'mlp')
+  config = configs.pair_config('cnn', 'mlp', variants)
   results = {
       'teacher': {'mnist': _row(0.981, 0.018), 'mnist_scale': _row(0.891, 0.065), 'mnist_translate': _row(0.947, 0.05)},
       'independent': {'mnist': _row(0.987, 0.006, 0.979), 'mnist_scale': _row(0.775, 0.113, 0.80),
@@ -74,3 +74,23 @@ def test_without_a_control_the_report_says_there_is_no_gain_to_show(tmp_path):
   report.write_results(results, str(tmp_path))
   text = (tmp_path / 'results.md').read_text()
   assert 'there is no control to measure a gain against' in text and '| independent student' not in text
+
+
+def test_a_job_off_the_default_recipe_says_what_the_grid_must_change_too(tmp_path):
+  results = _results()
+  results['config']['student']['num_epochs'] = 50.0
+  results['config']['kd']['temperature'] = 4.0
+  report.write_results(results, str(tmp_path))
+  assert ("--workdir=<dir>` with this job's changes to the default recipe (kd.temperature, student.num_epochs) "
+          'made there too.') in (tmp_path / 'results.md').read_text()
+
+
+def test_the_independent_students_own_settings_are_named_where_they_differ(tmp_path):
+  results = _results('paper')  # the authors' independent models: RAdam, exponential decay (lr and epochs as the student)
+  assert report.role_title('independent', results) == (
+      'independent student (mlp, optimizer radam, schedule exponential)')
+  report.write_results(results, str(tmp_path))
+  text = (tmp_path / 'results.md').read_text()
+  assert ("The independent student is the student's model, initialisation and data order on gold labels alone, "
+          'trained with optimizer radam, schedule exponential.') in text
+  assert 'same recipe' not in text
