@@ -15,6 +15,7 @@ its digest is an error. Messages are one paragraph; Orbax's full exception
 (with its TensorStore specs) goes to the debug log.
 """
 import hashlib
+import itertools
 import re
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -174,12 +175,22 @@ def _newest_readable(mngr: ocp.CheckpointManager, restore_item: Callable[[int, D
   return None
 
 
+def _free_aside_path(path):
+  """Where a damaged step goes: <step>.damaged, or for a step damaged again after an earlier copy was set aside
+  (and retrained), <step>.damaged.2, .3, … — every copy is kept."""
+  for k in itertools.count(1):
+    aside = path.with_name(path.name + DAMAGED_SUFFIX + (f'.{k}' if k > 1 else ''))
+    if not aside.exists():
+      return aside
+
+
 def _set_aside(mngr, steps):
   if sharding.is_primary():
     for step in steps:
       path = mngr.directory / str(step)
-      path.rename(path.with_name(path.name + DAMAGED_SUFFIX))
-      logging.warning('Moved the damaged step aside to %s%s', path, DAMAGED_SUFFIX)
+      aside = _free_aside_path(path)
+      path.rename(aside)
+      logging.warning('Moved the damaged step aside to %s', aside)
   sharding.barrier('set aside damaged checkpoint steps')
   mngr.reload()
 

@@ -93,10 +93,15 @@ def _holder() -> dict:
 
 def _lock(path: epath.Path):
   if path.exists():
+    text = path.read_text()
     try:
-      held = json.loads(path.read_text())
+      held = json.loads(text)
     except ValueError:
-      held = {}
+      held = None
+    if not isinstance(held, dict):  # empty: a run may be writing it this instant, or one died while taking it
+      raise WorkdirInUseError(f'{path} is not a kd_jax lock record (it holds {text[:80]!r}): another run may be '
+                              f'claiming {path.parent} this instant, or one died while claiming it. If no run uses '
+                              f'it, delete {path}')
     if held.get('host') == socket.gethostname() and held.get('pid') == os.getpid():
       raise WorkdirInUseError(f'{path.parent} is already claimed by this process (a job inside a job?)')
     if held.get('host') == socket.gethostname() and not _alive(held.get('pid')):

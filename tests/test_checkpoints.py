@@ -109,6 +109,13 @@ def test_a_damaged_newest_step_falls_back_to_the_previous_one(tmp_path, caplog):
   assert 'tensorstore_spec' not in ours
   # The damaged step is set aside, so that training can write step 6 again.
   assert (tmp_path / 'run' / '6.damaged').is_dir() and not (tmp_path / 'run' / '6').exists()
+  # Written again and damaged again (used to fail: '6.damaged' already exists): both copies are kept.
+  mngr = checkpoints.manager(str(tmp_path / 'run'), max_to_keep=5)
+  checkpoints.save(mngr, state.replace(step=jnp.asarray(6, jnp.int32)), {'model': 'cnn', 'model_kwargs': SMALL_CNN})
+  mngr.close()
+  _damage(tmp_path / 'run' / '6')
+  restored, meta = checkpoints.restore_latest(checkpoints.manager(str(tmp_path / 'run')), jax.eval_shape(lambda: fresh))
+  assert meta['step'] == 3 and (tmp_path / 'run' / '6.damaged.2').is_dir() and (tmp_path / 'run' / '6.damaged').is_dir()
 
 
 def test_a_deleted_manifest_or_metadata_falls_back_too(tmp_path):

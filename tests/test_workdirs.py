@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -58,6 +59,17 @@ def test_a_garbage_record_is_named(tmp_path):
   (tmp_path / workdirs.RECORD).write_text('{not json')
   with pytest.raises(ValueError, match=f'{workdirs.RECORD} is not the JSON kd_jax writes'):
     workdirs.job_of(str(tmp_path))
+
+
+@pytest.mark.parametrize('content', ['', '[1, 2]', '{"pid": 12'])
+def test_a_lock_file_that_is_no_lock_record_is_named_not_taken_over(tmp_path, content):
+  lock = tmp_path / workdirs.LOCK
+  lock.write_text(content)
+  with pytest.raises(workdirs.WorkdirInUseError, match=rf'kd_jax.lock is not a kd_jax lock record \(it holds '
+                                                       rf'{re.escape(repr(content))}\): another run may be claiming'):
+    with workdirs.claim(str(tmp_path), 'mnist job'):
+      pytest.fail('the body must not run')
+  assert lock.read_text() == content  # left for its writer, or for the user to delete
 
 
 def test_a_live_run_holds_the_workdir_and_a_dead_ones_lock_is_taken_over(tmp_path, caplog):
