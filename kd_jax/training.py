@@ -392,7 +392,7 @@ def fit(phase: str, step: Callable, state, batches: Batches, *, num_steps: int, 
       per_step = [jax.tree_util.tree_map(lambda x: x[None], m) for m in per_step]
     if per_step:
       fetched.append(_concat_steps(per_step))
-      guard.check(fetched[-1]['loss'], done)
+      guard.check(fetched[-1]['loss'], fetched[-1].get('grad_norm'), done)
     pending.clear()
 
   step_now, saved_at = start, None
@@ -462,13 +462,14 @@ def _concat_steps(history) -> Dict[str, np.ndarray]:
 
 
 class _LossGuard:
-  """Non-finite and diverging losses stop training, with the step and the settings to change."""
+  """Non-finite and diverging losses, and non-finite gradients, stop training, with the step and the settings to
+  change."""
 
   def __init__(self, phase: str, factor: float, field: str):
     self.phase, self.factor, self.field, self.bound = phase, factor, field, None
 
-  def check(self, losses: np.ndarray, step: int):
-    """``losses``: [steps, ...], the steps since the last check."""
+  def check(self, losses: np.ndarray, grad_norms: Optional[np.ndarray], step: int):
+    """``losses``, ``grad_norms``: [steps, ...], the steps since the last check."""
     if not len(losses):
       return
     losses = np.asarray(losses, np.float64)
@@ -476,6 +477,12 @@ class _LossGuard:
       raise FloatingPointError(
           f'{self.phase}: non-finite loss in the steps up to {step}; lower {self.field}.learning_rate or check the '
           'inputs and loss settings')
+    if grad_norms is not None and not np.all(np.isfinite(grad_norms)):
+      # Clipping turns an infinite gradient into no update at all: the run would go on, untrained, to the end.
+      raise FloatingPointError(
+          f'{self.phase}: non-finite gradient norm in the steps up to {step} while the loss is finite: most likely '
+          'a loss term weighted far too high (the objective\'s own weights in config.kd, e.g. config.kd.sp_weight); '
+          'clipping would turn it into no update at all. No checkpoint was written from this state.')
     if not self.factor:
       return
     if self.bound is None:  # the scale: the loss of the first step run (before any update, in a fresh run)

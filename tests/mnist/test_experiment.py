@@ -261,6 +261,17 @@ def test_a_diverging_loss_stops_training_before_any_checkpoint(tiny_mnist_dir, t
   assert not os.listdir(tmp_path / 'teacher')
 
 
+def test_an_infinite_gradient_stops_training_instead_of_clipping_it_into_no_update(finished_run, tiny_mnist_dir,
+                                                                                   tmp_path):
+  config = smoke_config(tiny_mnist_dir, **{'data.num_train': 0, 'data.num_test': 0, 'student.loss': 'sp',
+                                           'kd.sp_weight': 1e30, 'train_independent_student': False,
+                                           'teacher.checkpoint': os.path.join(finished_run[0], 'teacher')})
+  with pytest.raises(FloatingPointError, match=r'student: non-finite gradient norm in the steps up to \d+ while the '
+                                               r'loss is finite: .*config.kd.sp_weight'):
+    experiment.run(config, str(tmp_path))
+  assert not os.listdir(tmp_path / 'student')  # nothing saved from it
+
+
 def test_missing_teacher_checkpoint_never_means_a_random_teacher(tiny_mnist_dir, tmp_path):
   config = smoke_config(tiny_mnist_dir, **{'teacher.checkpoint': str(tmp_path / 'no_teacher')})
   with pytest.raises(FileNotFoundError, match='teacher checkpoint directory .* does not exist'):
