@@ -278,6 +278,7 @@ class LossSpec:
   kd_fields: Tuple[str, ...] = ()
   uses_teacher: bool = False  # whether the loss reads teacher logits (then the trainer provides them)
   uses_features: bool = False  # whether it also reads both models' penultimate features (the teacher in the step)
+  min_batch: int = 1  # terms that normalise over the batch (RKD's mean distance, CKA's centring) are 0/0 below it
 
 
 # A new loss is one new entry here; its hyperparameters are read from config.kd by name.
@@ -292,11 +293,11 @@ LOSSES: Dict[str, LossSpec] = {
     'standardised_distillation': LossSpec(_checked(standardised_distillation, 'standardised_distillation'),
                                           uses_teacher=True, kd_fields=('temperature', 'alpha', 'scale')),
     # Feature objectives: distillation + a term on the penultimate features (the models' intermediates/penultimate).
-    'rkd': LossSpec(_feature_objective(_rkd, 'rkd'), uses_teacher=True, uses_features=True,
+    'rkd': LossSpec(_feature_objective(_rkd, 'rkd'), uses_teacher=True, uses_features=True, min_batch=2,
                     kd_fields=('temperature', 'alpha', 'scale', 'rkd_distance_weight', 'rkd_angle_weight')),
     'sp': LossSpec(_feature_objective(_sp, 'sp'), uses_teacher=True, uses_features=True,
                    kd_fields=('temperature', 'alpha', 'scale', 'sp_weight')),
-    'cka': LossSpec(_feature_objective(_cka, 'cka'), uses_teacher=True, uses_features=True,
+    'cka': LossSpec(_feature_objective(_cka, 'cka'), uses_teacher=True, uses_features=True, min_batch=2,
                     kd_fields=('temperature', 'alpha', 'scale', 'cka_weight')),
     'fitnets': LossSpec(_feature_objective(_fitnets, 'fitnets', projects=True), uses_teacher=True, uses_features=True,
                         kd_fields=('temperature', 'alpha', 'scale', 'fitnets_weight')),

@@ -174,6 +174,14 @@ def uses_teacher(cfg) -> bool:
   return losses.loss_spec(cfg.loss).uses_teacher
 
 
+def check_loss_batch(cfg, field: str):
+  """A phase's batch is large enough for its loss: objectives that normalise over the batch need ≥ 2 examples."""
+  needed = losses.loss_spec(cfg.loss).min_batch
+  if cfg.batch_size < needed:
+    raise ValueError(f'config.{field}.batch_size={cfg.batch_size}: the {cfg.loss!r} objective normalises over the '
+                     f'batch and needs at least {needed} examples in it')
+
+
 CACHE_CHOICES = (False, True, 'auto')
 
 

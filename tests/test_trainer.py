@@ -124,6 +124,18 @@ def test_bad_kd_settings(kd, teacher_loss, student_loss, match):
     trainer.check_kd_config(config, teacher_loss, student_loss)
 
 
+@pytest.mark.parametrize('loss', ['rkd', 'cka'])
+def test_objectives_that_normalise_over_the_batch_refuse_a_batch_of_one(loss):
+  # RKD's mean pairwise distance and CKA's centring are 0/0 on one example: it used to fail after the teacher trained.
+  cfg = ml_collections.ConfigDict({'loss': loss, 'batch_size': 1})
+  with pytest.raises(ValueError, match=rf"config.student.batch_size=1: the '{loss}' objective normalises over the "
+                                       'batch and needs at least 2 examples'):
+    trainer.check_loss_batch(cfg, 'student')
+  cfg.batch_size = 2
+  trainer.check_loss_batch(cfg, 'student')
+  trainer.check_loss_batch(ml_collections.ConfigDict({'loss': 'sp', 'batch_size': 1}), 'student')
+
+
 def test_control_targets_shuffle_each_seeds_own_teacher_and_are_part_of_the_settings():
   config = ml_collections.ConfigDict({'kd': dict(temperature=1.0, alpha=1.0, scale='hinton', targets='teacher'),
                                       'compute_dtype': 'float32'})

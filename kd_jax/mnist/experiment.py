@@ -49,6 +49,7 @@ def check_config(config: ml_collections.ConfigDict):
   trainer.check_kd_config(config, config.teacher.loss, config.student.loss, config.student.augment)
   for phase in ('teacher', 'student'):
     check_augment(config, config[phase], phase)
+  trainer.check_loss_batch(config.student, 'student')
   config_lib.check_choice(config, 'train_independent_student', (False, True))
   wrong = [k for k in config.independent_overrides if k in NOT_OVERRIDABLE or k not in config.student]
   if wrong:

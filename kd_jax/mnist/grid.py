@@ -99,6 +99,7 @@ def check_grid_config(config):
     experiment.check_augment(config, role_config(config, teacher_name, 'teacher'), f'models.{teacher_name}')
     if student_name:
       experiment.check_augment(config, role_config(config, student_name, 'student'), f'models.{student_name}')
+      trainer.check_loss_batch(role_config(config, student_name, 'student'), f'models.{student_name}')
   trainer.check_kd_config(config, student_loss=config.student_loss)
   seeds = [config.seed + k for k in range(config.num_seeds)]
   for name in dict.fromkeys(n for setup in config.setups for n in parse_setup(setup) if n):

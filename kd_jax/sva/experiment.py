@@ -99,6 +99,7 @@ def check_config(config: ml_collections.ConfigDict):
     config_lib.check_model_builds(role, lambda cfg=config[role]: sva_models.create_model(
         cfg.model, vocab_size=8, objective=config.objective, **cfg.model_kwargs), np.full((1, 4), 5, np.int32))
   trainer.check_kd_config(config, config.teacher.loss, config.student.loss)
+  trainer.check_loss_batch(config.student, 'student')
   if config.num_seeds < 1:
     raise ValueError(f'config.num_seeds must be ≥ 1, got {config.num_seeds}')
   trainer.teacher_is_shared(config, config.teacher.checkpoint, seeds_of(config), 'teacher.checkpoint')
