@@ -10,10 +10,11 @@ from conftest import ROOT
 STANDIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'standin')  # stand-in gcloud, sbatch, srun, uv
 TIMEOUT_S = 400  # every wait on a simulated cluster is bounded
 # The simulated clusters' smoke job, as tests/multiprocess runs it: SGD and one epoch (comparable exactly), with a
-# checkpoint every 4 steps to resume from.
+# checkpoint every 4 steps to resume from; no independent student (one more phase of the same kind, which
+# tests/multiprocess and tests/mnist cover: here it would only lengthen the runs).
 JOB = ['--config.teacher.optimizer=sgd', '--config.student.optimizer=sgd', '--config.teacher.learning_rate=0.05',
        '--config.student.learning_rate=0.05', '--config.teacher.num_epochs=1', '--config.student.num_epochs=1',
-       '--config.checkpoint_every_steps=4']
+       '--config.checkpoint_every_steps=4', '--config.train_independent_student=False']
 # The test session's compilation cache, for the jobs' processes too.
 CACHE_ENV = {'JAX_COMPILATION_CACHE_DIR': JIT_CACHE, 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
              'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '-1'}
