@@ -133,13 +133,15 @@ def evaluate(name: str, model, instances: Sequence[Any], test_sets: Dict[str, da
   """Per instance (variables of ``model``, called ``name`` in errors) and test set: accuracy and ECE, with
   ``reliability`` its bins too. Non-finite outputs are an error naming the model, instance and set."""
   metric = metrics_lib.reliability_metrics if reliability else metrics_lib.classification_metrics
+  names = [f'{name} instance {k}' if len(instances) > 1 else name for k in range(len(instances))]
   return [{set_name: metric(logits, test_sets[set_name].labels, config.eval.ece_bins)
-           for set_name, logits in test_logits(f'{name}{f" instance {k}" if len(instances) > 1 else ""}', model,
-                                               variables, test_sets, mesh, config).items()}
-          for k, variables in enumerate(instances)]
+           for set_name, logits in logits_on_test_sets(instance_name, model, variables, test_sets, mesh,
+                                                       config).items()}
+          for instance_name, variables in zip(names, instances)]
 
 
-def test_logits(name: str, model, variables, test_sets: Dict[str, data_lib.Split], mesh, config) -> Dict[str, Any]:
+def logits_on_test_sets(name: str, model, variables, test_sets: Dict[str, data_lib.Split], mesh,
+                        config) -> Dict[str, Any]:
   """``model``'s logits on each test set; non-finite ones are an error naming ``name`` and the set."""
   predict = training.make_predict_fn(model, mesh, config.eval.batch_size, config.compute_dtype)
   return {set_name: metrics_lib.check_finite(predict(variables, split.images), f'{name} on {set_name}')
@@ -154,7 +156,7 @@ def evaluate_roles(trained: Dict[str, Tuple[Any, Any]], test_sets: Dict[str, dat
   results, teacher_predictions = {}, {}
   for role, (model, variables) in trained.items():
     results[role] = {}
-    for set_name, logits in test_logits(role, model, variables, test_sets, mesh, config).items():
+    for set_name, logits in logits_on_test_sets(role, model, variables, test_sets, mesh, config).items():
       results[role][set_name] = metrics_lib.classification_metrics(logits, test_sets[set_name].labels,
                                                                    config.eval.ece_bins)
       predictions = np.asarray(logits).argmax(-1)
