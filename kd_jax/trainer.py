@@ -153,10 +153,10 @@ def check_kd_config(config, teacher_loss: str = 'cross_entropy', student_loss: s
   if not (isinstance(cache, bool) or cache == 'auto'):  # not `in CACHE_CHOICES`: 1 == True would pass it
     raise ValueError(f'config.cache_teacher_logits must be one of {", ".join(map(str, CACHE_CHOICES))}, '
                      f'got {cache!r}')
-  if config.get('cache_teacher_logits', False) is True and teacher_mode(config) == 'train':
+  if cache is True and teacher_mode(config) == 'train':
     raise ValueError('config.cache_teacher_logits needs a deterministic teacher: cached logits are eval-mode '
                      "logits, so set cache_teacher_logits=False for config.kd.teacher_mode='train'")
-  if losses.loss_spec(student_loss).uses_features and config.get('cache_teacher_logits', False) is True:
+  if losses.loss_spec(student_loss).uses_features and cache is True:
     raise ValueError(f'the {student_loss!r} objective reads the teacher\'s features in the step: set '
                      'config.cache_teacher_logits=False')
   targets = config.kd.get('targets', 'teacher')
@@ -436,11 +436,12 @@ class SettingsMismatchError(ValueError):
   """A workdir's checkpoints were trained with other settings than the config asks for."""
 
 
-def _flatten(tree, prefix: str = '') -> Dict[str, Any]:
+def flatten(tree, prefix: str = '') -> Dict[str, Any]:
+  """A nested dict as one level of dotted keys ('kd.temperature'), tuples as lists (as JSON has them)."""
   if isinstance(tree, dict):
     flat = {}
     for key, value in tree.items():
-      flat.update(_flatten(value, f'{prefix}{key}.'))
+      flat.update(flatten(value, f'{prefix}{key}.'))
     return flat
   return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
 
@@ -456,9 +457,9 @@ def run_settings(cfg, config, train, *, seeds, stream: int, stacked: bool, num_s
   (its variables, or its cached logits). Logging, checkpointing and evaluation
   settings are not part of it.
   """
-  settings = {k: v for k, v in _flatten(cfg.to_dict()).items() if k != 'checkpoint'}
+  settings = {k: v for k, v in flatten(cfg.to_dict()).items() if k != 'checkpoint'}
   if losses.loss_spec(cfg.loss).uses_teacher:
-    settings.update({f'kd.{k}': v for k, v in _flatten(config.kd.to_dict()).items()})
+    settings.update({f'kd.{k}': v for k, v in flatten(config.kd.to_dict()).items()})
     settings['teacher (digest of its variables or cached logits)'] = (
         None if teacher_targets is None else checkpoints.digest(teacher_targets))
   settings.update({'compute_dtype': config.compute_dtype,

@@ -7,6 +7,7 @@ import numpy as np
 
 from kd_jax import reports
 from kd_jax import sharding
+from kd_jax import trainer
 from kd_jax.mnist import configs
 from kd_jax.mnist.data import TEST_SETS
 
@@ -95,10 +96,8 @@ def recipe_changes(config: Dict[str, Any]) -> List[str]:
   """The settings of this job's models and distillation that differ from its pair's default config (the recipe of
   ``configs/mnist_grid.py:main_job``)."""
   default = json.loads(configs.pair_config(config['teacher']['model'], config['student']['model']).to_json())
-  flat = lambda c, prefix='': {k: v for key, sub in c.items() for k, v in (
-      flat(sub, f'{prefix}{key}.') if isinstance(sub, dict) else {f'{prefix}{key}': sub}).items()}
   fields = ('teacher', 'student', 'kd', 'independent_overrides', 'cache_teacher_logits')
-  now, then = flat({f: config.get(f) for f in fields}), flat({f: default.get(f) for f in fields})
+  now, then = (trainer.flatten({f: c.get(f) for f in fields}) for c in (config, default))
   return sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k) and k != 'teacher.checkpoint')
 
 
