@@ -1,0 +1,119 @@
+"""The fixed set of runs whose numbers a refactoring must not change: record them, or check them against a record.
+
+Six small CPU runs on the built-in demo sample and synthetic agreement data (no data files needed): the main job
+(smoke), the seed grid with vmapped seeds, one ablation factor, the SVA job, one teacher objective with function
+matching (DIST on crops, the teacher in the step), online KD. Every number of their reports (accuracies, ECEs,
+agreements, gains, per-seed rows) is kept; timings, paths and configs are not.
+
+  python benchmarks/fixed_runs.py --record docs/results/fixed_runs.json   # before a change
+  python benchmarks/fixed_runs.py --check docs/results/fixed_runs.json    # after it: lists every number that moved
+
+The runs are deterministic on one machine and jaxlib; another CPU or jaxlib may round differently (then record on
+it first, from the old code).
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+SMOKE_GRID = ['--config=configs/grid_smoke.py', '--config.seed_parallelism=vmap']
+RUNS = {
+    'main_job_smoke': ['kd_jax.main', '--config=configs/smoke.py'],
+    'grid_smoke_vmapped': ['kd_jax.grid', *SMOKE_GRID],
+    'ablation_one_factor': ['kd_jax.grid', '--config=configs/mnist_ablation.py:smoke',
+                            "--config.factors=(('mlp_regularisers', {'models': {'mlp': {'l1': 1e-5, 'l2': 1e-5}}}),)"],
+    'sva_smoke': ['kd_jax.main', '--config=configs/sva_smoke.py'],
+    'objective_function_matching': ['kd_jax.grid', *SMOKE_GRID, "--config.setups=('cnn_to_mlp',)",
+                                    '--config.student_loss=dist', '--config.cache_teacher_logits=False',
+                                    "--config.student_overrides={'augment': 'crop'}"],
+    'online_smoke': ['kd_jax.grid', *SMOKE_GRID, "--config.setups=('cnn_to_mlp',)", '--config.mode=online'],
+}
+# Report fields that are not results: how long, where, on what, with which config.
+NOT_RESULTS = ('seconds', 'timing', 'config', 'checkpoint', 'source', 'device', 'examples_per_sec', 'command')
+
+
+def numbers(tree, prefix=''):
+  """The numeric leaves of a report as {dotted.path: value}, without :data:`NOT_RESULTS`."""
+  if isinstance(tree, dict):
+    out = {}
+    for key, value in tree.items():
+      if not any(word in str(key) for word in NOT_RESULTS):
+        out.update(numbers(value, f'{prefix}{key}.'))
+    return out
+  if isinstance(tree, list):
+    out = {}
+    for i, value in enumerate(tree):
+      out.update(numbers(value, f'{prefix}{i}.'))
+    return out
+  if isinstance(tree, (int, float)) and not isinstance(tree, bool):
+    return {prefix[:-1]: tree}
+  return {}
+
+
+def run(name, args, root):
+  workdir = os.path.join(root, name)
+  t0 = time.perf_counter()
+  done = subprocess.run([sys.executable, '-m', *args, f'--workdir={workdir}'], capture_output=True, text=True,
+                        check=False)
+  if done.returncode:
+    sys.exit(f'{name} failed ({done.returncode}):\n{done.stderr[-3000:]}')
+  reports = {}
+  for folder, _, files in sorted(os.walk(workdir)):
+    for file in sorted(files):
+      if file.endswith('.json') and file not in ('kd_jax_job.json', 'vocab.json', 'metadata.json'):
+        path = os.path.join(folder, file)
+        with open(path) as f:
+          reports[os.path.relpath(path, workdir)] = numbers(json.load(f))
+  print(f'{name}: {sum(map(len, reports.values()))} numbers in {", ".join(reports)} '
+        f'({time.perf_counter() - t0:.0f} s)', flush=True)
+  return reports
+
+
+def differences(recorded, now):
+  """'run/file: key recorded → now' for each number that moved, appeared or vanished."""
+  lines = []
+  for name in sorted(set(recorded) | set(now)):
+    for file in sorted(set(recorded.get(name, {})) | set(now.get(name, {}))):
+      old, new = recorded.get(name, {}).get(file, {}), now.get(name, {}).get(file, {})
+      for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        same = a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+        if not same:
+          lines.append(f'{name}/{file}: {key} {a!r} → {b!r}')
+  return lines
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  action = parser.add_mutually_exclusive_group(required=True)
+  action.add_argument('--record', help='write the numbers to this JSON file')
+  action.add_argument('--check', help='compare the numbers with this JSON file')
+  parser.add_argument('--only', default='', help='comma-separated run names (default: all of ' + ', '.join(RUNS))
+  args = parser.parse_args()
+  chosen = [n for n in args.only.split(',') if n] or list(RUNS)
+  unknown = set(chosen) - set(RUNS)
+  if unknown:
+    sys.exit(f'unknown runs {sorted(unknown)}; choose from {list(RUNS)}')
+  with tempfile.TemporaryDirectory() as root:
+    now = {name: run(name, RUNS[name], root) for name in chosen}
+  if args.record:
+    with open(args.record, 'w') as f:
+      json.dump(now, f, indent=1, sort_keys=True)
+    print(f'recorded {len(now)} runs in {args.record}')
+    return
+  with open(args.check) as f:
+    recorded = {name: reports for name, reports in json.load(f).items() if name in chosen}
+  moved = differences(recorded, now)
+  total = sum(len(v) for reports in now.values() for v in reports.values())
+  if moved:
+    print(f'{len(moved)} of {total} numbers differ from {args.check}:\n' + '\n'.join(moved))
+    sys.exit(1)
+  print(f'all {total} numbers of {len(now)} runs equal {args.check}, bit for bit')
+
+
+if __name__ == '__main__':
+  main()
