@@ -57,8 +57,8 @@ def main(_):
                                                                          split.lengths)])
       state = training.init_state(model, tx, jax.random.PRNGKey(0), trainer.example_input(split))
       start = time.perf_counter()
-      jax.block_until_ready(training.fit(role, step, state, batches, num_steps=_STEPS.value, mesh=mesh,
-                                         steps_per_dispatch=k, log_every=_STEPS.value, writer=writer))
+      jax.block_until_ready(training.fit(role, step, state, batches, None, training.Loop(
+          num_steps=_STEPS.value, mesh=mesh, steps_per_dispatch=k, log_every=_STEPS.value, writer=writer)))
       mode = 'host batches' if not k else f'{k} steps per dispatch'
       print(f'| {cfg.model} | {mode} | {time.perf_counter() - start:.1f} | {rates[-1]:,.0f} |', flush=True)
 

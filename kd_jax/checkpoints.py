@@ -67,8 +67,11 @@ def _save(mngr: ocp.CheckpointManager, step: int, items: Dict[str, Any], meta: D
 
 
 def save(mngr: ocp.CheckpointManager, state, meta: Dict[str, Any]):
-  """Saves ``state`` (one TrainState or a stack of them) at its step and waits until the files are complete."""
-  _save(mngr, int(sharding.to_host(state.step).reshape(-1)[0]), {'state': state, 'variables': state.variables}, meta)
+  """Saves ``state`` (one TrainState, a stack of them, or online KD's (teacher, student) pair of them) at its step,
+  and the exported model's variables (the student's, of a pair); waits until the files are complete."""
+  exported = state[-1] if isinstance(state, tuple) else state
+  _save(mngr, int(sharding.to_host(exported.step).reshape(-1)[0]), {'state': state, 'variables': exported.variables},
+        meta)
 
 
 def save_snapshot(mngr: ocp.CheckpointManager, step: int, variables, meta: Dict[str, Any]):

@@ -13,6 +13,7 @@ Random streams: the initial state of seed ``s`` in a phase is
 (s, stream, epoch), with one stream for teachers and one for students, so a
 student instance in the grid equals the single job's student of the same seed.
 """
+import dataclasses
 import functools
 import io
 import json
@@ -36,10 +37,10 @@ from kd_jax import losses
 from kd_jax import metrics
 from kd_jax import paths
 from kd_jax import sharding
+from kd_jax import targets as targets_lib
 from kd_jax import training
 
 TEACHER_STREAM, STUDENT_STREAM = 0, 1
-TEACHER_MODES = ('eval', 'train')
 
 
 class MetricWriter:
@@ -135,10 +136,6 @@ def _later_record(line: str, phase: str, step: int) -> bool:
 
 # ----------------------------------------------------------------------------- KD settings
 
-def teacher_mode(config) -> str:
-  return config.kd.get('teacher_mode', 'eval')
-
-
 def check_kd_config(config, teacher_loss: str = 'cross_entropy', student_loss: str = 'distillation',
                     student_augment: str = ''):
   """Fails fast, before any data is read, on loss names, ``config.kd`` values and teacher settings."""
@@ -147,31 +144,27 @@ def check_kd_config(config, teacher_loss: str = 'cross_entropy', student_loss: s
                      f'got {teacher_loss!r}')
   for name in (teacher_loss, student_loss):
     losses.get_loss(name, config.kd)
-  if teacher_mode(config) not in TEACHER_MODES:
-    raise ValueError(f'unknown config.kd.teacher_mode {teacher_mode(config)!r}; choose one of {TEACHER_MODES}')
+  mode = targets_lib.teacher_mode(config)
+  if mode not in targets_lib.TEACHER_MODES:
+    raise ValueError(f'unknown config.kd.teacher_mode {mode!r}; choose one of {targets_lib.TEACHER_MODES}')
   cache = config.get('cache_teacher_logits', False)
   if not (isinstance(cache, bool) or cache == 'auto'):  # not `in CACHE_CHOICES`: 1 == True would pass it
-    raise ValueError(f'config.cache_teacher_logits must be one of {", ".join(map(str, CACHE_CHOICES))}, '
+    raise ValueError(f'config.cache_teacher_logits must be one of {", ".join(map(str, targets_lib.CACHE_CHOICES))}, '
                      f'got {cache!r}')
-  if cache is True and teacher_mode(config) == 'train':
+  if cache is True and mode == 'train':
     raise ValueError('config.cache_teacher_logits needs a deterministic teacher: cached logits are eval-mode '
                      "logits, so set cache_teacher_logits=False for config.kd.teacher_mode='train'")
   if losses.loss_spec(student_loss).uses_features and cache is True:
     raise ValueError(f'the {student_loss!r} objective reads the teacher\'s features in the step: set '
                      'config.cache_teacher_logits=False')
-  targets = config.kd.get('targets', 'teacher')
-  if targets not in losses.TARGETS:
-    raise ValueError(f'unknown config.kd.targets {targets!r}; choose one of {list(losses.TARGETS)}')
+  control = config.kd.get('targets', 'teacher')
+  if control not in losses.TARGETS:
+    raise ValueError(f'unknown config.kd.targets {control!r}; choose one of {list(losses.TARGETS)}')
   student = ml_collections.ConfigDict({'loss': student_loss, 'augment': student_augment})
-  if targets != 'teacher' and not caches_teacher_logits(config, student):
-    raise ValueError(f'config.kd.targets={targets!r} is a control built from cached teacher logits: it needs '
+  if control != 'teacher' and not targets_lib.caches_teacher_logits(config, student):
+    raise ValueError(f'config.kd.targets={control!r} is a control built from cached teacher logits: it needs '
                      'config.cache_teacher_logits=True (or auto, with an eval-mode teacher, a logit objective and '
                      'no augmentation)')
-
-
-def uses_teacher(cfg) -> bool:
-  """Whether the phase with settings ``cfg`` trains on teacher logits."""
-  return losses.loss_spec(cfg.loss).uses_teacher
 
 
 def check_loss_batch(cfg, field: str):
@@ -182,24 +175,45 @@ def check_loss_batch(cfg, field: str):
                      f'batch and needs at least {needed} examples in it')
 
 
-CACHE_CHOICES = (False, True, 'auto')
-
-
-def caches_teacher_logits(config, cfg) -> bool:
-  """Whether the phase with settings ``cfg`` learns from teacher logits computed once on the training set, rather
-  than from the teacher run inside its step: ``config.cache_teacher_logits``, where ``'auto'`` caches whenever
-  that gives the same targets — an eval-mode (deterministic) teacher, an objective on logits alone, no augmentation
-  in the step."""
-  choice = config.get('cache_teacher_logits', False)
-  if not uses_teacher(cfg):
-    return False
-  if choice == 'auto':
-    return (teacher_mode(config) == 'eval' and not losses.loss_spec(cfg.loss).uses_features
-            and not cfg.get('augment', ''))
-  return bool(choice)
-
-
 # ----------------------------------------------------------------------------- training
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """What every phase of a job shares: the job's config (KD, logging, checkpointing, precision settings), the
+  device mesh and the metric writer."""
+  config: ml_collections.ConfigDict
+  mesh: Any
+  writer: Optional[MetricWriter] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  """One model's training run — or a vmapped stack of seeds (``stacked``), instance k equal to the run of
+  ``seeds[k]`` alone: its settings (``config.<field>``: model, objective, optimiser, epochs), model, training split
+  (any split with ``len`` and ``batch(indices)``), checkpoint directory and random stream.
+
+  ``field`` names the settings in errors (default ``config.<name>``); ``augment(key, inputs)`` is the task's
+  augmentation inside the step; ``extra_meta`` is saved with each checkpoint's metadata (e.g. a vocabulary).
+  """
+  name: str
+  settings: ml_collections.ConfigDict
+  model: nn.Module
+  train: Any
+  directory: str
+  seeds: Sequence[int]
+  stream: int
+  stacked: bool = False
+  field: str = ''
+  augment: Optional[Callable] = None
+  extra_meta: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  @property
+  def settings_field(self) -> str:
+    return self.field or f'config.{self.name}'
+
+  def replace(self, **changes) -> 'Phase':
+    return dataclasses.replace(self, **changes)
+
 
 def example_input(split):
   """One training input (a batch of one): fixes a model's parameter shapes."""
@@ -214,50 +228,112 @@ def init_instances(model, tx, seeds: Sequence[int], stream: int, stacked: bool, 
   return training.init_state(model, tx, keys[0], example, projector_dims)
 
 
-def train_model(name: str, cfg, config, model, train, mesh, directory: str, writer: Optional[MetricWriter], *,
-                seeds: Sequence[int], stream: int, stacked: bool = False, teacher: Optional[nn.Module] = None,
-                teacher_variables=None, teacher_logits=None, extra_meta: Optional[Dict[str, Any]] = None,
-                settings_field: str = '', augment: Optional[Callable] = None):
-  """Trains ``model`` with the settings ``cfg``, resuming from the checkpoints in ``directory`` if any.
-
-  One run (``seeds=[s]``), or with ``stacked`` one vmapped instance per seed,
-  each with its own init, dropout keys and data order, and each paired with its
-  own teacher instance (``teacher_variables`` / ``teacher_logits`` stacked on
-  the leading axis). Instance k equals the single run with seed ``seeds[k]``.
-  ``train`` is any split with ``len`` and ``batch(indices)``; ``extra_meta`` is
-  saved with each checkpoint's metadata (e.g. a vocabulary); ``settings_field``
-  names ``cfg`` in errors (default ``config.<name>``). ``augment``: the task's augmentation inside the step
-  (:func:`kd_jax.training.make_train_step`); the teacher must then be in the step, not cached.
-
-  Checkpoints record the settings that determine the result (:func:`run_settings`);
-  resuming under other settings is refused with the differences, unless
-  ``config.overwrite`` (then the old checkpoints are deleted and training starts over).
-  """
-  sharding.check_batch_size(cfg.batch_size, mesh, f'the batch size of {name}')
-  if augment is not None and teacher_logits is not None:
-    raise ValueError(f'{name}: an augmented student needs the teacher in the step (its targets for each new view); '
-                     'cached teacher logits are for the unaugmented inputs: set config.cache_teacher_logits=False')
-  if losses.loss_spec(cfg.loss).uses_teacher:
-    teacher_logits = control_targets(name, config, train, teacher_logits, seeds, stacked)
-  orders = [input_pipeline.BatchOrder(len(train), cfg.batch_size, seed, stream, getattr(train, 'lengths', None))
-            for seed in seeds]
-  batches = input_pipeline.Batches(train, orders, stacked, teacher_logits)
-  num_steps = max(1, int(round(cfg.num_epochs * batches.steps_per_epoch)))
+def _step_and_state(phase: Phase, targets: targets_lib.Targets, job: Job, num_steps: int):
+  """The phase's pure train step, its initial state and the models it runs (for their compiler options)."""
+  cfg, config, example = phase.settings, job.config, example_input(phase.train)
   tx = training.make_optimizer(cfg, num_steps)
   loss_fn = losses.get_loss(cfg.loss, config.kd)
-  example = example_input(train)
-  state = init_instances(model, tx, seeds, stream, stacked, example,
-                         training.projector_dims(loss_fn, model, teacher, example))
-  settings = run_settings(cfg, config, train, seeds=seeds, stream=stream, stacked=stacked, num_steps=num_steps,
-                          teacher_targets=teacher_logits if teacher_logits is not None else teacher_variables)
+  if targets.online is not None:  # the teacher trains beside the student, on gold labels, from the same batches
+    online = targets.online
+    teacher_tx = training.make_optimizer(online.settings, num_steps)
+    step = training.make_online_step(
+        training.make_train_step(online.model, teacher_tx, losses.get_loss(online.settings.loss, config.kd),
+                                 output_logits=True, compute_dtype=config.compute_dtype),
+        training.make_train_step(phase.model, tx, loss_fn, compute_dtype=config.compute_dtype))
+    state = tuple(init_instances(model, t, phase.seeds, stream, phase.stacked, example)
+                  for model, t, stream in ((online.model, teacher_tx, TEACHER_STREAM), (phase.model, tx, phase.stream)))
+    return step, state, (online.model, phase.model)
+  teacher = targets.teacher.model if targets.in_step else None
+  state = init_instances(phase.model, tx, phase.seeds, phase.stream, phase.stacked, example,
+                         training.projector_dims(loss_fn, phase.model, teacher, example))
+  step = training.make_train_step(phase.model, tx, loss_fn, teacher, teacher_train_mode=targets.mode == 'train',
+                                  compute_dtype=config.compute_dtype, augment=phase.augment)
+  # A teacher in the step runs its forward there: its options count too (in training mode the CNN teacher's forward
+  # ran 3× slower under the MLP student's defaults).
+  return step, state, tuple(filter(None, (teacher, phase.model)))
+
+
+def train_model(phase: Phase, targets: targets_lib.Targets, job: Job):
+  """Trains ``phase`` on ``targets`` (:mod:`kd_jax.targets`), resuming from the checkpoints in its directory if
+  any; returns the final state (for online KD, the (teacher, student) pair).
+
+  Vmapped instances each pair with their own teacher instance (stacked teacher variables or cached logits).
+  Checkpoints record the settings that determine the result (:func:`run_settings`); resuming under other settings
+  is refused with the differences, unless ``config.overwrite`` (then the old checkpoints are deleted and training
+  starts over).
+  """
+  cfg, config, name, directory = phase.settings, job.config, phase.name, phase.directory
+  sharding.check_batch_size(cfg.batch_size, job.mesh, f'the batch size of {name}')
+  if phase.augment is not None and targets.cached:
+    raise ValueError(f'{name}: an augmented student needs the teacher in the step (its targets for each new view); '
+                     'cached teacher logits are for the unaugmented inputs: set config.cache_teacher_logits=False')
+  if targets_lib.uses_teacher(cfg):
+    targets = targets.with_logits(control_targets(phase, config, targets.logits))
+  train = phase.train
+  orders = [input_pipeline.BatchOrder(len(train), cfg.batch_size, seed, phase.stream, getattr(train, 'lengths', None))
+            for seed in phase.seeds]
+  batches = input_pipeline.Batches(train, orders, phase.stacked, targets.logits)
+  epochs = max(cfg.num_epochs, targets.online.settings.num_epochs) if targets.online is not None else cfg.num_epochs
+  num_steps = max(1, int(round(epochs * batches.steps_per_epoch)))
+  step, state, models = _step_and_state(phase, targets, job, num_steps)
+  settings = run_settings(phase, targets, config, num_steps)
   meta = {'model': cfg.model, 'model_kwargs': cfg.model_kwargs.to_dict(), 'phase': name, 'num_steps': num_steps,
-          'seeds': list(seeds), 'stacked': stacked, 'settings': settings, **(extra_meta or {})}
+          'seeds': list(phase.seeds), 'stacked': phase.stacked, 'settings': settings, **phase.extra_meta}
+  mngr, state, restored = _restore_or_start(phase, config, state, settings)
+  if job.writer is not None:  # a fresh start drops all the phase's old records (step 0's diagnostic too)
+    job.writer.truncate(name, training.current_step(state) if restored else -1)
+  if not restored and (targets.in_step or targets.cached):
+    report_teacher_targets(phase, targets, job)
+
+  def save(s):
+    if job.writer is not None:
+      job.writer.flush()  # the metric records up to this checkpoint survive a kill
+    checkpoints.save(mngr, s, meta)
+
+  snapshot_mngr = checkpoints.manager(snapshot_dir(directory), max_to_keep=None) if config.snapshots else None
+
+  def snapshot(s):
+    done = training.current_step(s)
+    checkpoints.save_snapshot(snapshot_mngr, done, training.exported(s).variables,
+                              {**meta, 'epoch': done / batches.steps_per_epoch})
+
+  loop = training.Loop(
+      num_steps=num_steps, mesh=job.mesh, steps_per_dispatch=config.steps_per_dispatch,
+      compiler_options=training.compiler_options(*models), log_every=config.log_every_steps, writer=job.writer,
+      save=save, checkpoint_every=config.get('checkpoint_every_steps', 0),
+      divergence_factor=config.get('divergence_factor', 0.0), settings_field=phase.settings_field,
+      snapshot=snapshot if config.snapshots else None,
+      snapshot_steps=snapshot_steps(num_steps, batches.steps_per_epoch, config.snapshot_first_epoch),
+      saved_checkpoints=lambda: newest_checkpoint(directory))
+  teacher_variables = targets.teacher.variables if targets.in_step else None
+  try:
+    state = training.fit(name, jax.vmap(step) if phase.stacked else step, state, batches, teacher_variables, loop)
+  except interrupts.StopRequested as stop:  # SIGINT/SIGTERM: the loop saved at the step it stopped at
+    what = 'preempted' if stop.signum == signal.SIGTERM else 'interrupted'
+    raise TrainingInterrupted(f'{name} {what} ({interrupts.NAMES[stop.signum]}) at step {stop.step}; checkpoint '
+                              f'saved in {directory}: run the same command again to resume from it',
+                              stop.exit_code) from None
+  except KeyboardInterrupt:
+    mngr.wait_until_finished()  # a save in flight completes (or Orbax discards its temporary files)
+    raise TrainingInterrupted(f'{name} interrupted; {newest_checkpoint(directory)}: run the same command again to '
+                              'resume from it') from None
+  finally:
+    mngr.close()
+    if snapshot_mngr is not None:
+      snapshot_mngr.close()
+  return state
+
+
+def _restore_or_start(phase: Phase, config, state, settings):
+  """(checkpoint manager, state, whether it was restored): the newest checkpoint in the phase's directory if it
+  holds this phase under these settings; a mismatch is refused, or with ``config.overwrite`` deleted."""
+  directory = phase.directory
 
   def check_settings(saved_meta):
     differences = settings_diff(saved_meta.get('settings'), settings)
     if differences:
       raise SettingsMismatchError(
-          f'{directory} holds {name} trained with other settings than the config asks for '
+          f'{directory} holds {phase.name} trained with other settings than the config asks for '
           f'({"; ".join(differences)}). Use a fresh --workdir, or --config.overwrite=True to delete these '
           'checkpoints and train again here.')
 
@@ -268,69 +344,17 @@ def train_model(name: str, cfg, config, model, train, mesh, directory: str, writ
     if not config.get('overwrite', False):
       raise
     logging.warning('%s: config.overwrite=True: deleting the checkpoints in %s (trained with other settings)',
-                    name, directory)
+                    phase.name, directory)
     mngr.close()
     if sharding.is_primary():
       epath.Path(directory).rmtree()
     sharding.barrier('delete checkpoints of other settings')
     mngr, restored = checkpoints.manager(directory), None
-  if restored is not None:
-    logging.info('%s: resuming from the checkpoint at step %d in %s', name, training.current_step(restored),
-                 mngr.directory)
-    state = restored
-  if writer is not None:  # a fresh start drops all the phase's old records (step 0's diagnostic too)
-    writer.truncate(name, training.current_step(state) if restored is not None else -1)
-  if restored is None and losses.loss_spec(cfg.loss).uses_teacher:
-    report_teacher_targets(name, config, train, mesh, writer, teacher, teacher_variables, teacher_logits, stacked)
-
-  def save(s):
-    if writer is not None:
-      writer.flush()  # the metric records up to this checkpoint survive a kill
-    checkpoints.save(mngr, s, meta)
-
-  snapshots = snapshot_steps(num_steps, batches.steps_per_epoch, config.snapshot_first_epoch)
-  snapshot_mngr = checkpoints.manager(snapshot_dir(directory), max_to_keep=None) if config.snapshots else None
-
-  def snapshot(s):
-    done = training.current_step(s)
-    checkpoints.save_snapshot(snapshot_mngr, done, s.variables,
-                              {**meta, 'epoch': done / batches.steps_per_epoch})
-
-  step = training.make_train_step(model, tx, loss_fn, teacher,
-                                  teacher_train_mode=teacher_mode(config) == 'train',
-                                  compute_dtype=config.compute_dtype, augment=augment)
-  try:
-    state = training.fit(name, jax.vmap(step) if stacked else step, state, batches, num_steps=num_steps, mesh=mesh,
-                         teacher_variables=teacher_variables, steps_per_dispatch=config.steps_per_dispatch,
-                         # A teacher in the step runs its forward there: its options count too (in training mode
-                         # the CNN teacher's forward ran 3× slower under the MLP student's defaults).
-                         compiler_options=training.compiler_options(*filter(None, (teacher, model))),
-                         log_every=config.log_every_steps, writer=writer,
-                         save_fn=save,
-                         checkpoint_every=config.get('checkpoint_every_steps', 0),
-                         divergence_factor=config.get('divergence_factor', 0.0),
-                         settings_field=settings_field or f'config.{name}',
-                         snapshot_fn=snapshot if config.snapshots else None, snapshot_steps=snapshots,
-                         saved_checkpoints=lambda: newest_checkpoint(directory))
-  except interrupts.StopRequested as stop:  # SIGINT/SIGTERM: the loop saved at the step it stopped at
-    mngr.close()
-    if snapshot_mngr is not None:
-      snapshot_mngr.close()
-    what = 'preempted' if stop.signum == signal.SIGTERM else 'interrupted'
-    raise TrainingInterrupted(f'{name} {what} ({interrupts.NAMES[stop.signum]}) at step {stop.step}; checkpoint '
-                              f'saved in {directory}: run the same command again to resume from it',
-                              stop.exit_code) from None
-  except KeyboardInterrupt:
-    mngr.wait_until_finished()  # a save in flight completes (or Orbax discards its temporary files)
-    mngr.close()
-    if snapshot_mngr is not None:
-      snapshot_mngr.close()
-    raise TrainingInterrupted(f'{name} interrupted; {newest_checkpoint(directory)}: run the same command again to '
-                              'resume from it') from None
-  mngr.close()
-  if snapshot_mngr is not None:
-    snapshot_mngr.close()
-  return state
+  if restored is None:
+    return mngr, state, False
+  logging.info('%s: resuming from the checkpoint at step %d in %s', phase.name, training.current_step(restored),
+               mngr.directory)
+  return mngr, restored, True
 
 
 def newest_checkpoint(directory: str) -> str:
@@ -340,19 +364,20 @@ def newest_checkpoint(directory: str) -> str:
           else f'no checkpoint was saved yet in {directory}')
 
 
-def control_targets(name, config, train, teacher_logits, seeds, stacked):
+def control_targets(phase: Phase, config, teacher_logits):
   """``teacher_logits`` as ``config.kd.targets`` asks: the teacher's own, or a control made from them
   (:data:`kd_jax.losses.TARGETS`), one random permutation per seed."""
-  targets = config.kd.get('targets', 'teacher')
-  if targets == 'teacher':
+  control = config.kd.get('targets', 'teacher')
+  if control == 'teacher':
     return teacher_logits
-  labels = train.batch(np.arange(len(train)))['label']
+  labels = phase.train.batch(np.arange(len(phase.train)))['label']
   if teacher_logits is None or labels.ndim != 1:
-    raise ValueError(f'{name}: config.kd.targets={targets!r} needs cached teacher logits of a classifier')
-  control = functools.partial(losses.TARGETS[targets], labels=labels, temperature=config.kd.temperature)
-  if stacked:
-    return np.stack([control(logits, rng=np.random.default_rng(seed)) for logits, seed in zip(teacher_logits, seeds)])
-  return control(teacher_logits, rng=np.random.default_rng(seeds[0]))
+    raise ValueError(f'{phase.name}: config.kd.targets={control!r} needs cached teacher logits of a classifier')
+  make = functools.partial(losses.TARGETS[control], labels=labels, temperature=config.kd.temperature)
+  if phase.stacked:
+    return np.stack([make(logits, rng=np.random.default_rng(seed))
+                     for logits, seed in zip(teacher_logits, phase.seeds)])
+  return make(teacher_logits, rng=np.random.default_rng(phase.seeds[0]))
 
 
 LM_TARGET_ROWS = 64  # sequences a batch when summarising a language model's targets (~0.3 GB of logits at 20k words)
@@ -366,7 +391,7 @@ def target_probabilities(logits: jax.Array, labels: jax.Array, temperature: floa
   return jnp.stack([p_gold, -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)], axis=-1)
 
 
-def report_teacher_targets(name, config, train, mesh, writer, teacher, teacher_variables, teacher_logits, stacked):
+def report_teacher_targets(phase: Phase, targets: targets_lib.Targets, job: Job):
   """Logs (and writes as the phase's step-0 metrics) what the student will be taught: the teacher's targets at
   the KD temperature on the training inputs (:func:`kd_jax.metrics.teacher_targets`) — in eval mode, or with
   ``kd.teacher_mode='train'`` in training mode (one dropout draw per example, batch statistics of each eval batch),
@@ -375,32 +400,34 @@ def report_teacher_targets(name, config, train, mesh, writer, teacher, teacher_v
   Targets computed in the step are summarised per example on the device (:func:`target_probabilities`); language
   models per target position (weights 1), :data:`LM_TARGET_ROWS` sequences a batch.
   """
-  everything = train.batch(np.arange(len(train)))
+  config, mesh = job.config, job.mesh
+  everything = phase.train.batch(np.arange(len(phase.train)))
   labels, weights = everything['label'], everything.get('weights')
   temperature = config.kd.temperature
-  if teacher_logits is not None:  # cached: classification
-    teacher_logits = np.asarray(teacher_logits)
+  if targets.cached:  # classification
+    teacher_logits = np.asarray(targets.logits)
     stats = metrics.teacher_targets(teacher_logits, np.broadcast_to(labels, teacher_logits.shape[:-1]), temperature)
   else:
     batch_size = config.eval.batch_size if labels.ndim == 1 else -(-LM_TARGET_ROWS // mesh.size) * mesh.size
-    predict = training.make_predict_fn(teacher, mesh, batch_size, config.compute_dtype,
-                                       train_mode=teacher_mode(config) == 'train',
+    predict = training.make_predict_fn(targets.teacher.model, mesh, batch_size, config.compute_dtype,
+                                       train_mode=targets.mode == 'train',
                                        summarise=functools.partial(target_probabilities, temperature=temperature))
-    instances = [instance(teacher_variables, k) for k in range(len(jax.tree_util.tree_leaves(teacher_variables)[0]))
-                 ] if stacked else [teacher_variables]
+    variables = targets.teacher.variables
+    instances = [instance(variables, k) for k in range(len(jax.tree_util.tree_leaves(variables)[0]))
+                 ] if phase.stacked else [variables]
     per_example = np.concatenate([predict(v, everything['inputs'], labels) for v in instances])
     stats = metrics.summarise_targets(per_example[..., 0], per_example[..., 1],
                                       None if weights is None else np.concatenate([weights] * len(instances)))
   label_like = ' — the targets are (nearly) the labels: KD can teach little beyond them' if (
       stats['below_0.9'] < 0.01) else ''
-  kind = f'{teacher_mode(config)}-mode teacher targets'
+  kind = f'{targets.mode}-mode teacher targets'
   if config.kd.get('targets', 'teacher') != 'teacher':
     kind = f'{config.kd.targets} control targets (from the {kind})'
   logging.info('%s: %s at T = %g on the training inputs: mean p(gold) %.4f, %.1f%% below '
-               '0.9, entropy %.3f nats%s', name, kind, temperature, stats['p_gold'],
+               '0.9, entropy %.3f nats%s', phase.name, kind, temperature, stats['p_gold'],
                100 * stats['below_0.9'], stats['entropy'], label_like)
-  if writer is not None:
-    writer.write(name, 0, {f'teacher_targets/{k}': v for k, v in stats.items()})
+  if job.writer is not None:
+    job.writer.write(phase.name, 0, {f'teacher_targets/{k}': v for k, v in stats.items()})
 
 
 def snapshot_dir(directory: str) -> str:
@@ -446,25 +473,27 @@ def flatten(tree, prefix: str = '') -> Dict[str, Any]:
   return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
 
 
-def run_settings(cfg, config, train, *, seeds, stream: int, stacked: bool, num_steps: int,
-                 teacher_targets=None) -> Dict[str, Any]:
+def run_settings(phase: Phase, targets: targets_lib.Targets, config, num_steps: int) -> Dict[str, Any]:
   """What determines a phase's result, as a flat JSON-able dict.
 
-  The phase's training settings (``cfg``, less the teacher checkpoint path),
-  ``config.kd`` when the loss reads teacher logits, the seeds and stream, and
-  digests of the training data itself (so any data setting that changes what
-  is trained on counts, and evaluation-only ones do not) and of the teacher
-  (its variables, or its cached logits). Logging, checkpointing and evaluation
-  settings are not part of it.
+  The phase's training settings (less the teacher checkpoint path), ``config.kd`` when the loss reads a teacher,
+  the seeds and stream, and digests of the training data itself (so any data setting that changes what is trained
+  on counts, and evaluation-only ones do not) and of the teacher (its variables, or its cached logits), or an
+  online teacher's training settings. Logging, checkpointing and evaluation settings are not part of it.
   """
+  cfg, train = phase.settings, phase.train
   settings = {k: v for k, v in flatten(cfg.to_dict()).items() if k != 'checkpoint'}
-  if losses.loss_spec(cfg.loss).uses_teacher:
+  if targets_lib.uses_teacher(cfg):
     settings.update({f'kd.{k}': v for k, v in flatten(config.kd.to_dict()).items()})
+    teacher = targets.logits if targets.cached else targets.teacher.variables if targets.in_step else None
     settings['teacher (digest of its variables or cached logits)'] = (
-        None if teacher_targets is None else checkpoints.digest(teacher_targets))
+        None if teacher is None else checkpoints.digest(teacher))
+  if targets.online is not None:
+    settings.update({f'online teacher.{k}': v for k, v in flatten(targets.online.settings.to_dict()).items()
+                     if k != 'checkpoint'})
   settings.update({'compute_dtype': config.compute_dtype,
-                   'matmul_precision': config.get('matmul_precision', 'default'), 'seeds': list(seeds), 'stream': stream,
-                   'vmapped': stacked, 'num_steps': num_steps,
+                   'matmul_precision': config.get('matmul_precision', 'default'), 'seeds': list(phase.seeds),
+                   'stream': phase.stream, 'vmapped': phase.stacked, 'num_steps': num_steps,
                    'training data (digest)': checkpoints.digest(train.batch(np.arange(len(train)))),
                    'training examples': len(train)})
   return json.loads(json.dumps({k: v for k, v in settings.items()
@@ -481,9 +510,7 @@ def settings_diff(saved: Optional[Dict[str, Any]], now: Dict[str, Any]):
 
 # ----------------------------------------------------------------------------- saved models and teachers
 
-def instance(tree, k: int):
-  """Instance ``k`` of a stack of pytrees (leading axis)."""
-  return jax.tree_util.tree_map(lambda x: x[k], tree)
+instance = targets_lib.instance
 
 
 def stack(trees):
@@ -535,23 +562,20 @@ def restore_variables(model, directory: str, cfg, example, seed: Optional[int] =
   return instance(variables, seeds.index(seed)), meta
 
 
-def teacher_for_seed(cfg: ml_collections.ConfigDict, config, model, train, mesh, directory: str, writer, *,
-                     seed: int, name: str = 'teacher', extra_meta: Optional[Dict[str, Any]] = None,
-                     settings_field: str = 'config.teacher', augment: Optional[Callable] = None):
-  """The teacher of ``seed`` for KD: (variables, checkpoint directory, meta).
+def teacher_for_seed(phase: Phase, job: Job):
+  """The teacher of ``phase.seeds[0]`` for KD: (variables, checkpoint directory, meta).
 
-  Offline KD from a saved teacher when ``cfg.checkpoint`` is set ('{seed}' in
-  it replaced by ``seed``): no training. Otherwise the teacher is trained (or
-  resumed) in ``directory``. Either way its variables are read back from the
-  checkpoint: students always distil from what was saved. A missing,
-  unreadable or mismatched checkpoint is an error, never a random teacher.
+  Offline KD from a saved teacher when ``phase.settings.checkpoint`` is set ('{seed}' in it replaced by the seed):
+  no training. Otherwise the teacher is trained (or resumed) on gold labels in ``phase.directory``, in the teacher
+  stream. Either way its variables are read back from the checkpoint: students always distil from what was saved.
+  A missing, unreadable or mismatched checkpoint is an error, never a random teacher.
   """
+  cfg, seed, directory = phase.settings, phase.seeds[0], phase.directory
   if cfg.checkpoint:
     directory = checkpoint_path(cfg.checkpoint, seed)
     logging.info('Offline KD: using the saved teacher in %s (no teacher training)', directory)
   else:
-    train_model(name, cfg, config, model, train, mesh, directory, writer, seeds=[seed], stream=TEACHER_STREAM,
-                extra_meta=extra_meta, settings_field=settings_field, augment=augment)
-  variables, meta = restore_variables(model, directory, cfg, example_input(train), seed)
+    train_model(phase.replace(stream=TEACHER_STREAM), targets_lib.GOLD_LABELS, job)
+  variables, meta = restore_variables(phase.model, directory, cfg, example_input(phase.train), seed)
   logging.info('Teacher restored from %s (step %d)', directory, meta['step'])
   return variables, directory, meta

@@ -7,6 +7,7 @@ and restores. The step is a pure function of (state, batch, teacher variables);
 (seed, stream, epoch) (:mod:`kd_jax.input_pipeline`), so a run restored at
 step k continues exactly. Nothing here knows a task's input shapes.
 """
+import dataclasses
 import functools
 import time
 from typing import Any, Callable, Dict, Optional, Sequence
@@ -255,6 +256,12 @@ def make_online_step(teacher_step: Callable, student_step: Callable):
 
 # ----------------------------------------------------------------------------- the loop
 
+def exported(state) -> TrainState:
+  """The state whose model a phase exports and evaluates: ``state`` itself, or of online KD's (teacher, student)
+  pair the student."""
+  return state[-1] if isinstance(state, tuple) else state
+
+
 def current_step(state) -> int:
   """The step of a TrainState, a stack of them, or an (online) pair of them."""
   if isinstance(state, tuple):
@@ -340,49 +347,63 @@ def resolve_steps_per_dispatch(steps_per_dispatch: int, batches: Batches) -> int
   return AUTO_STEPS_PER_DISPATCH if on_accelerator and batches.can_be_resident else 0
 
 
-def fit(phase: str, step: Callable, state, batches: Batches, *, num_steps: int, mesh: Mesh,
-        teacher_variables=None, steps_per_dispatch: int = 0, compiler_options: Optional[Dict[str, Any]] = None,
-        log_every: int = 100, writer=None,
-        save_fn: Optional[Callable[[Any], None]] = None, checkpoint_every: int = 0,
-        divergence_factor: float = 0.0, settings_field: str = '',
-        snapshot_fn: Optional[Callable[[Any], None]] = None, snapshot_steps: Sequence[int] = (),
-        saved_checkpoints: Callable[[], str] = lambda: 'no checkpoint is kept of this run'):
-  """Runs the pure ``step`` from the state's step to ``num_steps`` with progress (rate, ETA) and metric logging.
+@dataclasses.dataclass(frozen=True)
+class Loop:
+  """How :func:`fit` runs a phase: to ``num_steps`` over ``mesh``, logging every ``log_every`` steps (to ``writer``
+  too), saving with ``save(state)`` every ``checkpoint_every`` steps and at the end, ``snapshot(state)`` at each of
+  ``snapshot_steps`` reached (the starting step included).
 
-  ``steps_per_dispatch`` (:func:`compile_loop`): 0 runs one jitted step per host
-  batch; K > 0 runs up to K steps per device program with the data on the
-  device, cut at every logging, checkpoint and snapshot step, so both give the
-  same states at the same steps; negative: :func:`resolve_steps_per_dispatch`.
-  ``compiler_options``: :func:`compiler_options` of the models the step trains.
-
-  Stops with FloatingPointError when a loss is non-finite or, with a
-  ``divergence_factor``, exceeds that factor × max(1, the loss of the first
-  step run); the losses since the last check are checked before every save, so
-  a diverged state never replaces a good checkpoint. ``settings_field`` (e.g.
-  ``config.student``) names the settings to change in that error.
-  ``snapshot_fn(state)`` runs at each of ``snapshot_steps`` reached (the
-  starting step included): the snapshots for the analyses.
-
-  SIGINT/SIGTERM (:mod:`kd_jax.interrupts`): the loop stops after the dispatch
-  in flight, saves there (``save_fn``) and raises ``StopRequested``; a second
-  signal exits at once with ``saved_checkpoints()`` (where the newest complete
-  checkpoint is) as its message.
+  ``steps_per_dispatch`` (:func:`compile_loop`): 0 runs one jitted step per host batch; K > 0 runs up to K steps
+  per device program with the data on the device, cut at every logging, checkpoint and snapshot step, so both give
+  the same states at the same steps; negative: :func:`resolve_steps_per_dispatch`. ``compiler_options``:
+  :func:`compiler_options` of the models the step trains. ``divergence_factor``: a loss above that factor ×
+  max(1, the first step's loss) stops training; ``settings_field`` (e.g. ``config.student``) names the settings to
+  change in that error. ``saved_checkpoints()`` says where the newest complete checkpoint is.
   """
+  num_steps: int
+  mesh: Mesh
+  steps_per_dispatch: int = 0
+  compiler_options: Optional[Dict[str, Any]] = None
+  log_every: int = 100
+  writer: Any = None
+  save: Optional[Callable[[Any], None]] = None
+  checkpoint_every: int = 0
+  divergence_factor: float = 0.0
+  settings_field: str = ''
+  snapshot: Optional[Callable[[Any], None]] = None
+  snapshot_steps: Sequence[int] = ()
+  saved_checkpoints: Callable[[], str] = lambda: 'no checkpoint is kept of this run'
+
+
+def fit(phase: str, step: Callable, state, batches: Batches, teacher_variables, loop: Loop):
+  """Runs the pure ``step`` from the state's step to ``loop.num_steps`` with progress (rate, ETA) and metric
+  logging (:class:`Loop`); ``teacher_variables`` are the step's third argument.
+
+  Stops with FloatingPointError when a loss is non-finite or diverges (``loop.divergence_factor``); the losses
+  since the last check are checked before every save, so a diverged state never replaces a good checkpoint.
+
+  SIGINT/SIGTERM (:mod:`kd_jax.interrupts`): the loop stops after the dispatch in flight, saves there
+  (``loop.save``) and raises ``StopRequested``; a second signal exits at once with ``loop.saved_checkpoints()`` as
+  its message.
+  """
+  num_steps, mesh, save_fn, snapshot_fn = loop.num_steps, loop.mesh, loop.save, loop.snapshot
+  snapshot_steps, log_every, checkpoint_every, writer = (loop.snapshot_steps, loop.log_every, loop.checkpoint_every,
+                                                         loop.writer)
   start = current_step(state)
   if snapshot_fn is not None and start in snapshot_steps and start < num_steps:
     snapshot_fn(state)
   if start >= num_steps:
     logging.info('%s: already at step %d of %d, nothing to train', phase, start, num_steps)
     return state
-  steps_per_dispatch = resolve_steps_per_dispatch(steps_per_dispatch, batches)
-  run, resident = compile_loop(step, batches, mesh, steps_per_dispatch, compiler_options)
+  steps_per_dispatch = resolve_steps_per_dispatch(loop.steps_per_dispatch, batches)
+  run, resident = compile_loop(step, batches, mesh, steps_per_dispatch, loop.compiler_options)
   instances = f', {len(batches.orders)} instances' if batches.stacked else ''
   dispatch = f', {steps_per_dispatch} steps per dispatch, data on the device' if steps_per_dispatch else ''
   logging.info('%s: training steps %d → %d (%d steps/epoch, batch %d%s, %d device(s)%s)', phase, start,
                num_steps, batches.steps_per_epoch, batches.batch_size, instances, mesh.size, dispatch)
   # Place state and teacher as the step returns them, so the step compiles once.
   state, teacher_variables = sharding.replicate((state, teacher_variables), mesh)
-  guard = _LossGuard(phase, divergence_factor, settings_field or f'config.{phase}')
+  guard = _LossGuard(phase, loop.divergence_factor, loop.settings_field or f'config.{phase}')
   stops = sorted({*(snapshot_steps if snapshot_fn is not None else ()), num_steps})
   pending, fetched, t_rate, rate_steps = [], [], None, 0  # metrics: on the device / fetched and checked
 
@@ -396,7 +417,7 @@ def fit(phase: str, step: Callable, state, batches: Batches, *, num_steps: int, 
     pending.clear()
 
   step_now, saved_at = start, None
-  with interrupts.StopRequests(phase, lambda: f'{phase} stopped at once; {saved_checkpoints()}') as stop:
+  with interrupts.StopRequests(phase, lambda: f'{phase} stopped at once; {loop.saved_checkpoints()}') as stop:
     while step_now < num_steps:
       done = _next_stop(step_now, max(steps_per_dispatch, 1), log_every, checkpoint_every, stops)
       if steps_per_dispatch:

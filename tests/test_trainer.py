@@ -16,9 +16,11 @@ from scipy.special import softmax
 from conftest import load_config
 from kd_jax import checkpoints
 from kd_jax import sharding
+from kd_jax import targets as targets_lib
 from kd_jax import trainer
 from kd_jax import training
 from kd_jax.mnist import data as data_lib
+from kd_jax.mnist import experiment
 from kd_jax.mnist import grid
 from kd_jax.mnist import models
 
@@ -28,6 +30,12 @@ IMAGE = jnp.zeros((1, 28, 28, 1))  # fixes the models' shapes
 def _split(n=96, seed=0):
   rng = np.random.default_rng(seed)
   return data_lib.Split(rng.uniform(size=(n, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32))
+
+
+def _train(name, cfg, config, model, split, directory, seeds=(0,), stream=trainer.TEACHER_STREAM, stacked=False,
+           targets=targets_lib.GOLD_LABELS):
+  phase = trainer.Phase(name, cfg, model, split, str(directory), list(seeds), stream, stacked)
+  return trainer.train_model(phase, targets, trainer.Job(config, sharding.data_mesh()))
 
 
 def _sgd(config, model, role='student'):
@@ -49,14 +57,12 @@ def test_vmapped_instance_equals_the_single_run_of_its_seed(tmp_path, stacked_te
   # on weights with ~zero gradient (see test_training).
   config, teacher, teacher_variables = stacked_teachers
   student = models.create_model('mlp', **config.models.mlp.model_kwargs)
-  split, mesh = _split(), sharding.data_mesh()
-  kwargs = dict(stream=trainer.STUDENT_STREAM, teacher=teacher)
-  stacked = trainer.train_model('vmapped', _sgd(config, 'mlp'), config, student, split, mesh,
-                                str(tmp_path / 'vmapped'), None, seeds=[3, 4], stacked=True,
-                                teacher_variables=teacher_variables, **kwargs)
-  single = trainer.train_model('single', _sgd(config, 'mlp'), config, student, split, mesh,
-                               str(tmp_path / 'single'), None, seeds=[4],
-                               teacher_variables=trainer.instance(teacher_variables, 1), **kwargs)
+  split = _split()
+  targets = targets_lib.Targets(teacher=targets_lib.Teacher(teacher, teacher_variables, None, instances=2))
+  stacked = _train('vmapped', _sgd(config, 'mlp'), config, student, split, tmp_path / 'vmapped', seeds=[3, 4],
+                   stream=trainer.STUDENT_STREAM, stacked=True, targets=targets)
+  single = _train('single', _sgd(config, 'mlp'), config, student, split, tmp_path / 'single', seeds=[4],
+                  stream=trainer.STUDENT_STREAM, targets=targets.instance(1))
   assert int(single.step) == 12 and list(np.asarray(stacked.step)) == [12, 12]
   chex.assert_trees_all_close(trainer.instance(stacked.variables, 1), single.variables, rtol=1e-4, atol=1e-5)
   # The two instances really are different runs.
@@ -73,15 +79,18 @@ def test_vmapped_instance_equals_the_single_run_of_its_seed(tmp_path, stacked_te
 def test_cached_teacher_logits_give_the_same_student(tmp_path, stacked_teachers):
   config, teacher, teacher_variables = stacked_teachers
   student = models.create_model('mlp', **config.models.mlp.model_kwargs)
-  split, mesh = _split(), sharding.data_mesh()
-  cached = grid.teacher_logits_on(teacher, teacher_variables, split.images, mesh, config)
-  chex.assert_shape(cached, (2, len(split), 10))
+  split, cfg, config = _split(), _sgd(config, 'mlp'), ml_collections.ConfigDict(config.to_dict())
+  teacher = targets_lib.Teacher(teacher, teacher_variables, experiment.teacher_logits_fn(teacher, sharding.data_mesh(),
+                                                                                        config), instances=2)
+  config.cache_teacher_logits = True
+  cached = targets_lib.for_phase(config, cfg, teacher, split)
+  chex.assert_shape(cached.logits, (2, len(split), 10))
+  config.cache_teacher_logits = False
+  in_step = targets_lib.for_phase(config, cfg, teacher, split)
+  assert in_step.in_step and not in_step.cached
   common = dict(seeds=[0, 1], stream=trainer.STUDENT_STREAM, stacked=True)
-  in_step = trainer.train_model('in_step', _sgd(config, 'mlp'), config, student, split, mesh,
-                                str(tmp_path / 'in_step'), None, teacher=teacher,
-                                teacher_variables=teacher_variables, **common)
-  from_cache = trainer.train_model('cached', _sgd(config, 'mlp'), config, student, split, mesh,
-                                   str(tmp_path / 'cached'), None, teacher_logits=cached, **common)
+  in_step = _train('in_step', cfg, config, student, split, tmp_path / 'in_step', targets=in_step, **common)
+  from_cache = _train('cached', cfg, config, student, split, tmp_path / 'cached', targets=cached, **common)
   chex.assert_trees_all_close(from_cache.variables, in_step.variables, rtol=1e-4, atol=1e-5)
 
 
@@ -89,20 +98,19 @@ def test_teacher_for_seed_trains_once_then_reads_saved_teachers_per_seed(tmp_pat
   config = load_config('grid_smoke')
   cfg = _sgd(config, 'mlp', 'teacher')
   model = models.create_model('mlp', **cfg.model_kwargs)
-  split, mesh = _split(), sharding.data_mesh()
-  trained = {seed: trainer.teacher_for_seed(cfg, config, model, split, mesh, str(tmp_path / f'seed_{seed}'), None,
-                                            seed=seed) for seed in (0, 1)}
+  split, job = _split(), trainer.Job(config, sharding.data_mesh())
+  phase = lambda seed, directory: trainer.Phase('teacher', cfg, model, split, directory, [seed], trainer.TEACHER_STREAM)
+  trained = {seed: trainer.teacher_for_seed(phase(seed, str(tmp_path / f'seed_{seed}')), job) for seed in (0, 1)}
   assert not np.allclose(trained[0][0]['params']['Dense_0']['kernel'], trained[1][0]['params']['Dense_0']['kernel'])
   cfg.checkpoint = str(tmp_path / 'seed_{seed}')
   for seed in (0, 1):
-    variables, directory, meta = trainer.teacher_for_seed(cfg, config, model, split, mesh, str(tmp_path / 'unused'),
-                                                          None, seed=seed)
+    variables, directory, meta = trainer.teacher_for_seed(phase(seed, str(tmp_path / 'unused')), job)
     assert directory == str(tmp_path / f'seed_{seed}') and meta['seeds'] == [seed]
     chex.assert_trees_all_equal(variables, trained[seed][0])
   assert not (tmp_path / 'unused').exists()  # nothing was trained
   cfg.checkpoint = str(tmp_path / 'seed_{seed}')
   with pytest.raises(FileNotFoundError, match='seed_7 does not exist'):
-    trainer.teacher_for_seed(cfg, config, model, split, mesh, '', None, seed=7)
+    trainer.teacher_for_seed(phase(7, ''), job)
 
 
 @pytest.mark.parametrize('kd,teacher_loss,student_loss,match', [
@@ -141,18 +149,17 @@ def test_control_targets_shuffle_each_seeds_own_teacher_and_are_part_of_the_sett
                                       'compute_dtype': 'float32'})
   split = _split(n=40)
   teacher_logits = np.random.default_rng(3).normal(size=(2, 40, 10)).astype(np.float32)
-  assert trainer.control_targets('s', config, split, teacher_logits, [0, 1], True) is teacher_logits
   cfg = grid.role_config(load_config('grid_smoke'), 'mlp', 'student')
-  settings = lambda targets: trainer.run_settings(cfg, config, split, seeds=[0, 1], stream=1, stacked=True,
-                                                  num_steps=5, teacher_targets=targets)
+  phase = lambda seeds: trainer.Phase('s', cfg, None, split, '', seeds, 1, stacked=len(seeds) > 1)
+  assert trainer.control_targets(phase([0, 1]), config, teacher_logits) is teacher_logits
+  settings = lambda logits: trainer.run_settings(phase([0, 1]), targets_lib.Targets(logits=logits), config, 5)
   teacher_settings = settings(teacher_logits)
   assert 'kd.targets' not in teacher_settings  # the default: checkpoints from before the field still resume
   config.kd.targets = 'shuffled_confidence'
-  control = trainer.control_targets('s', config, split, teacher_logits, [0, 1], True)
+  control = trainer.control_targets(phase([0, 1]), config, teacher_logits)
   chex.assert_shape(control, (2, 40, 10))
   for k, seed in enumerate([0, 1]):
-    chex.assert_trees_all_equal(control[k], trainer.control_targets('s', config, split, teacher_logits[k], [seed],
-                                                                    False))
+    chex.assert_trees_all_equal(control[k], trainer.control_targets(phase([seed]), config, teacher_logits[k]))
   gold = lambda logits: np.sort(softmax(logits.astype(np.float64), -1)[np.arange(40), split.labels])
   chex.assert_trees_all_close(gold(control[1]), gold(teacher_logits[1]), atol=1e-6)  # same confidences, moved
   assert not np.allclose(control[0], teacher_logits[0], atol=1e-3)
@@ -161,7 +168,7 @@ def test_control_targets_shuffle_each_seeds_own_teacher_and_are_part_of_the_sett
   assert control_settings['teacher (digest of its variables or cached logits)'] != teacher_settings[
       'teacher (digest of its variables or cached logits)']
   with pytest.raises(ValueError, match="s: config.kd.targets='shuffled_confidence' needs cached teacher logits"):
-    trainer.control_targets('s', config, split, None, [0], False)
+    trainer.control_targets(phase([0]), config, None)
 
 
 def test_checkpoint_path_template():
@@ -190,15 +197,13 @@ def test_ctrl_c_says_where_to_resume_and_resuming_finishes_the_run(tmp_path):
   config.checkpoint_every_steps = 4
   cfg = _sgd(config, 'mlp', 'teacher')
   model = models.create_model('mlp', **cfg.model_kwargs)
-  split, mesh = _split(), sharding.data_mesh()
-  run = lambda data: trainer.train_model('teacher', cfg, config, model, data, mesh, str(tmp_path / 'run'), None,
-                                         seeds=[0], stream=trainer.TEACHER_STREAM)
+  split = _split()
+  run = lambda data: _train('teacher', cfg, config, model, data, tmp_path / 'run')
   with pytest.raises(trainer.TrainingInterrupted, match=r'teacher interrupted; the newest complete checkpoint is '
                                                         f'step 8 in {tmp_path}/run: run the same command again'):
     run(_InterruptedSplit(split, interrupt_at=10))
   resumed = run(split)
-  unbroken = trainer.train_model('teacher', cfg, config, model, split, mesh, str(tmp_path / 'unbroken'), None,
-                                 seeds=[0], stream=trainer.TEACHER_STREAM)
+  unbroken = _train('teacher', cfg, config, model, split, tmp_path / 'unbroken')
   assert int(resumed.step) == 12
   chex.assert_trees_all_equal(resumed.variables, unbroken.variables)
 
@@ -225,9 +230,8 @@ def test_a_signal_saves_at_the_step_it_stops_at_and_resuming_finishes_the_run(tm
   config.checkpoint_every_steps = 4
   cfg = _sgd(config, 'mlp', 'teacher')
   model = models.create_model('mlp', **cfg.model_kwargs)
-  split, mesh = _split(), sharding.data_mesh()
-  run = lambda name, data: trainer.train_model('teacher', cfg, config, model, data, mesh, str(tmp_path / name), None,
-                                               seeds=[0], stream=trainer.TEACHER_STREAM)
+  split = _split()
+  run = lambda name, data: _train('teacher', cfg, config, model, data, tmp_path / name)
   # What the process had before (Python's Ctrl-C handler, or SIG_IGN for SIGINT in a shell's background job).
   handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
   with pytest.raises(trainer.TrainingInterrupted, match=rf'teacher {re.escape(what)} at step 7; checkpoint saved in '
@@ -251,8 +255,7 @@ config = load_config('grid_smoke')
 config.checkpoint_every_steps = 4
 cfg = t._sgd(config, 'mlp', 'teacher')
 split = t._SignalledSplit(t._split(), interrupt_at=6, signals=[signal.SIGINT, signal.SIGINT])
-trainer.train_model('teacher', cfg, config, models.create_model('mlp', **cfg.model_kwargs), split,
-                    sharding.data_mesh(), {str(tmp_path / 'run')!r}, None, seeds=[0], stream=trainer.TEACHER_STREAM)
+t._train('teacher', cfg, config, models.create_model('mlp', **cfg.model_kwargs), split, {str(tmp_path / 'run')!r})
 """)
   result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
   assert result.returncode == 130
@@ -265,10 +268,9 @@ def test_steps_on_the_device_stop_at_every_snapshot_and_checkpoint(tmp_path):
   config = load_config('grid_smoke')
   cfg = _sgd(config, 'mlp', 'teacher')  # 2 epochs of 6 steps
   model = models.create_model('mlp', **cfg.model_kwargs)
-  split, mesh = _split(), sharding.data_mesh()
-  run = lambda name, **overrides: trainer.train_model(
-      'teacher', cfg, ml_collections.ConfigDict({**config.to_dict(), **overrides}), model, split, mesh,
-      str(tmp_path / name), None, seeds=[0], stream=trainer.TEACHER_STREAM)
+  split = _split()
+  run = lambda name, **overrides: _train(
+      'teacher', cfg, ml_collections.ConfigDict({**config.to_dict(), **overrides}), model, split, tmp_path / name)
   settings = dict(snapshots=True, snapshot_first_epoch=0.25, checkpoint_every_steps=5)
   on_host, on_device = run('host', steps_per_dispatch=0, **settings), run('device', steps_per_dispatch=7, **settings)
   chex.assert_trees_all_equal(on_device, on_host)
@@ -284,10 +286,9 @@ def test_snapshots_change_nothing_survive_resume_and_are_never_pruned(tmp_path):
   config = load_config('grid_smoke')
   cfg = _sgd(config, 'mlp', 'teacher')  # 2 epochs of 6 steps
   model = models.create_model('mlp', **cfg.model_kwargs)
-  split, mesh = _split(), sharding.data_mesh()
-  run = lambda name, data, **overrides: trainer.train_model(
-      'teacher', cfg, ml_collections.ConfigDict({**config.to_dict(), **overrides}), model, data, mesh,
-      str(tmp_path / name), None, seeds=[0], stream=trainer.TEACHER_STREAM)
+  split = _split()
+  run = lambda name, data, **overrides: _train(
+      'teacher', cfg, ml_collections.ConfigDict({**config.to_dict(), **overrides}), model, data, tmp_path / name)
   plain = run('plain', split)
   snapshots = dict(snapshots=True, snapshot_first_epoch=0.25, checkpoint_every_steps=2)
   with pytest.raises(trainer.TrainingInterrupted):

@@ -141,9 +141,8 @@ def test_fit_resumed_from_a_midway_state_matches_an_unbroken_run(steps_per_dispa
   mesh = sharding.data_mesh(jax.devices()[:2])
   split = _split()
   batches = lambda: input_pipeline.Batches(split, [input_pipeline.BatchOrder(len(split), 16, seed=0, stream=1)])
-  fit = lambda state, n: training.fit('student', step, state, batches(), num_steps=n, mesh=mesh,
-                                      teacher_variables=teacher_variables, steps_per_dispatch=steps_per_dispatch,
-                                      log_every=5)
+  fit = lambda state, n: training.fit('student', step, state, batches(), teacher_variables, training.Loop(
+      num_steps=n, mesh=mesh, steps_per_dispatch=steps_per_dispatch, log_every=5))
   init = lambda: training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE)
   unbroken = fit(init(), 11)
   midway = jax.tree_util.tree_map(np.array, fit(init(), 3))  # as if restored from a checkpoint at step 3
@@ -181,9 +180,8 @@ def test_steps_on_the_device_equal_steps_from_host_batches(stacked, cached):
                                      stacked=stacked, teacher_logits=teacher_logits)
     records = []
     writer = type('Writer', (), {'write': lambda self, phase, step, scalars: records.append((step, scalars))})()
-    state = training.fit('student', step, init(), batches, num_steps=13, mesh=mesh,
-                         teacher_variables=None if cached else teacher_variables,
-                         steps_per_dispatch=steps_per_dispatch, log_every=5, writer=writer)
+    state = training.fit('student', step, init(), batches, None if cached else teacher_variables, training.Loop(
+        num_steps=13, mesh=mesh, steps_per_dispatch=steps_per_dispatch, log_every=5, writer=writer))
     return state, [(s, {k: v for k, v in m.items() if k != 'examples_per_sec'}) for s, m in records]
 
   host_state, host_records = fit(0)
@@ -217,7 +215,8 @@ def test_steps_on_the_device_equal_host_steps_for_batches_of_several_shapes(mode
   step = training.make_train_step(model, tx, losses.get_loss('cross_entropy'))
   mesh = sharding.data_mesh(jax.devices()[:2])
   fit = lambda k: training.fit('sva', step, training.init_state(model, tx, jax.random.PRNGKey(0), split.tokens[:1]),
-                               batches(), num_steps=12, mesh=mesh, steps_per_dispatch=k, log_every=6)
+                               batches(), None, training.Loop(num_steps=12, mesh=mesh, steps_per_dispatch=k,
+                                                              log_every=6))
   # 6 steps a dispatch, the log interval: one scan length to compile (each holds every length's branch).
   host, device = fit(0), fit(6)
   chex.assert_trees_all_equal(device, host)  # the same steps at the same shapes, bit for bit
@@ -284,9 +283,8 @@ def test_a_split_that_cannot_live_on_the_device_is_refused_by_name():
   student, tx, step, teacher_variables = _kd_setup()
   with pytest.raises(ValueError, match='config.steps_per_dispatch > 0.*_HostOnly.*steps_per_dispatch=0'):
     training.fit('student', step, training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE),
-                 input_pipeline.Batches(_HostOnly(), [input_pipeline.BatchOrder(32, 16, 0, 1)]), num_steps=2,
-                 mesh=sharding.data_mesh(jax.devices()[:1]), teacher_variables=teacher_variables,
-                 steps_per_dispatch=2)
+                 input_pipeline.Batches(_HostOnly(), [input_pipeline.BatchOrder(32, 16, 0, 1)]), teacher_variables,
+                 training.Loop(num_steps=2, mesh=sharding.data_mesh(jax.devices()[:1]), steps_per_dispatch=2))
 
 
 def test_non_finite_loss_stops_training():
@@ -296,8 +294,8 @@ def test_non_finite_loss_stops_training():
   split.images[:] = np.nan
   with pytest.raises(FloatingPointError, match='non-finite loss.*config.student.learning_rate'):
     training.fit('student', step, training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE),
-                 input_pipeline.Batches(split, [input_pipeline.BatchOrder(64, 16, 0, 1)]), num_steps=2, mesh=mesh,
-                 teacher_variables=teacher_variables, log_every=1)
+                 input_pipeline.Batches(split, [input_pipeline.BatchOrder(64, 16, 0, 1)]), teacher_variables,
+                 training.Loop(num_steps=2, mesh=mesh, log_every=1))
 
 
 def test_train_mode_predictions_are_the_teacher_in_training_mode():

@@ -30,6 +30,7 @@ from kd_jax import config_lib
 from kd_jax import metrics as metrics_lib
 from kd_jax import paths
 from kd_jax import sharding
+from kd_jax import targets as targets_lib
 from kd_jax import trainer
 from kd_jax import training
 from kd_jax.mnist import augment as augment_lib
@@ -76,7 +77,7 @@ def check_augment(config, cfg, field: str):
   """``cfg.augment`` (``config.<field>.augment``): known names; mixup only where no gold label is learned; no cached
   teacher logits (they are for the unaugmented inputs)."""
   chosen = augment_lib.names(cfg.get('augment', ''))
-  distils = trainer.uses_teacher(cfg)
+  distils = targets_lib.uses_teacher(cfg)
   if 'mixup' in chosen and (not distils or config.kd.alpha < 1.0):
     raise ValueError(f"config.{field}.augment={cfg.augment!r}: a mixed-up input has no one gold label; mixup is for "
                      'a student learning from the teacher alone (a teacher objective with config.kd.alpha=1)')
@@ -148,6 +149,12 @@ def logits_on_test_sets(name: str, model, variables, test_sets: Dict[str, data_l
           for set_name, split in test_sets.items()}
 
 
+def teacher_logits_fn(model, mesh, config):
+  """``logits_on(variables, split)``: a teacher's eval-mode logits on a training split (:class:`kd_jax.targets.Teacher`)."""
+  predict = training.make_predict_fn(model, mesh, config.eval.batch_size, config.compute_dtype)
+  return lambda variables, split: predict(variables, split.images)
+
+
 def evaluate_roles(trained: Dict[str, Tuple[Any, Any]], test_sets: Dict[str, data_lib.Split], mesh,
                    config) -> Dict[str, Dict[str, Dict[str, float]]]:
   """Per role (``'teacher'`` first, then the students: role -> (model, variables)) and test set: accuracy, ECE and,
@@ -190,18 +197,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                len(train), len(test_sets['mnist']))
   teacher = models.create_model(config.teacher.model, **config.teacher.model_kwargs)
   student = models.create_model(config.student.model, **config.student.model_kwargs)
-  control = config.train_independent_student and trainer.uses_teacher(config.student)
+  control = config.train_independent_student and targets_lib.uses_teacher(config.student)
   if config.train_independent_student and not control:
     logging.info('config.student.loss=%r learns from gold labels alone: it is its own independent student (none '
                  'trained besides it)', config.student.loss)
   writer = trainer.MetricWriter(workdir)
+  job = trainer.Job(config, mesh, writer)
   timing = {}
   try:
     t0 = time.perf_counter()
     # The student always distils from the teacher's checkpoint: the job is offline KD end to end.
-    teacher_variables, teacher_dir, _ = trainer.teacher_for_seed(
-        config.teacher, config, teacher, train, mesh, os.path.join(workdir, 'teacher'), writer, seed=config.seed,
-        augment=augment_lib.make(config.teacher.augment))
+    teacher_variables, teacher_dir, _ = trainer.teacher_for_seed(trainer.Phase(
+        'teacher', config.teacher, teacher, train, os.path.join(workdir, 'teacher'), [config.seed],
+        trainer.TEACHER_STREAM, augment=augment_lib.make(config.teacher.augment)), job)
     timing['teacher_seconds'] = time.perf_counter() - t0
     # The independent student and the distilled one: one model, one initialisation and data order (the student
     # stream of config.seed); only what they learn from differs.
@@ -209,18 +217,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     if control:
       phases = {'independent': independent_config(config), **phases}
     trained = {'teacher': (teacher, teacher_variables)}
+    trained_teacher = targets_lib.Teacher(teacher, teacher_variables, teacher_logits_fn(teacher, mesh, config))
     for role, cfg in phases.items():
       t0 = time.perf_counter()
-      cached = trainer.caches_teacher_logits(config, cfg)
-      in_step = trainer.uses_teacher(cfg) and not cached
-      teacher_logits = (training.make_predict_fn(teacher, mesh, config.eval.batch_size, config.compute_dtype)(
-          teacher_variables, train.images) if cached else None)
-      state = trainer.train_model(role, cfg, config, student, train, mesh, os.path.join(workdir, role), writer,
-                                  seeds=[config.seed], stream=trainer.STUDENT_STREAM,
-                                  teacher=teacher if in_step else None,
-                                  teacher_variables=teacher_variables if in_step else None,
-                                  teacher_logits=teacher_logits, settings_field='config.student',
-                                  augment=augment_lib.make(cfg.augment))
+      state = trainer.train_model(
+          trainer.Phase(role, cfg, student, train, os.path.join(workdir, role), [config.seed], trainer.STUDENT_STREAM,
+                        field='config.student', augment=augment_lib.make(cfg.augment)),
+          targets_lib.for_phase(config, cfg, trained_teacher, train), job)
       trained[role] = (student, state.variables)
       timing[f'{role}_seconds'] = time.perf_counter() - t0
   finally:
@@ -234,7 +237,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   timing['total_seconds'] = time.perf_counter() - t_start
   results.update(data_source=data.source, demo_sample=data.demo_sample, teacher_checkpoint=str(paths.absolute(teacher_dir)),
                  num_train=len(train), num_test=len(test_sets['mnist']), num_devices=mesh.size,
-                 teacher_logits='cached' if trainer.caches_teacher_logits(config, config.student) else 'in the step',
+                 teacher_logits='cached' if targets_lib.caches_teacher_logits(config, config.student) else 'in the step',
                  timing=timing, config=json.loads(config.to_json()))
   report.write_results(results, workdir)
   return results

@@ -28,19 +28,15 @@ from typing import Any, Dict, Tuple
 from absl import logging
 import jax
 import ml_collections
-import numpy as np
 
-from kd_jax import checkpoints
 from kd_jax import config_lib
-from kd_jax import input_pipeline
-from kd_jax import losses
 from kd_jax import paths
 from kd_jax import sharding
+from kd_jax import targets as targets_lib
 from kd_jax import trainer
 from kd_jax import training
 from kd_jax import workdirs
 from kd_jax.mnist import augment as augment_lib
-from kd_jax.mnist import data as data_lib
 from kd_jax.mnist import experiment
 from kd_jax.mnist import models
 from kd_jax.mnist import report
@@ -132,12 +128,6 @@ def role_config(config, model: str, role: str) -> ml_collections.ConfigDict:
   return cfg
 
 
-def teacher_logits_on(model, stacked_variables, images: np.ndarray, mesh, config) -> np.ndarray:
-  """Each teacher instance's eval-mode logits on ``images``: [N, len(images), C]."""
-  predict = training.make_predict_fn(model, mesh, config.eval.batch_size, config.compute_dtype)
-  return np.stack([predict(trainer.instance(stacked_variables, k), images) for k in range(config.num_seeds)])
-
-
 def vmap_seeds(config) -> bool:
   """``config.seed_parallelism``: 'vmap', 'sequential', or 'auto' (vmap except on CPU).
 
@@ -152,28 +142,24 @@ def vmap_seeds(config) -> bool:
   return config.seed_parallelism == 'vmap'
 
 
-def train_instances(name: str, cfg, config, model, train, mesh, directory: str, writer, seeds, stream: int, *,
-                    teacher=None, teacher_variables=None, teacher_logits=None):
-  """One instance per seed, vmapped or in sequence; returns the instances' variables stacked on axis 0."""
-  common = dict(seeds=seeds, stream=stream, teacher=teacher, augment=augment_lib.make(cfg.augment))
+def train_instances(phase: trainer.Phase, targets: targets_lib.Targets, config, job: trainer.Job):
+  """One instance per seed of ``phase.seeds``, vmapped or in sequence (then each in ``<directory>/seed_<s>``);
+  returns the instances' variables (for online KD: the students'), stacked on axis 0."""
+  phase = phase.replace(field=f'config.models.{phase.settings.model}', augment=augment_lib.make(phase.settings.augment))
   if vmap_seeds(config):
-    return trainer.train_model(name, cfg, config, model, train, mesh, directory, writer, stacked=True,
-                               settings_field=f'config.models.{cfg.model}',
-                               teacher_variables=teacher_variables, teacher_logits=teacher_logits,
-                               **common).variables
+    return training.exported(trainer.train_model(phase.replace(stacked=True), targets, job)).variables
   variables = []
-  for k, seed in enumerate(seeds):
-    common['seeds'] = [seed]
-    variables.append(trainer.train_model(
-        f'{name}_seed_{seed}', cfg, config, model, train, mesh, os.path.join(directory, f'seed_{seed}'), writer,
-        settings_field=f'config.models.{cfg.model}',
-        teacher_variables=None if teacher_variables is None else trainer.instance(teacher_variables, k),
-        teacher_logits=None if teacher_logits is None else teacher_logits[k], **common).variables)
+  for k, seed in enumerate(phase.seeds):
+    state = trainer.train_model(phase.replace(name=f'{phase.name}_seed_{seed}', seeds=[seed],
+                                              directory=os.path.join(phase.directory, f'seed_{seed}')),
+                                targets.instance(k), job)
+    variables.append(training.exported(state).variables)
   return trainer.stack(variables)
 
 
-def train_online_pair(setup: str, config, train: data_lib.Split, mesh, workdir: str, writer, seeds):
-  """Teacher and student trained together, one instance per seed; returns the students' stacked variables."""
+
+def online_targets(setup: str, config, mesh) -> targets_lib.Targets:
+  """Online KD's targets for ``setup``: its teacher model trained beside the student, on shared batches."""
   teacher_name, student_name = parse_setup(setup)
   teacher_cfg, student_cfg = (role_config(config, teacher_name, 'teacher'),
                               role_config(config, student_name, 'student'))
@@ -181,42 +167,8 @@ def train_online_pair(setup: str, config, train: data_lib.Split, mesh, workdir: 
     raise ValueError(f'online KD trains {setup} on shared batches: config.models.{teacher_name}.batch_size and '
                      f'config.models.{student_name}.batch_size must be equal')
   sharding.check_batch_size(student_cfg.batch_size, mesh, f'the batch size of {setup}')
-  teacher, student = (models.create_model(teacher_name, **teacher_cfg.model_kwargs),
-                      models.create_model(student_name, **student_cfg.model_kwargs))
-  stacked = vmap_seeds(config)
-  example = trainer.example_input(train)
-
-  def train_online(run_seeds):
-    orders = [input_pipeline.BatchOrder(len(train), student_cfg.batch_size, seed, trainer.STUDENT_STREAM)
-              for seed in run_seeds]
-    batches = input_pipeline.Batches(train, orders, stacked=stacked)
-    num_steps = max(1, int(round(max(teacher_cfg.num_epochs, student_cfg.num_epochs) * batches.steps_per_epoch)))
-    teacher_tx, student_tx = (training.make_optimizer(teacher_cfg, num_steps),
-                              training.make_optimizer(student_cfg, num_steps))
-    step = training.make_online_step(
-        training.make_train_step(teacher, teacher_tx, losses.get_loss(teacher_cfg.loss, config.kd),
-                                 output_logits=True, compute_dtype=config.compute_dtype),
-        training.make_train_step(student, student_tx, losses.get_loss(student_cfg.loss, config.kd),
-                                 compute_dtype=config.compute_dtype))
-    state = (trainer.init_instances(teacher, teacher_tx, run_seeds, trainer.TEACHER_STREAM, stacked, example),
-             trainer.init_instances(student, student_tx, run_seeds, trainer.STUDENT_STREAM, stacked, example))
-    name = f'{setup}_online' + ('' if stacked else f'_seed_{run_seeds[0]}')
-    state = training.fit(name, jax.vmap(step, in_axes=(0, 0, None)) if stacked else step, state, batches,
-                         num_steps=num_steps, mesh=mesh, steps_per_dispatch=config.steps_per_dispatch,
-                         compiler_options=training.compiler_options(teacher, student),
-                         log_every=config.log_every_steps, writer=writer,
-                         divergence_factor=config.divergence_factor,
-                         settings_field=f'config.models.{student_name}')
-    mngr = checkpoints.manager(os.path.join(workdir, f'{setup}_online', '_'.join(map(str, run_seeds))))
-    checkpoints.save(mngr, state[1], {'model': student_name, 'model_kwargs': student_cfg.model_kwargs.to_dict(),
-                                      'phase': name, 'num_steps': num_steps, 'seeds': list(run_seeds),
-                                      'stacked': stacked})
-    mngr.close()
-    return state[1].variables
-
-  if stacked:
-    return train_online(seeds)
-  return trainer.stack([train_online([seed]) for seed in seeds])
+  return targets_lib.Targets(online=targets_lib.OnlineTeacher(
+      models.create_model(teacher_name, **teacher_cfg.model_kwargs), teacher_cfg))
 
 
 def check(config) -> Dict[str, ml_collections.ConfigDict]:
@@ -365,6 +317,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   logging.info('Grid: %s, %s KD, seeds %s (%s), %d device(s)', list(config.setups), config.mode, seeds,
                'vmapped' if vmap_seeds(config) else 'one after another', mesh.size)
   writer = trainer.MetricWriter(workdir)
+  job = trainer.Job(config, mesh, writer)
   rows, timing, teachers = {}, {}, {}
   shared = shared_teachers(config)
 
@@ -373,14 +326,14 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       t0 = time.perf_counter()
       cfg = role_config(config, name, 'teacher')
       model = models.create_model(name, **cfg.model_kwargs)
+      phase = trainer.Phase(name, cfg, model, train, os.path.join(workdir, name), seeds, trainer.TEACHER_STREAM)
       if cfg.checkpoint:  # offline KD from saved teachers, one per seed
-        variables = trainer.stack([trainer.teacher_for_seed(cfg, config, model, train, mesh, '', writer, seed=seed,
-                                                            augment=augment_lib.make(cfg.augment))[0]
+        variables = trainer.stack([trainer.teacher_for_seed(phase.replace(seeds=[seed], directory=''), job)[0]
                                    for seed in seeds])
       else:
-        variables = train_instances(name, cfg, config, model, train, mesh, os.path.join(workdir, name), writer,
-                                    seeds, trainer.TEACHER_STREAM)
-      teachers[name] = (model, variables)
+        variables = train_instances(phase, targets_lib.GOLD_LABELS, config, job)
+      teachers[name] = targets_lib.Teacher(model, variables, experiment.teacher_logits_fn(model, mesh, config),
+                                           instances=len(seeds))
       timing[name] = time.perf_counter() - t0
     return teachers[name]
 
@@ -388,25 +341,21 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     for setup in config.setups:
       teacher_name, student_name = parse_setup(setup)
       if not student_name:
-        model, variables = get_teacher(teacher_name)
+        model, variables = get_teacher(teacher_name).model, get_teacher(teacher_name).variables
       else:
-        student = models.create_model(student_name, **config.models[student_name].model_kwargs)
-        t0 = time.perf_counter()
+        model = models.create_model(student_name, **config.models[student_name].model_kwargs)
+        cfg = role_config(config, student_name, 'student')
+        phase = trainer.Phase(setup, cfg, model, train, os.path.join(workdir, setup), seeds, trainer.STUDENT_STREAM)
         if config.mode == 'online':
-          variables = train_online_pair(setup, config, train, mesh, workdir, writer, seeds)
-        else:
-          teacher, teacher_variables = get_teacher(teacher_name)
           t0 = time.perf_counter()
-          student_cfg = role_config(config, student_name, 'student')
-          in_step = not trainer.caches_teacher_logits(config, student_cfg)
-          variables = train_instances(
-              setup, student_cfg, config, student, train, mesh, os.path.join(workdir, setup), writer, seeds,
-              trainer.STUDENT_STREAM, teacher=teacher if in_step else None,
-              teacher_variables=teacher_variables if in_step else None,
-              teacher_logits=None if in_step else teacher_logits_on(teacher, teacher_variables, train.images, mesh,
-                                                                    config))
+          targets = online_targets(setup, config, mesh)
+          phase = phase.replace(name=f'{setup}_online', directory=os.path.join(workdir, f'{setup}_online'))
+        else:
+          teacher = get_teacher(teacher_name)
+          t0 = time.perf_counter()
+          targets = targets_lib.for_phase(config, cfg, teacher, train)
+        variables = train_instances(phase, targets, config, job)
         timing[setup] = time.perf_counter() - t0
-        model = student
       instances = 1 if not student_name and teacher_name in shared else config.num_seeds  # one shared teacher: one row
       rows[setup] = experiment.evaluate(setup, model, [trainer.instance(variables, k) for k in range(instances)],
                                         test_sets, mesh, config, reliability=True)

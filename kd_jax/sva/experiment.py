@@ -37,6 +37,7 @@ from kd_jax import config_lib
 from kd_jax import metrics as metrics_lib
 from kd_jax import paths
 from kd_jax import sharding
+from kd_jax import targets as targets_lib
 from kd_jax import trainer
 from kd_jax import training
 from kd_jax.sva import data as sva_data
@@ -80,7 +81,7 @@ def check_config(config: ml_collections.ConfigDict):
       raise ValueError('config.data.transfer_size splits numpred.test.1 into a transfer set and a held-out part: it '
                        f'needs data.source=numpred and objective=classify, not {config.data.source!r} / '
                        f'{config.objective!r}')
-    if not trainer.uses_teacher(config.student) or config.kd.alpha != 1.0:
+    if not targets_lib.uses_teacher(config.student) or config.kd.alpha != 1.0:
       raise ValueError('with config.data.transfer_size the KD student must learn the transfer set from the teacher '
                        'alone (its gold labels are for the control): set config.kd.alpha=1.0 and a distillation '
                        f'student loss (now alpha={config.kd.alpha}, config.student.loss={config.student.loss!r})')
@@ -89,7 +90,7 @@ def check_config(config: ml_collections.ConfigDict):
     if config.cross_fit_folds == 1:
       raise ValueError('config.cross_fit_folds=1 leaves a fold teacher nothing to train on: use 0 (off) or k ≥ 2')
     if (config.objective != 'classify' or not config.cache_teacher_logits or config.data.transfer_size
-        or not trainer.uses_teacher(config.student)):
+        or not targets_lib.uses_teacher(config.student)):
       raise ValueError('config.cross_fit_folds gives a distilled classification student cached, cross-fitted '
                        'teacher logits: it needs objective=classify, cache_teacher_logits=True, no '
                        'data.transfer_size and a distillation student loss')
@@ -310,8 +311,8 @@ def make_classifier_predict(model, mesh, batch_size: int, compute_dtype: str = '
 
 # ----------------------------------------------------------------------------- the job
 
-def cross_fitted_logits(config, seed: int, train_examples, train: sva_data.SvaSplit, encode_examples, model, mesh,
-                        workdir: str, writer, extra_meta) -> np.ndarray:
+def cross_fitted_logits(config, seed: int, train_examples, train: sva_data.SvaSplit, encode_examples, model,
+                        job: trainer.Job, workdir: str, extra_meta) -> np.ndarray:
   """[N, 2] eval-mode logits of the training split, row i from the one fold teacher that did not train on input i.
 
   The split is cut into ``config.cross_fit_folds`` folds (drawn with ``seed``); fold teacher j trains with the
@@ -319,15 +320,15 @@ def cross_fitted_logits(config, seed: int, train_examples, train: sva_data.SvaSp
   run), and labels fold j from what it saved.
   """
   settings = ml_collections.ConfigDict({**config.teacher.to_dict(), 'checkpoint': ''})  # always trained here
-  predict = make_classifier_predict(model, mesh, config.eval.batch_size, config.compute_dtype)
+  predict = make_classifier_predict(model, job.mesh, config.eval.batch_size, config.compute_dtype)
   folds = np.array_split(np.random.default_rng(seed).permutation(len(train)), config.cross_fit_folds)
   logits = np.empty((len(train), sva_models.NUM_CLASSES), np.float32)
   for j, held_out in enumerate(folds):
     others = np.setdiff1d(np.arange(len(train)), held_out)
-    variables, _, _ = trainer.teacher_for_seed(
-        settings, config, model, encode_examples(train_examples.subset(others)), mesh,
-        os.path.join(workdir, 'teacher_folds', f'seed_{seed}', f'fold_{j}'), writer, seed=seed,
-        name=f'teacher_fold_{j}/seed_{seed}', extra_meta=extra_meta)
+    variables, _, _ = trainer.teacher_for_seed(trainer.Phase(
+        f'teacher_fold_{j}/seed_{seed}', settings, model, encode_examples(train_examples.subset(others)),
+        os.path.join(workdir, 'teacher_folds', f'seed_{seed}', f'fold_{j}'), [seed], trainer.TEACHER_STREAM,
+        field='config.teacher', extra_meta=extra_meta), job)
     logits[held_out] = predict(variables, train)[held_out]
   return logits
 
@@ -384,40 +385,39 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   teacher_predictions = {}  # per test set, this seed's teacher's: each student's per-example agreement with it
   timing = {role: 0.0 for role in roles}
   writer = trainer.MetricWriter(workdir)
+  job = trainer.Job(config, mesh, writer)
+  teacher_logits_on = make_classifier_predict(model_of['teacher'], mesh, config.eval.batch_size, config.compute_dtype)
   try:
     for seed in seeds_of(config):
       variables = {}
       for role in roles:
         t0 = time.perf_counter()
-        directory = os.path.join(workdir, role, f'seed_{seed}')
-        model, cfg = model_of[role], settings[role]
+        cfg = settings[role]
+        phase = trainer.Phase(f'{role}/seed_{seed}', cfg, model_of[role], train_of[role],
+                              os.path.join(workdir, role, f'seed_{seed}'), [seed], trainer.STUDENT_STREAM,
+                              field='config.student', extra_meta=extra_meta)
         if role == 'teacher':
           variables[role], directory, meta = trainer.teacher_for_seed(
-              cfg, config, model, train_of[role], mesh, directory, writer, seed=seed, name=f'teacher/seed_{seed}',
-              extra_meta=extra_meta)
+              phase.replace(field='config.teacher'), job)
           if sva_data.Vocab(meta.get('vocab', [])) != vocab:
             raise ValueError(f'the teacher in {directory} was trained with another vocabulary than the teacher of '
                              f'seed {config.seed}; offline KD needs one vocabulary for all seeds')
         else:
-          distil = trainer.uses_teacher(cfg)
-          cached = None
-          if distil and config.cross_fit_folds:
+          teacher = targets_lib.Teacher(model_of['teacher'], variables['teacher'], teacher_logits_on)
+          if targets_lib.uses_teacher(cfg) and config.cross_fit_folds:
             cached = cross_fitted_logits(config, seed, train_examples, train, lambda ex: encode(
-                ex, vocab, config, max_length), model_of['teacher'], mesh, workdir, writer, extra_meta)
+                ex, vocab, config, max_length), model_of['teacher'], job, workdir, extra_meta)
             cross_fit_accuracy.append(float(np.mean(cached.argmax(-1) == train.labels)))
             timing['teacher_folds'] = timing.get('teacher_folds', 0.0) + time.perf_counter() - t0
             t0 = time.perf_counter()
-          elif distil and config.cache_teacher_logits and config.objective == 'classify':
-            predict = make_classifier_predict(model_of['teacher'], mesh, config.eval.batch_size, config.compute_dtype)
-            cached = predict(variables['teacher'], train_of[role])
-          in_step = distil and cached is None
-          trainer.train_model(
-              f'{role}/seed_{seed}', cfg, config, model, train_of[role], mesh, directory, writer, seeds=[seed],
-              stream=trainer.STUDENT_STREAM, teacher=model_of['teacher'] if in_step else None,
-              teacher_variables=variables['teacher'] if in_step else None, teacher_logits=cached,
-              extra_meta=extra_meta, settings_field='config.student')
+            targets = targets_lib.Targets(logits=cached)
+          else:
+            targets = targets_lib.for_phase(config, cfg, teacher, phase.train)
+          trainer.train_model(phase, targets, job)
+          directory = phase.directory
           # Evaluate what was saved, as an offline-KD user would.
-          variables[role], _ = trainer.restore_variables(model, directory, cfg, example, seed)
+          variables[role], _ = trainer.restore_variables(phase.model, directory, cfg, example, seed)
+        model = phase.model
         timing[role] += time.perf_counter() - t0
         result, predictions = evaluate(model, variables[role], test_sets, mesh, config, f'{role} seed {seed}')
         if role == 'teacher':

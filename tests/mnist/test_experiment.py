@@ -111,9 +111,9 @@ def test_the_independent_student_starts_from_the_distilled_ones_parameters_and_s
   targets = {}  # per phase: what it learned from (the default 'auto': cached logits, no teacher in the step)
   real_train_model = trainer.train_model
 
-  def recording_train_model(name, *args, **kwargs):
-    targets[name] = (kwargs.get('teacher') is not None, kwargs.get('teacher_logits') is not None)
-    return real_train_model(name, *args, **kwargs)
+  def recording_train_model(phase, phase_targets, job):
+    targets[phase.name] = (phase_targets.in_step, phase_targets.cached)
+    return real_train_model(phase, phase_targets, job)
 
   monkeypatch.setattr(trainer, 'init_instances', recording_init)
   monkeypatch.setattr(input_pipeline, 'BatchOrder', RecordingOrder)

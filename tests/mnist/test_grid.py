@@ -9,6 +9,8 @@ import pytest
 
 from conftest import load_config
 from kd_jax import checkpoints
+from kd_jax import trainer
+from kd_jax import training
 from kd_jax.mnist import data as data_lib
 from kd_jax.mnist import grid
 from kd_jax.mnist import models
@@ -222,7 +224,12 @@ def _saved_online_students(directory):
   return checkpoints.restore_model(directory, meta['model'], meta['model_kwargs'], abstract)[0]
 
 
-def test_online_grid(tiny_mnist_dir, tmp_path):
+def report_steps(workdir):
+  """The step of the newest checkpoint of the online pair in ``workdir``."""
+  return checkpoints.all_steps(str(workdir / 'mlp_to_mlp_online'))[-1]
+
+
+def test_online_grid(tiny_mnist_dir, tmp_path, monkeypatch):
   # MLP→MLP: XLA:CPU runs a vmapped CNN inside a scan at ~10 s a step (grouped convolutions); the online machinery
   # is the same for every pair of models.
   run = lambda steps_per_dispatch: grid.run(grid_smoke_config(tiny_mnist_dir, **{
@@ -236,8 +243,32 @@ def test_online_grid(tiny_mnist_dir, tmp_path):
   # one program to compile, ~10 s each here): the same students, to rounding (XLA may compile a step inside the scan
   # differently).
   assert len(run(4)['setups']['mlp_to_mlp']['instances']) == 2
-  chex.assert_trees_all_close(*(_saved_online_students(str(tmp_path / k / 'mlp_to_mlp_online' / '0_1'))
-                                for k in ('4', '0')), rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(*(_saved_online_students(str(tmp_path / k / 'mlp_to_mlp_online')) for k in ('4', '0')),
+                              rtol=1e-5, atol=1e-6)
+  # Online KD checkpoints like offline KD: stopped right after its first checkpoint, the same command resumes the
+  # (teacher, student) pairs there and ends at the unbroken run's numbers; run again, it trains nothing.
+  stopped = lambda: grid_smoke_config(tiny_mnist_dir, **{
+      'mode': 'online', 'data.num_test': 0, 'setups': ('mlp_to_mlp',), 'seed_parallelism': 'vmap',
+      'steps_per_dispatch': 0, 'checkpoint_every_steps': 8})
+  real_save, real_fit = checkpoints.save, training.fit
+
+  def save_then_stop(mngr, state, meta):
+    real_save(mngr, state, meta)
+    raise KeyboardInterrupt  # as Ctrl-C right after the save
+
+  monkeypatch.setattr(checkpoints, 'save', save_then_stop)
+  with pytest.raises(trainer.TrainingInterrupted, match='mlp_to_mlp_online interrupted; the newest complete '
+                                                        'checkpoint is step 8'):
+    grid.run(stopped(), str(tmp_path / 'stopped'))
+  monkeypatch.setattr(checkpoints, 'save', real_save)
+  starts = []
+  monkeypatch.setattr(training, 'fit', lambda name, step, state, *args: starts.append(
+      (name, training.current_step(state))) or real_fit(name, step, state, *args))
+  resumed = grid.run(stopped(), str(tmp_path / 'stopped'))
+  assert starts == [('mlp_to_mlp_online', 8)]
+  assert resumed['setups']['mlp_to_mlp']['instances'] == report['setups']['mlp_to_mlp']['instances']
+  grid.run(stopped(), str(tmp_path / 'stopped'))
+  assert starts[1:] == [('mlp_to_mlp_online', report_steps(tmp_path / 'stopped'))]  # at its end: nothing trains
 
 
 @pytest.mark.parametrize('overrides,match', [
