@@ -310,6 +310,31 @@ def loss_spec(name: str) -> LossSpec:
   return LOSSES[name]
 
 
+# The objectives' own weights (config.kd.<name>), their authors' defaults: DKD's target and non-target terms (Zhao et
+# al. 2022), DIST's inter- and intra-class relations (Huang et al. 2022); the feature objectives' (added to
+# distillation): RKD's distance and angle terms (Park et al. 2019), similarity preservation (Tung & Mori 2019),
+# 1 − linear CKA (Kornblith et al. 2019), FitNets' hint through a learned projector (Romero et al. 2015;
+# mdistiller's weight).
+OBJECTIVE_WEIGHTS = dict(dkd_target_weight=1.0, dkd_nontarget_weight=8.0, dist_inter_weight=1.0,
+                         dist_intra_weight=1.0, rkd_distance_weight=25.0, rkd_angle_weight=50.0, sp_weight=3000.0,
+                         cka_weight=1.0, fitnets_weight=100.0)
+
+
+def kd_settings(temperature: float) -> dict:
+  """``config.kd`` of every task: the KD settings every teacher objective reads, at ``temperature``."""
+  return dict(
+      temperature=temperature,
+      alpha=1.0,  # weight of the KD term; 1 - alpha goes to gold-label cross-entropy
+      scale='hinton',  # 'hinton': KD term × T²; 'paper': × 1/T² as in the paper's code
+      teacher_mode='eval',  # 'train' runs the teacher with dropout + batch statistics (paper-code quirk)
+      targets='teacher',  # or a control made from cached teacher logits (kd_jax.losses.TARGETS)
+      **OBJECTIVE_WEIGHTS,  # each objective's own weights (kd_jax/losses.py)
+      # True: a saved teacher path without '{seed}' is meant to serve every seed (the report says "one teacher for
+      # all seeds"); False: such a path is refused, since the seeds would not be independent runs.
+      shared_teacher=False,
+  )
+
+
 def get_loss(name: str, kd_config: Optional[Mapping[str, Any]] = None) -> LossFn:
   """The per-example loss called ``name``, built from the ``kd_config`` (``config.kd``) fields it declares."""
   spec = loss_spec(name)

@@ -453,10 +453,8 @@ class TrainingInterrupted(interrupts.Stopped):
 # Settings added after checkpoints were first written, with their defaults: recorded only when not at the default,
 # so those checkpoints still resume.
 LATER_SETTINGS = {'l2': 0.0, 'l1': 0.0, 'compute_dtype': 'float32', 'matmul_precision': 'default',
-                  'kd.targets': 'teacher', 'kd.shared_teacher': False, 'kd.dkd_target_weight': 1.0,
-                  'kd.dkd_nontarget_weight': 8.0, 'kd.dist_inter_weight': 1.0, 'kd.dist_intra_weight': 1.0,
-                  'augment': '', 'kd.rkd_distance_weight': 25.0, 'kd.rkd_angle_weight': 50.0, 'kd.sp_weight': 3000.0,
-                  'kd.cka_weight': 1.0, 'kd.fitnets_weight': 100.0}
+                  'kd.targets': 'teacher', 'kd.shared_teacher': False, 'augment': '',
+                  **{f'kd.{name}': weight for name, weight in losses.OBJECTIVE_WEIGHTS.items()}}
 
 
 class SettingsMismatchError(ValueError):

@@ -68,23 +68,7 @@ def _shared_fields(config: ml_collections.ConfigDict):
       num_train=0,  # 0 = all
       num_test=0,  # 0 = all (per test set)
   )
-  config.kd = dict(
-      temperature=5.0,
-      alpha=1.0,  # weight of the KD term; 1 - alpha goes to gold-label cross-entropy
-      scale='hinton',  # 'hinton': KD term × T²; 'paper': × 1/T² as in the paper's code
-      teacher_mode='eval',  # 'train' runs the teacher with dropout + batch statistics (paper-code quirk)
-      targets='teacher',  # or a control made from cached teacher logits (kd_jax.losses.TARGETS)
-      # The other objectives' own weights (kd_jax/losses.py), their authors' defaults: DKD's target and non-target
-      # terms (Zhao et al. 2022), DIST's inter- and intra-class relations (Huang et al. 2022).
-      dkd_target_weight=1.0, dkd_nontarget_weight=8.0, dist_inter_weight=1.0, dist_intra_weight=1.0,
-      # Feature objectives' weights (added to distillation): RKD's distance and angle terms (Park et al. 2019),
-      # similarity preservation (Tung & Mori 2019), 1 − linear CKA (Kornblith et al. 2019).
-      rkd_distance_weight=25.0, rkd_angle_weight=50.0, sp_weight=3000.0, cka_weight=1.0,
-      fitnets_weight=100.0,  # FitNets' hint through a learned projector (Romero et al. 2015; mdistiller's weight)
-      # True: a saved teacher path without '{seed}' is meant to serve every seed (the report says "one teacher for
-      # all seeds"); False: such a path is refused, since the seeds would not be independent runs.
-      shared_teacher=False,
-  )
+  config.kd = losses.kd_settings(temperature=5.0)
   config.eval = dict(batch_size=1000, ece_bins=15)
   config.log_every_steps = 100
   config.checkpoint_every_steps = 1000

@@ -11,11 +11,12 @@ from typing import Any, ClassVar, Dict, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from kd_jax.training import PENULTIMATE
+
 # Keras defaults used by the paper's code: BN momentum 0.99, epsilon 1e-3,
 # Glorot-uniform kernels.
 _BN_EPSILON = 1e-3
 _KERNEL_INIT = nn.initializers.glorot_uniform()
-PENULTIMATE = 'penultimate'
 
 
 def maxout(x: jnp.ndarray, num_units: int) -> jnp.ndarray:

@@ -13,6 +13,7 @@ did not train on it).
 import ml_collections
 
 from kd_jax import config_lib
+from kd_jax import losses
 
 # The paper's sizes. Its LSTM's dropout (0.8 on each LSTM's inputs and recurrent state, 0.8 on its output, 0.2 on
 # the embeddings, L2 1e-5) is the ':paper_teacher' variant's; by default dropout (one mask per sequence) acts on the
@@ -130,9 +131,7 @@ def pair_config(teacher: str, student: str, variants: str = '') -> ml_collection
   config.teacher = model_config(teacher, 'cross_entropy')
   config.student = model_config(student, 'distillation')
   # Paper: T = 1, pure distillation for classification (0.9 teacher / 0.1 gold for LMs: the 'lm' variant).
-  config.kd = dict(temperature=1.0, alpha=1.0, scale='hinton', teacher_mode='eval',
-                   targets='teacher',  # or a control: losses.TARGETS
-                   shared_teacher=False)  # True: a teacher.checkpoint without '{seed}' serves every seed on purpose
+  config.kd = losses.kd_settings(temperature=1.0)
   config.cache_teacher_logits = True  # classification: run each teacher once over the training set
   # k ≥ 2: the student's targets come from k fold teachers, each input's from one that did not train on it
   # (':cross_fit'); the 'teacher' row stays the teacher trained on the whole split.

@@ -17,10 +17,10 @@ import jax
 import jax.numpy as jnp
 
 from kd_jax.sva.data import PAD_ID
+from kd_jax.training import PENULTIMATE  # classifiers sow the features their output layer reads
 
 OBJECTIVES = ('classify', 'lm')
 NUM_CLASSES = 2
-PENULTIMATE = 'penultimate'  # classifiers sow the features their output layer reads (for the analyses)
 
 
 def _last_real(x: jnp.ndarray, tokens: jnp.ndarray) -> jnp.ndarray:

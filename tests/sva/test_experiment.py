@@ -11,6 +11,7 @@ import pytest
 
 from conftest import load_config
 from kd_jax import checkpoints
+from kd_jax import losses
 from kd_jax import main
 from kd_jax import metrics
 from kd_jax import sharding
@@ -233,6 +234,19 @@ def test_every_sva_config_is_valid():
   assert cross_fit.cross_fit_folds == 5 and load_config('sva_lstm_to_transformer').cross_fit_folds == 0
   with pytest.raises(ValueError, match='needs objective=classify'):
     sva_experiment.check_config(load_config('sva_lstm_to_transformer', 'lm,cross_fit'))
+
+
+def test_every_objective_is_accepted_by_the_sva_job():
+  # config.kd is one definition for every task (losses.kd_settings): each objective finds its weights there. Feature
+  # objectives read the teacher's penultimate features in the step, which the SVA classifiers sow.
+  for name, spec in losses.LOSSES.items():
+    if spec.uses_teacher:
+      config = load_config('sva_smoke')
+      config.student.loss = name
+      config.cache_teacher_logits = not spec.uses_features
+      sva_experiment.check_config(config)
+      assert losses.get_loss(name, config.kd) is not None
+  assert set(load_config('sva_smoke').kd) == set(load_config('smoke').kd)
 
 
 def test_paper_teacher_regime(tmp_path):
