@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from kd_jax import losses
@@ -22,14 +23,17 @@ CACHE_CHOICES = (False, True, 'auto')
 @dataclasses.dataclass(frozen=True)
 class Teacher:
   """A trained teacher: its model and variables (with ``instances``, a stack of that many on the leading axis, one
-  per seed), and ``logits_on(variables, split) -> [N, C]``: its eval-mode logits on a training split, as the task
-  computes them (e.g. batched by length)."""
+  per seed), and ``predictor(model) -> logits_on(variables, split) -> [N, C]``: a model's eval-mode logits on a
+  training split, as the task computes them (e.g. batched by length)."""
   model: nn.Module
   variables: Any
-  logits_on: Callable[[Any, Any], np.ndarray]
+  predictor: Callable[[nn.Module], Callable[[Any, Any], np.ndarray]]
   instances: int = 0  # 0: one teacher, not a stack
 
   def instance(self, k: int) -> 'Teacher':
+    """Instance ``k`` of a stack; one teacher (``instances`` 0) serves every instance."""
+    if not self.instances:
+      return self
     return dataclasses.replace(self, variables=instance(self.variables, k), instances=0)
 
 
@@ -49,6 +53,7 @@ class Targets:
   logits: Optional[np.ndarray] = None
   mode: str = 'eval'
   online: Optional[OnlineTeacher] = None
+  logits_instances: int = 0  # cached logits: how many instances' are stacked (0: one teacher's, [N, C])
 
   def __post_init__(self):
     if sum(x is not None for x in (self.teacher, self.logits, self.online)) > 1:
@@ -69,16 +74,71 @@ class Targets:
       return f'the {self.mode}-mode teacher in the step'
     return 'cached teacher logits' if self.cached else 'gold labels'
 
+  @property
+  def instances(self) -> int:
+    """How many instances' targets this holds, stacked on the leading axis; 0: one teacher's, shared by all."""
+    if self.teacher is not None:
+      return self.teacher.instances
+    return self.logits_instances
+
   def instance(self, k: int) -> 'Targets':
-    """Instance ``k``'s targets, of vmapped ones."""
+    """Instance ``k``'s targets, of vmapped ones (shared ones serve every instance)."""
+    if not self.instances:
+      return self
     return dataclasses.replace(self, teacher=None if self.teacher is None else self.teacher.instance(k),
-                               logits=None if self.logits is None else self.logits[k])
+                               logits=None if self.logits is None else self.logits[k], logits_instances=0)
 
   def with_logits(self, logits) -> 'Targets':
     return dataclasses.replace(self, logits=logits)
 
 
 GOLD_LABELS = Targets()
+
+ENSEMBLE_COMBINATIONS = ('logits', 'probabilities')
+
+
+@dataclasses.dataclass(frozen=True)
+class Ensemble:
+  """Several trained models of one architecture as one teacher: ``member`` applied to each of a stack of variables
+  (leading axis), its outputs combined — ``'logits'``: their mean; ``'probabilities'``: logits whose softmax at
+  ``temperature`` is the mean of the members' softmaxes at that temperature (T · log of the mean), so that the KD
+  targets at T are the members' averaged targets. Has the ``apply`` of a Flax module (the trainer, the step and
+  the predictions use nothing else); in training mode each member draws its own dropout.
+  """
+  member: nn.Module
+  combine: str = 'logits'
+  temperature: float = 1.0
+
+  def __post_init__(self):
+    if self.combine not in ENSEMBLE_COMBINATIONS:
+      raise ValueError(f'unknown teacher ensemble combination {self.combine!r}; choose one of '
+                       f'{ENSEMBLE_COMBINATIONS}')
+
+  @property
+  def training_compiler_options(self):
+    return getattr(self.member, 'training_compiler_options', {})
+
+  def apply(self, variables, inputs, train: bool = False, rngs=None, mutable=False):
+    if mutable and 'intermediates' in mutable:
+      raise ValueError('a teacher ensemble gives logits, not one set of features: use a logit objective')
+    size = len(jax.tree_util.tree_leaves(variables)[0])
+    keys = {name: jax.random.split(key, size) for name, key in (rngs or {}).items()}
+    outputs = jax.vmap(lambda v, k: self.member.apply(v, inputs, train=train, rngs=k or None, mutable=mutable))(
+        variables, keys)
+    logits, updates = outputs if mutable else (outputs, None)
+    if self.combine == 'logits':
+      combined = logits.mean(axis=0)
+    else:
+      log_probs = jax.nn.log_softmax(logits.astype(jnp.float32) / self.temperature, axis=-1)
+      combined = self.temperature * (jax.nn.logsumexp(log_probs, axis=0) - jnp.log(size))
+    return (combined, updates) if mutable else combined
+
+
+def ensemble_of(teacher: Teacher, combine: str, temperature: float) -> Teacher:
+  """One teacher made of every instance of a stacked ``teacher`` (e.g. the seeds' CNNs), shared by all students."""
+  if teacher.instances < 2:
+    raise ValueError(f'a teacher ensemble needs at least 2 trained teachers, got {teacher.instances}')
+  return Teacher(Ensemble(teacher.model, combine, temperature), teacher.variables, teacher.predictor)
 
 
 def teacher_mode(config) -> str:
@@ -114,10 +174,11 @@ def for_phase(config, cfg, teacher: Optional[Teacher], train) -> Targets:
     raise ValueError(f'config: the {cfg.loss!r} objective learns from a teacher, and this phase has none')
   if not caches_teacher_logits(config, cfg):
     return Targets(teacher=teacher, mode=teacher_mode(config))
+  logits_on = teacher.predictor(teacher.model)
   if teacher.instances:
-    return Targets(logits=np.stack([teacher.logits_on(instance(teacher.variables, k), train)
-                                    for k in range(teacher.instances)]))
-  return Targets(logits=teacher.logits_on(teacher.variables, train))
+    return Targets(logits=np.stack([logits_on(instance(teacher.variables, k), train)
+                                    for k in range(teacher.instances)]), logits_instances=teacher.instances)
+  return Targets(logits=logits_on(teacher.variables, train))
 
 
 def instance(tree, k: int):

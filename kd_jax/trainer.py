@@ -267,6 +267,8 @@ def train_model(phase: Phase, targets: targets_lib.Targets, job: Job):
   if phase.augment is not None and targets.cached:
     raise ValueError(f'{name}: an augmented student needs the teacher in the step (its targets for each new view); '
                      'cached teacher logits are for the unaugmented inputs: set config.cache_teacher_logits=False')
+  if targets.cached and phase.stacked and not targets.instances:  # one teacher's logits for every instance
+    targets = targets.with_logits(np.broadcast_to(targets.logits, (len(phase.seeds), *targets.logits.shape)))
   if targets_lib.uses_teacher(cfg):
     targets = targets.with_logits(control_targets(phase, config, targets.logits))
   train = phase.train
@@ -307,7 +309,9 @@ def train_model(phase: Phase, targets: targets_lib.Targets, job: Job):
       saved_checkpoints=lambda: newest_checkpoint(directory))
   teacher_variables = targets.teacher.variables if targets.in_step else None
   try:
-    state = training.fit(name, jax.vmap(step) if phase.stacked else step, state, batches, teacher_variables, loop)
+    if phase.stacked:  # one teacher in the step (not a stack of them) serves every instance
+      step = jax.vmap(step, in_axes=(0, 0, 0 if targets.instances else None))
+    state = training.fit(name, step, state, batches, teacher_variables, loop)
   except interrupts.StopRequested as stop:  # SIGINT/SIGTERM: the loop saved at the step it stopped at
     what = 'preempted' if stop.signum == signal.SIGTERM else 'interrupted'
     raise TrainingInterrupted(f'{name} {what} ({interrupts.NAMES[stop.signum]}) at step {stop.step}; checkpoint '
@@ -413,8 +417,7 @@ def report_teacher_targets(phase: Phase, targets: targets_lib.Targets, job: Job)
                                        train_mode=targets.mode == 'train',
                                        summarise=functools.partial(target_probabilities, temperature=temperature))
     variables = targets.teacher.variables
-    instances = [instance(variables, k) for k in range(len(jax.tree_util.tree_leaves(variables)[0]))
-                 ] if phase.stacked else [variables]
+    instances = [instance(variables, k) for k in range(targets.instances)] if targets.instances else [variables]
     per_example = np.concatenate([predict(v, everything['inputs'], labels) for v in instances])
     stats = metrics.summarise_targets(per_example[..., 0], per_example[..., 1],
                                       None if weights is None else np.concatenate([weights] * len(instances)))

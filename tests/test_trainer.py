@@ -80,8 +80,8 @@ def test_cached_teacher_logits_give_the_same_student(tmp_path, stacked_teachers)
   config, teacher, teacher_variables = stacked_teachers
   student = models.create_model('mlp', **config.models.mlp.model_kwargs)
   split, cfg, config = _split(), _sgd(config, 'mlp'), ml_collections.ConfigDict(config.to_dict())
-  teacher = targets_lib.Teacher(teacher, teacher_variables, experiment.teacher_logits_fn(teacher, sharding.data_mesh(),
-                                                                                        config), instances=2)
+  teacher = targets_lib.Teacher(teacher, teacher_variables, experiment.teacher_predictor(sharding.data_mesh(), config),
+                                instances=2)
   config.cache_teacher_logits = True
   cached = targets_lib.for_phase(config, cfg, teacher, split)
   chex.assert_shape(cached.logits, (2, len(split), 10))

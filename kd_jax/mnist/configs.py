@@ -269,6 +269,9 @@ def grid_config(variants: str = '') -> ml_collections.ConfigDict:
   config.models = {name: model_config(name, 'cross_entropy', num_epochs=settings['grid_epochs'])
                    for name, settings in MODEL_SETTINGS.items()}
   config.student_loss = 'distillation'  # the loss of every student (kd_jax/losses.py), its settings in config.kd
+  # 'logits' or 'probabilities': every student distils from one ensemble of all seeds' teachers of its setup (their
+  # logits averaged, or their softmaxes at the KD temperature), not from its own seed's teacher; '' = its own.
+  config.teacher_ensemble = ''
   config.student_overrides = {}  # settings that differ for the student role, e.g. {'learning_rate': 1e-4}
   # E.g. (10, 50, 100): one grid per number of student epochs (students and their independent rows at matched
   # epochs, teacher-only models trained once), and a report of the results against it; () = one grid.

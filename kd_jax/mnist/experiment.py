@@ -149,10 +149,13 @@ def logits_on_test_sets(name: str, model, variables, test_sets: Dict[str, data_l
           for set_name, split in test_sets.items()}
 
 
-def teacher_logits_fn(model, mesh, config):
-  """``logits_on(variables, split)``: a teacher's eval-mode logits on a training split (:class:`kd_jax.targets.Teacher`)."""
-  predict = training.make_predict_fn(model, mesh, config.eval.batch_size, config.compute_dtype)
-  return lambda variables, split: predict(variables, split.images)
+def teacher_predictor(mesh, config):
+  """``predictor(model) -> logits_on(variables, split)``: a teacher's eval-mode logits on a training split
+  (:class:`kd_jax.targets.Teacher`)."""
+  def predictor(model):
+    predict = training.make_predict_fn(model, mesh, config.eval.batch_size, config.compute_dtype)
+    return lambda variables, split: predict(variables, split.images)
+  return predictor
 
 
 def evaluate_roles(trained: Dict[str, Tuple[Any, Any]], test_sets: Dict[str, data_lib.Split], mesh,
@@ -217,7 +220,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     if control:
       phases = {'independent': independent_config(config), **phases}
     trained = {'teacher': (teacher, teacher_variables)}
-    trained_teacher = targets_lib.Teacher(teacher, teacher_variables, teacher_logits_fn(teacher, mesh, config))
+    trained_teacher = targets_lib.Teacher(teacher, teacher_variables, teacher_predictor(mesh, config))
     for role, cfg in phases.items():
       t0 = time.perf_counter()
       state = trainer.train_model(

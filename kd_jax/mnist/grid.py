@@ -28,8 +28,10 @@ from typing import Any, Dict, Tuple
 from absl import logging
 import jax
 import ml_collections
+import numpy as np
 
 from kd_jax import config_lib
+from kd_jax import losses
 from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
@@ -77,6 +79,12 @@ def check_grid_config(config):
     raise ValueError("config.student_epochs needs config.mode='offline' (teachers trained once, then reused)")
   if any(isinstance(e, bool) or not isinstance(e, (int, float)) or not e > 0 for e in config.student_epochs):
     raise ValueError(f'config.student_epochs must hold positive numbers of epochs, got {config.student_epochs!r}')
+  config_lib.check_choice(config, 'teacher_ensemble', ('', *targets_lib.ENSEMBLE_COMBINATIONS))
+  if config.teacher_ensemble and (config.num_seeds < 2 or config.mode != 'offline'
+                                  or losses.loss_spec(config.student_loss).uses_features):
+    raise ValueError(f'config.teacher_ensemble={config.teacher_ensemble!r}: every student distils from the ensemble '
+                     "of all seeds' teachers, which needs config.num_seeds ≥ 2, config.mode='offline' and a logit "
+                     f'objective (config.student_loss={config.student_loss!r})')
   if config.snapshots and config.mode == 'online':
     raise ValueError("config.snapshots=True needs config.mode='offline': the online grid takes no snapshots")
   vmap_seeds(config)
@@ -156,6 +164,17 @@ def train_instances(phase: trainer.Phase, targets: targets_lib.Targets, config, 
     variables.append(training.exported(state).variables)
   return trainer.stack(variables)
 
+
+
+def add_teacher_agreement(rows, student, variables, teacher: targets_lib.Teacher, test_sets, mesh, config):
+  """Adds to each student instance's row, per test set, ``teacher_agreement``: the fraction of test inputs on which
+  it predicts the class its own teacher (instance, or ensemble) predicts."""
+  for k, row in enumerate(rows):
+    taught = teacher.instance(k)
+    theirs = experiment.logits_on_test_sets('teacher', taught.model, taught.variables, test_sets, mesh, config)
+    mine = experiment.logits_on_test_sets('student', student, trainer.instance(variables, k), test_sets, mesh, config)
+    for name, metrics in row.items():
+      metrics['teacher_agreement'] = float(np.mean(mine[name].argmax(-1) == theirs[name].argmax(-1)))
 
 
 def online_targets(setup: str, config, mesh) -> targets_lib.Targets:
@@ -318,7 +337,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                'vmapped' if vmap_seeds(config) else 'one after another', mesh.size)
   writer = trainer.MetricWriter(workdir)
   job = trainer.Job(config, mesh, writer)
-  rows, timing, teachers = {}, {}, {}
+  rows, timing, teachers, ensembles = {}, {}, {}, {}
   shared = shared_teachers(config)
 
   def get_teacher(name):  # trained (or restored) once per model, shared by its independent row and its students
@@ -332,7 +351,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                                    for seed in seeds])
       else:
         variables = train_instances(phase, targets_lib.GOLD_LABELS, config, job)
-      teachers[name] = targets_lib.Teacher(model, variables, experiment.teacher_logits_fn(model, mesh, config),
+      teachers[name] = targets_lib.Teacher(model, variables, experiment.teacher_predictor(mesh, config),
                                            instances=len(seeds))
       timing[name] = time.perf_counter() - t0
     return teachers[name]
@@ -352,6 +371,9 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
           phase = phase.replace(name=f'{setup}_online', directory=os.path.join(workdir, f'{setup}_online'))
         else:
           teacher = get_teacher(teacher_name)
+          if config.teacher_ensemble:
+            teacher = ensembles.setdefault(teacher_name, targets_lib.ensemble_of(
+                teacher, config.teacher_ensemble, config.kd.temperature))
           t0 = time.perf_counter()
           targets = targets_lib.for_phase(config, cfg, teacher, train)
         variables = train_instances(phase, targets, config, job)
@@ -359,6 +381,8 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       instances = 1 if not student_name and teacher_name in shared else config.num_seeds  # one shared teacher: one row
       rows[setup] = experiment.evaluate(setup, model, [trainer.instance(variables, k) for k in range(instances)],
                                         test_sets, mesh, config, reliability=True)
+      if student_name and config.mode == 'offline':
+        add_teacher_agreement(rows[setup], model, variables, teacher, test_sets, mesh, config)
       logging.info('%s: %s', setup, report.format_row(rows[setup]))
   finally:
     writer.close()
@@ -369,6 +393,10 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                          'seconds': timing.get(setup, timing.get(parse_setup(setup)[0]))}
                  for setup in config.setups},
       'seeds': seeds, 'vmapped': vmap_seeds(config), 'mode': config.mode, 'shared_teachers': shared,
+      'teacher_ensembles': {name: {'combine': config.teacher_ensemble, 'members': len(seeds),
+                                   'metrics': experiment.evaluate(f'{name} ensemble', ensemble.model,
+                                                                  [ensemble.variables], test_sets, mesh, config)[0]}
+                            for name, ensemble in ensembles.items()},
       'cache_teacher_logits': bool(config.cache_teacher_logits),
       'checkpoint_rule': 'final checkpoint of each run (no early stopping or best-of selection)',
       'data_source': data.source, 'demo_sample': data.demo_sample, 'num_train': len(train),

@@ -171,7 +171,8 @@ def plot_roles(results, path: str):
 def summarise(instances: List[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, float]]]:
   """Mean, sample standard deviation and n over instances, per test set and metric."""
   return {test_set: {metric: reports.summary_stats([inst[test_set][metric] for inst in instances])
-                     for metric in ('accuracy', 'ece')}
+                     for metric in ('accuracy', 'ece', 'teacher_agreement')
+                     if all(metric in inst[test_set] for inst in instances)}
           for test_set in TEST_SETS}
 
 
@@ -207,11 +208,32 @@ def write_grid_report(report, workdir: str):
           f'Cells: mean ± sample std (ddof = 1) over instances. Checkpoint rule: {report["checkpoint_rule"]}. '
           f'ECE: {report["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.).\n\n'
           + ''.join(shared_teacher_line(report, name) for name in report.get('shared_teachers', ()))
-          + f'{grid_table(report)}\n\n'
+          + ''.join(ensemble_line(name, ensemble) for name, ensemble in report.get('teacher_ensembles', {}).items())
+          + f'{grid_table(report)}\n\n{grid_agreement_table(report)}'
           f'![accuracy](accuracy.png)\n\n![reliability](reliability.png)\n\n'
           f'{reports.wall_time(report["total_seconds"])} on {report["num_devices"]} × {report["device"]} '
           f'({seconds}){reports.precision_note(report["config"])}.\n')
   reports.write(workdir, 'grid', report, text, json_indent=1)
+
+
+def ensemble_line(name: str, ensemble) -> str:
+  """The report's line saying that every seed's students of ``name`` distilled from one ensemble, and its level."""
+  accuracy = ', '.join(f'{TEST_SET_TITLES[t]} {100 * ensemble["metrics"][t]["accuracy"]:.2f} %' for t in TEST_SETS)
+  return (f'**Teacher ensemble**: every student of a {name.upper()} teacher distilled from the ensemble of all '
+          f'{ensemble["members"]} seeds\' {name.upper()}s (averaged {ensemble["combine"]}), not from its own seed\'s; '
+          f'the ensemble itself: {accuracy}.\n\n')
+
+
+def grid_agreement_table(report) -> str:
+  """Per KD setup: how often its students predict their teacher's class, mean ± std ('' if no setup has it)."""
+  rows = [f'| {setup["title"]} | ' + ' | '.join(reports.mean_std_cell(setup['summary'][t]['teacher_agreement'])
+                                                for t in TEST_SETS) + ' |'
+          for setup in report['setups'].values() if 'teacher_agreement' in setup['summary']['mnist']]
+  if not rows:
+    return ''
+  return ('Agreement with the teacher\'s predictions (%): the fraction of test inputs on which a student predicts the '
+          'class its own teacher predicts.\n\n| setup | ' + ' | '.join(TEST_SET_TITLES[t] for t in TEST_SETS)
+          + ' |\n|---' + '|---' * len(TEST_SETS) + '|\n' + '\n'.join(rows) + '\n\n')
 
 
 def shared_teacher_line(report, name: str) -> str:

@@ -386,7 +386,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   timing = {role: 0.0 for role in roles}
   writer = trainer.MetricWriter(workdir)
   job = trainer.Job(config, mesh, writer)
-  teacher_logits_on = make_classifier_predict(model_of['teacher'], mesh, config.eval.batch_size, config.compute_dtype)
+  predictor = lambda model: make_classifier_predict(model, mesh, config.eval.batch_size, config.compute_dtype)
   try:
     for seed in seeds_of(config):
       variables = {}
@@ -403,7 +403,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
             raise ValueError(f'the teacher in {directory} was trained with another vocabulary than the teacher of '
                              f'seed {config.seed}; offline KD needs one vocabulary for all seeds')
         else:
-          teacher = targets_lib.Teacher(model_of['teacher'], variables['teacher'], teacher_logits_on)
+          teacher = targets_lib.Teacher(model_of['teacher'], variables['teacher'], predictor)
           if targets_lib.uses_teacher(cfg) and config.cross_fit_folds:
             cached = cross_fitted_logits(config, seed, train_examples, train, lambda ex: encode(
                 ex, vocab, config, max_length), model_of['teacher'], job, workdir, extra_meta)
