@@ -7,7 +7,7 @@ seed 0 gives +11.4 points on MNIST-Translated over the independent MLP (docs/res
   python -m kd_jax.main --config=configs/mnist_cnn_to_mlp.py --workdir=/tmp/kd_mnist \
       --config.data.dir=../shared/data/mnist
 
-The authors' recipe (../shared/reference/paper_recipe.md; for accelerators):
+The authors' recipe (docs/paper_recipe.md; for accelerators):
   python -m kd_jax.main --config=configs/mnist_cnn_to_mlp.py:paper --workdir=/tmp/kd_mnist_paper
 full-width CNN and the MLP, batch 128, clip 1.0; teacher RAdam 1e-4 decaying ×0.96 every 10k steps, student Adam
 1e-4 cosine, 400 epochs each; kernel regularisers in every role (MLP L1 = L2 = 1e-5, CNN L2 2e-9); Keras' BatchNorm

@@ -301,7 +301,7 @@ def plot_reliability(report, path: str):
 # ----------------------------------------------------------------------------- students at several budgets
 
 # The paper's single-run notebook numbers on MNIST-Translated: CNN→MLP ≈ 50–53 % vs MLP ≈ 36–39 %
-# (../shared/reference/paper_recipe.md): a gain of about 14 points, after 400 student epochs.
+# (docs/paper_recipe.md): a gain of about 14 points, after 400 student epochs.
 PAPER_TRANSLATE_GAIN = 14.0
 
 

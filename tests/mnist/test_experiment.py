@@ -391,7 +391,7 @@ def test_pair_configs_are_valid(pair, variant):
   assert (config.teacher.model, config.student.model) == (teacher, student)
   assert config.student.loss == 'distillation'
   assert config.kd.scale == ('paper' if variant == 'paper' else 'hinton')
-  if variant == 'paper':  # the authors' recipe (../shared/reference/paper_recipe.md)
+  if variant == 'paper':  # the authors' recipe (docs/paper_recipe.md)
     assert (config.teacher.num_epochs, config.teacher.optimizer, config.teacher.learning_rate,
             config.teacher.schedule, config.teacher.decay_steps, config.teacher.decay_rate) == (
                 400, 'radam', 1e-4, 'exponential', 10_000, 0.96)
