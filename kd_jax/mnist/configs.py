@@ -29,30 +29,42 @@ MODEL_SETTINGS = {
                 learning_rate=1e-2,
                 num_epochs=3.0,  # the default CNN → MLP job: 7m47s on full MNIST, 2 CPU cores
                 grid_epochs=1.0,  # the grid fits 4 seeds × 3 CNN setups into its CPU budget
-                demo_epochs=15.0),  # the single job on the 4,000-digit demo sample (README's first command)
+                demo_epochs=15.0,  # the single job on the 4,000-digit demo sample (README's first command)
+                # The paper code's kernel regularisers (Keras l1_l2 on every kernel), part of the model in every role.
+                paper_regularisers=dict(l2=2e-9)),
     'mlp': dict(cpu=dict(hidden_sizes=(512, 128, 32)),
                 paper=dict(hidden_sizes=(512, 128, 32)),
                 smoke=dict(hidden_sizes=(32, 16), bn_momentum=0.8),
                 learning_rate=1e-3,
                 num_epochs=20.0,  # the main job: +8 points or more on Translated within 6 min (docs/results.md)
                 grid_epochs=10.0,
-                demo_epochs=0.0),  # 0: as on full MNIST
+                demo_epochs=0.0,  # 0: as on full MNIST
+                paper_regularisers=dict(l1=1e-5, l2=1e-5)),
 }
 # The paper code's optimisers: teachers (and independent models) vs students.
 PAPER_TEACHER = dict(optimizer='radam', learning_rate=1e-4, schedule='exponential', num_epochs=400.0)
 PAPER_STUDENT = dict(optimizer='adam', learning_rate=1e-4, schedule='cosine', num_epochs=400.0)
-# The paper code's kernel regularisers (Keras l1_l2 on every kernel), part of each model in every role.
-PAPER_REGULARISERS = {'mlp': dict(l1=1e-5, l2=1e-5), 'cnn': dict(l2=2e-9)}
-# What the main jobs keep of them: the MLP's, which carried the MNIST effect in the ablation (docs/results.md); the
-# CNN's 2e-9 was not tested there.
-MLP_REGULARISERS = dict(PAPER_REGULARISERS['mlp'])
+# What the main jobs keep of the paper's regularisers: the MLP's, which carried the MNIST effect in the ablation
+# (docs/results.md); the CNN's 2e-9 was not tested there.
+MLP_REGULARISERS = dict(MODEL_SETTINGS['mlp']['paper_regularisers'])
+MODEL_SETTING_KEYS = ('cpu', 'paper', 'smoke', 'learning_rate', 'num_epochs', 'grid_epochs', 'demo_epochs',
+                      'paper_regularisers')
+
+
+def model_settings(model: str) -> dict:
+  """``MODEL_SETTINGS[model]``, checked: a model added to the task needs every key there."""
+  if model not in MODEL_SETTINGS:
+    raise ValueError(f'unknown MNIST model {model!r}; choose one of {sorted(MODEL_SETTINGS)}')
+  missing = [key for key in MODEL_SETTING_KEYS if key not in MODEL_SETTINGS[model]]
+  if missing:
+    raise ValueError(f"kd_jax/mnist/configs.py: MODEL_SETTINGS['{model}'] lacks {', '.join(missing)} "
+                     f'(every model gives {", ".join(MODEL_SETTING_KEYS)})')
+  return MODEL_SETTINGS[model]
 
 
 def model_config(model: str, loss: str, **overrides) -> ml_collections.ConfigDict:
   """The CPU training settings of ``model`` in a phase with ``loss``."""
-  if model not in MODEL_SETTINGS:
-    raise ValueError(f'unknown MNIST model {model!r}; choose one of {sorted(MODEL_SETTINGS)}')
-  settings = MODEL_SETTINGS[model]
+  settings = model_settings(model)
   cfg = config_lib.phase_config(model, settings['cpu'], loss, **{
       'num_epochs': settings['num_epochs'], 'learning_rate': settings['learning_rate'], **overrides})
   cfg.augment = ''  # augmentations inside the step, e.g. 'translate,scale' (kd_jax/mnist/augment.py)
@@ -93,7 +105,7 @@ def _smoke_data(config):
 
 def _smoke_model(cfg):
   """Tiny model, 3 epochs of batch 64."""
-  cfg.model_kwargs = dict(MODEL_SETTINGS[cfg.model]['smoke'])
+  cfg.model_kwargs = dict(model_settings(cfg.model)['smoke'])
   cfg.batch_size = 64
   cfg.num_epochs = 3.0
 
@@ -106,8 +118,8 @@ def _pair_paper(config):
   configs/mnist_cnn_to_mlp.py's docstring)."""
   config.data.demo_teacher_epochs = 0.0
   for phase, settings in (('teacher', PAPER_TEACHER), ('student', PAPER_STUDENT)):
-    config[phase].update(settings, **PAPER_REGULARISERS[config[phase].model])
-    config[phase].model_kwargs = dict(MODEL_SETTINGS[config[phase].model]['paper'])
+    config[phase].update(settings, **model_settings(config[phase].model)['paper_regularisers'])
+    config[phase].model_kwargs = dict(model_settings(config[phase].model)['paper'])
   # The authors trained their independent models as teachers (for as many epochs as their students).
   config.independent_overrides = {k: v for k, v in PAPER_TEACHER.items() if k != 'num_epochs'}
   _paper_kd_and_logging(config)
@@ -140,7 +152,7 @@ def pair_config(teacher: str, student: str, variants: str = '') -> ml_collection
   config.independent_overrides = {}  # the settings in which it differs from the student (':paper': its optimiser)
   # Without MNIST files or TFDS the job falls back to the 4,000-digit demo sample; its teacher then trains this many
   # epochs instead of teacher.num_epochs (0: no change), said in the log and the report.
-  config.data.demo_teacher_epochs = MODEL_SETTINGS[teacher]['demo_epochs']
+  config.data.demo_teacher_epochs = model_settings(teacher)['demo_epochs']
   # True: the teacher's eval-mode logits on the training set are computed once, and the student phase costs the
   # student alone; False: the teacher runs inside the student's jitted step; 'auto': cached whenever that gives the
   # same targets (an eval-mode teacher, a logit objective, no augmentation), otherwise in the step.
@@ -152,8 +164,8 @@ def pair_config(teacher: str, student: str, variants: str = '') -> ml_collection
 
 def _grid_paper(config):
   for model in config.models.values():
-    model.update(model_kwargs=dict(MODEL_SETTINGS[model.model]['paper']), **PAPER_TEACHER,
-                 **PAPER_REGULARISERS[model.model])
+    model.update(model_kwargs=dict(model_settings(model.model)['paper']), **PAPER_TEACHER,
+                 **model_settings(model.model)['paper_regularisers'])
   config.student_overrides = dict(PAPER_STUDENT)
   _paper_kd_and_logging(config)
 
@@ -185,7 +197,7 @@ def _grid_ablation(config):
   config.models.mlp.num_epochs = 50.0
   config.log_every_steps = 500
   config.checkpoint_every_steps = 5_000
-  mlp_regularisers = dict(PAPER_REGULARISERS['mlp'])  # the CNN's L2 2e-9 is left out: it would retrain teachers
+  mlp_regularisers = dict(MLP_REGULARISERS)  # the CNN's L2 2e-9 is left out: it would retrain teachers
   train_mode = {'kd': {'teacher_mode': 'train'}, 'cache_teacher_logits': False}
   strong_teacher = {'cnn': {'num_epochs': 20.0}}
   config.factors = (
@@ -204,7 +216,7 @@ def _grid_main_job(config):
   """The main jobs' recipe (configs/mnist_{cnn,mlp}_to_{cnn,mlp}.py) over seeds: their epochs, the MLP's
   regularisers in every role, students from cached logits; the independent rows are their controls."""
   for name, model in config.models.items():
-    model.num_epochs = MODEL_SETTINGS[name]['num_epochs']
+    model.num_epochs = model_settings(name)['num_epochs']
   _grid_mlp_regularisers(config)
 
 
@@ -229,7 +241,7 @@ def _grid_objectives(config):
   ablation's winning recipe (MLP L1 = L2 = 1e-5, 50 student epochs, the 5-epoch CNN teacher). Each factor pairs its
   students with its independent MLP: the no-KD MLP without augmentation, the gold-label augmentation control with."""
   _grid_ablation(config)
-  config.models.mlp.update(PAPER_REGULARISERS['mlp'])
+  config.models.mlp.update(MLP_REGULARISERS)
   # Feature objectives read the teacher's features in the step: nothing to cache.
   plain = tuple((objective, {'student_loss': objective,
                              'cache_teacher_logits': not losses.loss_spec(objective).uses_features})

@@ -1,0 +1,119 @@
+"""README's "where to add things", followed to the letter: a dummy model, loss and task added through each recipe
+run through the jobs that should pick them up, with no other change."""
+import types
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from conftest import load_config
+from kd_jax import losses
+from kd_jax import main
+from kd_jax import sharding
+from kd_jax import targets as targets_lib
+from kd_jax import trainer
+from kd_jax.mnist import configs as mnist_configs
+from kd_jax.mnist import experiment
+from kd_jax.mnist import grid
+from kd_jax.mnist import models
+from kd_jax.sva import experiment as sva_experiment
+from kd_jax.training import PENULTIMATE
+
+
+class Linear(nn.Module):
+  """The dummy model: one hidden layer, sowing its penultimate features as every model does."""
+  width: int = 8
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = nn.relu(nn.Dense(self.width)(x.reshape((x.shape[0], -1))))
+    self.sow('intermediates', PENULTIMATE, x)
+    return nn.Dense(10)(x)
+
+
+def test_a_model_added_by_the_recipe_runs_in_the_grid_and_every_variant(monkeypatch, tiny_mnist_dir, tmp_path):
+  monkeypatch.setitem(models.MODELS, 'linear', Linear)
+  entry = dict(cpu=dict(width=16), paper=dict(width=32), smoke=dict(width=8), learning_rate=1e-2, num_epochs=1.0,
+               grid_epochs=1.0, demo_epochs=0.0, paper_regularisers=dict(l2=1e-6))
+  monkeypatch.setitem(mnist_configs.MODEL_SETTINGS, 'linear', entry)
+  paper = mnist_configs.pair_config('cnn', 'linear', 'paper')  # used to be a bare KeyError
+  experiment.check_config(paper)
+  assert (paper.student.model_kwargs.width, paper.student.l2) == (32, 1e-6)
+  config = load_config('grid_smoke', data_dir=tiny_mnist_dir, **{'data.num_test': 0})
+  config.setups = ('mlp', 'linear', 'mlp_to_linear')
+  report = grid.run(config, str(tmp_path))
+  assert report['setups']['mlp_to_linear']['title'] == 'MLP→Linear'
+  assert len(report['setups']['mlp_to_linear']['instances']) == 2
+  monkeypatch.setitem(mnist_configs.MODEL_SETTINGS, 'linear', {k: v for k, v in entry.items() if k != 'paper'})
+  with pytest.raises(ValueError, match=r"MODEL_SETTINGS\['linear'\] lacks paper \(every model gives"):
+    mnist_configs.pair_config('cnn', 'linear', 'paper')
+
+
+def _half_logits(temperature, alpha, scale):
+  """The dummy objective: distillation from the teacher's logits halved (softer targets)."""
+  distillation = losses.get_loss('distillation', dict(temperature=temperature, alpha=alpha, scale=scale))
+  return lambda student_logits, teacher_logits, labels: distillation(student_logits, teacher_logits / 2, labels)
+
+
+def test_a_loss_added_by_the_recipe_trains_a_student_on_every_task(monkeypatch, tiny_mnist_dir, tmp_path):
+  monkeypatch.setitem(losses.LOSSES, 'half_logits', losses.LossSpec(
+      _half_logits, kd_fields=('temperature', 'alpha', 'scale'), uses_teacher=True))
+  sva = load_config('sva_smoke', **{'student.loss': 'half_logits'})
+  sva_experiment.check_config(sva)
+  config = load_config('smoke', data_dir=tiny_mnist_dir, **{'student.loss': 'half_logits',
+                                                           'train_independent_student': False})
+  results = main.run(config, str(tmp_path))
+  assert results['teacher_logits'] == 'cached'  # a logit objective: 'auto' caches
+  assert 0.0 <= results['student']['mnist']['accuracy'] <= 1.0
+
+
+class ParitySplit:
+  """The dummy task's data: 8-bit vectors labelled by the parity of their first bit (10 classes, 2 used)."""
+
+  def __init__(self, n, seed):
+    rng = np.random.default_rng(seed)
+    self.inputs = rng.integers(0, 2, (n, 8)).astype(np.float32)
+    self.labels = self.inputs[:, 0].astype(np.int32)
+
+  def __len__(self):
+    return len(self.labels)
+
+  def batch(self, idx):
+    return {'inputs': self.inputs[idx], 'label': self.labels[idx]}
+
+
+def _parity_check(config):
+  trainer.check_kd_config(config, config.teacher.loss, config.student.loss)
+
+
+def _parity_run(config, workdir):
+  """The dummy task's job: teacher, then student, on the shared trainer alone."""
+  train, job = ParitySplit(64, 0), trainer.Job(config, sharding.data_mesh())
+  model = Linear()
+  teacher_variables, _, _ = trainer.teacher_for_seed(trainer.Phase(
+      'teacher', config.teacher, model, train, f'{workdir}/teacher', [0], trainer.TEACHER_STREAM), job)
+  predictor = lambda m: lambda variables, split: np.asarray(m.apply(variables, jnp.asarray(split.inputs)))
+  teacher = targets_lib.Teacher(model, teacher_variables, predictor)
+  state = trainer.train_model(trainer.Phase('student', config.student, model, train, f'{workdir}/student', [0],
+                                            trainer.STUDENT_STREAM),
+                              targets_lib.for_phase(config, config.student, teacher, train), job)
+  return {'student_step': int(state.step)}
+
+
+def test_a_task_added_by_the_recipe_runs_from_the_main_entry_point(monkeypatch, tmp_path):
+  module = types.ModuleType('parity')
+  module.check_config, module.run = _parity_check, _parity_run
+  monkeypatch.setitem(main.JOBS, 'parity', 'parity')
+  monkeypatch.setitem(__import__('sys').modules, 'parity', module)
+  phase = lambda loss: dict(model='linear', model_kwargs={}, loss=loss, optimizer='sgd', learning_rate=0.1,
+                            schedule='constant', clip_norm=0.0, batch_size=16, num_epochs=2.0, checkpoint='')
+  config = ml_collections.ConfigDict(dict(
+      task='parity', teacher=phase('cross_entropy'), student=phase('distillation'), kd=losses.kd_settings(2.0),
+      cache_teacher_logits=True, compute_dtype='float32', steps_per_dispatch=0, log_every_steps=4,
+      checkpoint_every_steps=0, snapshots=False, snapshot_first_epoch=1.0, eval=dict(batch_size=16)))
+  assert main.run(config, str(tmp_path)) == {'student_step': 8}
+  with pytest.raises(ValueError, match="unknown config.kd.teacher_mode 'frozen'"):
+    config.kd.teacher_mode = 'frozen'
+    main.run(config, str(tmp_path / 'again'))
