@@ -20,7 +20,7 @@ import pytest
 from conftest import load_config
 from kd_jax import paths
 from kd_jax import reports
-from kd_jax import trainer
+from kd_jax import metric_writer
 from kd_jax.mnist import data as mnist_data
 from kd_jax.mnist import experiment
 from kd_jax.sva import data as sva_data
@@ -94,7 +94,7 @@ def test_data_files_are_read_from_a_bucket(bucket, tiny_mnist_dir):
 
 
 def test_metric_records_in_a_bucket_survive_resume(bucket):
-  writer = trainer.MetricWriter('gs://run/job', flush_seconds=3600.0)
+  writer = metric_writer.MetricWriter('gs://run/job', flush_seconds=3600.0)
   for step in (10, 20, 30):
     writer.write('teacher', step, {'loss': 1.0 / step})
   writer.flush()  # what a checkpoint does
@@ -102,7 +102,7 @@ def test_metric_records_in_a_bucket_survive_resume(bucket):
   writer.close()
   events = list(epath.Path('gs://run/job/tensorboard').glob('events.out.tfevents.*'))
   assert len(events) == 1 and events[0].read_bytes().count(b'teacher/loss') == 3
-  resumed = trainer.MetricWriter('gs://run/job')  # a resumed run: back to the checkpoint at step 20
+  resumed = metric_writer.MetricWriter('gs://run/job')  # a resumed run: back to the checkpoint at step 20
   resumed.truncate('teacher', 20)
   resumed.write('teacher', 30, {'loss': 0.5})
   resumed.close()

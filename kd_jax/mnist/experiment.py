@@ -31,6 +31,7 @@ from kd_jax import metrics as metrics_lib
 from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
+from kd_jax import metric_writer
 from kd_jax import trainer
 from kd_jax import training
 from kd_jax.mnist import augment as augment_lib
@@ -204,7 +205,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   if config.train_independent_student and not control:
     logging.info('config.student.loss=%r learns from gold labels alone: it is its own independent student (none '
                  'trained besides it)', config.student.loss)
-  writer = trainer.MetricWriter(workdir)
+  writer = metric_writer.MetricWriter(workdir)
   job = trainer.Job(config, mesh, writer)
   timing = {}
   try:

@@ -35,6 +35,7 @@ from kd_jax import losses
 from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
+from kd_jax import metric_writer
 from kd_jax import trainer
 from kd_jax import training
 from kd_jax import workdirs
@@ -335,7 +336,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   seeds = [config.seed + k for k in range(config.num_seeds)]
   logging.info('Grid: %s, %s KD, seeds %s (%s), %d device(s)', list(config.setups), config.mode, seeds,
                'vmapped' if vmap_seeds(config) else 'one after another', mesh.size)
-  writer = trainer.MetricWriter(workdir)
+  writer = metric_writer.MetricWriter(workdir)
   job = trainer.Job(config, mesh, writer)
   rows, timing, teachers, ensembles = {}, {}, {}, {}
   shared = shared_teachers(config)

@@ -38,6 +38,7 @@ from kd_jax import metrics as metrics_lib
 from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
+from kd_jax import metric_writer
 from kd_jax import trainer
 from kd_jax import training
 from kd_jax.sva import data as sva_data
@@ -384,7 +385,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   cross_fit_accuracy = []  # per seed: how often the cross-fitted targets' argmax is the gold label
   teacher_predictions = {}  # per test set, this seed's teacher's: each student's per-example agreement with it
   timing = {role: 0.0 for role in roles}
-  writer = trainer.MetricWriter(workdir)
+  writer = metric_writer.MetricWriter(workdir)
   job = trainer.Job(config, mesh, writer)
   predictor = lambda model: make_classifier_predict(model, mesh, config.eval.batch_size, config.compute_dtype)
   try:

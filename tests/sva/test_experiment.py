@@ -159,8 +159,8 @@ def test_cross_fitted_targets_come_from_the_fold_teacher_that_did_not_see_the_in
   model = sva_models.create_model(config.teacher.model, vocab_size=len(vocab), **config.teacher.model_kwargs)
   mesh = sharding.data_mesh()
   # Called again, every fold teacher is restored from its final checkpoint (nothing retrained).
-  logits = sva_experiment.cross_fitted_logits(config, 0, train_examples, train, encode, model, mesh, workdir, None,
-                                              {})
+  logits = sva_experiment.cross_fitted_logits(config, 0, train_examples, train, encode, model,
+                                              trainer.Job(config, mesh), workdir, {})
   folds = np.array_split(np.random.default_rng(0).permutation(len(train)), 2)
   predict = sva_experiment.make_classifier_predict(model, mesh, 64)
   example = trainer.example_input(train)
