@@ -74,17 +74,19 @@ def run(name, args, root):
 
 
 def differences(recorded, now):
-  """'run/file: key recorded → now' for each number that moved, appeared or vanished."""
-  lines = []
+  """(moved, added): 'run/file: key recorded → now' for each recorded number that changed or vanished, and the keys
+  of numbers the record did not have (a report that gained a metric)."""
+  moved, added = [], []
   for name in sorted(set(recorded) | set(now)):
     for file in sorted(set(recorded.get(name, {})) | set(now.get(name, {}))):
       old, new = recorded.get(name, {}).get(file, {}), now.get(name, {}).get(file, {})
       for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
-        same = a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
-        if not same:
-          lines.append(f'{name}/{file}: {key} {a!r} → {b!r}')
-  return lines
+        if key not in old:
+          added.append(f'{name}/{file}: {key}')
+        elif not (a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))):
+          moved.append(f'{name}/{file}: {key} {a!r} → {b!r}')
+  return moved, added
 
 
 def main():
@@ -107,12 +109,14 @@ def main():
     return
   with open(args.check) as f:
     recorded = {name: reports for name, reports in json.load(f).items() if name in chosen}
-  moved = differences(recorded, now)
-  total = sum(len(v) for reports in now.values() for v in reports.values())
+  moved, added = differences(recorded, now)
+  total = sum(len(v) for reports in recorded.values() for v in reports.values())
+  if added:
+    print(f'{len(added)} numbers are new (not in the record), e.g. {", ".join(added[:3])}')
   if moved:
-    print(f'{len(moved)} of {total} numbers differ from {args.check}:\n' + '\n'.join(moved))
+    print(f'{len(moved)} of the {total} recorded numbers differ from {args.check}:\n' + '\n'.join(moved))
     sys.exit(1)
-  print(f'all {total} numbers of {len(now)} runs equal {args.check}, bit for bit')
+  print(f'all {total} recorded numbers of {len(now)} runs equal {args.check}, bit for bit')
 
 
 if __name__ == '__main__':
