@@ -16,12 +16,14 @@ A smoke run: --config=configs/mnist_ensemble.py:smoke
 from kd_jax.mnist import configs
 
 
-def get_config(variants: str = ''):
-  config = configs.grid_config(','.join(['main_job', variants]))
+def ensembles(config):
   config.setups = ('cnn', 'mlp', 'cnn_to_mlp')
   config.factors = (
       ('one_teacher', {}),
       ('ensemble_logits', {'teacher_ensemble': 'logits'}),
       ('ensemble_probabilities', {'teacher_ensemble': 'probabilities'}),
   )
-  return config
+
+
+def get_config(variants: str = ''):
+  return configs.grid_config(','.join(['main_job', variants]), experiment=ensembles)

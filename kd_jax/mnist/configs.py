@@ -1,10 +1,13 @@
-"""The shared base of the ``configs/mnist_*.py`` experiment configs.
+"""The defaults and building blocks of the ``configs/mnist_*.py`` experiment configs (each experiment's own changes
+live in its file there).
 
 Variants (``--config=configs/mnist_cnn_to_mlp.py:paper``; several joined by ','):
 ``cpu`` (the default, sized for a 2-core CPU), ``paper`` (the paper code's
-recipe, for accelerators), ``long`` (the grid only: students from 10 to 400
-epochs) and ``smoke`` (seconds-long, for tests).
+recipe, for accelerators), ``main_job`` and ``mlp_regularisers`` (the grid only: the main jobs' recipe; the
+authors' MLP regularisers) and ``smoke`` (seconds-long, for tests).
 """
+from typing import Callable, Dict, Optional
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -178,40 +181,6 @@ def _grid_smoke(config):
     _smoke_model(model)
 
 
-def _grid_long(config):
-  """Long students at CPU cost: the paper's four MNIST setups, a stronger CNN teacher (5 epochs, trained once), MLPs
-  at 10 … 400 epochs from cached teacher logits (students and the independent MLP alike)."""
-  config.setups = ('cnn', 'mlp', 'cnn_to_mlp', 'mlp_to_mlp')
-  config.models.cnn.num_epochs = 5.0
-  config.student_epochs = (10, 50, 100, 200, 400)
-  config.log_every_steps = 500  # a line every ~2 min for the CPU CNN, every ~1.5 s for the MLPs
-  config.checkpoint_every_steps = 20_000
-
-
-def _grid_ablation(config):
-  """Which part of the authors' recipe carries the MNIST effect: from the CPU recipe (the ':long' teacher, MLPs at
-  50 epochs, where the CNN→MLP gain peaked), one factor at a time, then all of them together. The MLP's changes
-  apply to the independent MLP too (the gain is paired under the same optimiser and regularisers)."""
-  config.setups = ('cnn', 'mlp', 'cnn_to_mlp')
-  config.models.cnn.num_epochs = 5.0
-  config.models.mlp.num_epochs = 50.0
-  config.log_every_steps = 500
-  config.checkpoint_every_steps = 5_000
-  mlp_regularisers = dict(MLP_REGULARISERS)  # the CNN's L2 2e-9 is left out: it would retrain teachers
-  train_mode = {'kd': {'teacher_mode': 'train'}, 'cache_teacher_logits': False}
-  strong_teacher = {'cnn': {'num_epochs': 20.0}}
-  config.factors = (
-      ('cpu_recipe', {}),
-      ('student_lr_1e-4', {'models': {'mlp': {'learning_rate': 1e-4}}}),
-      ('mlp_regularisers', {'models': {'mlp': mlp_regularisers}}),
-      ('mlp_regularisers_paper_scale', {'models': {'mlp': mlp_regularisers}, 'kd': {'scale': 'paper'}}),
-      ('train_mode_targets', train_mode),
-      ('teacher_20_epochs', {'models': strong_teacher}),
-      ('all', {'models': {**strong_teacher, 'mlp': {**mlp_regularisers, 'learning_rate': 1e-4}},
-               'kd': {'teacher_mode': 'train', 'scale': 'paper'}, 'cache_teacher_logits': False}),
-  )
-
-
 def _grid_main_job(config):
   """The main jobs' recipe (configs/mnist_{cnn,mlp}_to_{cnn,mlp}.py) over seeds: their epochs, the MLP's
   regularisers in every role, students from cached logits; the independent rows are their controls."""
@@ -226,51 +195,21 @@ def _grid_mlp_regularisers(config):
   config.models.mlp.update(MLP_REGULARISERS)
 
 
-# The teacher objectives compared by the objectives grid (kd_jax/losses.py): logit ones, then feature ones.
-OBJECTIVES = ('distillation', 'dkd', 'dist', 'standardised_distillation', 'rkd', 'sp', 'cka', 'fitnets')
-# Function matching's views: Beyer et al.'s kind (crops, and mixup off the data manifold; a crop also moves and
-# enlarges the digit in the frame, so it covers much of what MNIST-C's translate tests) and MNIST-C's own kind
-# (shifts and shrinks, freshly drawn), each beside its gold-label control (the independent MLP with the
-# label-preserving part).
-FUNCTION_MATCHING = {'fm_crop_mixup': ('crop,mixup', 'crop'), 'fm_translate_scale': ('translate,scale',) * 2}
+def grid_config(variants: str = '', experiment: Optional[Callable] = None,
+                experiment_variants: Optional[Dict[str, Callable]] = None) -> ml_collections.ConfigDict:
+  """The seed grid: per-model training settings shared by the teacher and student roles, then the named
+  ``variants``: the library's (``cpu``, ``main_job``, ``paper``), then ``experiment(config)`` — what a config file
+  in configs/ changes — and those of its ``experiment_variants`` named, then ``mlp_regularisers`` and ``smoke``
+  (a smoke run of any experiment stays seconds long)."""
+  known = {'cpu': None, 'main_job': _grid_main_job, 'paper': _grid_paper,
+           **({'experiment': experiment} if experiment else {}), **(experiment_variants or {}),
+           'mlp_regularisers': _grid_mlp_regularisers, 'smoke': _grid_smoke}
+  if experiment:
+    variants = ','.join(['experiment', variants or ''])
+  return config_lib.apply_variants(_grid_defaults(), variants, known)
 
 
-def _grid_objectives(config):
-  """Which way of distilling carries the CNN's bias furthest: CNN→MLP with each teacher objective, from cached
-  logits, then with function matching (the teacher in the step, both models seeing the same fresh view), at the
-  ablation's winning recipe (MLP L1 = L2 = 1e-5, 50 student epochs, the 5-epoch CNN teacher). Each factor pairs its
-  students with its independent MLP: the no-KD MLP without augmentation, the gold-label augmentation control with."""
-  _grid_ablation(config)
-  config.models.mlp.update(MLP_REGULARISERS)
-  # Feature objectives read the teacher's features in the step: nothing to cache.
-  plain = tuple((objective, {'student_loss': objective,
-                             'cache_teacher_logits': not losses.loss_spec(objective).uses_features})
-                for objective in OBJECTIVES)
-  matched = tuple((f'{objective}_{name}', {'student_loss': objective, 'cache_teacher_logits': False,
-                                           'student_overrides': {'augment': student_views},
-                                           'models': {'mlp': {'augment': control_views}}})
-                  for name, (student_views, control_views) in FUNCTION_MATCHING.items() for objective in OBJECTIVES)
-  config.factors = plain + matched
-
-
-def _grid_fm_augmented_teacher(config):
-  """After ':objectives': KD with function matching on shifts + shrinks again, from CNN teachers trained on those
-  views too — a function-matched student goes only as far as its teacher is good on the views, and the objectives
-  grid's teachers never saw them. One grid (no factors): the augmented CNNs, the gold-label control, the students."""
-  views = FUNCTION_MATCHING['fm_translate_scale'][0]
-  config.factors = ()
-  config.update(student_loss='distillation', cache_teacher_logits=False, student_overrides={'augment': views})
-  config.models.cnn.augment = config.models.mlp.augment = views
-
-
-GRID_VARIANTS = {'cpu': None, 'main_job': _grid_main_job, 'paper': _grid_paper, 'long': _grid_long,
-                 'ablation': _grid_ablation,
-                 'mlp_regularisers': _grid_mlp_regularisers, 'objectives': _grid_objectives,
-                 'fm_augmented_teacher': _grid_fm_augmented_teacher, 'smoke': _grid_smoke}
-
-
-def grid_config(variants: str = '') -> ml_collections.ConfigDict:
-  """The seed grid: per-model training settings shared by the teacher and student roles."""
+def _grid_defaults() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.num_seeds = 4
   config.setups = ('cnn', 'mlp', 'cnn_to_mlp', 'mlp_to_mlp', 'cnn_to_cnn', 'mlp_to_cnn')
@@ -292,4 +231,4 @@ def grid_config(variants: str = '') -> ml_collections.ConfigDict:
   # (kd_jax/mnist/grid.py: run_factors). () = one grid.
   config.factors = ()
   _shared_fields(config)
-  return config_lib.apply_variants(config, variants, GRID_VARIANTS)
+  return config
