@@ -383,15 +383,17 @@ def flatten(tree, prefix: str = '') -> Dict[str, Any]:
 def run_settings(phase: Phase, targets: targets_lib.Targets, config, num_steps: int) -> Dict[str, Any]:
   """What determines a phase's result, as a flat JSON-able dict.
 
-  The phase's training settings (less the teacher checkpoint path), ``config.kd`` when the loss reads a teacher,
+  The phase's training settings (less the teacher checkpoint path), the ``config.kd`` fields its objective reads
+  (and the teacher mode and targets) when it learns from a teacher,
   the seeds and stream, and digests of the training data itself (so any data setting that changes what is trained
   on counts, and evaluation-only ones do not) and of the teacher (its variables, or its cached logits), or an
   online teacher's training settings. Logging, checkpointing and evaluation settings are not part of it.
   """
   cfg, train = phase.settings, phase.train
   settings = {k: v for k, v in flatten(cfg.to_dict()).items() if k != 'checkpoint'}
-  if targets_lib.uses_teacher(cfg):
-    settings.update({f'kd.{k}': v for k, v in flatten(config.kd.to_dict()).items()})
+  if targets_lib.uses_teacher(cfg):  # of config.kd, what the objective reads and what makes the targets
+    read = (*losses.loss_spec(cfg.loss).kd_fields, 'teacher_mode', 'targets')
+    settings.update({f'kd.{k}': config.kd[k] for k in read if k in config.kd})
     teacher = targets.logits if targets.cached else targets.teacher.variables if targets.in_step else None
     settings['teacher (digest of its variables or cached logits)'] = (
         None if teacher is None else checkpoints.digest(teacher))

@@ -145,7 +145,8 @@ def test_objectives_that_normalise_over_the_batch_refuse_a_batch_of_one(loss):
 
 
 def test_control_targets_shuffle_each_seeds_own_teacher_and_are_part_of_the_settings():
-  config = ml_collections.ConfigDict({'kd': dict(temperature=1.0, alpha=1.0, scale='hinton', targets='teacher'),
+  config = ml_collections.ConfigDict({'kd': dict(temperature=1.0, alpha=1.0, scale='hinton', targets='teacher',
+                                                 sp_weight=3000.0, shared_teacher=False),
                                       'compute_dtype': 'float32'})
   split = _split(n=40)
   teacher_logits = np.random.default_rng(3).normal(size=(2, 40, 10)).astype(np.float32)
@@ -155,6 +156,12 @@ def test_control_targets_shuffle_each_seeds_own_teacher_and_are_part_of_the_sett
   settings = lambda logits: trainer.run_settings(phase([0, 1]), targets_lib.Targets(logits=logits), config, 5)
   teacher_settings = settings(teacher_logits)
   assert 'kd.targets' not in teacher_settings  # the default: checkpoints from before the field still resume
+  # Only what the objective reads is part of the settings: another weight of another objective retrains nothing.
+  config.kd.update(sp_weight=1e30, shared_teacher=True)
+  assert settings(teacher_logits) == teacher_settings
+  config.kd.temperature = 2.0
+  assert settings(teacher_logits)['kd.temperature'] == 2.0 != teacher_settings['kd.temperature']
+  config.kd.temperature = 1.0
   config.kd.targets = 'shuffled_confidence'
   control = trainer.control_targets(phase([0, 1]), config, teacher_logits)
   chex.assert_shape(control, (2, 40, 10))
