@@ -5,8 +5,8 @@ Six small CPU runs on the built-in demo sample and synthetic agreement data (no 
 matching (DIST on crops, the teacher in the step), online KD. Every number of their reports (accuracies, ECEs,
 agreements, gains, per-seed rows) is kept; timings, paths and configs are not.
 
-  python benchmarks/fixed_runs.py --record docs/results/fixed_runs.json   # before a change
-  python benchmarks/fixed_runs.py --check docs/results/fixed_runs.json    # after it: lists every number that moved
+  python benchmarks/fixed_runs.py --record docs/results/fixed_runs/before.json   # before a change
+  python benchmarks/fixed_runs.py --check docs/results/fixed_runs/before.json    # after it: lists every number that moved
 
 The runs are deterministic on one machine and jaxlib; another CPU or jaxlib may round differently (then record on
 it first, from the old code).

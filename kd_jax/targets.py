@@ -67,13 +67,6 @@ class Targets:
   def cached(self) -> bool:
     return self.logits is not None
 
-  def describe(self) -> str:
-    if self.online is not None:
-      return 'an online teacher trained beside it'
-    if self.in_step:
-      return f'the {self.mode}-mode teacher in the step'
-    return 'cached teacher logits' if self.cached else 'gold labels'
-
   @property
   def instances(self) -> int:
     """How many instances' targets this holds, stacked on the leading axis; 0: one teacher's, shared by all."""

@@ -174,7 +174,9 @@ def train_model(phase: Phase, targets: targets_lib.Targets, job: Job):
     raise ValueError(f'{name}: an augmented student needs the teacher in the step (its targets for each new view); '
                      'cached teacher logits are for the unaugmented inputs: set config.cache_teacher_logits=False')
   if targets.cached and phase.stacked and not targets.instances:  # one teacher's logits for every instance
-    targets = targets.with_logits(np.broadcast_to(targets.logits, (len(phase.seeds), *targets.logits.shape)))
+    targets = dataclasses.replace(targets, logits=np.broadcast_to(targets.logits, (len(phase.seeds),
+                                                                                 *targets.logits.shape)),
+                                  logits_instances=len(phase.seeds))
   if targets_lib.uses_teacher(cfg):
     targets = targets.with_logits(control_targets(phase, config, targets.logits))
   train = phase.train
@@ -240,7 +242,11 @@ def _restore_or_start(phase: Phase, config, state, settings):
   directory = phase.directory
 
   def check_settings(saved_meta):
-    differences = settings_diff(saved_meta.get('settings'), settings)
+    saved = saved_meta.get('settings')
+    if saved is not None:  # kd_jax before Dec 6 recorded every config.kd field, read by the objective or not
+      read = {f'kd.{k}' for k in kd_fields_read(phase.settings)}
+      saved = {k: v for k, v in saved.items() if not k.startswith('kd.') or k in read}
+    differences = settings_diff(saved, settings)
     if differences:
       raise SettingsMismatchError(
           f'{directory} holds {phase.name} trained with other settings than the config asks for '
@@ -391,12 +397,13 @@ def run_settings(phase: Phase, targets: targets_lib.Targets, config, num_steps: 
   """
   cfg, train = phase.settings, phase.train
   settings = {k: v for k, v in flatten(cfg.to_dict()).items() if k != 'checkpoint'}
-  if targets_lib.uses_teacher(cfg):  # of config.kd, what the objective reads and what makes the targets
-    read = (*losses.loss_spec(cfg.loss).kd_fields, 'teacher_mode', 'targets')
-    settings.update({f'kd.{k}': config.kd[k] for k in read if k in config.kd})
+  if targets_lib.uses_teacher(cfg):
+    settings.update({f'kd.{k}': config.kd[k] for k in kd_fields_read(cfg) if k in config.kd})
     teacher = targets.logits if targets.cached else targets.teacher.variables if targets.in_step else None
     settings['teacher (digest of its variables or cached logits)'] = (
         None if teacher is None else checkpoints.digest(teacher))
+    if targets.in_step and isinstance(targets.teacher.model, targets_lib.Ensemble):  # same variables, other targets
+      settings['teacher ensemble'] = targets.teacher.model.combine
   if targets.online is not None:
     settings.update({f'online teacher.{k}': v for k, v in flatten(targets.online.settings.to_dict()).items()
                      if k != 'checkpoint'})
@@ -407,6 +414,14 @@ def run_settings(phase: Phase, targets: targets_lib.Targets, config, num_steps: 
                    'training examples': len(train)})
   return json.loads(json.dumps({k: v for k, v in settings.items()
                                 if not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}))
+
+
+def kd_fields_read(cfg):
+  """The ``config.kd`` fields that make a phase's targets: those its objective reads, the teacher mode and the
+  targets (a control or the teacher's own); none for a gold-label phase."""
+  if not targets_lib.uses_teacher(cfg):
+    return ()
+  return (*losses.loss_spec(cfg.loss).kd_fields, 'teacher_mode', 'targets')
 
 
 def settings_diff(saved: Optional[Dict[str, Any]], now: Dict[str, Any]):

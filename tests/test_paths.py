@@ -18,9 +18,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import load_config
+from kd_jax import metric_writer
 from kd_jax import paths
 from kd_jax import reports
-from kd_jax import metric_writer
 from kd_jax.mnist import data as mnist_data
 from kd_jax.mnist import experiment
 from kd_jax.sva import data as sva_data

@@ -101,3 +101,16 @@ def test_one_ensemble_teaches_every_seed_the_same_in_the_step_cached_vmapped_or_
   chex.assert_trees_all_close(trainer.instance(stepped.variables, 1), alone.variables, rtol=1e-4, atol=1e-5)
   # Its own seeds' students, not copies: the same targets, other initialisations and batches.
   assert not np.allclose(stepped.params['Dense_0']['kernel'][0], stepped.params['Dense_0']['kernel'][1])
+
+
+def test_a_workdir_tells_an_ensemble_teacher_from_its_members_and_one_combination_from_the_other():
+  model, variables = _members()
+  cfg = ml_collections.ConfigDict({'loss': 'distillation'})
+  config = _config()
+  phase = trainer.Phase('student', cfg, model, _split(8), '', [0, 1], trainer.STUDENT_STREAM, stacked=True)
+  teacher = targets_lib.Teacher(model, variables, None, instances=3)
+  fingerprint = lambda t: trainer.run_settings(phase, targets_lib.Targets(teacher=t), config, 5)
+  each = [fingerprint(teacher)] + [fingerprint(targets_lib.ensemble_of(teacher, combine, 2.0))
+                                   for combine in targets_lib.ENSEMBLE_COMBINATIONS]
+  assert each[0] != each[1] != each[2] != each[0]  # the same variables, three different targets
+  assert 'teacher ensemble' not in each[0]  # fingerprints without an ensemble are as before

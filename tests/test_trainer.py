@@ -313,3 +313,23 @@ def test_snapshots_change_nothing_survive_resume_and_are_never_pruned(tmp_path):
   init_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), trainer.TEACHER_STREAM))[0]
   expected = training.init_variables(model, init_key, IMAGE)  # what init_state does with the seed's key
   chex.assert_trees_all_equal(initial, jax.tree_util.tree_map(np.asarray, expected))
+
+
+def test_checkpoints_that_recorded_kd_fields_the_objective_does_not_read_still_resume(tmp_path, monkeypatch):
+  config = load_config('grid_smoke')
+  cfg, model, split = _sgd(config, 'mlp'), models.create_model('mlp', **config.models.mlp.model_kwargs), _split()
+  targets = targets_lib.Targets(logits=np.random.default_rng(0).normal(size=(len(split), 10)).astype(np.float32))
+  run = lambda: _train('student', cfg, config, model, split, tmp_path, stream=trainer.STUDENT_STREAM, targets=targets)
+  real_settings, real_fit = trainer.run_settings, training.fit
+  # As kd_jax recorded them before Dec 6: every non-default config.kd field, read by the objective or not.
+  monkeypatch.setattr(trainer, 'run_settings', lambda *args: {**real_settings(*args), 'kd.sp_weight': 1e30})
+  finished = run()
+  monkeypatch.setattr(trainer, 'run_settings', real_settings)
+  starts = []
+  monkeypatch.setattr(training, 'fit', lambda name, step, state, *args: starts.append(
+      training.current_step(state)) or real_fit(name, step, state, *args))
+  chex.assert_trees_all_equal(run().variables, jax.tree_util.tree_map(np.asarray, finished.variables))
+  assert starts == [12]  # restored at its end, not refused or retrained
+  config.kd.temperature = 2.0  # a field it reads still counts
+  with pytest.raises(trainer.SettingsMismatchError, match=r'kd.temperature: 5.0 → 2.0'):
+    run()

@@ -202,10 +202,10 @@ def grid_config(variants: str = '', experiment: Optional[Callable] = None,
   in configs/ changes — and those of its ``experiment_variants`` named, then ``mlp_regularisers`` and ``smoke``
   (a smoke run of any experiment stays seconds long)."""
   known = {'cpu': None, 'main_job': _grid_main_job, 'paper': _grid_paper,
-           **({'experiment': experiment} if experiment else {}), **(experiment_variants or {}),
+           **({experiment.__name__: experiment} if experiment else {}), **(experiment_variants or {}),
            'mlp_regularisers': _grid_mlp_regularisers, 'smoke': _grid_smoke}
   if experiment:
-    variants = ','.join(['experiment', variants or ''])
+    variants = ','.join([experiment.__name__, variants or ''])
   return config_lib.apply_variants(_grid_defaults(), variants, known)
 
 

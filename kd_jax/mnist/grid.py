@@ -32,10 +32,10 @@ import numpy as np
 
 from kd_jax import config_lib
 from kd_jax import losses
+from kd_jax import metric_writer
 from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
-from kd_jax import metric_writer
 from kd_jax import trainer
 from kd_jax import training
 from kd_jax import workdirs
@@ -86,6 +86,9 @@ def check_grid_config(config):
     raise ValueError(f'config.teacher_ensemble={config.teacher_ensemble!r}: every student distils from the ensemble '
                      "of all seeds' teachers, which needs config.num_seeds ≥ 2, config.mode='offline' and a logit "
                      f'objective (config.student_loss={config.student_loss!r})')
+  if config.mode == 'online' and config.kd.get('targets', 'teacher') != 'teacher':
+    raise ValueError(f'config.kd.targets={config.kd.targets!r} is a control made from cached teacher logits; online '
+                     "KD learns from the co-trained teacher's current logits: use config.mode='offline'")
   if config.snapshots and config.mode == 'online':
     raise ValueError("config.snapshots=True needs config.mode='offline': the online grid takes no snapshots")
   vmap_seeds(config)
@@ -166,13 +169,14 @@ def train_instances(phase: trainer.Phase, targets: targets_lib.Targets, config, 
   return trainer.stack(variables)
 
 
-
 def add_teacher_agreement(rows, student, variables, teacher: targets_lib.Teacher, test_sets, mesh, config):
   """Adds to each student instance's row, per test set, ``teacher_agreement``: the fraction of test inputs on which
   it predicts the class its own teacher (instance, or ensemble) predicts."""
+  theirs = None
   for k, row in enumerate(rows):
-    taught = teacher.instance(k)
-    theirs = experiment.logits_on_test_sets('teacher', taught.model, taught.variables, test_sets, mesh, config)
+    if theirs is None or teacher.instances:  # one teacher (an ensemble) serves every instance: predicted once
+      taught = teacher.instance(k)
+      theirs = experiment.logits_on_test_sets('teacher', taught.model, taught.variables, test_sets, mesh, config)
     mine = experiment.logits_on_test_sets('student', student, trainer.instance(variables, k), test_sets, mesh, config)
     for name, metrics in row.items():
       metrics['teacher_agreement'] = float(np.mean(mine[name].argmax(-1) == theirs[name].argmax(-1)))

@@ -34,11 +34,11 @@ import optax
 from kd_jax import analysis
 from kd_jax import checkpoints
 from kd_jax import config_lib
+from kd_jax import metric_writer
 from kd_jax import metrics as metrics_lib
 from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
-from kd_jax import metric_writer
 from kd_jax import trainer
 from kd_jax import training
 from kd_jax.sva import data as sva_data
