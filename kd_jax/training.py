@@ -459,8 +459,13 @@ def fit(phase: str, step: Callable, state, batches: Batches, teacher_variables, 
         if save_fn is not None and saved_at != done:
           save_fn(state)
         raise interrupts.StopRequested(signum, done, saved=save_fn is not None)
-  if save_fn is not None:
-    save_fn(state)
+    # The final save, still inside: a signal that lands while it writes lets it finish, then stops the job (the
+    # phase is complete on disk; the same command goes on with the next).
+    if save_fn is not None:
+      save_fn(state)
+    signum = stop.poll()
+    if signum is not None:
+      raise interrupts.StopRequested(signum, num_steps, saved=save_fn is not None)
   return state
 
 

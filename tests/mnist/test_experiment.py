@@ -2,6 +2,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ from conftest import ROOT
 from conftest import load_config
 from kd_jax import checkpoints
 from kd_jax import input_pipeline
+from kd_jax import interrupts
 from kd_jax import losses
 from kd_jax import trainer
 from kd_jax import training
@@ -152,6 +154,38 @@ def test_a_job_stopped_after_the_independent_students_first_checkpoint_resumes_t
   resumed = experiment.run(smoke_config(tiny_mnist_dir, **overrides), workdir)
   assert starts == [('teacher', 45), ('independent', 8), ('student', 0)]  # the teacher finished; the control resumes
   for key in ('teacher', 'independent', 'student', 'gain'):  # as the unbroken run (checkpointing changes nothing)
+    assert resumed[key] == finished_run[1][key]
+
+
+def test_sigterm_while_a_phase_writes_its_final_checkpoint_keeps_the_phase_and_exits_75(
+    finished_run, tiny_mnist_dir, tmp_path, monkeypatch):
+  overrides = {'data.num_train': 0, 'data.num_test': 0}  # the rest as finished_run
+  real_save = checkpoints.save
+
+  def signalled_save(mngr, state, meta):
+    if meta['phase'] == 'teacher' and training.current_step(state) == meta['num_steps']:
+      os.kill(os.getpid(), signal.SIGTERM)  # as a preemption notice landing while the final save writes
+    real_save(mngr, state, meta)
+
+  monkeypatch.setattr(checkpoints, 'save', signalled_save)
+  previous = signal.getsignal(signal.SIGTERM)
+  interrupts.handle_sigterm()  # what the command line installs
+  workdir = str(tmp_path / 'stopped')
+  try:
+    with pytest.raises(trainer.TrainingInterrupted, match=r'teacher preempted \(SIGTERM\) at step 45; checkpoint '
+                                                          'saved in') as stopped:
+      experiment.run(smoke_config(tiny_mnist_dir, **overrides), workdir)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  assert stopped.value.exit_code == 75
+  assert checkpoints.all_steps(os.path.join(workdir, 'teacher'))[-1] == 45  # the trained teacher is kept, whole
+  monkeypatch.setattr(checkpoints, 'save', real_save)
+  starts, real_fit = [], training.fit
+  monkeypatch.setattr(training, 'fit', lambda name, step, state, *args: starts.append(
+      (name, training.current_step(state))) or real_fit(name, step, state, *args))
+  resumed = experiment.run(smoke_config(tiny_mnist_dir, **overrides), workdir)
+  assert starts == [('teacher', 45), ('independent', 0), ('student', 0)]  # nothing of the teacher retrained
+  for key in ('teacher', 'independent', 'student', 'gain'):
     assert resumed[key] == finished_run[1][key]
 
 
