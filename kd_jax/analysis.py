@@ -90,16 +90,19 @@ class Run:
 # ----------------------------------------------------------------------------- finding runs
 
 def find_runs(workdir: str, prefix: str = '', restored: Optional[Dict[str, str]] = None) -> List[Run]:
-  """Every run (one per seed) of every checkpoint directory under ``workdir``, sorted by setup and seed.
+  """Every run (one per seed) of every checkpoint directory under ``workdir``, sorted by setup and seed; a run whose
+  newest checkpoint is short of its last step is refused (its job's report does not describe it).
 
   ``restored``: setup → checkpoint path ('{seed}' allowed) of models the job restored instead of training them (an
   offline job's saved teachers, an ablation factor's instances of an earlier factor); they join the workdir's runs
   under that setup name, for the seeds the workdir has, so students pair with them as with trained ones.
   """
   root = epath.Path(workdir)
-  runs = []
+  runs, unfinished = [], []
   for directory in sorted(_checkpoint_dirs(root)):
     meta = checkpoints.read_meta(directory)
+    if meta['step'] < meta.get('num_steps', meta['step']):
+      unfinished.append(f'{directory} (step {meta["step"]} of {meta["num_steps"]})')
     relative = os.path.relpath(str(directory), str(root)).split(os.sep)
     if relative[-1].startswith('seed_'):
       relative = relative[:-1]
@@ -107,6 +110,9 @@ def find_runs(workdir: str, prefix: str = '', restored: Optional[Dict[str, str]]
     for seed in meta.get('seeds', [0]):
       runs.append(Run(str(root), '/'.join(relative), seed, str(directory), meta, losses.loss_spec(loss).uses_teacher,
                       prefix))
+  if unfinished:  # an interrupted run, or a retrain (overwrite) stopped midway: not what the reports describe
+    raise ValueError(f'unfinished runs under {workdir}: {"; ".join(unfinished)}. The reports describe finished '
+                     "runs only: finish them (run the job's command again) before analysing")
   if not runs:
     raise FileNotFoundError(f'no kd_jax checkpoints under {workdir}: give the --workdir of a finished job or grid')
   seeds = sorted({run.seed for run in runs})

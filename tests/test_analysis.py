@@ -228,3 +228,20 @@ def test_error_overlap_on_known_error_sets():
   assert student['teacher_errors_shared_by_independent']['mean'] == 0.0
   # Items 0-4 (group 0): the student errs on 0-3, the teacher on 0-1; items 5-9: no errors at all (Jaccard 1).
   assert {g: v['mean'] for g, v in student['jaccard_with_teacher_by_attractors'].items()} == {'0': 0.5, '1': 1.0}
+
+
+def test_an_unfinished_run_is_refused_not_analysed_as_if_it_were_the_reported_model(tmp_path):
+  # As after an interrupted run, or a retrain (overwrite) stopped midway: the newest checkpoint is short of the end.
+  from test_trainer import _InterruptedSplit, _sgd, _split, _train  # pylint: disable=g-import-not-at-top
+  from kd_jax import trainer  # pylint: disable=g-import-not-at-top
+  from kd_jax.mnist import models  # pylint: disable=g-import-not-at-top
+  config = load_config('grid_smoke', **{'checkpoint_every_steps': 4})
+  cfg = _sgd(config, 'mlp', 'teacher')
+  model = models.create_model('mlp', **cfg.model_kwargs)
+  _train('mlp', cfg, config, model, _split(), tmp_path / 'mlp')
+  assert [run.setup for run in analysis.find_runs(str(tmp_path))] == ['mlp']
+  with pytest.raises(trainer.TrainingInterrupted):
+    _train('cnn', cfg, config, model, _InterruptedSplit(_split(), interrupt_at=10), tmp_path / 'cnn')
+  with pytest.raises(ValueError, match=r'unfinished runs under .*: .*/cnn \(step 8 of 12\)\. The reports describe '
+                                       'finished runs only'):
+    analysis.find_runs(str(tmp_path))
