@@ -33,6 +33,7 @@ from kd_jax import interrupts
 from kd_jax import losses
 from kd_jax import metric_writer
 from kd_jax import metrics
+from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
 from kd_jax import training
@@ -189,7 +190,7 @@ def train_model(phase: Phase, targets: targets_lib.Targets, job: Job):
   settings = run_settings(phase, targets, config, num_steps)
   meta = {'model': cfg.model, 'model_kwargs': cfg.model_kwargs.to_dict(), 'phase': name, 'num_steps': num_steps,
           'seeds': list(phase.seeds), 'stacked': phase.stacked, 'settings': settings, **phase.extra_meta}
-  mngr, state, restored = _restore_or_start(phase, config, state, settings)
+  mngr, state, restored, directory = _restore_or_start(phase, config, state, settings)
   if job.writer is not None:  # a fresh start drops all the phase's old records (step 0's diagnostic too)
     job.writer.truncate(name, training.current_step(state) if restored else -1)
   if not restored and (targets.in_step or targets.cached):
@@ -233,44 +234,75 @@ def train_model(phase: Phase, targets: targets_lib.Targets, job: Job):
     mngr.close()
     if snapshot_mngr is not None:
       snapshot_mngr.close()
+  if directory != phase.directory:
+    _replace(phase.directory, directory)
   return state
 
 
-def _restore_or_start(phase: Phase, config, state, settings):
-  """(checkpoint manager, state, whether it was restored): the newest checkpoint in the phase's directory if it
-  holds this phase under these settings; a mismatch is refused, or with ``config.overwrite`` deleted."""
-  directory = phase.directory
+RETRAINING = '.retraining'  # where config.overwrite trains a phase anew, beside its old checkpoints
 
-  def check_settings(saved_meta):
-    saved = saved_meta.get('settings')
-    if saved is not None:  # kd_jax before Dec 6 recorded every config.kd field, read by the objective or not
-      read = {f'kd.{k}' for k in kd_fields_read(phase.settings)}
-      saved = {k: v for k, v in saved.items() if not k.startswith('kd.') or k in read}
-    differences = settings_diff(saved, settings)
-    if differences:
-      raise SettingsMismatchError(
-          f'{directory} holds {phase.name} trained with other settings than the config asks for '
-          f'({"; ".join(differences)}). Use a fresh --workdir, or --config.overwrite=True to delete these '
-          'checkpoints and train again here.')
+
+def _restore_or_start(phase: Phase, config, state, settings):
+  """(checkpoint manager, state, whether it was restored, the directory it trains in): the newest checkpoint in the
+  phase's directory if it holds this phase under these settings. A mismatch is refused, or with
+  ``config.overwrite`` the phase trains (or resumes training) in ``<directory>.retraining``, which replaces the old
+  checkpoints only once it is complete (:func:`train_model`): an interrupted retrain leaves the old model whole."""
+  directory, staging = phase.directory, phase.directory + RETRAINING
+  abstract = jax.eval_shape(lambda: state)
+
+  def check_settings(where):
+    def check(saved_meta):
+      saved = saved_meta.get('settings')
+      if saved is not None:  # kd_jax before Dec 6 recorded every config.kd field, read by the objective or not
+        read = {f'kd.{k}' for k in kd_fields_read(phase.settings)}
+        saved = {k: v for k, v in saved.items() if not k.startswith('kd.') or k in read}
+      differences = settings_diff(saved, settings)
+      if differences:
+        raise SettingsMismatchError(
+            f'{where} holds {phase.name} trained with other settings than the config asks for '
+            f'({"; ".join(differences)}). Use a fresh --workdir, or --config.overwrite=True to train it again here '
+            '(the old checkpoints are replaced once the new ones are complete).')
+    return check
+
+  def remove(path: str, why: str):
+    mngr.close()
+    if sharding.is_primary() and paths.absolute(path).exists():
+      epath.Path(path).rmtree()
+    sharding.barrier(why)
 
   mngr = checkpoints.manager(directory)
   try:
-    restored, _ = checkpoints.restore_latest(mngr, jax.eval_shape(lambda: state), check_settings)
+    restored, _ = checkpoints.restore_latest(mngr, abstract, check_settings(directory))
+    where = directory
+    if sharding.is_primary() and paths.absolute(staging).exists():  # a retrain for settings no longer asked for
+      epath.Path(staging).rmtree()
   except SettingsMismatchError:
     if not config.get('overwrite', False):
       raise
-    logging.warning('%s: config.overwrite=True: deleting the checkpoints in %s (trained with other settings)',
-                    phase.name, directory)
+    logging.warning('%s: config.overwrite=True: %s holds other settings; training in %s, which replaces it once '
+                    'complete', phase.name, directory, staging)
     mngr.close()
-    if sharding.is_primary():
-      epath.Path(directory).rmtree()
-    sharding.barrier('delete checkpoints of other settings')
-    mngr, restored = checkpoints.manager(directory), None
+    mngr, where = checkpoints.manager(staging), staging
+    try:
+      restored, _ = checkpoints.restore_latest(mngr, abstract, check_settings(staging))
+    except SettingsMismatchError:  # an earlier retrain, stopped, under yet other settings
+      remove(staging, 'delete a retrain of other settings')
+      mngr, restored = checkpoints.manager(staging), None
   if restored is None:
-    return mngr, state, False
+    return mngr, state, False, where
   logging.info('%s: resuming from the checkpoint at step %d in %s', phase.name, training.current_step(restored),
                mngr.directory)
-  return mngr, restored, True
+  return mngr, restored, True, where
+
+
+def _replace(directory: str, retrained: str):
+  """The old checkpoints of a phase give way to its complete retrain (``config.overwrite``)."""
+  if sharding.is_primary():
+    if paths.absolute(directory).exists():
+      epath.Path(directory).rmtree()
+    epath.Path(retrained).rename(directory)
+  sharding.barrier('replace the old checkpoints by the retrained ones')
+  logging.info('config.overwrite=True: %s now holds the retrained phase', directory)
 
 
 def newest_checkpoint(directory: str) -> str:

@@ -228,7 +228,7 @@ def test_a_finished_workdir_refuses_other_settings_with_their_differences(finish
     assert json.load(f)['config']['kd']['temperature'] == 5.0
 
 
-def test_overwrite_retrains_and_eval_only_changes_reevaluate(finished_run, tiny_mnist_dir, tmp_path):
+def test_overwrite_retrains_and_eval_only_changes_reevaluate(finished_run, tiny_mnist_dir, tmp_path, monkeypatch):
   workdir = str(tmp_path / 'copy')
   shutil.copytree(finished_run[0], workdir)
   first = finished_run[1]
@@ -240,10 +240,29 @@ def test_overwrite_retrains_and_eval_only_changes_reevaluate(finished_run, tiny_
   assert again['student']['mnist']['accuracy'] != first['student']['mnist']['accuracy'] or (
       again['student']['mnist']['ece'] != first['student']['mnist']['ece'])
   assert not any('"step": 7' in line for line in open(os.path.join(workdir, 'metrics.jsonl')))  # nothing trained
-  # overwrite=True deletes checkpoints of other settings and trains again.
-  config = smoke_config(tiny_mnist_dir, **{'data.num_train': 0, 'data.num_test': 0, 'kd.temperature': 2.0,
-                                           'overwrite': True})
-  retrained = experiment.run(config, workdir)
+  # overwrite=True trains the phases of other settings again, beside the old checkpoints: a retrain stopped midway
+  # leaves the old student whole, and the next run resumes the retrain, which then replaces it.
+  overwrite = {'data.num_train': 0, 'data.num_test': 0, 'kd.temperature': 2.0, 'overwrite': True,
+               'checkpoint_every_steps': 8}
+  real_save, student = checkpoints.save, os.path.join(workdir, 'student')
+  old_steps = checkpoints.all_steps(student)
+
+  def save_then_stop(mngr, state, meta):
+    real_save(mngr, state, meta)
+    if meta['phase'] == 'student':
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(checkpoints, 'save', save_then_stop)
+  with pytest.raises(trainer.TrainingInterrupted, match=r'student interrupted; the newest complete checkpoint is '
+                                                        r'step 8 in .*/student\.retraining'):
+    experiment.run(smoke_config(tiny_mnist_dir, **overwrite), workdir)
+  monkeypatch.setattr(checkpoints, 'save', real_save)
+  assert checkpoints.all_steps(student) == old_steps and checkpoints.all_steps(student + '.retraining') == [8]
+  starts, real_fit = [], training.fit
+  monkeypatch.setattr(training, 'fit', lambda name, step, state, *args: starts.append(
+      (name, training.current_step(state))) or real_fit(name, step, state, *args))
+  retrained = experiment.run(smoke_config(tiny_mnist_dir, **overwrite), workdir)
+  assert ('student', 8) in starts and not os.path.exists(student + '.retraining')
   assert retrained['teacher'] == first['teacher']  # the teacher's settings did not change: it was kept
   assert retrained['student'] != first['student'] and retrained['config']['kd']['temperature'] == 2.0
   records = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
