@@ -66,6 +66,10 @@ class StopRequests:
     self._several_processes = jax.process_count() > 1
 
   def __enter__(self):
+    if _received_outside_training is not None:  # its exception was swallowed: the job must still stop, now
+      raise Stopped(f'{self.phase}: stopped by {NAMES[_received_outside_training]}, received before training '
+                    'started; nothing of this phase was trained since its last checkpoint: run the same command '
+                    'again to resume', EXIT_CODES[_received_outside_training])
     if threading.current_thread() is threading.main_thread() and not self._several_processes:
       self._previous = {s: signal.signal(s, self._handle) for s in EXIT_CODES}
     return self
@@ -94,10 +98,17 @@ class StopRequests:
     os._exit(EXIT_CODES[signum])  # pylint: disable=protected-access  # no unwinding through a save in flight
 
 
+_received_outside_training: Optional[int] = None  # a SIGTERM that arrived outside training (perhaps swallowed)
+
+
 def handle_sigterm():
-  """Outside training, SIGTERM raises :class:`Stopped` (one line and exit code 75) like Ctrl-C does."""
+  """Outside training, SIGTERM raises :class:`Stopped` (one line and exit code 75) like Ctrl-C does. It is also
+  remembered: raised inside a callback (a garbage-collection one, a finaliser) the exception is swallowed, and the
+  next training loop stops at its start instead (:meth:`StopRequests.__enter__`)."""
   def raise_stopped(signum, frame):
     del frame
+    global _received_outside_training
+    _received_outside_training = signum
     raise Stopped(f'stopped by {NAMES[signum]} outside training (nothing was in flight to save): run the same '
                   'command again to resume', EXIT_CODES[signum])
   if threading.current_thread() is threading.main_thread():

@@ -226,10 +226,12 @@ def train_model(phase: Phase, targets: targets_lib.Targets, job: Job):
     raise TrainingInterrupted(f'{name} {what} ({interrupts.NAMES[stop.signum]}) at step {stop.step}; checkpoint '
                               f'saved in {directory}: run the same command again to resume from it',
                               stop.exit_code) from None
-  except KeyboardInterrupt:
+  except KeyboardInterrupt as stop:  # Ctrl-C raised elsewhere, or a signal that came before training (exit 75)
     mngr.wait_until_finished()  # a save in flight completes (or Orbax discards its temporary files)
-    raise TrainingInterrupted(f'{name} interrupted; {newest_checkpoint(directory)}: run the same command again to '
-                              'resume from it') from None
+    exit_code = getattr(stop, 'exit_code', interrupts.EXIT_CODES[signal.SIGINT])
+    what = 'preempted (SIGTERM)' if exit_code == interrupts.EXIT_CODES[signal.SIGTERM] else 'interrupted'
+    raise TrainingInterrupted(f'{name} {what}; {newest_checkpoint(directory)}: run the same command again to '
+                              'resume from it', exit_code) from None
   finally:
     mngr.close()
     if snapshot_mngr is not None:

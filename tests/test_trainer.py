@@ -333,3 +333,28 @@ def test_checkpoints_that_recorded_kd_fields_the_objective_does_not_read_still_r
   config.kd.temperature = 2.0  # a field it reads still counts
   with pytest.raises(trainer.SettingsMismatchError, match=r'kd.temperature: 5.0 → 2.0'):
     run()
+
+
+@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')  # the swallowed exception itself
+def test_a_sigterm_swallowed_by_a_callback_still_stops_the_job_at_the_next_phase(tmp_path, monkeypatch):
+  # Outside training SIGTERM raises; raised inside a garbage-collection callback, Python swallows the exception
+  # ("Exception ignored in …") and the job used to run on for minutes — under SLURM or a spot VM, to be killed unsaved.
+  import gc  # pylint: disable=g-import-not-at-top
+  from kd_jax import interrupts  # pylint: disable=g-import-not-at-top
+  config = load_config('grid_smoke')
+  cfg = _sgd(config, 'mlp', 'teacher')
+  model, split = models.create_model('mlp', **cfg.model_kwargs), _split()
+  previous = signal.getsignal(signal.SIGTERM)
+  monkeypatch.setattr(interrupts, '_received_outside_training', None)
+  interrupts.handle_sigterm()
+  callback = lambda phase, info: os.kill(os.getpid(), signal.SIGTERM) if phase == 'start' else None
+  gc.callbacks.append(callback)
+  try:
+    gc.collect()  # the signal arrives while the callback runs; its exception is swallowed there
+  finally:
+    gc.callbacks.remove(callback)
+    signal.signal(signal.SIGTERM, previous)
+  with pytest.raises(trainer.TrainingInterrupted, match=r'teacher preempted \(SIGTERM\); no checkpoint was saved '
+                                                        'yet') as stopped:
+    _train('teacher', cfg, config, model, split, tmp_path / 'run')
+  assert stopped.value.exit_code == 75 and checkpoints.all_steps(str(tmp_path / 'run')) == []
