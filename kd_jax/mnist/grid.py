@@ -331,13 +331,31 @@ def run_student_epochs(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   return sweep
 
 
+def check_report_kept(config, workdir: str, seeds) -> None:
+  """A re-run that would replace a finished grid's report with one of fewer seeds or setups is refused (unless
+  ``config.overwrite``): the instances it leaves out would vanish from the report while their runs stay."""
+  report_path = paths.absolute(workdir) / 'grid.json'
+  if config.get('overwrite', False) or not report_path.exists():
+    return
+  reported = json.loads(report_path.read_text())
+  fewer_seeds = sorted(set(reported.get('seeds', [])) - set(seeds))
+  fewer_setups = sorted(set(reported.get('setups', {})) - set(config.setups))
+  if fewer_seeds or fewer_setups:
+    left_out = ' and '.join(f'{what} {which}' for what, which in (('seeds', fewer_seeds), ('setups', fewer_setups))
+                            if which)
+    raise ValueError(f'{report_path} reports {left_out} that this run (seeds {seeds}, setups {list(config.setups)}) '
+                     'leaves out: it would replace that report with a smaller one. Use another --workdir, or '
+                     '--config.overwrite=True to replace it')
+
+
 def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """Trains and evaluates every setup of ``config.setups``; writes and returns the report."""
   paths.absolute(workdir).mkdir(parents=True, exist_ok=True)
   t_start = time.perf_counter()
+  seeds = [config.seed + k for k in range(config.num_seeds)]
+  check_report_kept(config, workdir, seeds)
   data, train, test_sets = experiment.load_data(config)
   mesh = sharding.data_mesh()
-  seeds = [config.seed + k for k in range(config.num_seeds)]
   logging.info('Grid: %s, %s KD, seeds %s (%s), %d device(s)', list(config.setups), config.mode, seeds,
                'vmapped' if vmap_seeds(config) else 'one after another', mesh.size)
   writer = metric_writer.MetricWriter(workdir)

@@ -55,6 +55,18 @@ def test_grid_report(grid_report):
       assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 
 
+def test_a_rerun_with_fewer_seeds_or_setups_does_not_replace_a_finished_report(grid_report, tiny_mnist_dir):
+  workdir, report = grid_report
+  before = open(os.path.join(workdir, 'grid.json')).read()
+  for overrides, left_out in (({'num_seeds': 1}, r'seeds \[1\]'), ({'setups': ('cnn', 'mlp')}, 'setups ')):
+    config = grid_smoke_config(tiny_mnist_dir, **{'data.num_test': 0, 'seed_parallelism': 'sequential',
+                                                  'setups': tuple(report['setups']), **overrides})
+    with pytest.raises(ValueError, match=rf'grid.json reports {left_out}.* that this run .* leaves out: it would '
+                                         'replace that report with a smaller one'):
+      grid.run(config, workdir)
+  assert open(os.path.join(workdir, 'grid.json')).read() == before
+
+
 def test_vmapped_grid_matches_seeds_run_one_after_another(grid_report, tiny_mnist_dir, tmp_path):
   _, sequential = grid_report
   config = grid_smoke_config(tiny_mnist_dir, **{'data.num_test': 0,
