@@ -164,10 +164,10 @@ def train_model(phase: Phase, targets: targets_lib.Targets, job: Job):
   """Trains ``phase`` on ``targets`` (:mod:`kd_jax.targets`), resuming from the checkpoints in its directory if
   any; returns the final state (for online KD, the (teacher, student) pair).
 
-  Vmapped instances each pair with their own teacher instance (stacked teacher variables or cached logits).
-  Checkpoints record the settings that determine the result (:func:`run_settings`); resuming under other settings
-  is refused with the differences, unless ``config.overwrite`` (then the old checkpoints are deleted and training
-  starts over).
+  Vmapped instances each pair with their own teacher instance (stacked teacher variables or cached logits), or all
+  share one teacher (e.g. an ensemble). Checkpoints record the settings that determine the result
+  (:func:`run_settings`); resuming under other settings is refused with the differences, unless
+  ``config.overwrite`` (then the phase trains again beside the old checkpoints and replaces them once complete).
   """
   cfg, config, name, directory = phase.settings, job.config, phase.name, phase.directory
   sharding.check_batch_size(cfg.batch_size, job.mesh, f'the batch size of {name}')
