@@ -89,13 +89,16 @@ class Run:
 
 # ----------------------------------------------------------------------------- finding runs
 
-def find_runs(workdir: str, prefix: str = '', restored: Optional[Dict[str, str]] = None) -> List[Run]:
+def find_runs(workdir: str, prefix: str = '', restored: Optional[Dict[str, str]] = None,
+              reported_seeds: Optional[Sequence[int]] = None) -> List[Run]:
   """Every run (one per seed) of every checkpoint directory under ``workdir``, sorted by setup and seed; a run whose
   newest checkpoint is short of its last step is refused (its job's report does not describe it).
 
   ``restored``: setup → checkpoint path ('{seed}' allowed) of models the job restored instead of training them (an
   offline job's saved teachers, an ablation factor's instances of an earlier factor); they join the workdir's runs
   under that setup name, for the seeds the workdir has, so students pair with them as with trained ones.
+  ``reported_seeds``: the seeds the workdir's report describes; runs of other seeds (a re-run with more seeds,
+  stopped before its report) are refused.
   """
   root = epath.Path(workdir)
   runs, unfinished = [], []
@@ -115,6 +118,11 @@ def find_runs(workdir: str, prefix: str = '', restored: Optional[Dict[str, str]]
                      "runs only: finish them (run the job's command again) before analysing")
   if not runs:
     raise FileNotFoundError(f'no kd_jax checkpoints under {workdir}: give the --workdir of a finished job or grid')
+  unreported = sorted({run.seed for run in runs} - set(reported_seeds)) if reported_seeds is not None else []
+  if unreported:
+    raise ValueError(f'{workdir} holds runs of seeds {unreported}, which its report (seeds {sorted(reported_seeds)}) '
+                     "does not describe — a re-run with more seeds stopped before writing it: finish that run (the "
+                     "job's command again) before analysing")
   seeds = sorted({run.seed for run in runs})
   for setup, pattern in (restored or {}).items():
     if any(run.setup == setup for run in runs):

@@ -11,6 +11,7 @@ import json
 import os
 from typing import Dict
 
+from absl import logging
 from etils import epath
 import ml_collections
 
@@ -46,6 +47,26 @@ def restored_checkpoints(job_config: ml_collections.ConfigDict) -> Dict[str, str
   return {'teacher': teacher} if teacher else {}
 
 
+def reported_seeds(job_config: ml_collections.ConfigDict):
+  """The seeds a finished job's report describes: ``seed`` … ``seed + num_seeds - 1`` (one for the MNIST job)."""
+  return [job_config.get('seed', 0) + k for k in range(job_config.get('num_seeds', 1))]
+
+
+def clear_previous(out: str):
+  """An output directory analysed before holds that analysis's files (figures of other sets, other factors): they
+  go, so that what is there is this analysis alone. The directory is claimed for analyses (:mod:`kd_jax.workdirs`);
+  its job record and lock stay."""
+  root = epath.Path(out)
+  old = [path for path in root.iterdir() if path.name not in (workdirs.RECORD, workdirs.LOCK)]
+  for path in old:
+    if path.is_dir():
+      path.rmtree()
+    else:
+      path.unlink()
+  if old:
+    logging.info('%s: removed the previous analysis (%d entries)', out, len(old))
+
+
 def check_config(config):
   config_lib.check_int(config, 'num_examples', 1)
   config_lib.check_choice(config, 'train_mode', (False, True))
@@ -76,9 +97,11 @@ def run(config, out: str):
   several = len(job_dirs) > 1
   runs = [run for w, job_config in zip(job_dirs, job_configs)
           for run in analysis.find_runs(w, prefix=f'{os.path.basename(os.path.normpath(w))}:' if several else '',
-                                        restored=restored_checkpoints(job_config))]
+                                        restored=restored_checkpoints(job_config),
+                                        reported_seeds=reported_seeds(job_config))]
   sets = [s for s in config.sets.split(',') if s] or list(probe.default_sets)
   with workdirs.claim(out, 'analysis'):
+    clear_previous(out)
     return analysis.analyse(runs, probe, out, sets=sets, path_seeds=list(config.path_seeds),
                             num_examples=config.num_examples, train_mode=config.train_mode)
 
@@ -87,6 +110,7 @@ def run_factors(config, workdir: str, factors: Dict[str, str], out: str):
   """An ablation: each finished factor's grid analysed on its own (``out/<factor>``), then one table of every
   factor's students — the ablation's gains beside their distance to the teacher and shared errors."""
   with workdirs.claim(out, 'analysis'):
+    clear_previous(out)
     reports = {}
     for name, directory in factors.items():
       sub = ml_collections.ConfigDict(config.to_dict())

@@ -245,3 +245,30 @@ def test_an_unfinished_run_is_refused_not_analysed_as_if_it_were_the_reported_mo
   with pytest.raises(ValueError, match=r'unfinished runs under .*: .*/cnn \(step 8 of 12\)\. The reports describe '
                                        'finished runs only'):
     analysis.find_runs(str(tmp_path))
+
+
+def test_runs_of_seeds_the_report_does_not_describe_are_refused(tmp_path):
+  # A grid re-run with more seeds, stopped after a new seed's first model finished: its report still has the old seeds.
+  from test_trainer import _sgd, _split, _train  # pylint: disable=g-import-not-at-top
+  from kd_jax.mnist import models  # pylint: disable=g-import-not-at-top
+  config = load_config('grid_smoke')
+  cfg = _sgd(config, 'mlp', 'teacher')
+  model = models.create_model('mlp', **cfg.model_kwargs)
+  for seed in (0, 1):
+    _train('mlp', cfg, config, model, _split(), tmp_path / 'mlp' / f'seed_{seed}', seeds=[seed])
+  assert len(analysis.find_runs(str(tmp_path), reported_seeds=[0, 1])) == 2
+  with pytest.raises(ValueError, match=r'holds runs of seeds \[1\], which its report \(seeds \[0\]\) does not '
+                                       'describe'):
+    analysis.find_runs(str(tmp_path), reported_seeds=[0])
+  assert analyze.reported_seeds(config) == [0, 1] and analyze.reported_seeds(load_config('smoke')) == [0]
+
+
+def test_a_second_analysis_into_the_same_directory_leaves_nothing_of_the_first(tmp_path):
+  from kd_jax import workdirs  # pylint: disable=g-import-not-at-top
+  out = tmp_path / 'analysis'
+  with workdirs.claim(str(out), 'analysis'):
+    (out / 'paths_views_crop.png').write_bytes(b'a figure of a set not analysed now')
+    (out / 'old_factor').mkdir()
+    (out / 'old_factor' / 'analysis.json').write_text('{}')
+    analyze.clear_previous(str(out))
+    assert sorted(os.listdir(out)) == sorted([workdirs.RECORD, workdirs.LOCK])
