@@ -38,8 +38,10 @@ def summarise(runs: Dict[str, list]) -> Dict[str, Dict[str, Dict[str, float]]]:
 
 def _role_title(results, role) -> str:
   models = results['models']
+  objective = results.get('config', {}).get('student', {}).get('loss', 'distillation')
   return {'teacher': f'{models["teacher"]} (teacher)', 'independent': f'{models["student"]} (no KD)',
-          'student': f'{models["teacher"]} → {models["student"]}',
+          'student': f'{models["teacher"]} → {models["student"]}' + (
+              f' ({objective})' if objective != 'distillation' else ''),
           'independent_transfer': f'{models["student"]} (no KD, gold labels of train + transfer set)'}[role]
 
 

@@ -396,3 +396,10 @@ def test_lm_report_says_how_many_verbs_were_not_scored():
   assert "not scored: {'test': 18} of {'test': 128}" in sva_report._unscored_note(results)
   results['runs']['teacher'][0]['test']['unscored_oov_verbs'] = 0
   assert sva_report._unscored_note(results) == ''
+
+
+def test_a_student_of_another_objective_says_so_in_its_row():
+  results = {'models': {'teacher': 'lstm', 'student': 'transformer'}, 'config': {'student': {'loss': 'dkd'}}}
+  assert sva_report._role_title(results, 'student') == 'lstm → transformer (dkd)'
+  results['config']['student']['loss'] = 'distillation'
+  assert sva_report._role_title(results, 'student') == 'lstm → transformer'
