@@ -80,12 +80,20 @@ def check_grid_config(config):
     raise ValueError("config.student_epochs needs config.mode='offline' (teachers trained once, then reused)")
   if any(isinstance(e, bool) or not isinstance(e, (int, float)) or not e > 0 for e in config.student_epochs):
     raise ValueError(f'config.student_epochs must hold positive numbers of epochs, got {config.student_epochs!r}')
-  config_lib.check_choice(config, 'teacher_ensemble', ('', *targets_lib.ENSEMBLE_COMBINATIONS))
-  if config.teacher_ensemble and (config.num_seeds < 2 or config.mode != 'offline'
-                                  or losses.loss_spec(config.student_loss).uses_features):
-    raise ValueError(f'config.teacher_ensemble={config.teacher_ensemble!r}: every student distils from the ensemble '
-                     "of all seeds' teachers, which needs config.num_seeds ≥ 2, config.mode='offline' and a logit "
-                     f'objective (config.student_loss={config.student_loss!r})')
+  ensemble = config.teacher_ensemble
+  if ensemble not in ('', *targets_lib.ENSEMBLE_COMBINATIONS):
+    raise ValueError(f"config.teacher_ensemble must be '' (each student's own teacher) or one of "
+                     f'{", ".join(targets_lib.ENSEMBLE_COMBINATIONS)}, got {ensemble!r}')
+  if ensemble and config.num_seeds < 2:
+    raise ValueError(f"config.teacher_ensemble={ensemble!r} averages the teachers of all seeds: it needs "
+                     f'config.num_seeds ≥ 2, got {config.num_seeds}')
+  if ensemble and config.mode != 'offline':
+    raise ValueError(f"config.teacher_ensemble={ensemble!r} needs config.mode='offline' (online KD co-trains one "
+                     'teacher per student)')
+  if ensemble and losses.loss_spec(config.student_loss).uses_features:
+    raise ValueError(f"config.teacher_ensemble={ensemble!r} gives logits, not features: config.student_loss="
+                     f"{config.student_loss!r} reads the teacher's features; choose an objective on logits "
+                     '(distillation, dkd, dist, standardised_distillation)')
   if config.mode == 'online' and config.kd.get('targets', 'teacher') != 'teacher':
     raise ValueError(f'config.kd.targets={config.kd.targets!r} is a control made from cached teacher logits; online '
                      "KD learns from the co-trained teacher's current logits: use config.mode='offline'")

@@ -299,6 +299,12 @@ def test_online_grid(tiny_mnist_dir, tmp_path, monkeypatch):
     ({'setups': ('cnn', 'mlp'), 'factors': (('a', {}),)}, "config.factors: an ablation reports each KD setup's gain"),
     ({'setups': ('_to_mlp',)}, r"grid setup '_to_mlp' is neither a model nor <teacher>_to_<student>"),
     ({'setups': ('cnn_to_',)}, r"grid setup 'cnn_to_' is neither a model nor <teacher>_to_<student>"),
+    ({'teacher_ensemble': 'votes'}, r"config.teacher_ensemble must be '' \(each student's own teacher\) or one of "
+                                    "logits, probabilities, got 'votes'"),
+    ({'teacher_ensemble': 'logits', 'num_seeds': 1}, r'averages the teachers of all seeds: it needs config.num_seeds'),
+    ({'teacher_ensemble': 'logits', 'mode': 'online'}, r"teacher_ensemble='logits' needs config.mode='offline'"),
+    ({'teacher_ensemble': 'probabilities', 'student_loss': 'rkd', 'cache_teacher_logits': False},
+     r"gives logits, not features: config.student_loss='rkd' reads the teacher's features"),
 ])
 def test_bad_grid_config(tmp_path, overrides, match):
   with pytest.raises(ValueError, match=match):
