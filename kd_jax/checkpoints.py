@@ -27,6 +27,7 @@ import orbax.checkpoint as ocp
 
 from kd_jax import paths
 from kd_jax import sharding
+from kd_jax import training
 
 DAMAGED_SUFFIX = '.damaged'  # a damaged step directory is renamed <step>.damaged; Orbax then ignores it
 
@@ -69,9 +70,7 @@ def _save(mngr: ocp.CheckpointManager, step: int, items: Dict[str, Any], meta: D
 def save(mngr: ocp.CheckpointManager, state, meta: Dict[str, Any]):
   """Saves ``state`` (one TrainState, a stack of them, or online KD's (teacher, student) pair of them) at its step,
   and the exported model's variables (the student's, of a pair); waits until the files are complete."""
-  exported = state[-1] if isinstance(state, tuple) else state
-  _save(mngr, int(sharding.to_host(exported.step).reshape(-1)[0]), {'state': state, 'variables': exported.variables},
-        meta)
+  _save(mngr, training.current_step(state), {'state': state, 'variables': training.exported(state).variables}, meta)
 
 
 def save_snapshot(mngr: ocp.CheckpointManager, step: int, variables, meta: Dict[str, Any]):

@@ -46,7 +46,7 @@ def run(job: Callable[..., object]):
       apply_jax_settings(config.value, workdir.value)
       job(config.value, workdir.value)
     except KeyboardInterrupt as e:  # interrupts.Stopped carries its exit code: 130 for Ctrl-C, 75 for SIGTERM
-      _exit(getattr(e, 'exit_code', 130), str(e) or 'interrupted', 'kd_jax: ')
+      stopped_exit(getattr(e, 'exit_code', 130), str(e) or 'interrupted')
     except Exception as e:  # pylint: disable=broad-except
       if verbose.value:
         raise
@@ -132,6 +132,20 @@ def _last_line(message: str) -> str:
   if len(lines) > 1 and any(line.startswith('Traceback') for line in lines):
     return f'{lines[0]} {lines[-1]}'
   return ' '.join(lines)
+
+
+def stopped_exit(code: int, message: str):
+  """Ends a job stopped by a signal, after every ``finally`` has run (saves complete, writers closed). A single
+  process leaves at once: stopped while XLA compiles or dispatches on its own threads, the interpreter's teardown
+  crashes (a segmentation fault, exit 139, instead of ``code``). The processes of a distributed job leave through
+  ``sys.exit``: JAX's shutdown is their barrier."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.distributed.is_initialized():
+    _exit(code, message, 'kd_jax: ')
+  print(f'kd_jax: {message}', file=sys.stderr, flush=True)
+  logging.flush()
+  sys.stdout.flush()
+  os._exit(code)  # pylint: disable=protected-access
 
 
 def _exit(code: int, message: str, prefix: str = 'kd_jax: error: '):
