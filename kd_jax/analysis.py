@@ -89,24 +89,40 @@ class Run:
 
 # ----------------------------------------------------------------------------- finding runs
 
+@dataclasses.dataclass(frozen=True)
+class Reported:
+  """What a finished job's report describes: its seeds and (reports written since Dec 6, 2026) the model of each
+  checkpoint directory it evaluated (:func:`kd_jax.checkpoints.models_under`; None for older reports)."""
+  seeds: Sequence[int]
+  models: Optional[Dict[str, Dict[str, Any]]] = None
+
+
 def find_runs(workdir: str, prefix: str = '', restored: Optional[Dict[str, str]] = None,
-              reported_seeds: Optional[Sequence[int]] = None) -> List[Run]:
+              reported: Optional[Reported] = None) -> List[Run]:
   """Every run (one per seed) of every checkpoint directory under ``workdir``, sorted by setup and seed; a run whose
   newest checkpoint is short of its last step is refused (its job's report does not describe it).
 
   ``restored``: setup → checkpoint path ('{seed}' allowed) of models the job restored instead of training them (an
   offline job's saved teachers, an ablation factor's instances of an earlier factor); they join the workdir's runs
   under that setup name, for the seeds the workdir has, so students pair with them as with trained ones.
-  ``reported_seeds``: the seeds the workdir's report describes; runs of other seeds (a re-run with more seeds,
-  stopped before its report) are refused.
+  ``reported``: what the workdir's report describes; runs of other seeds (a re-run with more seeds, stopped before
+  its report), and directories whose newest model is not the one the report evaluated (a retrain finished after
+  it, its job stopped before writing the new report) are refused.
   """
   root = epath.Path(workdir)
-  runs, unfinished = [], []
-  for directory in sorted(_checkpoint_dirs(root)):
+  runs, unfinished, unreported_models = [], [], []
+  for directory in sorted(checkpoints.checkpoint_dirs(root)):
     meta = checkpoints.read_meta(directory)
     if meta['step'] < meta.get('num_steps', meta['step']):
       unfinished.append(f'{directory} (step {meta["step"]} of {meta["num_steps"]})')
-    relative = os.path.relpath(str(directory), str(root)).split(os.sep)
+    relative = os.path.relpath(str(directory), str(root))
+    if reported is not None and reported.models is not None:
+      described = reported.models.get(relative)
+      if described != checkpoints.model_record(meta):
+        unreported_models.append(f'{directory} (step {meta["step"]}; the report ' +
+                                 (f'evaluated step {described["step"]}, another model)' if described
+                                  else 'has no model there)'))
+    relative = relative.split(os.sep)
     if relative[-1].startswith('seed_'):
       relative = relative[:-1]
     loss = (meta.get('settings') or {}).get('loss', 'cross_entropy')
@@ -116,11 +132,15 @@ def find_runs(workdir: str, prefix: str = '', restored: Optional[Dict[str, str]]
   if unfinished:  # an interrupted run, or a retrain (overwrite) stopped midway: not what the reports describe
     raise ValueError(f'unfinished runs under {workdir}: {"; ".join(unfinished)}. The reports describe finished '
                      "runs only: finish them (run the job's command again) before analysing")
+  if unreported_models:
+    raise ValueError(f'{workdir} holds models its report does not describe: {"; ".join(unreported_models)} — '
+                     "trained after the report was written (its job stopped before writing the new one): run the "
+                     "job's command again to evaluate them and rewrite the report before analysing")
   if not runs:
     raise FileNotFoundError(f'no kd_jax checkpoints under {workdir}: give the --workdir of a finished job or grid')
-  unreported = sorted({run.seed for run in runs} - set(reported_seeds)) if reported_seeds is not None else []
+  unreported = sorted({run.seed for run in runs} - set(reported.seeds)) if reported is not None else []
   if unreported:
-    raise ValueError(f'{workdir} holds runs of seeds {unreported}, which its report (seeds {sorted(reported_seeds)}) '
+    raise ValueError(f'{workdir} holds runs of seeds {unreported}, which its report (seeds {sorted(reported.seeds)}) '
                      "does not describe — a re-run with more seeds stopped before writing it: finish that run (the "
                      "job's command again) before analysing")
   seeds = sorted({run.seed for run in runs})
@@ -131,13 +151,6 @@ def find_runs(workdir: str, prefix: str = '', restored: Optional[Dict[str, str]]
     runs += [dataclasses.replace(run, workdir=str(root), setup=setup, prefix=prefix)
              for directory in directories for run in find_runs(directory) if run.seed in seeds]
   return sorted(runs, key=lambda r: (r.setup, r.seed))
-
-
-def _checkpoint_dirs(root: epath.Path):
-  """Directories holding numbered checkpoint steps (snapshot directories excluded)."""
-  for path, dirs, _ in root.walk():
-    if epath.Path(path).name != 'snapshots' and any(d.isdigit() for d in dirs):
-      yield epath.Path(path)
 
 
 def teacher_of(run: Run, runs: Sequence[Run]) -> Optional[Run]:

@@ -9,7 +9,7 @@ from each workdir's results (``results.json`` or ``grid.json``).
 import importlib
 import json
 import os
-from typing import Dict
+from typing import Any, Dict
 
 from absl import logging
 from etils import epath
@@ -24,18 +24,25 @@ from kd_jax import workdirs
 RESULT_FILES = ('grid.json', 'results.json')
 
 
-def saved_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a finished job in ``workdir`` ran with (from its results file)."""
+def saved_report(workdir: str) -> Dict[str, Any]:
+  """The report (``grid.json`` or ``results.json``) of a finished job in ``workdir``."""
   for name in RESULT_FILES:
     path = epath.Path(workdir) / name
     if path.exists():
       try:
-        return ml_collections.ConfigDict(json.loads(path.read_text())['config'])
+        report = json.loads(path.read_text())
+        ml_collections.ConfigDict(report['config'])
+        return report
       except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f'{path} is not a results file kd_jax wrote ({type(e).__name__}: {e}); analyse the '
                          'workdir of a finished job, or re-run that job to write it again') from None
   raise FileNotFoundError(f'{workdir} holds neither {" nor ".join(RESULT_FILES)}: analyse the workdir of a '
                           'finished job (config.workdirs)')
+
+
+def saved_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a finished job in ``workdir`` ran with (from its results file)."""
+  return ml_collections.ConfigDict(saved_report(workdir)['config'])
 
 
 def restored_checkpoints(job_config: ml_collections.ConfigDict) -> Dict[str, str]:
@@ -47,9 +54,12 @@ def restored_checkpoints(job_config: ml_collections.ConfigDict) -> Dict[str, str
   return {'teacher': teacher} if teacher else {}
 
 
-def reported_seeds(job_config: ml_collections.ConfigDict):
-  """The seeds a finished job's report describes: ``seed`` … ``seed + num_seeds - 1`` (one for the MNIST job)."""
-  return [job_config.get('seed', 0) + k for k in range(job_config.get('num_seeds', 1))]
+def reported(report: Dict[str, Any]) -> analysis.Reported:
+  """What a finished job's report describes: the seeds ``seed`` … ``seed + num_seeds - 1`` of its config (one for the
+  MNIST job) and the models it evaluated (reports written since Dec 6, 2026)."""
+  config = report['config']
+  return analysis.Reported(seeds=[config.get('seed', 0) + k for k in range(config.get('num_seeds', 1))],
+                           models=report.get('evaluated_checkpoints'))
 
 
 def clear_previous(out: str):
@@ -89,16 +99,16 @@ def run(config, out: str):
   factors = ablation_factors(job_dirs[0]) if len(job_dirs) == 1 else {}
   if factors:
     return run_factors(config, job_dirs[0], factors, out)
-  job_configs = [saved_config(w) for w in job_dirs]
+  job_reports = [saved_report(w) for w in job_dirs]
+  job_configs = [ml_collections.ConfigDict(r['config']) for r in job_reports]
   tasks = sorted({c.get('task', 'mnist') for c in job_configs})
   if len(tasks) > 1:
     raise ValueError(f'config.workdirs mixes tasks {tasks}: analyse one task at a time')
   probe = importlib.import_module(main.JOBS[tasks[0]]).probe(job_configs[0], job_dirs[0])
   several = len(job_dirs) > 1
-  runs = [run for w, job_config in zip(job_dirs, job_configs)
+  runs = [run for w, job_report, job_config in zip(job_dirs, job_reports, job_configs)
           for run in analysis.find_runs(w, prefix=f'{os.path.basename(os.path.normpath(w))}:' if several else '',
-                                        restored=restored_checkpoints(job_config),
-                                        reported_seeds=reported_seeds(job_config))]
+                                        restored=restored_checkpoints(job_config), reported=reported(job_report))]
   sets = [s for s in config.sets.split(',') if s] or list(probe.default_sets)
   with workdirs.claim(out, 'analysis'):
     clear_previous(out)

@@ -16,6 +16,7 @@ its digest is an error. Messages are one paragraph; Orbax's full exception
 """
 import hashlib
 import itertools
+import os
 import re
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -233,6 +234,28 @@ def read_meta(directory: paths.PathLike, step: Optional[int] = None) -> Dict[str
   finally:
     mngr.close()
   return {**meta, 'step': step}
+
+
+def checkpoint_dirs(root: paths.PathLike):
+  """Directories under ``root`` that hold numbered checkpoint steps (snapshot directories excluded)."""
+  for path, dirs, _ in paths.absolute(root).walk():
+    if epath.Path(path).name != 'snapshots' and any(d.isdigit() for d in dirs):
+      yield epath.Path(path)
+
+
+def model_record(meta: Dict[str, Any]) -> Dict[str, Any]:
+  """What identifies the model of a step (its :func:`read_meta`): the step and the digest of its exported variables
+  (None for steps saved before digests existed)."""
+  return {'step': meta['step'], 'variables': meta.get('digests', {}).get('variables')}
+
+
+def models_under(workdir: paths.PathLike) -> Dict[str, Dict[str, Any]]:
+  """Each checkpoint directory under ``workdir``, relative to it → :func:`model_record` of its newest step: a report
+  written now records which models it describes, and the analyses check that they read those
+  (:func:`kd_jax.analysis.find_runs`)."""
+  root = paths.absolute(workdir)
+  return {os.path.relpath(str(directory), str(root)): model_record(read_meta(directory))
+          for directory in sorted(checkpoint_dirs(root))}
 
 
 def restore_model(directory: paths.PathLike, model_name: str, model_kwargs: Dict[str, Any], abstract_variables,

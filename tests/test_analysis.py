@@ -256,11 +256,12 @@ def test_runs_of_seeds_the_report_does_not_describe_are_refused(tmp_path):
   model = models.create_model('mlp', **cfg.model_kwargs)
   for seed in (0, 1):
     _train('mlp', cfg, config, model, _split(), tmp_path / 'mlp' / f'seed_{seed}', seeds=[seed])
-  assert len(analysis.find_runs(str(tmp_path), reported_seeds=[0, 1])) == 2
+  assert len(analysis.find_runs(str(tmp_path), reported=analysis.Reported(seeds=[0, 1]))) == 2
   with pytest.raises(ValueError, match=r'holds runs of seeds \[1\], which its report \(seeds \[0\]\) does not '
                                        'describe'):
-    analysis.find_runs(str(tmp_path), reported_seeds=[0])
-  assert analyze.reported_seeds(config) == [0, 1] and analyze.reported_seeds(load_config('smoke')) == [0]
+    analysis.find_runs(str(tmp_path), reported=analysis.Reported(seeds=[0]))
+  assert analyze.reported({'config': config.to_dict()}).seeds == [0, 1]
+  assert analyze.reported({'config': load_config('smoke').to_dict()}).seeds == [0]
 
 
 def test_a_second_analysis_into_the_same_directory_leaves_nothing_of_the_first(tmp_path):

@@ -26,6 +26,7 @@ import ml_collections
 import numpy as np
 
 from kd_jax import analysis
+from kd_jax import checkpoints
 from kd_jax import config_lib
 from kd_jax import metric_writer
 from kd_jax import metrics as metrics_lib
@@ -242,6 +243,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   results.update(data_source=data.source, demo_sample=data.demo_sample, teacher_checkpoint=str(paths.absolute(teacher_dir)),
                  num_train=len(train), num_test=len(test_sets['mnist']), num_devices=mesh.size,
                  teacher_logits='cached' if targets_lib.caches_teacher_logits(config, config.student) else 'in the step',
-                 timing=timing, config=json.loads(config.to_json()))
+                 timing=timing, config=json.loads(config.to_json()),
+                 evaluated_checkpoints=checkpoints.models_under(workdir))
   report.write_results(results, workdir)
   return results

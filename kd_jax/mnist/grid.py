@@ -30,6 +30,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from kd_jax import checkpoints
 from kd_jax import config_lib
 from kd_jax import losses
 from kd_jax import metric_writer
@@ -433,6 +434,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       'data_source': data.source, 'demo_sample': data.demo_sample, 'num_train': len(train),
       'num_test': len(test_sets['mnist']), 'num_devices': mesh.size, 'device': jax.devices()[0].device_kind,
       'total_seconds': time.perf_counter() - t_start, 'config': json.loads(config.to_json()),
+      'evaluated_checkpoints': checkpoints.models_under(workdir),
   }
   report.write_grid_report(grid_report, workdir)
   return grid_report

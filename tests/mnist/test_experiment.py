@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from unittest import mock
 
 import chex
 import jax
@@ -13,6 +14,8 @@ import pytest
 
 from conftest import ROOT
 from conftest import load_config
+from kd_jax import analysis
+from kd_jax import analyze
 from kd_jax import checkpoints
 from kd_jax import input_pipeline
 from kd_jax import interrupts
@@ -268,6 +271,23 @@ def test_overwrite_retrains_and_eval_only_changes_reevaluate(finished_run, tiny_
   records = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
   student_steps = [r['step'] for r in records if r['phase'] == 'student']
   assert len(student_steps) == len(set(student_steps))  # the old run's records were dropped, not duplicated
+  # A retrain that finished, its job stopped before rewriting the report: the report describes the replaced student,
+  # so the analyses refuse the new one until the same command has evaluated it and rewritten the report.
+  def reported_runs():
+    return analysis.find_runs(workdir, reported=analyze.reported(analyze.saved_report(workdir)))
+
+  assert [run.setup for run in reported_runs()] == ['independent', 'student', 'teacher']
+  stop_before_the_report = {**overwrite, 'kd.temperature': 3.0}
+  monkeypatch.setattr(experiment.report, 'write_results', mock.Mock(side_effect=KeyboardInterrupt))
+  with pytest.raises(KeyboardInterrupt):
+    experiment.run(smoke_config(tiny_mnist_dir, **stop_before_the_report), workdir)
+  monkeypatch.undo()
+  with pytest.raises(ValueError, match=r'holds models its report does not describe: .*/student \(step 45; the '
+                                       r'report evaluated step 45, another model\) — trained after the report'):
+    reported_runs()
+  assert experiment.run(smoke_config(tiny_mnist_dir, **stop_before_the_report), workdir)['config']['kd'][
+      'temperature'] == 3.0
+  assert [run.setup for run in reported_runs()] == ['independent', 'student', 'teacher']
 
 
 def test_a_damaged_newest_checkpoint_resumes_from_the_previous_one(finished_run, tiny_mnist_dir, tmp_path):
