@@ -30,7 +30,9 @@ setup(
         'gcs': ['gcsfs', 'google-cloud-storage'],
         # benchmarks/vs_pytorch.py only; 2.13.0 is the CPU build this workplace has on disk (newer pins pull CUDA).
         'bench': ['torch==2.13.0'],
-        'test': ['pytest', 'pytest-xdist'],  # the suite runs on 2 processes (README's test command)
+        # the suite runs on 2 processes (README's test command); scikit-image: MNIST-C's own computation of its
+        # affine corruptions, which tests/mnist/test_data.py checks kd_jax's against.
+        'test': ['pytest', 'pytest-xdist', 'scikit-image'],
         'tfds': ['tensorflow'],  # TFDS needs TensorFlow to download and read MNIST / MNIST-C
     },
 )

@@ -14,8 +14,9 @@ def get_config():
   config = ml_collections.ConfigDict()
   config.workdirs = ''  # comma-separated workdirs of finished jobs of one task
   # Probe sets, comma-separated ('' = the task's: MNIST-Translated and -Scaled; SVA: pooled tests). MNIST also has
-  # mnist and views_translate, views_scale, views_crop: the MNIST test images under one fixed draw of each
-  # label-preserving augmentation, the views a function-matching teacher labels.
+  # mnist; mnist_shear, mnist_rotate, mnist_stripe: MNIST-C corruptions no training view covers; and
+  # views_translate, views_scale, views_crop: the MNIST test images under one fixed draw of each label-preserving
+  # augmentation, the views a function-matching teacher labels.
   config.sets = ''
   config.num_examples = 2000  # the first N items of each probe set
   config.path_seeds = (0,)  # whose snapshots make the training-path figure

@@ -185,8 +185,8 @@ def test_bad_analysis_settings(tmp_path, grid_run):
     analyze.run(analyze_config(''), str(tmp_path))
   with pytest.raises(FileNotFoundError, match='holds neither grid.json nor results.json'):
     analyze.run(analyze_config(str(tmp_path)), str(tmp_path / 'out'))
-  with pytest.raises(ValueError, match=r"unknown probe set\(s\) \['mnist_rotate'\]"):
-    analyze.run(analyze_config(grid_run, sets='mnist_rotate'), str(tmp_path / 'out'))
+  with pytest.raises(ValueError, match=r"unknown probe set\(s\) \['mnist_fog'\]"):
+    analyze.run(analyze_config(grid_run, sets='mnist_fog'), str(tmp_path / 'out'))
   for garbage in ('{"config": ', '[1, 2]', '{"no config": 1}'):
     (tmp_path / 'results.json').write_text(garbage)
     with pytest.raises(ValueError, match=f'{tmp_path / "results.json"} is not a results file kd_jax wrote'):

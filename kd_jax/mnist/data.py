@@ -35,6 +35,8 @@ IDX_FILES = {
     'test_labels': 't10k-labels-idx1-ubyte',
 }
 TEST_SETS = ('mnist', 'mnist_scale', 'mnist_translate')
+# Further MNIST-C corruptions, evaluated by the analyses (probe sets) only.
+HELD_OUT_SETS = ('mnist_shear', 'mnist_rotate', 'mnist_stripe')
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype('>i2'), 0x0C: np.dtype('>i4'),
                0x0D: np.dtype('>f4'), 0x0E: np.dtype('>f8')}
 
@@ -147,17 +149,69 @@ def mnist_c_scale(images_uint8: np.ndarray, factor: float = 0.7) -> np.ndarray:
   Output pixel (r, c) samples the input at (s·r + t, s·c + t), s = 1/factor,
   t = 13.5·(1 − s), zero outside the image; result clipped, ×255, rounded.
   """
+  s = 1.0 / factor
+  return warp_about_centre(images_uint8, np.broadcast_to(np.diag([s, s]), (len(images_uint8), 2, 2)))
+
+
+def warp_about_centre(images_uint8: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+  """MNIST-C's affine corruptions: image i's output pixel at (x, y) = (column, row) samples the input at
+  ``matrices[i] @ (x, y) + t`` (skimage's ``warp`` with an ``inverse_map``, in its x-then-y order), t keeping the
+  centre (13.5, 13.5) fixed; bilinear, zero outside the image; clipped, ×255, rounded."""
   images = np.asarray(images_uint8)
   _check_uint8_images(images)
-  s = 1.0 / factor
-  t = 13.5 * (1.0 - s)
-  grid = np.arange(28, dtype=np.float64) * s + t
-  rows, cols = np.meshgrid(grid, grid, indexing='ij')
+  if matrices.shape != (len(images), 2, 2):
+    raise ValueError(f'need one 2×2 matrix per image: matrices {matrices.shape} for {len(images)} images')
+  cols, rows = np.meshgrid(np.arange(28, dtype=np.float64), np.arange(28, dtype=np.float64))
   out = np.empty_like(images)
-  for i, img in enumerate(images):
-    warped = ndimage.map_coordinates(img / 255.0, [rows, cols], order=1, mode='grid-constant', cval=0.0)
+  for i, (img, m) in enumerate(zip(images, matrices)):
+    t = 13.5 * (1.0 - m.sum(axis=1))  # MNIST-C's translation: (13.5, 13.5) maps to itself
+    x, y = m[0, 0] * cols + m[0, 1] * rows + t[0], m[1, 0] * cols + m[1, 1] * rows + t[1]
+    warped = ndimage.map_coordinates(img / 255.0, [y, x], order=1, mode='grid-constant', cval=0.0)
     out[i] = np.round(np.clip(warped, 0.0, 1.0) * 255.0).astype(np.uint8)
   return out
+
+
+def corruption_signs(n: int, seed: int, corruption: str) -> np.ndarray:
+  """MNIST-C's random direction of each image's shear or rotation: −1 or +1, uniformly (one stream per
+  corruption)."""
+  return np.random.default_rng([seed, HELD_OUT_SETS.index(corruption)]).choice(np.array([-1, 1]), size=n)
+
+
+def mnist_c_shear(images_uint8: np.ndarray, signs: np.ndarray, angle: float = 0.4) -> np.ndarray:
+  """MNIST-C 'shear' (its default severity 2: 0.4 rad, direction by ``signs``): the matrix skimage's
+  ``AffineTransform(shear=c)`` had when MNIST-C was made, [[1, −sin c], [0, cos c]] (skimage ≥ 0.20 builds
+  [[1, −tan c], [0, 1]] instead), about the centre."""
+  c = angle * np.asarray(signs, np.float64)
+  one, zero = np.ones_like(c), np.zeros_like(c)
+  return warp_about_centre(images_uint8, np.stack([np.stack([one, -np.sin(c)], -1),
+                                                   np.stack([zero, np.cos(c)], -1)], -2))
+
+
+def mnist_c_rotate(images_uint8: np.ndarray, signs: np.ndarray, angle: float = 0.4) -> np.ndarray:
+  """MNIST-C 'rotate' (its default severity 2: 0.4 rad ≈ 23°, direction by ``signs``) about the centre."""
+  c = angle * np.asarray(signs, np.float64)
+  return warp_about_centre(images_uint8, np.stack([np.stack([np.cos(c), -np.sin(c)], -1),
+                                                   np.stack([np.sin(c), np.cos(c)], -1)], -2))
+
+
+def mnist_c_stripe(images_uint8: np.ndarray) -> np.ndarray:
+  """MNIST-C 'stripe', not an affine map: the 7 leftmost and 7 rightmost columns inverted (255 − x)."""
+  images = np.array(images_uint8)
+  _check_uint8_images(images)
+  images[:, :, :7] = 255 - images[:, :, :7]
+  images[:, :, 21:] = 255 - images[:, :, 21:]
+  return images
+
+
+def held_out_corruptions(test: Split, seed: int) -> Dict[str, Split]:
+  """MNIST-C's shear, rotate and stripe of the test images (``HELD_OUT_SETS``): corruptions no training view
+  of kd_jax covers (its function-matching views shift and shrink), for the analyses."""
+  test_uint8 = _to_uint8(test.images)
+  n = len(test)
+  corrupted = {'mnist_shear': mnist_c_shear(test_uint8, corruption_signs(n, seed, 'mnist_shear')),
+               'mnist_rotate': mnist_c_rotate(test_uint8, corruption_signs(n, seed, 'mnist_rotate')),
+               'mnist_stripe': mnist_c_stripe(test_uint8)}
+  return {name: Split(_to_float(images), test.labels) for name, images in corrupted.items()}
 
 
 def translate_offsets(n: int, seed: int) -> np.ndarray:

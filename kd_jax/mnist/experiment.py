@@ -116,13 +116,15 @@ def load_data(config):
 
 
 def probe(config, workdir: str) -> analysis.Probe:
-  """What the analyses (python -m kd_jax.analyze) run this task's models on: the MNIST test sets, and
-  ``views_<augmentation>``: the MNIST test images under one fixed draw of each label-preserving augmentation — the
-  views a function-matching teacher labels (is it right there, and does its student copy its errors?)."""
+  """What the analyses (python -m kd_jax.analyze) run this task's models on: the MNIST test sets; MNIST-C's shear,
+  rotate and stripe (``HELD_OUT_SETS``: corruptions no training view covers); and ``views_<augmentation>``: the
+  MNIST test images under one fixed draw of each label-preserving augmentation — the views a function-matching
+  teacher labels (is it right there, and does its student copy its errors?)."""
   del workdir  # the data settings are all in the config
   _, _, test_sets = load_data(config)
-  sets = {name: analysis.ProbeSet(split.images, split.labels) for name, split in test_sets.items()}
   mnist = test_sets['mnist']
+  test_sets = {**test_sets, **data_lib.held_out_corruptions(mnist, config.data.translate_seed)}
+  sets = {name: analysis.ProbeSet(split.images, split.labels) for name, split in test_sets.items()}
   for i, name in enumerate(augment_lib.LABEL_PRESERVING):
     views = augment_lib.make(name)(jax.random.PRNGKey(i), mnist.images)
     sets[f'views_{name}'] = analysis.ProbeSet(np.asarray(views), mnist.labels)

@@ -78,6 +78,63 @@ def test_translate_offsets_are_diagonal_and_seeded():
   assert not np.array_equal(offsets, data.translate_offsets(1000, seed=1))
 
 
+def _skimage_warp(images, matrices):
+  """MNIST-C's own computation of an affine corruption: skimage's warp with the inverse map, the translation
+  keeping the centre (13.5, 13.5) fixed; clipped, ×255, rounded."""
+  from skimage import transform  # pylint: disable=g-import-not-at-top
+  out = []
+  for image, matrix in zip(images, matrices):
+    full = np.eye(3)
+    full[:2, :2], full[:2, 2] = matrix, 13.5 * (1 - matrix.sum(axis=1))
+    warped = transform.warp(image / 255.0, inverse_map=transform.AffineTransform(matrix=full))
+    out.append(np.round(np.clip(warped, 0, 1) * 255).astype(np.uint8))
+  return np.stack(out)
+
+
+def test_shear_and_rotate_equal_mnist_c_computed_with_skimage(tiny_mnist_dir):
+  from skimage import transform  # pylint: disable=g-import-not-at-top
+  images = data._to_uint8(data.load_idx_dir(tiny_mnist_dir)['test'].images)  # 200 real digits
+  signs = data.corruption_signs(len(images), 0, 'mnist_shear')
+  assert set(np.unique(signs)) == {-1, 1}
+  # Shear: the matrix skimage's AffineTransform(shear=c) had in 2019, when MNIST-C was made.
+  shear = [np.array([[1, -np.sin(0.4 * s)], [0, np.cos(0.4 * s)]]) for s in signs]
+  np.testing.assert_array_equal(data.mnist_c_shear(images, signs), _skimage_warp(images, shear))
+  rotation = [transform.AffineTransform(rotation=0.4 * s).params[:2, :2] for s in signs]
+  np.testing.assert_array_equal(data.mnist_c_rotate(images, signs), _skimage_warp(images, rotation))
+  assert not np.array_equal(data.mnist_c_rotate(images, signs), data.mnist_c_rotate(images, -signs))
+
+
+def test_rotate_turns_a_bar_about_the_centre():
+  bar = np.zeros((1, 28, 28), np.uint8)
+  bar[0, 4:24, 13:15] = 255  # vertical, through the centre
+  turned = data.mnist_c_rotate(bar, np.array([1]))[0]
+  rows, cols = np.nonzero(turned > 127)
+  slope = np.polyfit(rows, cols, 1)[0]  # columns per row along the bar
+  assert abs(np.arctan(slope)) == pytest.approx(0.4, abs=0.05)
+  assert abs(rows.mean() - 13.5) < 0.5 and abs(cols.mean() - 13.5) < 0.5
+
+
+def test_stripe_inverts_the_outer_columns_only():
+  images = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+  striped = data.mnist_c_stripe(images)
+  outer = np.zeros(28, bool)
+  outer[:7] = outer[21:] = True
+  np.testing.assert_array_equal(striped, np.where(outer[None, None, :], 255 - images, images))
+  np.testing.assert_array_equal(data.mnist_c_stripe(striped), images)
+
+
+def test_held_out_sets_are_seeded_and_keep_the_labels(tiny_mnist_dir):
+  test = data.load_idx_dir(tiny_mnist_dir)['test']
+  held_out = data.held_out_corruptions(test, seed=0)
+  assert tuple(held_out) == data.HELD_OUT_SETS
+  for name, split in held_out.items():
+    chex.assert_shape(split.images, test.images.shape)
+    np.testing.assert_array_equal(split.labels, test.labels)
+    chex.assert_trees_all_equal(split.images, data.held_out_corruptions(test, seed=0)[name].images)
+  assert not np.array_equal(held_out['mnist_rotate'].images, data.held_out_corruptions(test, 1)['mnist_rotate'].images)
+  assert not np.array_equal(data.corruption_signs(200, 0, 'mnist_shear'), data.corruption_signs(200, 0, 'mnist_rotate'))
+
+
 def test_offline_without_data_falls_back_to_the_labelled_demo_sample(monkeypatch):
   monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
   mnist = data.load_mnist('', online_check=lambda: False)
