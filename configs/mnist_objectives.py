@@ -1,8 +1,8 @@
 """Which way of distilling carries the CNN's inductive bias furthest? CNN→MLP with each teacher objective (KD, DKD,
 DIST, logit standardisation; RKD, similarity preservation, linear CKA and FitNets on the penultimate features, added
 to KD), from cached logits (the feature ones with the teacher in the step) and with function matching (teacher and
-student on the same fresh view: crops + mixup; shifts + shrinks), 4 seeds, at the ablation's winning recipe (MLP
-L1 = L2 = 1e-5, 50 epochs): 24 factors.
+student on the same fresh view: crops + mixup, DKD crops alone; shifts + shrinks), 4 seeds, at the ablation's winning
+recipe (MLP L1 = L2 = 1e-5, 50 epochs): 24 factors.
 
 Each factor is a resumable grid in <workdir>/<factor>: its independent MLP is the no-KD MLP (plain factors) or the
 gold-label control with the same label-preserving augmentation (function-matching factors); ablation.md/.json gives
@@ -45,11 +45,16 @@ def objectives(config):
   plain = tuple((objective, {'student_loss': objective,
                              'cache_teacher_logits': not losses.loss_spec(objective).uses_features})
                 for objective in OBJECTIVES)
-  matched = tuple((f'{objective}_{name}', {'student_loss': objective, 'cache_teacher_logits': False,
-                                           'student_overrides': {'augment': student_views},
-                                           'models': {'mlp': {'augment': control_views}}})
-                  for name, (student_views, control_views) in FUNCTION_MATCHING.items() for objective in OBJECTIVES)
-  config.factors = plain + matched
+  matched = []
+  for name, (student_views, control_views) in FUNCTION_MATCHING.items():
+    for objective in OBJECTIVES:
+      factor, views = f'{objective}_{name}', student_views
+      if 'mixup' in views and losses.loss_spec(objective).splits_at_gold:
+        # DKD splits both distributions at the gold class, which a mixed-up input lacks: its control's views alone.
+        factor, views = f'{objective}_fm_{control_views}', control_views
+      matched.append((factor, {'student_loss': objective, 'cache_teacher_logits': False,
+                               'student_overrides': {'augment': views}, 'models': {'mlp': {'augment': control_views}}}))
+  config.factors = plain + tuple(matched)
 
 
 def fm_augmented_teacher(config):

@@ -279,6 +279,7 @@ class LossSpec:
   uses_teacher: bool = False  # whether the loss reads teacher logits (then the trainer provides them)
   uses_features: bool = False  # whether it also reads both models' penultimate features (the teacher in the step)
   min_batch: int = 1  # terms that normalise over the batch (RKD's mean distance, CKA's centring) are 0/0 below it
+  splits_at_gold: bool = False  # its teacher term splits the distributions at the gold class (DKD): needs one
 
 
 # A new loss is one new entry here; its hyperparameters are read from config.kd by name.
@@ -286,7 +287,7 @@ LOSSES: Dict[str, LossSpec] = {
     'cross_entropy': LossSpec(lambda: lambda student_logits, teacher_logits, labels: cross_entropy(student_logits,
                                                                                                    labels)),
     'distillation': LossSpec(_distillation, kd_fields=('temperature', 'alpha', 'scale'), uses_teacher=True),
-    'dkd': LossSpec(_checked(decoupled_distillation, 'dkd'), uses_teacher=True,
+    'dkd': LossSpec(_checked(decoupled_distillation, 'dkd'), uses_teacher=True, splits_at_gold=True,
                     kd_fields=('temperature', 'alpha', 'scale', 'dkd_target_weight', 'dkd_nontarget_weight')),
     'dist': LossSpec(_checked(dist_distillation, 'dist'), uses_teacher=True,
                      kd_fields=('temperature', 'alpha', 'scale', 'dist_inter_weight', 'dist_intra_weight')),

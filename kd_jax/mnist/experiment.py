@@ -28,6 +28,7 @@ import numpy as np
 from kd_jax import analysis
 from kd_jax import checkpoints
 from kd_jax import config_lib
+from kd_jax import losses
 from kd_jax import metric_writer
 from kd_jax import metrics as metrics_lib
 from kd_jax import paths
@@ -83,6 +84,10 @@ def check_augment(config, cfg, field: str):
   if 'mixup' in chosen and (not distils or config.kd.alpha < 1.0):
     raise ValueError(f"config.{field}.augment={cfg.augment!r}: a mixed-up input has no one gold label; mixup is for "
                      'a student learning from the teacher alone (a teacher objective with config.kd.alpha=1)')
+  if 'mixup' in chosen and losses.loss_spec(cfg.loss).splits_at_gold:
+    raise ValueError(f"config.{field}.augment={cfg.augment!r} with loss {cfg.loss!r}: its teacher term splits both "
+                     'distributions at the gold class, and a mixed-up input has no one gold class (it used to take '
+                     "the first image's); use views without mixup, e.g. 'crop'")
   if chosen and distils and config.cache_teacher_logits is True:
     raise ValueError(f'config.{field}.augment={cfg.augment!r} needs the teacher in the step (its targets for each '
                      'new view): set config.cache_teacher_logits=False')
@@ -133,16 +138,21 @@ def probe(config, workdir: str) -> analysis.Probe:
                         default_sets=('mnist_translate', 'mnist_scale'))
 
 
-def evaluate(name: str, model, instances: Sequence[Any], test_sets: Dict[str, data_lib.Split], mesh, config,
-             reliability: bool = False) -> List[Dict[str, Dict[str, Any]]]:
-  """Per instance (variables of ``model``, called ``name`` in errors) and test set: accuracy and ECE, with
-  ``reliability`` its bins too. Non-finite outputs are an error naming the model, instance and set."""
-  metric = metrics_lib.reliability_metrics if reliability else metrics_lib.classification_metrics
+def predictions(name: str, model, instances: Sequence[Any], test_sets: Dict[str, data_lib.Split], mesh,
+                config) -> List[Dict[str, Any]]:
+  """Per instance (variables of ``model``, called ``name`` in errors): its logits on each test set. Non-finite
+  outputs are an error naming the model, instance and set."""
   names = [f'{name} instance {k}' if len(instances) > 1 else name for k in range(len(instances))]
-  return [{set_name: metric(logits, test_sets[set_name].labels, config.eval.ece_bins)
-           for set_name, logits in logits_on_test_sets(instance_name, model, variables, test_sets, mesh,
-                                                       config).items()}
+  return [logits_on_test_sets(instance_name, model, variables, test_sets, mesh, config)
           for instance_name, variables in zip(names, instances)]
+
+
+def metrics_of(logits: Sequence[Dict[str, Any]], test_sets: Dict[str, data_lib.Split], config,
+               reliability: bool = False) -> List[Dict[str, Dict[str, Any]]]:
+  """Accuracy and ECE (with ``reliability`` its bins too) of each instance's :func:`predictions`."""
+  metric = metrics_lib.reliability_metrics if reliability else metrics_lib.classification_metrics
+  return [{set_name: metric(set_logits, test_sets[set_name].labels, config.eval.ece_bins)
+           for set_name, set_logits in instance.items()} for instance in logits]
 
 
 def logits_on_test_sets(name: str, model, variables, test_sets: Dict[str, data_lib.Split], mesh,

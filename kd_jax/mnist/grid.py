@@ -178,15 +178,11 @@ def train_instances(phase: trainer.Phase, targets: targets_lib.Targets, config, 
   return trainer.stack(variables)
 
 
-def add_teacher_agreement(rows, student, variables, teacher: targets_lib.Teacher, test_sets, mesh, config):
+def add_teacher_agreement(rows, student_logits, teacher_logits):
   """Adds to each student instance's row, per test set, ``teacher_agreement``: the fraction of test inputs on which
-  it predicts the class its own teacher (instance, or ensemble) predicts."""
-  theirs = None
-  for k, row in enumerate(rows):
-    if theirs is None or teacher.instances:  # one teacher (an ensemble) serves every instance: predicted once
-      taught = teacher.instance(k)
-      theirs = experiment.logits_on_test_sets('teacher', taught.model, taught.variables, test_sets, mesh, config)
-    mine = experiment.logits_on_test_sets('student', student, trainer.instance(variables, k), test_sets, mesh, config)
+  it predicts the class its own teacher predicts (``teacher_logits``: one per instance, or one teacher's for all)."""
+  for k, (row, mine) in enumerate(zip(rows, student_logits)):
+    theirs = teacher_logits[k if len(teacher_logits) > 1 else 0]
     for name, metrics in row.items():
       metrics['teacher_agreement'] = float(np.mean(mine[name].argmax(-1) == theirs[name].argmax(-1)))
 
@@ -370,6 +366,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   writer = metric_writer.MetricWriter(workdir)
   job = trainer.Job(config, mesh, writer)
   rows, timing, teachers, ensembles = {}, {}, {}, {}
+  test_logits = {}  # setup, or '<teacher> ensemble' → each instance's logits on the test sets, predicted once
   shared = shared_teachers(config)
 
   def get_teacher(name):  # trained (or restored) once per model, shared by its independent row and its students
@@ -387,6 +384,14 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                                            instances=len(seeds))
       timing[name] = time.perf_counter() - t0
     return teachers[name]
+
+  def teacher_test_logits(name, teacher):  # its row's, when the grid has one; else predicted here, once
+    key = f'{name} ensemble' if config.teacher_ensemble else name
+    if key not in test_logits:
+      count = 1 if name in shared else max(teacher.instances, 1)
+      test_logits[key] = experiment.predictions(key, teacher.model, [teacher.instance(k).variables
+                                                                     for k in range(count)], test_sets, mesh, config)
+    return test_logits[key]
 
   try:
     for setup in config.setups:
@@ -411,10 +416,12 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         variables = train_instances(phase, targets, config, job)
         timing[setup] = time.perf_counter() - t0
       instances = 1 if not student_name and teacher_name in shared else config.num_seeds  # one shared teacher: one row
-      rows[setup] = experiment.evaluate(setup, model, [trainer.instance(variables, k) for k in range(instances)],
-                                        test_sets, mesh, config, reliability=True)
+      if setup not in test_logits:  # a teacher's may be there already, predicted for its students' agreement
+        test_logits[setup] = experiment.predictions(setup, model, [trainer.instance(variables, k)
+                                                                   for k in range(instances)], test_sets, mesh, config)
+      rows[setup] = experiment.metrics_of(test_logits[setup], test_sets, config, reliability=True)
       if student_name and config.mode == 'offline':
-        add_teacher_agreement(rows[setup], model, variables, teacher, test_sets, mesh, config)
+        add_teacher_agreement(rows[setup], test_logits[setup], teacher_test_logits(teacher_name, teacher))
       logging.info('%s: %s', setup, report.format_row(rows[setup]))
   finally:
     writer.close()
@@ -426,8 +433,8 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                  for setup in config.setups},
       'seeds': seeds, 'vmapped': vmap_seeds(config), 'mode': config.mode, 'shared_teachers': shared,
       'teacher_ensembles': {name: {'combine': config.teacher_ensemble, 'members': len(seeds),
-                                   'metrics': experiment.evaluate(f'{name} ensemble', ensemble.model,
-                                                                  [ensemble.variables], test_sets, mesh, config)[0]}
+                                   'metrics': experiment.metrics_of(teacher_test_logits(name, ensemble), test_sets,
+                                                                    config)[0]}
                             for name, ensemble in ensembles.items()},
       'cache_teacher_logits': bool(config.cache_teacher_logits),
       'checkpoint_rule': 'final checkpoint of each run (no early stopping or best-of selection)',

@@ -524,8 +524,10 @@ def test_the_ablation_and_regularised_grid_configs_are_valid():
   objectives = grid.check(load_config('mnist_objectives'))
   assert len(objectives) == 3 * 8 and {sub.student_loss for sub in objectives.values()} == set(losses.LOSSES) - {
       'cross_entropy'}
-  matched = objectives['dkd_fm_crop_mixup']  # the student on crops + mixup, its gold-label control on crops
+  matched = objectives['dist_fm_crop_mixup']  # the student on crops + mixup, its gold-label control on crops
   assert (grid.role_config(matched, 'mlp', 'student').augment, matched.models.mlp.augment) == ('crop,mixup', 'crop')
+  # DKD needs one gold class per input: crops alone, no mixup.
+  assert 'dkd_fm_crop_mixup' not in objectives and objectives['dkd_fm_crop'].student_overrides.augment == 'crop'
   assert not matched.cache_teacher_logits and matched.models.mlp.l1 == 1e-5
   # Its shifts + shrinks student again, with the CNN teachers trained on those views too: one grid, otherwise alike.
   augmented_teacher = load_config('mnist_objectives', 'fm_augmented_teacher')
@@ -599,14 +601,15 @@ def test_non_finite_outputs_are_an_error_naming_the_model_and_set(tiny_mnist_dir
   _, _, test_sets = experiment.load_data(config)
   model = models.create_model('mlp', **config.student.model_kwargs)
   variables = training.init_variables(model, jax.random.PRNGKey(0), np.zeros((1, 28, 28, 1), np.float32))
-  good = experiment.evaluate('student', model, [variables], test_sets, sharding.data_mesh(), config)
+  good = experiment.metrics_of(experiment.predictions('student', model, [variables], test_sets, sharding.data_mesh(),
+                                                      config), test_sets, config)
   assert all(np.isfinite(r['ece']) for r in good[0].values())
   # A NaN in one kernel (as a damaged or diverged checkpoint would give) makes every output NaN.
   bad = jax.tree_util.tree_map(lambda x: x, variables)
   bad['params']['Dense_0']['kernel'] = bad['params']['Dense_0']['kernel'].at[0, 0].set(np.nan)
   with pytest.raises(FloatingPointError, match=r'student instance 1 on mnist: the model gave non-finite outputs '
                      r'\(NaN or inf\) on 200 of 200 inputs'):
-    experiment.evaluate('student', model, [variables, bad], test_sets, sharding.data_mesh(), config)
+    experiment.predictions('student', model, [variables, bad], test_sets, sharding.data_mesh(), config)
 
 
 @pytest.mark.parametrize('overrides,match', [
