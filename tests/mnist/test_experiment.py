@@ -626,7 +626,6 @@ def test_sizes_beyond_the_data_are_refused_before_training(tiny_mnist_dir, tmp_p
 
 def test_labels_beyond_the_classes_are_refused_naming_the_file(tiny_mnist_dir, tmp_path):
   from conftest import write_idx  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   for name in os.listdir(tiny_mnist_dir):
     shutil.copy(os.path.join(tiny_mnist_dir, name), tmp_path / name)
   labels = data_lib.read_idx(str(tmp_path / 't10k-labels-idx1-ubyte')).copy()
