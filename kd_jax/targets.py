@@ -7,7 +7,10 @@ teacher's are given as they are). :func:`for_phase` makes that choice from the c
 :class:`Targets` it is given.
 """
 import dataclasses
+import functools
 from typing import Any, Callable, Optional
+
+from absl import logging
 
 import flax.linen as nn
 import jax
@@ -15,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from kd_jax import losses
+from kd_jax import metrics
+from kd_jax import training
 
 TEACHER_MODES = ('eval', 'train')
 CACHE_CHOICES = (False, True, 'auto')
@@ -177,3 +182,70 @@ def for_phase(config, cfg, teacher: Optional[Teacher], train) -> Targets:
 def instance(tree, k: int):
   """Instance ``k`` of a stack of pytrees (leading axis)."""
   return jax.tree_util.tree_map(lambda x: x[k], tree)
+
+
+# ----------------------------------------------------------------------------- controls and what is taught
+
+def control_targets(phase, config, teacher_logits):
+  """``teacher_logits`` as ``config.kd.targets`` asks: the teacher's own, or a control made from them
+  (:data:`kd_jax.losses.TARGETS`), one random permutation per seed."""
+  control = config.kd.get('targets', 'teacher')
+  if control == 'teacher':
+    return teacher_logits
+  labels = phase.train.batch(np.arange(len(phase.train)))['label']
+  if teacher_logits is None or labels.ndim != 1:
+    raise ValueError(f'{phase.name}: config.kd.targets={control!r} needs cached teacher logits of a classifier')
+  make = functools.partial(losses.TARGETS[control], labels=labels, temperature=config.kd.temperature)
+  if phase.stacked:
+    return np.stack([make(logits, rng=np.random.default_rng(seed))
+                     for logits, seed in zip(teacher_logits, phase.seeds)])
+  return make(teacher_logits, rng=np.random.default_rng(phase.seeds[0]))
+
+
+LM_TARGET_ROWS = 64  # sequences a batch when summarising a language model's targets (~0.3 GB of logits at 20k words)
+
+
+def target_probabilities(logits: jax.Array, labels: jax.Array, temperature: float) -> jax.Array:
+  """[..., 2]: p(gold) and entropy (nats) of softmax(logits / T) — :func:`kd_jax.metrics.target_probabilities`
+  inside the jitted forward, so that no [..., vocabulary] logits go to the host."""
+  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, axis=-1)
+  p_gold = jnp.exp(jnp.take_along_axis(log_probs, labels[..., None].astype(jnp.int32), axis=-1)[..., 0])
+  return jnp.stack([p_gold, -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)], axis=-1)
+
+
+def report_teacher_targets(phase, targets: Targets, job):
+  """Logs (and writes as the phase's step-0 metrics) what the student will be taught: the teacher's targets at
+  the KD temperature on the training inputs (:func:`kd_jax.metrics.teacher_targets`) — in eval mode, or with
+  ``kd.teacher_mode='train'`` in training mode (one dropout draw per example, batch statistics of each eval batch),
+  as the step computes them.
+
+  Targets computed in the step are summarised per example on the device (:func:`target_probabilities`); language
+  models per target position (weights 1), :data:`LM_TARGET_ROWS` sequences a batch.
+  """
+  config, mesh = job.config, job.mesh
+  everything = phase.train.batch(np.arange(len(phase.train)))
+  labels, weights = everything['label'], everything.get('weights')
+  temperature = config.kd.temperature
+  if targets.cached:  # classification
+    teacher_logits = np.asarray(targets.logits)
+    stats = metrics.teacher_targets(teacher_logits, np.broadcast_to(labels, teacher_logits.shape[:-1]), temperature)
+  else:
+    batch_size = config.eval.batch_size if labels.ndim == 1 else -(-LM_TARGET_ROWS // mesh.size) * mesh.size
+    predict = training.make_predict_fn(targets.teacher.model, mesh, batch_size, config.compute_dtype,
+                                       train_mode=targets.mode == 'train',
+                                       summarise=functools.partial(target_probabilities, temperature=temperature))
+    variables = targets.teacher.variables
+    instances = [instance(variables, k) for k in range(targets.instances)] if targets.instances else [variables]
+    per_example = np.concatenate([predict(v, everything['inputs'], labels) for v in instances])
+    stats = metrics.summarise_targets(per_example[..., 0], per_example[..., 1],
+                                      None if weights is None else np.concatenate([weights] * len(instances)))
+  label_like = ' — the targets are (nearly) the labels: KD can teach little beyond them' if (
+      stats['below_0.9'] < 0.01) else ''
+  kind = f'{targets.mode}-mode teacher targets'
+  if config.kd.get('targets', 'teacher') != 'teacher':
+    kind = f'{config.kd.targets} control targets (from the {kind})'
+  logging.info('%s: %s at T = %g on the training inputs: mean p(gold) %.4f, %.1f%% below '
+               '0.9, entropy %.3f nats%s', phase.name, kind, temperature, stats['p_gold'],
+               100 * stats['below_0.9'], stats['entropy'], label_like)
+  if job.writer is not None:
+    job.writer.write(phase.name, 0, {f'teacher_targets/{k}': v for k, v in stats.items()})

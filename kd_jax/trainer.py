@@ -1,7 +1,8 @@
 """The shared trainer: what every job (MNIST, its seed grid, SVA) does with a model, knowing no task.
 
 * :func:`train_model` trains a :class:`Phase` — one run or a vmapped stack of seeds — on its
-  :class:`kd_jax.targets.Targets`, resuming from its checkpoints and refusing other settings (:func:`run_settings`);
+  :class:`kd_jax.targets.Targets`, resuming from its checkpoints and refusing other settings
+  (:mod:`kd_jax.run_settings`);
 * :func:`teacher_for_seed` gives the teacher of one seed for KD: restored from
   ``teacher.checkpoint`` (offline KD; ``'{seed}'`` in the path is replaced by
   the seed) or trained first, and in both cases read back from its checkpoint;
@@ -13,8 +14,6 @@ Random streams: the initial state of seed ``s`` in a phase is
 student instance in the grid equals the single job's student of the same seed.
 """
 import dataclasses
-import functools
-import json
 import os
 import signal
 from typing import Any, Callable, Dict, Optional, Sequence
@@ -32,8 +31,8 @@ from kd_jax import input_pipeline
 from kd_jax import interrupts
 from kd_jax import losses
 from kd_jax import metric_writer
-from kd_jax import metrics
 from kd_jax import paths
+from kd_jax import run_settings
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
 from kd_jax import training
@@ -166,7 +165,7 @@ def train_model(phase: Phase, targets: targets_lib.Targets, job: Job):
 
   Vmapped instances each pair with their own teacher instance (stacked teacher variables or cached logits), or all
   share one teacher (e.g. an ensemble). Checkpoints record the settings that determine the result
-  (:func:`run_settings`); resuming under other settings is refused with the differences, unless
+  (:func:`kd_jax.run_settings.of_phase`); resuming under other settings is refused with the differences, unless
   ``config.overwrite`` (then the phase trains again beside the old checkpoints and replaces them once complete).
   """
   cfg, config, name, directory = phase.settings, job.config, phase.name, phase.directory
@@ -179,7 +178,7 @@ def train_model(phase: Phase, targets: targets_lib.Targets, job: Job):
                                                                                  *targets.logits.shape)),
                                   logits_instances=len(phase.seeds))
   if targets_lib.uses_teacher(cfg):
-    targets = targets.with_logits(control_targets(phase, config, targets.logits))
+    targets = targets.with_logits(targets_lib.control_targets(phase, config, targets.logits))
   train = phase.train
   orders = [input_pipeline.BatchOrder(len(train), cfg.batch_size, seed, phase.stream, getattr(train, 'lengths', None))
             for seed in phase.seeds]
@@ -187,14 +186,14 @@ def train_model(phase: Phase, targets: targets_lib.Targets, job: Job):
   epochs = max(cfg.num_epochs, targets.online.settings.num_epochs) if targets.online is not None else cfg.num_epochs
   num_steps = max(1, int(round(epochs * batches.steps_per_epoch)))
   step, state, models = _step_and_state(phase, targets, job, num_steps)
-  settings = run_settings(phase, targets, config, num_steps)
+  settings = run_settings.of_phase(phase, targets, config, num_steps)
   meta = {'model': cfg.model, 'model_kwargs': cfg.model_kwargs.to_dict(), 'phase': name, 'num_steps': num_steps,
           'seeds': list(phase.seeds), 'stacked': phase.stacked, 'settings': settings, **phase.extra_meta}
   mngr, state, restored, directory = _restore_or_start(phase, config, state, settings)
   if job.writer is not None:  # a fresh start drops all the phase's old records (step 0's diagnostic too)
     job.writer.truncate(name, training.current_step(state) if restored else -1)
   if not restored and (targets.in_step or targets.cached):
-    report_teacher_targets(phase, targets, job)
+    targets_lib.report_teacher_targets(phase, targets, job)
 
   def save(s):
     if job.writer is not None:
@@ -256,11 +255,11 @@ def _restore_or_start(phase: Phase, config, state, settings):
     def check(saved_meta):
       saved = saved_meta.get('settings')
       if saved is not None:  # kd_jax before Dec 6 recorded every config.kd field, read by the objective or not
-        read = {f'kd.{k}' for k in kd_fields_read(phase.settings)}
+        read = {f'kd.{k}' for k in run_settings.kd_fields_read(phase.settings)}
         saved = {k: v for k, v in saved.items() if not k.startswith('kd.') or k in read}
-      differences = settings_diff(saved, settings)
+      differences = run_settings.differences(saved, settings)
       if differences:
-        raise SettingsMismatchError(
+        raise run_settings.SettingsMismatchError(
             f'{where} holds {phase.name} trained with other settings than the config asks for '
             f'({"; ".join(differences)}). Use a fresh --workdir, or --config.overwrite=True to train it again here '
             '(the old checkpoints are replaced once the new ones are complete).')
@@ -278,7 +277,7 @@ def _restore_or_start(phase: Phase, config, state, settings):
     where = directory
     if sharding.is_primary() and paths.absolute(staging).exists():  # a retrain for settings no longer asked for
       epath.Path(staging).rmtree()
-  except SettingsMismatchError:
+  except run_settings.SettingsMismatchError:
     if not config.get('overwrite', False):
       raise
     logging.warning('%s: config.overwrite=True: %s holds other settings; training in %s, which replaces it once '
@@ -287,7 +286,7 @@ def _restore_or_start(phase: Phase, config, state, settings):
     mngr, where = checkpoints.manager(staging), staging
     try:
       restored, _ = checkpoints.restore_latest(mngr, abstract, check_settings(staging))
-    except SettingsMismatchError:  # an earlier retrain, stopped, under yet other settings
+    except run_settings.SettingsMismatchError:  # an earlier retrain, stopped, under yet other settings
       remove(staging, 'delete a retrain of other settings')
       mngr, restored = checkpoints.manager(staging), None
   if restored is None:
@@ -314,71 +313,6 @@ def newest_checkpoint(directory: str) -> str:
           else f'no checkpoint was saved yet in {directory}')
 
 
-def control_targets(phase: Phase, config, teacher_logits):
-  """``teacher_logits`` as ``config.kd.targets`` asks: the teacher's own, or a control made from them
-  (:data:`kd_jax.losses.TARGETS`), one random permutation per seed."""
-  control = config.kd.get('targets', 'teacher')
-  if control == 'teacher':
-    return teacher_logits
-  labels = phase.train.batch(np.arange(len(phase.train)))['label']
-  if teacher_logits is None or labels.ndim != 1:
-    raise ValueError(f'{phase.name}: config.kd.targets={control!r} needs cached teacher logits of a classifier')
-  make = functools.partial(losses.TARGETS[control], labels=labels, temperature=config.kd.temperature)
-  if phase.stacked:
-    return np.stack([make(logits, rng=np.random.default_rng(seed))
-                     for logits, seed in zip(teacher_logits, phase.seeds)])
-  return make(teacher_logits, rng=np.random.default_rng(phase.seeds[0]))
-
-
-LM_TARGET_ROWS = 64  # sequences a batch when summarising a language model's targets (~0.3 GB of logits at 20k words)
-
-
-def target_probabilities(logits: jax.Array, labels: jax.Array, temperature: float) -> jax.Array:
-  """[..., 2]: p(gold) and entropy (nats) of softmax(logits / T) — :func:`kd_jax.metrics.target_probabilities`
-  inside the jitted forward, so that no [..., vocabulary] logits go to the host."""
-  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, axis=-1)
-  p_gold = jnp.exp(jnp.take_along_axis(log_probs, labels[..., None].astype(jnp.int32), axis=-1)[..., 0])
-  return jnp.stack([p_gold, -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)], axis=-1)
-
-
-def report_teacher_targets(phase: Phase, targets: targets_lib.Targets, job: Job):
-  """Logs (and writes as the phase's step-0 metrics) what the student will be taught: the teacher's targets at
-  the KD temperature on the training inputs (:func:`kd_jax.metrics.teacher_targets`) — in eval mode, or with
-  ``kd.teacher_mode='train'`` in training mode (one dropout draw per example, batch statistics of each eval batch),
-  as the step computes them.
-
-  Targets computed in the step are summarised per example on the device (:func:`target_probabilities`); language
-  models per target position (weights 1), :data:`LM_TARGET_ROWS` sequences a batch.
-  """
-  config, mesh = job.config, job.mesh
-  everything = phase.train.batch(np.arange(len(phase.train)))
-  labels, weights = everything['label'], everything.get('weights')
-  temperature = config.kd.temperature
-  if targets.cached:  # classification
-    teacher_logits = np.asarray(targets.logits)
-    stats = metrics.teacher_targets(teacher_logits, np.broadcast_to(labels, teacher_logits.shape[:-1]), temperature)
-  else:
-    batch_size = config.eval.batch_size if labels.ndim == 1 else -(-LM_TARGET_ROWS // mesh.size) * mesh.size
-    predict = training.make_predict_fn(targets.teacher.model, mesh, batch_size, config.compute_dtype,
-                                       train_mode=targets.mode == 'train',
-                                       summarise=functools.partial(target_probabilities, temperature=temperature))
-    variables = targets.teacher.variables
-    instances = [instance(variables, k) for k in range(targets.instances)] if targets.instances else [variables]
-    per_example = np.concatenate([predict(v, everything['inputs'], labels) for v in instances])
-    stats = metrics.summarise_targets(per_example[..., 0], per_example[..., 1],
-                                      None if weights is None else np.concatenate([weights] * len(instances)))
-  label_like = ' — the targets are (nearly) the labels: KD can teach little beyond them' if (
-      stats['below_0.9'] < 0.01) else ''
-  kind = f'{targets.mode}-mode teacher targets'
-  if config.kd.get('targets', 'teacher') != 'teacher':
-    kind = f'{config.kd.targets} control targets (from the {kind})'
-  logging.info('%s: %s at T = %g on the training inputs: mean p(gold) %.4f, %.1f%% below '
-               '0.9, entropy %.3f nats%s', phase.name, kind, temperature, stats['p_gold'],
-               100 * stats['below_0.9'], stats['entropy'], label_like)
-  if job.writer is not None:
-    job.writer.write(phase.name, 0, {f'teacher_targets/{k}': v for k, v in stats.items()})
-
-
 def snapshot_dir(directory: str) -> str:
   """Where a run's snapshots go: apart from its resume checkpoints, which keep only the newest few."""
   return os.path.join(directory, 'snapshots')
@@ -395,75 +329,6 @@ def snapshot_steps(num_steps: int, steps_per_epoch: int, first_epoch: float) -> 
 
 class TrainingInterrupted(interrupts.Stopped):
   """Ctrl-C or SIGTERM during training, with where the run can resume from (and the exit code to end with)."""
-
-
-# ----------------------------------------------------------------------------- what determines a run
-
-# Settings added after checkpoints were first written, with their defaults: recorded only when not at the default,
-# so those checkpoints still resume.
-LATER_SETTINGS = {'l2': 0.0, 'l1': 0.0, 'compute_dtype': 'float32', 'matmul_precision': 'default',
-                  'kd.targets': 'teacher', 'kd.shared_teacher': False, 'augment': '',
-                  **{f'kd.{name}': weight for name, weight in losses.OBJECTIVE_WEIGHTS.items()}}
-
-
-class SettingsMismatchError(ValueError):
-  """A workdir's checkpoints were trained with other settings than the config asks for."""
-
-
-def flatten(tree, prefix: str = '') -> Dict[str, Any]:
-  """A nested dict as one level of dotted keys ('kd.temperature'), tuples as lists (as JSON has them)."""
-  if isinstance(tree, dict):
-    flat = {}
-    for key, value in tree.items():
-      flat.update(flatten(value, f'{prefix}{key}.'))
-    return flat
-  return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
-
-
-def run_settings(phase: Phase, targets: targets_lib.Targets, config, num_steps: int) -> Dict[str, Any]:
-  """What determines a phase's result, as a flat JSON-able dict.
-
-  The phase's training settings (less the teacher checkpoint path), the ``config.kd`` fields its objective reads
-  (and the teacher mode and targets) when it learns from a teacher,
-  the seeds and stream, and digests of the training data itself (so any data setting that changes what is trained
-  on counts, and evaluation-only ones do not) and of the teacher (its variables, or its cached logits), or an
-  online teacher's training settings. Logging, checkpointing and evaluation settings are not part of it.
-  """
-  cfg, train = phase.settings, phase.train
-  settings = {k: v for k, v in flatten(cfg.to_dict()).items() if k != 'checkpoint'}
-  if targets_lib.uses_teacher(cfg):
-    settings.update({f'kd.{k}': config.kd[k] for k in kd_fields_read(cfg) if k in config.kd})
-    teacher = targets.logits if targets.cached else targets.teacher.variables if targets.in_step else None
-    settings['teacher (digest of its variables or cached logits)'] = (
-        None if teacher is None else checkpoints.digest(teacher))
-    if targets.in_step and isinstance(targets.teacher.model, targets_lib.Ensemble):  # same variables, other targets
-      settings['teacher ensemble'] = targets.teacher.model.combine
-  if targets.online is not None:
-    settings.update({f'online teacher.{k}': v for k, v in flatten(targets.online.settings.to_dict()).items()
-                     if k != 'checkpoint'})
-  settings.update({'compute_dtype': config.compute_dtype,
-                   'matmul_precision': config.get('matmul_precision', 'default'), 'seeds': list(phase.seeds),
-                   'stream': phase.stream, 'vmapped': phase.stacked, 'num_steps': num_steps,
-                   'training data (digest)': checkpoints.digest(train.batch(np.arange(len(train)))),
-                   'training examples': len(train)})
-  return json.loads(json.dumps({k: v for k, v in settings.items()
-                                if not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}))
-
-
-def kd_fields_read(cfg):
-  """The ``config.kd`` fields that make a phase's targets: those its objective reads, the teacher mode and the
-  targets (a control or the teacher's own); none for a gold-label phase."""
-  if not targets_lib.uses_teacher(cfg):
-    return ()
-  return (*losses.loss_spec(cfg.loss).kd_fields, 'teacher_mode', 'targets')
-
-
-def settings_diff(saved: Optional[Dict[str, Any]], now: Dict[str, Any]):
-  """'key: saved → now' for each setting that differs; one line when nothing was recorded."""
-  if saved is None:
-    return ['the checkpoints record no settings (written by an older kd_jax), so they cannot be checked']
-  return [f'{key}: {saved.get(key, "(unset)")!r} → {now.get(key, "(unset)")!r}'
-          for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key)]
 
 
 # ----------------------------------------------------------------------------- saved models and teachers

@@ -8,6 +8,7 @@ import pytest
 from scipy.special import softmax
 
 from conftest import load_config
+from kd_jax import run_settings
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
 from kd_jax import trainer
@@ -109,7 +110,7 @@ def test_a_workdir_tells_an_ensemble_teacher_from_its_members_and_one_combinatio
   config = _config()
   phase = trainer.Phase('student', cfg, model, _split(8), '', [0, 1], trainer.STUDENT_STREAM, stacked=True)
   teacher = targets_lib.Teacher(model, variables, None, instances=3)
-  fingerprint = lambda t: trainer.run_settings(phase, targets_lib.Targets(teacher=t), config, 5)
+  fingerprint = lambda t: run_settings.of_phase(phase, targets_lib.Targets(teacher=t), config, 5)
   each = [fingerprint(teacher)] + [fingerprint(targets_lib.ensemble_of(teacher, combine, 2.0))
                                    for combine in targets_lib.ENSEMBLE_COMBINATIONS]
   assert each[0] != each[1] != each[2] != each[0]  # the same variables, three different targets

@@ -15,6 +15,7 @@ from scipy.special import softmax
 
 from conftest import load_config
 from kd_jax import checkpoints
+from kd_jax import run_settings
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
 from kd_jax import trainer
@@ -152,8 +153,8 @@ def test_control_targets_shuffle_each_seeds_own_teacher_and_are_part_of_the_sett
   teacher_logits = np.random.default_rng(3).normal(size=(2, 40, 10)).astype(np.float32)
   cfg = grid.role_config(load_config('grid_smoke'), 'mlp', 'student')
   phase = lambda seeds: trainer.Phase('s', cfg, None, split, '', seeds, 1, stacked=len(seeds) > 1)
-  assert trainer.control_targets(phase([0, 1]), config, teacher_logits) is teacher_logits
-  settings = lambda logits: trainer.run_settings(phase([0, 1]), targets_lib.Targets(logits=logits), config, 5)
+  assert targets_lib.control_targets(phase([0, 1]), config, teacher_logits) is teacher_logits
+  settings = lambda logits: run_settings.of_phase(phase([0, 1]), targets_lib.Targets(logits=logits), config, 5)
   teacher_settings = settings(teacher_logits)
   assert 'kd.targets' not in teacher_settings  # the default: checkpoints from before the field still resume
   # Only what the objective reads is part of the settings: another weight of another objective retrains nothing.
@@ -163,10 +164,10 @@ def test_control_targets_shuffle_each_seeds_own_teacher_and_are_part_of_the_sett
   assert settings(teacher_logits)['kd.temperature'] == 2.0 != teacher_settings['kd.temperature']
   config.kd.temperature = 1.0
   config.kd.targets = 'shuffled_confidence'
-  control = trainer.control_targets(phase([0, 1]), config, teacher_logits)
+  control = targets_lib.control_targets(phase([0, 1]), config, teacher_logits)
   chex.assert_shape(control, (2, 40, 10))
   for k, seed in enumerate([0, 1]):
-    chex.assert_trees_all_equal(control[k], trainer.control_targets(phase([seed]), config, teacher_logits[k]))
+    chex.assert_trees_all_equal(control[k], targets_lib.control_targets(phase([seed]), config, teacher_logits[k]))
   gold = lambda logits: np.sort(softmax(logits.astype(np.float64), -1)[np.arange(40), split.labels])
   chex.assert_trees_all_close(gold(control[1]), gold(teacher_logits[1]), atol=1e-6)  # same confidences, moved
   assert not np.allclose(control[0], teacher_logits[0], atol=1e-3)
@@ -175,7 +176,7 @@ def test_control_targets_shuffle_each_seeds_own_teacher_and_are_part_of_the_sett
   assert control_settings['teacher (digest of its variables or cached logits)'] != teacher_settings[
       'teacher (digest of its variables or cached logits)']
   with pytest.raises(ValueError, match="s: config.kd.targets='shuffled_confidence' needs cached teacher logits"):
-    trainer.control_targets(phase([0]), config, None)
+    targets_lib.control_targets(phase([0]), config, None)
 
 
 def test_checkpoint_path_template():
@@ -320,18 +321,18 @@ def test_checkpoints_that_recorded_kd_fields_the_objective_does_not_read_still_r
   cfg, model, split = _sgd(config, 'mlp'), models.create_model('mlp', **config.models.mlp.model_kwargs), _split()
   targets = targets_lib.Targets(logits=np.random.default_rng(0).normal(size=(len(split), 10)).astype(np.float32))
   run = lambda: _train('student', cfg, config, model, split, tmp_path, stream=trainer.STUDENT_STREAM, targets=targets)
-  real_settings, real_fit = trainer.run_settings, training.fit
+  real_settings, real_fit = run_settings.of_phase, training.fit
   # As kd_jax recorded them before Dec 6: every non-default config.kd field, read by the objective or not.
-  monkeypatch.setattr(trainer, 'run_settings', lambda *args: {**real_settings(*args), 'kd.sp_weight': 1e30})
+  monkeypatch.setattr(run_settings, 'of_phase', lambda *args: {**real_settings(*args), 'kd.sp_weight': 1e30})
   finished = run()
-  monkeypatch.setattr(trainer, 'run_settings', real_settings)
+  monkeypatch.setattr(run_settings, 'of_phase', real_settings)
   starts = []
   monkeypatch.setattr(training, 'fit', lambda name, step, state, *args: starts.append(
       training.current_step(state)) or real_fit(name, step, state, *args))
   chex.assert_trees_all_equal(run().variables, jax.tree_util.tree_map(np.asarray, finished.variables))
   assert starts == [12]  # restored at its end, not refused or retrained
   config.kd.temperature = 2.0  # a field it reads still counts
-  with pytest.raises(trainer.SettingsMismatchError, match=r'kd.temperature: 5.0 → 2.0'):
+  with pytest.raises(run_settings.SettingsMismatchError, match=r'kd.temperature: 5.0 → 2.0'):
     run()
 
 

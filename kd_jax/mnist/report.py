@@ -6,8 +6,8 @@ from typing import Any, Dict, List
 import numpy as np
 
 from kd_jax import reports
+from kd_jax import run_settings
 from kd_jax import sharding
-from kd_jax import trainer
 from kd_jax.mnist import configs
 from kd_jax.mnist.data import TEST_SETS
 
@@ -97,7 +97,7 @@ def recipe_changes(config: Dict[str, Any]) -> List[str]:
   ``configs/mnist_grid.py:main_job``)."""
   default = json.loads(configs.pair_config(config['teacher']['model'], config['student']['model']).to_json())
   fields = ('teacher', 'student', 'kd', 'independent_overrides', 'cache_teacher_logits')
-  now, then = (trainer.flatten({f: c.get(f) for f in fields}) for c in (config, default))
+  now, then = (run_settings.flatten({f: c.get(f) for f in fields}) for c in (config, default))
   return sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k) and k != 'teacher.checkpoint')
 
 

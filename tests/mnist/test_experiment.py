@@ -20,6 +20,7 @@ from kd_jax import checkpoints
 from kd_jax import input_pipeline
 from kd_jax import interrupts
 from kd_jax import losses
+from kd_jax import run_settings
 from kd_jax import trainer
 from kd_jax import training
 from kd_jax.mnist import data as data_lib
@@ -222,7 +223,7 @@ def test_a_finished_workdir_refuses_other_settings_with_their_differences(finish
                                                                           differences):
   workdir, _ = finished_run
   config = smoke_config(tiny_mnist_dir, **{'data.num_train': 0, 'data.num_test': 0, **overrides})
-  with pytest.raises(trainer.SettingsMismatchError, match='trained with other settings') as error:
+  with pytest.raises(run_settings.SettingsMismatchError, match='trained with other settings') as error:
     experiment.run(config, workdir)
   for difference in differences:
     assert difference in str(error.value)
@@ -553,7 +554,7 @@ def test_the_smoke_job_in_bfloat16_stays_near_float32(finished_run, tiny_mnist_d
       assert abs(metrics['accuracy'] - exact['accuracy']) <= 0.05, (role, test_set)
       assert abs(metrics['ece'] - exact['ece']) <= 0.06, (role, test_set)
   # A workdir trained in float32 is not continued in bfloat16 (or the other way round).
-  with pytest.raises(trainer.SettingsMismatchError, match="compute_dtype: '\\(unset\\)' → 'bfloat16'"):
+  with pytest.raises(run_settings.SettingsMismatchError, match="compute_dtype: '\\(unset\\)' → 'bfloat16'"):
     experiment.run(config, finished_run[0])
 
 
