@@ -7,7 +7,8 @@ traceback, naming the newest checkpoint that is complete on disk. Outside traini
 same one-line exit as Ctrl-C (:func:`handle_sigterm`), instead of a silent death.
 
 Exit codes: 130 after Ctrl-C, 75 (EX_TEMPFAIL: run again) after SIGTERM, so that a launcher can tell a stopped run
-that can resume from a failed one.
+that can resume from a failed one. A signal the process was started ignoring (SIGINT in a background job of a
+non-interactive shell, or under nohup) stays ignored, in training too.
 
 With several processes (a TPU pod slice, a SLURM job) every process must save together, at the same step: SIGTERM
 is then left to JAX's preemption service (installed by ``jax.distributed.initialize``), which needs only one
@@ -71,7 +72,10 @@ class StopRequests:
                     'started; nothing of this phase was trained since its last checkpoint: run the same command '
                     'again to resume', EXIT_CODES[_received_outside_training])
     if threading.current_thread() is threading.main_thread() and not self._several_processes:
-      self._previous = {s: signal.signal(s, self._handle) for s in EXIT_CODES}
+      # A signal the process was started ignoring stays ignored, as Python leaves it (SIGINT of a background job of
+      # a non-interactive shell, or under nohup): a Ctrl-C meant for the terminal's foreground job never reaches it.
+      self._previous = {s: signal.signal(s, self._handle) for s in EXIT_CODES
+                        if signal.getsignal(s) is not signal.SIG_IGN}
     return self
 
   def poll(self) -> Optional[int]:
