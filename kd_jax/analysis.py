@@ -294,9 +294,11 @@ def errors(runs: Sequence[Run], outputs: Outputs, group_name: str = '') -> Dict[
     if teacher is None or independent is None:
       continue
     entry = students.setdefault(run.name, {'teacher': teacher.name, 'independent': independent.name,
+                                            'accuracy_gain_over_independent': [],
                                             'jaccard_with_teacher': [], 'jaccard_with_independent': [],
                                             'teacher_errors_shared_by_student': [],
                                             'teacher_errors_shared_by_independent': []})
+    entry['accuracy_gain_over_independent'].append(float(wrong[independent.label].mean() - wrong[run.label].mean()))
     entry['jaccard_with_teacher'].append(_overlap(wrong[run.label], wrong[teacher.label])['jaccard'])
     entry['jaccard_with_independent'].append(_overlap(wrong[run.label], wrong[independent.label])['jaccard'])
     # Jaccard is capped by the ratio of the error-set sizes; this asks instead: of the teacher's errors, how many?
@@ -430,10 +432,11 @@ def write_factors_report(factor_reports: Dict[str, Dict[str, Any]], gains: Dict[
                  for role, s in roles.items()}
           row.update({k: factor_gains[k][setup][name]
                       for k in ('gain_over_independent', 'gain_over_first_factor_independent')})
-        else:  # a probe set the grids did not evaluate (views_*): the analysed items' accuracy, no gains
-          accuracy = result['errors']['accuracy']
+        else:  # a probe set the grids did not evaluate (views_*, held-out corruptions): the analysed items' numbers
+          accuracy, student = result['errors']['accuracy'], result['errors']['students'].get(setup) or {}
           row = {role: {'accuracy': accuracy[s]} if s in accuracy else None for role, s in roles.items()}
-          row.update(gain_over_independent=None, gain_over_first_factor_independent=None)
+          row.update(gain_over_independent=student.get('accuracy_gain_over_independent'),
+                     gain_over_first_factor_independent=None)
         summary.setdefault(name, {}).setdefault(factor, {})[setup] = {
             **row, 'to_teacher': distance, 'errors': result['errors']['students'].get(setup)}
   first = next(iter(factor_reports), '')
@@ -459,12 +462,13 @@ def write_factors_report(factor_reports: Dict[str, Dict[str, Any]], gains: Dict[
             reports.mean_std_cell(errors_.get('teacher_errors_shared_by_independent'), 100.0, 1)]) + ' |')
     lines.append('')
   with_gains = {name: rows for name, rows in summary.items()
-                if any(row['gain_over_independent'] for setups in rows.values() for row in setups.values())}
+                if any(row['gain_over_first_factor_independent'] for setups in rows.values() for row in setups.values())}
+  if len(with_gains) < len(summary):
+    lines.append('Probe sets the grids did not evaluate: accuracy on the analysed items (config.num_examples; all of '
+                 'them with --config.num_examples=10000), its gain over the independent paired by seed; no ECE, no '
+                 'gain over the first factor\'s independent.\n')
   if with_gains:
     lines.append('![gain against nearness to the teacher](factors.png)')
-  else:
-    lines.append('Accuracy on the analysed items of each probe set (config.num_examples); no gains: the grids did not '
-                 'evaluate these sets.')
   reports.write(out, 'factors', summary, '\n'.join(lines))
   if with_gains:
     plot_factors(with_gains, os.path.join(out, 'factors.png'), first)

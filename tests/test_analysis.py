@@ -85,15 +85,19 @@ def test_an_ablation_is_analysed_factor_by_factor_with_restored_teachers(grid_ru
   assert ('| softer | cnn_to_mlp | 60.0 ± 2.0 / 0.060 | 40.0 ± 2.0 / 0.040 | 90.0 ± 2.0 / 0.090 | 7.0 ± 1.0 | '
           '14.0 ± 1.0 |' in open(os.path.join(out, 'factors.md')).read())
   # A probe set the grids did not evaluate (the views a function-matching teacher labels): the analysed items'
-  # accuracy of student, independent and teacher, no gains, no gain plot.
+  # accuracy of student, independent and teacher, the gain over the independent on those items, no gain plot.
   views_out = tmp_path / 'views'
   views = analyze.run(analyze_config(str(workdir), sets='views_crop'), str(views_out))
   row = views['views_crop']['softer']['cnn_to_mlp']
-  assert row['gain_over_independent'] is None and row['gain_over_first_factor_independent'] is None
-  accuracy = json.load(open(views_out / 'softer' / 'analysis.json'))['sets']['views_crop']['errors']['accuracy']
+  errors = json.load(open(views_out / 'softer' / 'analysis.json'))['sets']['views_crop']['errors']
+  accuracy = errors['accuracy']
   assert [row[role]['accuracy'] for role in ('student', 'independent', 'teacher')] == [
       accuracy['cnn_to_mlp'], accuracy['mlp'], accuracy['cnn']]
-  assert 'no gains' in (views_out / 'factors.md').read_text() and not (views_out / 'factors.png').exists()
+  assert row['gain_over_independent'] == errors['students']['cnn_to_mlp']['accuracy_gain_over_independent']
+  assert row['gain_over_independent']['mean'] == pytest.approx(accuracy['cnn_to_mlp']['mean'] - accuracy['mlp']['mean'])
+  assert row['gain_over_first_factor_independent'] is None
+  assert 'Probe sets the grids did not evaluate' in (views_out / 'factors.md').read_text()
+  assert not (views_out / 'factors.png').exists()
   single_job = ml_collections.ConfigDict({'teacher': {'checkpoint': '/t/seed_{seed}'}})
   assert analyze.restored_checkpoints(single_job) == {'teacher': '/t/seed_{seed}'}
 
@@ -213,17 +217,18 @@ def test_error_overlap_on_known_error_sets():
   meta = {'model': 'mlp', 'model_kwargs': {}}
   runs = [analysis.Run('w', setup, 0, f'w/{setup}', meta, distilled=setup == 'student')
           for setup in ('independent', 'student', 'teacher')]
-  outputs = _KnownOutputs({'teacher': [0, 1], 'student': [0, 1, 2, 3], 'independent': [2, 3, 4, 5]},
+  outputs = _KnownOutputs({'teacher': [0, 1], 'student': [0, 1, 2, 3], 'independent': [2, 3, 4, 5, 6, 7]},
                           groups=np.array([0] * 5 + [1] * 5))
   result = analysis.errors(runs, outputs, 'attractors')
   pair = {k: v['mean'] for k, v in result['pairs']['student vs teacher'].items()}
   assert pair == {'both_wrong': 2.0, 'only_first_wrong': 2.0, 'only_second_wrong': 0.0, 'neither_wrong': 6.0,
                   'jaccard': 0.5}
-  assert result['pairs']['independent vs student']['jaccard']['mean'] == pytest.approx(2 / 6)
+  assert result['pairs']['independent vs student']['jaccard']['mean'] == pytest.approx(2 / 8)
   student = result['students']['student']
   assert student['teacher'] == 'teacher' and student['independent'] == 'independent'
+  assert student['accuracy_gain_over_independent']['mean'] == pytest.approx(0.6 - 0.4)  # paired by seed
   assert student['jaccard_with_teacher']['mean'] == 0.5
-  assert student['jaccard_with_independent']['mean'] == pytest.approx(2 / 6)
+  assert student['jaccard_with_independent']['mean'] == pytest.approx(2 / 8)
   assert student['teacher_errors_shared_by_student']['mean'] == 1.0  # both of the teacher's errors
   assert student['teacher_errors_shared_by_independent']['mean'] == 0.0
   # Items 0-4 (group 0): the student errs on 0-3, the teacher on 0-1; items 5-9: no errors at all (Jaccard 1).
