@@ -51,7 +51,7 @@ def objectives(config):
       factor, views = f'{objective}_{name}', student_views
       if 'mixup' in views and losses.loss_spec(objective).splits_at_gold:
         # DKD splits both distributions at the gold class, which a mixed-up input lacks: its control's views alone.
-        factor, views = f'{objective}_fm_{control_views}', control_views
+        factor, views = f'{objective}_fm_{control_views.replace(",", "_")}', control_views
       matched.append((factor, {'student_loss': objective, 'cache_teacher_logits': False,
                                'student_overrides': {'augment': views}, 'models': {'mlp': {'augment': control_views}}}))
   config.factors = plain + tuple(matched)

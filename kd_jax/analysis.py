@@ -134,8 +134,9 @@ def find_runs(workdir: str, prefix: str = '', restored: Optional[Dict[str, str]]
                      "runs only: finish them (run the job's command again) before analysing")
   if unreported_models:
     raise ValueError(f'{workdir} holds models its report does not describe: {"; ".join(unreported_models)} — '
-                     "trained after the report was written (its job stopped before writing the new one): run the "
-                     "job's command again to evaluate them and rewrite the report before analysing")
+                     'trained after the report was written (its job stopped before writing the new one), or left by '
+                     "an earlier run of other setups: run the job's command again to evaluate them and rewrite the "
+                     'report, or move them out of the workdir, before analysing')
   if not runs:
     raise FileNotFoundError(f'no kd_jax checkpoints under {workdir}: give the --workdir of a finished job or grid')
   unreported = sorted({run.seed for run in runs} - set(reported.seeds)) if reported is not None else []
@@ -462,7 +463,8 @@ def write_factors_report(factor_reports: Dict[str, Dict[str, Any]], gains: Dict[
             reports.mean_std_cell(errors_.get('teacher_errors_shared_by_independent'), 100.0, 1)]) + ' |')
     lines.append('')
   with_gains = {name: rows for name, rows in summary.items()
-                if any(row['gain_over_first_factor_independent'] for setups in rows.values() for row in setups.values())}
+                if any(row['gain_over_first_factor_independent']
+                       for setups in rows.values() for row in setups.values())}
   if len(with_gains) < len(summary):
     lines.append('Probe sets the grids did not evaluate: accuracy on the analysed items (config.num_examples; all of '
                  'them with --config.num_examples=10000), its gain over the independent paired by seed; no ECE, no '

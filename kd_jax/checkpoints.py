@@ -18,7 +18,7 @@ import hashlib
 import itertools
 import os
 import re
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from absl import logging
 from etils import epath
@@ -238,7 +238,10 @@ def read_meta(directory: paths.PathLike, step: Optional[int] = None) -> Dict[str
 
 def checkpoint_dirs(root: paths.PathLike):
   """Directories under ``root`` that hold numbered checkpoint steps (snapshot directories excluded)."""
-  for path, dirs, _ in paths.absolute(root).walk():
+  root = paths.absolute(root)
+  if not root.is_dir():  # a restored teacher's role: its checkpoints are elsewhere
+    return
+  for path, dirs, _ in root.walk():
     if epath.Path(path).name != 'snapshots' and any(d.isdigit() for d in dirs):
       yield epath.Path(path)
 
@@ -249,13 +252,20 @@ def model_record(meta: Dict[str, Any]) -> Dict[str, Any]:
   return {'step': meta['step'], 'variables': meta.get('digests', {}).get('variables')}
 
 
-def models_under(workdir: paths.PathLike) -> Dict[str, Dict[str, Any]]:
-  """Each checkpoint directory under ``workdir``, relative to it → :func:`model_record` of its newest step: a report
-  written now records which models it describes, and the analyses check that they read those
-  (:func:`kd_jax.analysis.find_runs`)."""
+def models_under(workdir: paths.PathLike, names: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+  """The checkpoint directories a report evaluated — those under ``workdir/<name>`` for each of ``names`` (a job's
+  roles, a grid's setups) — relative to ``workdir`` → :func:`model_record` of the newest step: the analyses check
+  that they read those models (:func:`kd_jax.analysis.find_runs`). An unreadable directory is left out (the
+  analyses then refuse it)."""
   root = paths.absolute(workdir)
-  return {os.path.relpath(str(directory), str(root)): model_record(read_meta(directory))
-          for directory in sorted(checkpoint_dirs(root))}
+  models = {}
+  for name in names:
+    for directory in sorted(checkpoint_dirs(root / name)):
+      try:
+        models[os.path.relpath(str(directory), str(root))] = model_record(read_meta(directory))
+      except (FileNotFoundError, CheckpointDamagedError):
+        logging.warning('%s: unreadable, not recorded as evaluated by the report', directory)
+  return models
 
 
 def restore_model(directory: paths.PathLike, model_name: str, model_kwargs: Dict[str, Any], abstract_variables,

@@ -8,7 +8,7 @@ same one-line exit as Ctrl-C (:func:`handle_sigterm`), instead of a silent death
 
 Exit codes: 130 after Ctrl-C, 75 (EX_TEMPFAIL: run again) after SIGTERM, so that a launcher can tell a stopped run
 that can resume from a failed one. A signal the process was started ignoring (SIGINT in a background job of a
-non-interactive shell, or under nohup) stays ignored, in training too.
+non-interactive shell) stays ignored, in training too.
 
 With several processes (a TPU pod slice, a SLURM job) every process must save together, at the same step: SIGTERM
 is then left to JAX's preemption service (installed by ``jax.distributed.initialize``), which needs only one
@@ -73,7 +73,7 @@ class StopRequests:
                     'again to resume', EXIT_CODES[_received_outside_training])
     if threading.current_thread() is threading.main_thread() and not self._several_processes:
       # A signal the process was started ignoring stays ignored, as Python leaves it (SIGINT of a background job of
-      # a non-interactive shell, or under nohup): a Ctrl-C meant for the terminal's foreground job never reaches it.
+      # a non-interactive shell): a Ctrl-C meant for the terminal's foreground job never reaches it.
       self._previous = {s: signal.signal(s, self._handle) for s in EXIT_CODES
                         if signal.getsignal(s) is not signal.SIG_IGN}
     return self
@@ -115,5 +115,5 @@ def handle_sigterm():
     _received_outside_training = signum
     raise Stopped(f'stopped by {NAMES[signum]} outside training (nothing was in flight to save): run the same '
                   'command again to resume', EXIT_CODES[signum])
-  if threading.current_thread() is threading.main_thread():
+  if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
     signal.signal(signal.SIGTERM, raise_stopped)

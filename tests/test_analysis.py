@@ -278,3 +278,36 @@ def test_a_second_analysis_into_the_same_directory_leaves_nothing_of_the_first(t
     (out / 'old_factor' / 'analysis.json').write_text('{}')
     analyze.clear_previous(str(out))
     assert sorted(os.listdir(out)) == sorted([workdirs.RECORD, workdirs.LOCK])
+
+
+def test_a_grid_report_records_the_models_it_evaluated_and_the_analysis_refuses_others(grid_run, tmp_path):
+  workdir = tmp_path / 'grid'
+  shutil.copytree(grid_run, workdir)
+  report = json.loads((workdir / 'grid.json').read_text())
+  recorded = report['evaluated_checkpoints']
+  assert sorted(recorded) == ['cnn', 'cnn_to_mlp', 'mlp']  # vmapped seeds: one directory a setup
+  assert recorded['cnn'] == checkpoints.model_record(checkpoints.read_meta(workdir / 'cnn'))
+  assert len(analysis.find_runs(str(workdir), reported=analyze.reported(report))) == 3 * 2  # 3 setups × 2 seeds
+  # A directory the report did not evaluate (left by an earlier run of other setups) is refused by name...
+  shutil.copytree(workdir / 'mlp', workdir / 'mlp_to_cnn')
+  with pytest.raises(ValueError, match=r'holds models its report does not describe: .*/mlp_to_cnn \(step \d+; the '
+                                       r'report has no model there\)'):
+    analyze.run(analyze_config(str(workdir)), str(tmp_path / 'out'))
+  shutil.rmtree(workdir / 'mlp_to_cnn')
+  # ... and so is one whose newest model is not the one the report evaluated.
+  recorded['mlp']['variables'] = 'another model'
+  (workdir / 'grid.json').write_text(json.dumps(report))
+  with pytest.raises(ValueError, match=r'.*/mlp \(step \d+; the report evaluated step \d+, another model\)'):
+    analyze.run(analyze_config(str(workdir)), str(tmp_path / 'out'))
+
+
+def test_a_report_records_only_the_directories_it_names(tmp_path):
+  from test_trainer import _sgd, _split, _train  # pylint: disable=g-import-not-at-top
+  from kd_jax.mnist import models  # pylint: disable=g-import-not-at-top
+  config = load_config('grid_smoke')
+  cfg = _sgd(config, 'mlp', 'teacher')
+  model = models.create_model('mlp', **cfg.model_kwargs)
+  for name in ('mlp', 'mlp.retraining'):
+    _train('mlp', cfg, config, model, _split(), tmp_path / name)
+  recorded = checkpoints.models_under(str(tmp_path), ['mlp', 'cnn'])  # 'cnn': restored from elsewhere, not here
+  assert list(recorded) == ['mlp'] and recorded['mlp']['step'] == checkpoints.all_steps(tmp_path / 'mlp')[-1]

@@ -58,8 +58,9 @@ def job(config, workdir):
 
 cli.run(job)
 '''
-  done = subprocess.run([sys.executable, '-c', script, '--config=configs/smoke.py', f'--workdir={tmp_path}'],
-                        capture_output=True, text=True, timeout=120, check=False)
+  from conftest import ROOT  # pylint: disable=g-import-not-at-top
+  done = subprocess.run([sys.executable, '-c', script, f'--config={ROOT}/configs/smoke.py', f'--workdir={tmp_path}'],
+                        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
   assert done.returncode == 75, done.stderr
   assert done.stderr.splitlines()[-1] == 'kd_jax: stopped by SIGTERM outside training'
   assert 'a log line written just before the stop' in done.stderr

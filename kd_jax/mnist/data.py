@@ -171,10 +171,13 @@ def warp_about_centre(images_uint8: np.ndarray, matrices: np.ndarray) -> np.ndar
   return out
 
 
-def corruption_signs(n: int, seed: int, corruption: str) -> np.ndarray:
-  """MNIST-C's random direction of each image's shear or rotation: −1 or +1, uniformly (one stream per
-  corruption)."""
-  return np.random.default_rng([seed, HELD_OUT_SETS.index(corruption)]).choice(np.array([-1, 1]), size=n)
+SIGN_STREAMS = {'mnist_shear': 0, 'mnist_rotate': 1}  # fixed: another set added never changes these draws
+
+
+def corruption_signs(n: int, seed: int, test_set: str) -> np.ndarray:
+  """MNIST-C's random direction of each image's shear or rotation (``test_set``: a key of
+  :data:`SIGN_STREAMS`): −1 or +1, uniformly."""
+  return np.random.default_rng([seed, SIGN_STREAMS[test_set]]).choice(np.array([-1, 1]), size=n)
 
 
 def mnist_c_shear(images_uint8: np.ndarray, signs: np.ndarray, angle: float = 0.4) -> np.ndarray:

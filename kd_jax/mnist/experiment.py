@@ -256,6 +256,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                  num_train=len(train), num_test=len(test_sets['mnist']), num_devices=mesh.size,
                  teacher_logits='cached' if targets_lib.caches_teacher_logits(config, config.student) else 'in the step',
                  timing=timing, config=json.loads(config.to_json()),
-                 evaluated_checkpoints=checkpoints.models_under(workdir))
+                 evaluated_checkpoints=checkpoints.models_under(workdir, list(trained)))
   report.write_results(results, workdir)
   return results

@@ -441,7 +441,9 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       'data_source': data.source, 'demo_sample': data.demo_sample, 'num_train': len(train),
       'num_test': len(test_sets['mnist']), 'num_devices': mesh.size, 'device': jax.devices()[0].device_kind,
       'total_seconds': time.perf_counter() - t_start, 'config': json.loads(config.to_json()),
-      'evaluated_checkpoints': checkpoints.models_under(workdir),
+      'evaluated_checkpoints': checkpoints.models_under(workdir, [
+          f'{setup}_online' if config.mode == 'online' and parse_setup(setup)[1] else setup
+          for setup in config.setups]),
   }
   report.write_grid_report(grid_report, workdir)
   return grid_report

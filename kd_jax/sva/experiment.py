@@ -444,7 +444,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                                         if config.objective == 'lm' else None),
              'timing': {**{f'{r}_seconds': t for r, t in timing.items()},
                         'total_seconds': time.perf_counter() - t_start},
-             'config': json.loads(config.to_json()), 'evaluated_checkpoints': checkpoints.models_under(workdir)}
+             'config': json.loads(config.to_json()), 'evaluated_checkpoints': checkpoints.models_under(
+                 workdir, roles + (['teacher_folds'] if config.cross_fit_folds else []))}
   report.write_report(results, workdir)
   return results
 

@@ -316,3 +316,15 @@ def test_unknown_model_in_a_setup(tmp_path):
   config.setups = ('cnn_to_vit',)
   with pytest.raises(ValueError, match="unknown model 'vit' in grid setup 'cnn_to_vit'"):
     grid.run(config, str(tmp_path))
+
+
+def test_teacher_agreement_pairs_each_student_with_its_own_teacher_or_the_one_for_all():
+  def logits_predicting(classes):  # one test set, one row a prediction
+    return {'mnist': np.eye(3)[np.asarray(classes)]}
+
+  students = [logits_predicting([0, 1, 2, 2]), logits_predicting([1, 1, 1, 1])]
+  rows = [{'mnist': {}}, {'mnist': {}}]
+  grid.add_teacher_agreement(rows, students, [logits_predicting([0, 1, 2, 0]), logits_predicting([1, 0, 0, 0])])
+  assert [row['mnist']['teacher_agreement'] for row in rows] == [0.75, 0.25]  # instance k with teacher k
+  grid.add_teacher_agreement(rows, students, [logits_predicting([0, 1, 1, 1])])  # one teacher (shared, an ensemble)
+  assert [row['mnist']['teacher_agreement'] for row in rows] == [0.5, 0.75]
