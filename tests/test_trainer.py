@@ -240,20 +240,27 @@ def test_a_signal_saves_at_the_step_it_stops_at_and_resuming_finishes_the_run(tm
   model = models.create_model('mlp', **cfg.model_kwargs)
   split = _split()
   run = lambda name, data: _train('teacher', cfg, config, model, data, tmp_path / name)
-  # What the process had before (Python's Ctrl-C handler, or SIG_IGN for SIGINT in a shell's background job).
-  handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-  with pytest.raises(trainer.TrainingInterrupted, match=rf'teacher {re.escape(what)} at step 7; checkpoint saved in '
-                     f'{tmp_path}/run: run the same command again') as stopped:
-    run('run', _SignalledSplit(split, interrupt_at=6, signals=[signum]))  # the step in flight (7th) finishes
+  # An interactive job's handlers (a background job of a shell starts with SIGINT ignored, and kd_jax leaves it so).
+  outside = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+  signal.signal(signal.SIGINT, signal.default_int_handler)
+  handlers = {s: signal.getsignal(s) for s in outside}
+  try:
+    with pytest.raises(trainer.TrainingInterrupted, match=rf'teacher {re.escape(what)} at step 7; checkpoint saved '
+                       f'in {tmp_path}/run: run the same command again') as stopped:
+      run('run', _SignalledSplit(split, interrupt_at=6, signals=[signum]))  # the step in flight (7th) finishes
+    assert {s: signal.getsignal(s) for s in handlers} == handlers  # the run's handlers are gone again
+  finally:
+    for signum_, handler in outside.items():
+      signal.signal(signum_, handler)
   assert stopped.value.exit_code == exit_code
   assert checkpoints.all_steps(str(tmp_path / 'run')) == [4, 7]  # saved where it stopped, not only at step 4
-  assert {s: signal.getsignal(s) for s in handlers} == handlers  # the run's handlers are gone again
   chex.assert_trees_all_equal(run('run', split).variables, run('unbroken', split).variables)
 
 
 def test_a_second_signal_ends_at_once_naming_the_newest_complete_checkpoint(tmp_path):
   script = tmp_path / 'twice.py'
   script.write_text(f"""import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as an interactive job has it, not SIG_IGN
 sys.path.insert(0, {os.path.dirname(__file__)!r})
 import test_trainer as t
 from conftest import load_config
