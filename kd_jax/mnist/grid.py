@@ -65,6 +65,17 @@ def setup_title(setup: str) -> str:
   return f'{models.title(teacher)}→{models.title(student)}' if student else models.title(teacher)
 
 
+def row_title(config, setup: str) -> str:
+  """A report row's name: the setup's title and what its model does beyond plain KD or plain labels (the objective,
+  the views it trains on)."""
+  teacher, student = parse_setup(setup)
+  cfg = role_config(config, student or teacher, 'student' if student else 'teacher')
+  details = [cfg.loss] if student and cfg.loss != 'distillation' else []
+  if cfg.get('augment'):
+    details.append(f'views: {cfg.augment}')
+  return setup_title(setup) + (f' ({", ".join(details)})' if details else '')
+
+
 def check_grid_config(config):
   if 'setups' not in config:
     raise ValueError('this is not a seed-grid config (it has no config.setups): run it with python -m kd_jax.main')
@@ -427,7 +438,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     writer.close()
 
   grid_report = {
-      'setups': {setup: {'title': setup_title(setup), 'instances': rows[setup],
+      'setups': {setup: {'title': row_title(config, setup), 'instances': rows[setup],
                          'summary': report.summarise(rows[setup]),
                          'seconds': timing.get(setup, timing.get(parse_setup(setup)[0]))}
                  for setup in config.setups},

@@ -328,3 +328,12 @@ def test_teacher_agreement_pairs_each_student_with_its_own_teacher_or_the_one_fo
   assert [row['mnist']['teacher_agreement'] for row in rows] == [0.75, 0.25]  # instance k with teacher k
   grid.add_teacher_agreement(rows, students, [logits_predicting([0, 1, 1, 1])])  # one teacher (shared, an ensemble)
   assert [row['mnist']['teacher_agreement'] for row in rows] == [0.5, 0.75]
+
+
+def test_a_report_row_names_its_objective_and_the_views_it_trained_on():
+  config = load_config('grid_smoke', **{'student_loss': 'dist', 'cache_teacher_logits': False,
+                                        'student_overrides': {'augment': 'crop,mixup'}, 'models.mlp.augment': 'crop'})
+  assert [grid.row_title(config, setup) for setup in config.setups] == [
+      'CNN', 'MLP (views: crop)', 'CNN→MLP (dist, views: crop,mixup)']
+  plain = load_config('grid_smoke')
+  assert [grid.row_title(plain, setup) for setup in plain.setups] == ['CNN', 'MLP', 'CNN→MLP']
