@@ -1,8 +1,8 @@
 """Losses as small pure functions of logits, chosen by name in the config.
 
-Every loss built by :func:`get_loss` has the signature
-``loss(student_logits, teacher_logits, labels) -> per-example loss [B]``;
-the gold-label loss ignores ``teacher_logits``.
+Every loss built by :func:`get_loss` is a :class:`Loss`: ``loss(student_logits, teacher_logits, labels) ->
+per-example loss [B]`` (a feature objective also takes both models' penultimate features; with a warm-up the step
+passes ``teacher_weight``); the gold-label loss ignores ``teacher_logits``.
 """
 import dataclasses
 import functools
@@ -42,13 +42,25 @@ def kd_term(student_logits, teacher_logits, temperature: float, scale: str = 'hi
   return KD_SCALES[scale](temperature) * kl
 
 
-def distillation_loss(student_logits, teacher_logits, labels, *, temperature: float,
-                      alpha: float, scale: str = 'hinton'):
-  """α·KD(teacher, student; T) + (1 − α)·CE(gold)."""
-  loss = alpha * kd_term(student_logits, teacher_logits, temperature, scale)
+def with_gold(term, student_logits, labels, alpha: float, gold_weight: float = 0.0, teacher_weight=None):
+  """α·term + (1 − α)·CE(gold), or term + gold_weight·CE(gold): how every teacher objective adds the gold labels —
+  mixed in (Hinton's α) or beside a teacher term at full weight (DKD's, DIST's and logit standardisation's papers;
+  :func:`check_kd_config` refuses both at once). ``teacher_weight`` (a scalar from the step) scales the teacher term
+  during a warm-up."""
+  if teacher_weight is not None:
+    term = teacher_weight * term
   if alpha < 1.0:
-    loss = loss + (1.0 - alpha) * cross_entropy(student_logits, labels)
-  return loss
+    term = alpha * term + (1.0 - alpha) * cross_entropy(student_logits, labels)
+  elif gold_weight:
+    term = term + gold_weight * cross_entropy(student_logits, labels)
+  return term
+
+
+def distillation_loss(student_logits, teacher_logits, labels, *, temperature: float,
+                      alpha: float, scale: str = 'hinton', gold_weight: float = 0.0, teacher_weight=None):
+  """α·KD(teacher, student; T) + (1 − α)·CE(gold) (or KD + gold_weight·CE: :func:`with_gold`)."""
+  return with_gold(kd_term(student_logits, teacher_logits, temperature, scale), student_logits, labels, alpha,
+                   gold_weight, teacher_weight)
 
 
 def _normal_float32(value: float) -> bool:
@@ -56,7 +68,7 @@ def _normal_float32(value: float) -> bool:
   return math.isfinite(value) and float(np.finfo(np.float32).tiny) <= abs(value) <= config_lib.FLOAT32_MAX
 
 
-def check_kd_config(temperature: float, alpha: float, scale: str = 'hinton'):
+def check_kd_config(temperature: float, alpha: float, scale: str = 'hinton', gold_weight: float = 0.0):
   if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
     raise ValueError(f'config.kd.temperature must be a finite number > 0, got {temperature!r}')
   if not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
@@ -71,18 +83,19 @@ def check_kd_config(temperature: float, alpha: float, scale: str = 'hinton'):
               else 'beyond float32 itself')
     raise ValueError(f'config.kd.temperature={temperature!r} is out of float32 range for the KD term ({factor}): '
                      'use a temperature near 1–20')
+  if not (isinstance(gold_weight, (int, float)) and math.isfinite(gold_weight)
+          and 0.0 <= gold_weight <= config_lib.FLOAT32_MAX):
+    raise ValueError(f'config.kd.gold_weight must be a finite number ≥ 0, got {gold_weight!r}')
+  if gold_weight and alpha < 1.0:
+    raise ValueError(f'config.kd.gold_weight={gold_weight!r} adds the gold labels beside a teacher term at full '
+                     f'weight, and config.kd.alpha={alpha!r} < 1 mixes them in already: set one of the two (alpha=1.0, '
+                     'or gold_weight=0.0)')
 
 
-def _distillation(temperature: float, alpha: float, scale: str) -> LossFn:
-  check_kd_config(temperature, alpha, scale)
-  return functools.partial(distillation_loss, temperature=temperature, alpha=alpha, scale=scale)
-
-
-def _with_gold(term, student_logits, labels, alpha: float):
-  """α·term + (1 − α)·CE(gold): every teacher objective mixes in the gold labels as ``distillation`` does."""
-  if alpha < 1.0:
-    term = alpha * term + (1.0 - alpha) * cross_entropy(student_logits, labels)
-  return term
+def _distillation(temperature: float, alpha: float, scale: str, gold_weight: float) -> LossFn:
+  check_kd_config(temperature, alpha, scale, gold_weight)
+  return functools.partial(distillation_loss, temperature=temperature, alpha=alpha, scale=scale,
+                           gold_weight=gold_weight)
 
 
 def dkd_terms(student_logits, teacher_logits, labels, temperature: float):
@@ -108,11 +121,12 @@ def dkd_terms(student_logits, teacher_logits, labels, temperature: float):
 
 
 def decoupled_distillation(student_logits, teacher_logits, labels, *, temperature: float, alpha: float, scale: str,
-                           dkd_target_weight: float, dkd_nontarget_weight: float):
-  """DKD: (w_t·TCKD + w_n·NCKD) × the KD scale (Zhao et al.: T², w_t = 1, w_n = 8 on CIFAR), mixed with gold CE."""
+                           gold_weight: float, dkd_target_weight: float, dkd_nontarget_weight: float,
+                           teacher_weight=None):
+  """DKD: (w_t·TCKD + w_n·NCKD) × the KD scale (Zhao et al.: T², w_t = 1, w_n = 8 on CIFAR), with gold CE."""
   tckd, nckd = dkd_terms(student_logits, teacher_logits, labels, temperature)
   term = KD_SCALES[scale](temperature) * (dkd_target_weight * tckd + dkd_nontarget_weight * nckd)
-  return _with_gold(term, student_logits, labels, alpha)
+  return with_gold(term, student_logits, labels, alpha, gold_weight, teacher_weight)
 
 
 def _pearson_rows(a, b, eps: float = 1e-8):
@@ -133,12 +147,12 @@ def dist_terms(student_logits, teacher_logits, temperature: float):
 
 
 def dist_distillation(student_logits, teacher_logits, labels, *, temperature: float, alpha: float, scale: str,
-                      dist_inter_weight: float, dist_intra_weight: float):
-  """DIST: (β·inter + γ·intra) × the KD scale (Huang et al.: τ², β = γ = 1 on ImageNet), mixed with gold CE. The
+                      gold_weight: float, dist_inter_weight: float, dist_intra_weight: float, teacher_weight=None):
+  """DIST: (β·inter + γ·intra) × the KD scale (Huang et al.: τ², β = γ = 1 on ImageNet), with gold CE. The
   batch's mean of these per-example values is DIST's loss of the batch."""
   inter, intra = dist_terms(student_logits, teacher_logits, temperature)
   term = KD_SCALES[scale](temperature) * (dist_inter_weight * inter + dist_intra_weight * intra)
-  return _with_gold(term, student_logits, labels, alpha)
+  return with_gold(term, student_logits, labels, alpha, gold_weight, teacher_weight)
 
 
 def standardise(logits, eps: float = 1e-7):
@@ -148,11 +162,13 @@ def standardise(logits, eps: float = 1e-7):
 
 
 def standardised_distillation(student_logits, teacher_logits, labels, *, temperature: float, alpha: float,
-                              scale: str):
-  """KD on z-scored logits (Sun et al. 2024, logit standardisation): the student matches the teacher's logits'
-  shape, not their range; then as ``distillation`` (its gold CE on the raw logits)."""
+                              scale: str, gold_weight: float, standardised_weight: float, teacher_weight=None):
+  """KD on z-scored logits (Sun et al. 2024, logit standardisation) × its weight: the student matches the teacher's
+  logits' shape, not their range; then as ``distillation`` (its gold CE on the raw logits)."""
   term = kd_term(standardise(student_logits), standardise(teacher_logits), temperature, scale)
-  return _with_gold(term, student_logits, labels, alpha)
+  if standardised_weight != 1.0:
+    term = standardised_weight * term
+  return with_gold(term, student_logits, labels, alpha, gold_weight, teacher_weight)
 
 
 # ----------------------------------------------------------------------------- feature objectives
@@ -207,10 +223,11 @@ def _with_feature_term(feature_term):
   (a batch-level term, the same for every example). The logit term stays: a term on the penultimate layer alone
   would leave the student's classifier untrained."""
   def loss(student_logits, teacher_logits, labels, student_features, teacher_features, *, temperature, alpha, scale,
-           **weights):
+           gold_weight, teacher_weight=None, **weights):
     base = distillation_loss(student_logits, teacher_logits, labels, temperature=temperature, alpha=alpha,
-                             scale=scale)
-    return base + feature_term(student_features, jax.lax.stop_gradient(teacher_features), **weights)
+                             scale=scale, gold_weight=gold_weight, teacher_weight=teacher_weight)
+    term = feature_term(student_features, jax.lax.stop_gradient(teacher_features), **weights)
+    return base + (term if teacher_weight is None else teacher_weight * term)
   return loss
 
 
@@ -233,24 +250,28 @@ def _cka(student_features, teacher_features, *, cka_weight):
   return cka_weight * (1.0 - linear_cka(student_features, teacher_features))
 
 
-class FeatureLoss:
-  """A loss that also reads both models' penultimate features: the step calls it with
-  ``(student_logits, teacher_logits, labels, student_features, teacher_features)``; with ``projects``, the student's
-  features first pass through its learned projector to the teacher's size (FitNets)."""
+@dataclasses.dataclass(frozen=True)
+class Loss:
+  """A built per-example loss and the inputs it declares, which the train step gives it. ``features``: it also
+  reads both models' penultimate features, ``(student_logits, teacher_logits, labels, student_features,
+  teacher_features)``; ``projects``: the student's features first pass through its learned projector to the
+  teacher's size (FitNets); ``warmup_steps``: the teacher terms' weight rises linearly to 1 over the first steps
+  (DKD's warm-up), passed as ``teacher_weight``."""
+  fn: Callable[..., jnp.ndarray]
+  features: bool = False
+  projects: bool = False
+  warmup_steps: int = 0
 
-  def __init__(self, fn, projects: bool = False):
-    self.fn, self.projects = fn, projects
-
-  def __call__(self, *args):
-    return self.fn(*args)
+  def __call__(self, *args, **kwargs):
+    return self.fn(*args, **kwargs)
 
 
 def _checked(loss, name: str, adds_to_kd: bool = False):
   """``loss`` (the objective ``name``) built from config.kd: the KD fields checked; its own weights finite float32
   numbers ≥ 0, not all 0 — then its own terms are off and the student would learn nothing (or only the gold labels,
   or, for a term ``adds_to_kd``, plain KD) under the objective's name."""
-  def build(temperature: float, alpha: float, scale: str, **weights):
-    check_kd_config(temperature, alpha, scale)
+  def build(temperature: float, alpha: float, scale: str, gold_weight: float, **weights):
+    check_kd_config(temperature, alpha, scale, gold_weight)
     for field, value in weights.items():
       if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= config_lib.FLOAT32_MAX):
         raise ValueError(f'config.kd.{field} must be a finite number ≥ 0 (at most {config_lib.FLOAT32_MAX:.3g}, '
@@ -261,14 +282,14 @@ def _checked(loss, name: str, adds_to_kd: bool = False):
       raise ValueError(f'config.kd.{" and config.kd.".join(weights)} are all 0: the {name!r} objective\'s own terms '
                        f'are off and the student would learn {learns}; give {"one of them" if len(weights) > 1 else "it"}'
                        ' a weight > 0')
-    return functools.partial(loss, temperature=temperature, alpha=alpha, scale=scale, **weights)
+    return functools.partial(loss, temperature=temperature, alpha=alpha, scale=scale, gold_weight=gold_weight,
+                             **weights)
   return build
 
 
-def _feature_objective(term, name: str, projects: bool = False):
-  """A registry build for ``distillation + term`` (:func:`_with_feature_term`), marked as reading features."""
-  build = _checked(_with_feature_term(term), name, adds_to_kd=True)
-  return lambda **fields: FeatureLoss(build(**fields), projects)
+def _feature_objective(term, name: str):
+  """A registry build for ``distillation + term`` (:func:`_with_feature_term`)."""
+  return _checked(_with_feature_term(term), name, adds_to_kd=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,28 +301,33 @@ class LossSpec:
   uses_features: bool = False  # whether it also reads both models' penultimate features (the teacher in the step)
   min_batch: int = 1  # terms that normalise over the batch (RKD's mean distance, CKA's centring) are 0/0 below it
   splits_at_gold: bool = False  # its teacher term splits the distributions at the gold class (DKD): needs one
+  projects: bool = False  # the student's features pass through a learned projector to the teacher's size (FitNets)
 
+
+# The config.kd fields every teacher objective reads, besides its own weights; gold_weight and warmup_epochs came
+# later, and their defaults leave the objectives as they were (:data:`TEACHER_TERM_DEFAULTS`).
+TEACHER_FIELDS = ('temperature', 'alpha', 'scale', 'gold_weight', 'warmup_epochs')
 
 # A new loss is one new entry here; its hyperparameters are read from config.kd by name.
 LOSSES: Dict[str, LossSpec] = {
     'cross_entropy': LossSpec(lambda: lambda student_logits, teacher_logits, labels: cross_entropy(student_logits,
                                                                                                    labels)),
-    'distillation': LossSpec(_distillation, kd_fields=('temperature', 'alpha', 'scale'), uses_teacher=True),
+    'distillation': LossSpec(_distillation, kd_fields=TEACHER_FIELDS, uses_teacher=True),
     'dkd': LossSpec(_checked(decoupled_distillation, 'dkd'), uses_teacher=True, splits_at_gold=True,
-                    kd_fields=('temperature', 'alpha', 'scale', 'dkd_target_weight', 'dkd_nontarget_weight')),
+                    kd_fields=(*TEACHER_FIELDS, 'dkd_target_weight', 'dkd_nontarget_weight')),
     'dist': LossSpec(_checked(dist_distillation, 'dist'), uses_teacher=True,
-                     kd_fields=('temperature', 'alpha', 'scale', 'dist_inter_weight', 'dist_intra_weight')),
+                     kd_fields=(*TEACHER_FIELDS, 'dist_inter_weight', 'dist_intra_weight')),
     'standardised_distillation': LossSpec(_checked(standardised_distillation, 'standardised_distillation'),
-                                          uses_teacher=True, kd_fields=('temperature', 'alpha', 'scale')),
+                                          uses_teacher=True, kd_fields=(*TEACHER_FIELDS, 'standardised_weight')),
     # Feature objectives: distillation + a term on the penultimate features (the models' intermediates/penultimate).
     'rkd': LossSpec(_feature_objective(_rkd, 'rkd'), uses_teacher=True, uses_features=True, min_batch=2,
-                    kd_fields=('temperature', 'alpha', 'scale', 'rkd_distance_weight', 'rkd_angle_weight')),
+                    kd_fields=(*TEACHER_FIELDS, 'rkd_distance_weight', 'rkd_angle_weight')),
     'sp': LossSpec(_feature_objective(_sp, 'sp'), uses_teacher=True, uses_features=True,
-                   kd_fields=('temperature', 'alpha', 'scale', 'sp_weight')),
+                   kd_fields=(*TEACHER_FIELDS, 'sp_weight')),
     'cka': LossSpec(_feature_objective(_cka, 'cka'), uses_teacher=True, uses_features=True, min_batch=2,
-                    kd_fields=('temperature', 'alpha', 'scale', 'cka_weight')),
-    'fitnets': LossSpec(_feature_objective(_fitnets, 'fitnets', projects=True), uses_teacher=True, uses_features=True,
-                        kd_fields=('temperature', 'alpha', 'scale', 'fitnets_weight')),
+                    kd_fields=(*TEACHER_FIELDS, 'cka_weight')),
+    'fitnets': LossSpec(_feature_objective(_fitnets, 'fitnets'), uses_teacher=True, uses_features=True, projects=True,
+                        kd_fields=(*TEACHER_FIELDS, 'fitnets_weight')),
 }
 
 
@@ -315,10 +341,16 @@ def loss_spec(name: str) -> LossSpec:
 # al. 2022), DIST's inter- and intra-class relations (Huang et al. 2022); the feature objectives' (added to
 # distillation): RKD's distance and angle terms (Park et al. 2019), similarity preservation (Tung & Mori 2019),
 # 1 − linear CKA (Kornblith et al. 2019), FitNets' hint through a learned projector (Romero et al. 2015;
-# mdistiller's weight).
+# mdistiller's weight). Logit standardisation's KD weight is 1 here; its authors' 9 goes with gold CE at 0.1 and a
+# base temperature of 2 (Sun et al. 2024; configs/mnist_objectives.py:own_settings).
 OBJECTIVE_WEIGHTS = dict(dkd_target_weight=1.0, dkd_nontarget_weight=8.0, dist_inter_weight=1.0,
-                         dist_intra_weight=1.0, rkd_distance_weight=25.0, rkd_angle_weight=50.0, sp_weight=3000.0,
-                         cka_weight=1.0, fitnets_weight=100.0)
+                         dist_intra_weight=1.0, standardised_weight=1.0, rkd_distance_weight=25.0,
+                         rkd_angle_weight=50.0, sp_weight=3000.0, cka_weight=1.0, fitnets_weight=100.0)
+# How the teacher terms meet the gold labels, at values that leave every objective as it was before these fields:
+# gold_weight, gold cross-entropy beside the teacher term at full weight (the objectives' own papers: DKD and DIST
+# 1.0, logit standardisation 0.1; only with alpha = 1); warmup_epochs, the teacher terms' weight rising linearly
+# from 0 to 1 over the student's first epochs (DKD's warm-up: 20 of 240 CIFAR epochs).
+TEACHER_TERM_DEFAULTS = dict(gold_weight=0.0, warmup_epochs=0.0)
 
 
 def kd_settings(temperature: float) -> dict:
@@ -329,6 +361,7 @@ def kd_settings(temperature: float) -> dict:
       scale='hinton',  # 'hinton': KD term × T²; 'paper': × 1/T² as in the paper's code
       teacher_mode='eval',  # 'train' runs the teacher with dropout + batch statistics (paper-code quirk)
       targets='teacher',  # or a control made from cached teacher logits (kd_jax.losses.TARGETS)
+      **TEACHER_TERM_DEFAULTS,  # gold CE beside the teacher term, and its warm-up
       **OBJECTIVE_WEIGHTS,  # each objective's own weights (kd_jax/losses.py)
       # True: a saved teacher path without '{seed}' is meant to serve every seed (the report says "one teacher for
       # all seeds"); False: such a path is refused, since the seeds would not be independent runs.
@@ -336,14 +369,24 @@ def kd_settings(temperature: float) -> dict:
   )
 
 
-def get_loss(name: str, kd_config: Optional[Mapping[str, Any]] = None) -> LossFn:
-  """The per-example loss called ``name``, built from the ``kd_config`` (``config.kd``) fields it declares."""
+def get_loss(name: str, kd_config: Optional[Mapping[str, Any]] = None, steps_per_epoch: Optional[int] = None) -> Loss:
+  """The per-example loss called ``name``, built from the ``kd_config`` (``config.kd``) fields it declares (those of
+  :data:`TEACHER_TERM_DEFAULTS` may be left out); a warm-up (``kd.warmup_epochs``) is counted in the phase's
+  ``steps_per_epoch`` (needed then)."""
   spec = loss_spec(name)
-  kd_config = kd_config or {}
+  kd_config = {**TEACHER_TERM_DEFAULTS, **(kd_config or {})}
   missing = [field for field in spec.kd_fields if field not in kd_config]
   if missing:
     raise ValueError(f'loss {name!r} needs config.kd.{", config.kd.".join(missing)}')
-  return spec.build(**{field: kd_config[field] for field in spec.kd_fields})
+  fields = {field: kd_config[field] for field in spec.kd_fields}
+  warmup_epochs = fields.pop('warmup_epochs', 0.0)
+  if not (isinstance(warmup_epochs, (int, float)) and math.isfinite(warmup_epochs) and warmup_epochs >= 0):
+    raise ValueError(f'config.kd.warmup_epochs must be a finite number ≥ 0, got {warmup_epochs!r}')
+  if warmup_epochs and steps_per_epoch is None:
+    raise ValueError(f'loss {name!r}: a warm-up (config.kd.warmup_epochs={warmup_epochs!r}) is counted in the '
+                     "phase's steps per epoch: give steps_per_epoch")
+  return Loss(spec.build(**fields), features=spec.uses_features, projects=spec.projects,
+              warmup_steps=max(1, round(warmup_epochs * steps_per_epoch)) if warmup_epochs else 0)
 
 
 # ----------------------------------------------------------------------------- control targets

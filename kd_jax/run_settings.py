@@ -13,7 +13,8 @@ from kd_jax import targets as targets_lib
 # so those checkpoints still resume.
 LATER_SETTINGS = {'l2': 0.0, 'l1': 0.0, 'compute_dtype': 'float32', 'matmul_precision': 'default',
                   'kd.targets': 'teacher', 'kd.shared_teacher': False, 'augment': '',
-                  **{f'kd.{name}': weight for name, weight in losses.OBJECTIVE_WEIGHTS.items()}}
+                  **{f'kd.{name}': value for name, value in {**losses.TEACHER_TERM_DEFAULTS,
+                                                             **losses.OBJECTIVE_WEIGHTS}.items()}}
 
 
 class SettingsMismatchError(ValueError):

@@ -49,7 +49,7 @@ def check_kd_config(config, teacher_loss: str = 'cross_entropy', student_loss: s
     raise ValueError(f'the teacher trains on gold labels: config.teacher.loss must be cross_entropy, '
                      f'got {teacher_loss!r}')
   for name in (teacher_loss, student_loss):
-    losses.get_loss(name, config.kd)
+    losses.get_loss(name, config.kd, steps_per_epoch=1)  # built to check its fields; the phase counts its own steps
   mode = targets_lib.teacher_mode(config)
   if mode not in targets_lib.TEACHER_MODES:
     raise ValueError(f'unknown config.kd.teacher_mode {mode!r}; choose one of {targets_lib.TEACHER_MODES}')
@@ -134,11 +134,12 @@ def init_instances(model, tx, seeds: Sequence[int], stream: int, stacked: bool, 
   return training.init_state(model, tx, keys[0], example, projector_dims)
 
 
-def _step_and_state(phase: Phase, targets: targets_lib.Targets, job: Job, num_steps: int):
+def _step_and_state(phase: Phase, targets: targets_lib.Targets, job: Job, batches: input_pipeline.Batches,
+                    num_steps: int):
   """The phase's pure train step, its initial state and the models it runs (for their compiler options)."""
   cfg, config, example = phase.settings, job.config, example_input(phase.train)
   tx = training.make_optimizer(cfg, num_steps)
-  loss_fn = losses.get_loss(cfg.loss, config.kd)
+  loss_fn = losses.get_loss(cfg.loss, config.kd, batches.steps_per_epoch)
   if targets.online is not None:  # the teacher trains beside the student, on gold labels, from the same batches
     online = targets.online
     teacher_tx = training.make_optimizer(online.settings, num_steps)
@@ -185,7 +186,7 @@ def train_model(phase: Phase, targets: targets_lib.Targets, job: Job):
   batches = input_pipeline.Batches(train, orders, phase.stacked, targets.logits)
   epochs = max(cfg.num_epochs, targets.online.settings.num_epochs) if targets.online is not None else cfg.num_epochs
   num_steps = max(1, int(round(epochs * batches.steps_per_epoch)))
-  step, state, models = _step_and_state(phase, targets, job, num_steps)
+  step, state, models = _step_and_state(phase, targets, job, batches, num_steps)
   settings = run_settings.of_phase(phase, targets, config, num_steps)
   meta = {'model': cfg.model, 'model_kwargs': cfg.model_kwargs.to_dict(), 'phase': name, 'num_steps': num_steps,
           'seeds': list(phase.seeds), 'stacked': phase.stacked, 'settings': settings, **phase.extra_meta}

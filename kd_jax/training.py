@@ -24,8 +24,7 @@ import optax
 from kd_jax import interrupts
 from kd_jax import sharding
 from kd_jax.input_pipeline import Batches
-from kd_jax.losses import FeatureLoss
-from kd_jax.losses import LossFn
+from kd_jax.losses import Loss
 
 PENULTIMATE = 'penultimate'  # what every model sows as intermediates/penultimate (the input of its output layer)
 # FitNets' learned linear map from the student's penultimate features to the teacher's: trained with the student (a
@@ -84,7 +83,7 @@ def penultimate_size(model: nn.Module, example_input) -> int:
 def projector_dims(loss_fn, student: nn.Module, teacher: Optional[nn.Module], example_input):
   """(student features, teacher features) for :func:`init_state` when ``loss_fn`` learns a projector between them
   (FitNets), else None."""
-  if not getattr(loss_fn, 'projects', False):
+  if not loss_fn.projects:
     return None
   return penultimate_size(student, example_input), penultimate_size(teacher, example_input)
 
@@ -158,7 +157,7 @@ def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
 
 # ----------------------------------------------------------------------------- the step
 
-def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn: LossFn,
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn: Loss,
                     teacher: Optional[nn.Module] = None, teacher_train_mode: bool = False,
                     output_logits: bool = False, compute_dtype: str = 'float32', augment: Optional[Callable] = None):
   """The pure step ``(state, batch, teacher_variables) -> (state, metrics)``.
@@ -180,8 +179,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
 
   student_apply = apply_fn(model, compute_dtype)
   teacher_apply = apply_fn(teacher, compute_dtype) if teacher is not None else None
-  # A feature objective (losses.FeatureLoss) also reads what both models sow as intermediates/penultimate.
-  features = isinstance(loss_fn, FeatureLoss)
+  # A feature objective also reads what both models sow as intermediates/penultimate (losses.Loss declares it).
+  features = loss_fn.features
   if features and teacher is None:
     raise ValueError('a feature objective needs the teacher in the step (its features), not cached logits')
   captured = ['intermediates'] if features else []
@@ -208,6 +207,10 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
     if teacher_logits is not None:
       teacher_logits = jax.lax.stop_gradient(teacher_logits)
 
+    # A warm-up (DKD's) scales the teacher terms by the fraction of it done, counting this step.
+    warmup = ({'teacher_weight': jnp.minimum((state.step + 1) / loss_fn.warmup_steps, 1.0)}
+              if loss_fn.warmup_steps else {})
+
     def loss_of(params):
       logits, updates = student_apply({'params': params, 'batch_stats': state.batch_stats}, inputs, train=True,
                                       rngs={'dropout': student_key}, mutable=['batch_stats', *captured])
@@ -215,9 +218,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
         student_features = updates['intermediates'][PENULTIMATE][0]
         if loss_fn.projects:  # FitNets: the student's features through its learned projector
           student_features = student_features @ params[HINT_PROJECTOR]['kernel'] + params[HINT_PROJECTOR]['bias']
-        loss = loss_fn(logits, teacher_logits, labels, student_features, teacher_features)
+        loss = loss_fn(logits, teacher_logits, labels, student_features, teacher_features, **warmup)
       else:
-        loss = loss_fn(logits, teacher_logits, labels)
+        loss = loss_fn(logits, teacher_logits, labels, **warmup)
       return weighted_mean(loss), (logits, updates['batch_stats'])
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)

@@ -61,7 +61,7 @@ def test_bad_kd_settings(kwargs, match):
 
 
 def test_a_loss_reads_the_kd_fields_it_declares():
-  assert losses.LOSSES['distillation'].kd_fields == ('temperature', 'alpha', 'scale')
+  assert losses.LOSSES['distillation'].kd_fields == ('temperature', 'alpha', 'scale', 'gold_weight', 'warmup_epochs')
   assert losses.LOSSES['distillation'].uses_teacher and not losses.LOSSES['cross_entropy'].uses_teacher
   with pytest.raises(ValueError, match=r"loss 'distillation' needs config.kd.alpha, config.kd.scale"):
     losses.get_loss('distillation', dict(temperature=2.0))
@@ -191,10 +191,12 @@ def test_standardised_distillation_against_its_definition(temperature, scale, al
   factor = temperature ** 2 if scale == 'hinton' else temperature ** -2
   ce = -np.log(_softmax64(s, 1.0)[np.arange(len(labels)), labels])
   expected = alpha * factor * _kl(_softmax64(z(t), temperature), _softmax64(z(s), temperature)) + (1 - alpha) * ce
-  loss = losses.get_loss('standardised_distillation', dict(temperature=temperature, alpha=alpha, scale=scale))
+  loss = losses.get_loss('standardised_distillation',
+                         dict(temperature=temperature, alpha=alpha, scale=scale, standardised_weight=1.0))
   chex.assert_trees_all_close(loss(s, t, labels), expected.astype(np.float32), rtol=1e-4, atol=1e-6)
   # Known answer: a student whose logits are the teacher's scaled and shifted matches it exactly.
-  pure = losses.get_loss('standardised_distillation', dict(temperature=temperature, alpha=1.0, scale=scale))
+  pure = losses.get_loss('standardised_distillation',
+                         dict(temperature=temperature, alpha=1.0, scale=scale, standardised_weight=1.0))
   chex.assert_trees_all_close(pure(3.0 * t + 1.0, t, labels), np.zeros(len(labels)), atol=1e-5)
 
 
@@ -310,7 +312,7 @@ def test_a_feature_objective_adds_its_term_to_distillation():
   kd = losses.get_loss('distillation', dict(temperature=2.0, alpha=0.7, scale='hinton'))(student, teacher, labels)
   cka = losses.get_loss('cka', dict(temperature=2.0, alpha=0.7, scale='hinton', cka_weight=2.0))
   chex.assert_trees_all_close(cka(student, teacher, labels, s, t), kd + 2.0 * (1 - losses.linear_cka(s, t)), rtol=1e-5)
-  assert isinstance(cka, losses.FeatureLoss) and losses.loss_spec('cka').uses_features
+  assert cka.features and not losses.get_loss('distillation', dict(temperature=2.0, alpha=0.7, scale='hinton')).features
 
 
 @pytest.mark.parametrize('weight,seed', [(100.0, 14), (1.0, 15)])
@@ -325,3 +327,57 @@ def test_fitnets_hint_against_its_definition(weight, seed):
                               rtol=1e-5)
   assert loss.projects and not _feature_loss('cka', cka_weight=1.0).projects
   chex.assert_trees_all_close(loss(logits, logits, np.zeros(6, int), t, t), np.zeros(6), atol=1e-6)  # known answer
+
+
+def _numpy_cross_entropy(logits, labels):
+  logits = np.asarray(logits, np.float64)
+  log_p = logits - logits.max(-1, keepdims=True)
+  log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
+  return -log_p[np.arange(len(labels)), labels]
+
+
+@pytest.mark.parametrize('name,weights', [('dkd', dict(dkd_target_weight=1.0, dkd_nontarget_weight=8.0)),
+                                          ('dist', dict(dist_inter_weight=1.0, dist_intra_weight=1.0)),
+                                          ('standardised_distillation', dict(standardised_weight=1.0)),
+                                          ('distillation', {})])
+def test_gold_weight_adds_gold_cross_entropy_beside_the_full_teacher_term(name, weights):
+  student, teacher, labels = _batch(21, n=6, c=5)
+  kd = dict(temperature=2.0, alpha=1.0, scale='hinton', **weights)
+  term = losses.get_loss(name, kd)(student, teacher, labels)
+  with_gold = losses.get_loss(name, {**kd, 'gold_weight': 0.1})(student, teacher, labels)
+  chex.assert_trees_all_close(with_gold, term + 0.1 * _numpy_cross_entropy(student, labels), rtol=1e-5)
+
+
+def test_logit_standardisations_own_weight_scales_its_teacher_term():
+  student, teacher, labels = _batch(22, n=6, c=5)
+  kd = dict(temperature=2.0, alpha=1.0, scale='hinton')
+  one = losses.get_loss('standardised_distillation', {**kd, 'standardised_weight': 1.0})(student, teacher, labels)
+  nine = losses.get_loss('standardised_distillation', {**kd, 'standardised_weight': 9.0, 'gold_weight': 0.1})
+  chex.assert_trees_all_close(nine(student, teacher, labels), 9.0 * one + 0.1 * _numpy_cross_entropy(student, labels),
+                              rtol=1e-5)
+
+
+@pytest.mark.parametrize('kd,match', [
+    (dict(alpha=0.9, gold_weight=1.0), 'set one of the two'),
+    (dict(gold_weight=-1.0), 'gold_weight must be a finite number'),
+    (dict(gold_weight=float('nan')), 'gold_weight must be a finite number'),
+    (dict(warmup_epochs=-1.0), 'warmup_epochs must be a finite number'),
+])
+def test_bad_gold_weight_or_warmup_is_refused(kd, match):
+  with pytest.raises(ValueError, match=match):
+    losses.get_loss('dkd', {**dict(temperature=4.0, alpha=1.0, scale='hinton', dkd_target_weight=1.0,
+                                   dkd_nontarget_weight=8.0), **kd}, steps_per_epoch=10)
+
+
+def test_a_warmup_is_counted_in_the_phases_steps_and_scales_only_the_teacher_term():
+  kd = dict(temperature=4.0, alpha=1.0, scale='hinton', dkd_target_weight=1.0, dkd_nontarget_weight=8.0,
+            gold_weight=1.0)
+  assert losses.get_loss('dkd', kd).warmup_steps == 0
+  loss = losses.get_loss('dkd', {**kd, 'warmup_epochs': 2.5}, steps_per_epoch=4)
+  assert loss.warmup_steps == 10
+  with pytest.raises(ValueError, match='give steps_per_epoch'):
+    losses.get_loss('dkd', {**kd, 'warmup_epochs': 2.5})
+  student, teacher, labels = _batch(23, n=6, c=5)
+  term = losses.get_loss('dkd', {**kd, 'gold_weight': 0.0})(student, teacher, labels)
+  chex.assert_trees_all_close(loss(student, teacher, labels, teacher_weight=0.3),
+                              0.3 * term + _numpy_cross_entropy(student, labels), rtol=1e-5)

@@ -461,6 +461,28 @@ def test_a_feature_objective_reads_both_models_penultimate_features():
     training.make_train_step(student, tx, loss_fn)
 
 
+def test_a_warmup_scales_the_teacher_term_by_the_fraction_done_counting_this_step():
+  student = models.create_model('mlp', hidden_sizes=(32, 16))
+  tx = training.make_optimizer(OPT, 8)
+  kd = dict(temperature=4.0, alpha=1.0, scale='hinton', gold_weight=1.0, dkd_target_weight=1.0,
+            dkd_nontarget_weight=8.0)
+  loss_fn = losses.get_loss('dkd', {**kd, 'warmup_epochs': 1.0}, steps_per_epoch=4)
+  split = _split(16)
+  teacher_logits = jnp.asarray(np.random.default_rng(3).normal(size=(16, 10)), jnp.float32)
+  batch = {'inputs': jnp.asarray(split.images), 'label': jnp.asarray(split.labels), 'teacher_logits': teacher_logits}
+  step = jax.jit(training.make_train_step(student, tx, loss_fn))
+  state = training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE)
+  term_fn, gold_fn = losses.get_loss('dkd', kd | {'gold_weight': 0.0}), losses.get_loss('cross_entropy')
+  for fraction in (0.25, 0.5, 0.75, 1.0, 1.0):  # steps 1..4 of a 4-step warm-up, then full weight
+    key = jax.random.split(jax.random.fold_in(state.rng, state.step))[0]
+    logits, _ = student.apply(state.variables, batch['inputs'], train=True, rngs={'dropout': key},
+                              mutable=['batch_stats'])
+    expected = jnp.mean(fraction * term_fn(logits, teacher_logits, batch['label'])
+                        + gold_fn(logits, teacher_logits, batch['label']))
+    state, metrics = step(state, batch, None)
+    chex.assert_trees_all_close(metrics['loss'], expected, rtol=1e-5)
+
+
 def test_the_fitnets_projector_trains_with_the_student_and_is_left_out_of_its_variables():
   teacher = models.create_model('cnn', **SMALL_CNN)
   teacher_variables = training.init_variables(teacher, jax.random.PRNGKey(7), IMAGE)

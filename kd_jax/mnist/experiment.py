@@ -81,9 +81,10 @@ def check_augment(config, cfg, field: str):
   teacher logits (they are for the unaugmented inputs)."""
   chosen = augment_lib.names(cfg.get('augment', ''))
   distils = targets_lib.uses_teacher(cfg)
-  if 'mixup' in chosen and (not distils or config.kd.alpha < 1.0):
+  if 'mixup' in chosen and (not distils or config.kd.alpha < 1.0 or config.kd.get('gold_weight', 0.0)):
     raise ValueError(f"config.{field}.augment={cfg.augment!r}: a mixed-up input has no one gold label; mixup is for "
-                     'a student learning from the teacher alone (a teacher objective with config.kd.alpha=1)')
+                     'a student learning from the teacher alone (a teacher objective with config.kd.alpha=1 and '
+                     'config.kd.gold_weight=0)')
   if 'mixup' in chosen and losses.loss_spec(cfg.loss).splits_at_gold:
     raise ValueError(f"config.{field}.augment={cfg.augment!r} with loss {cfg.loss!r}: its teacher term splits both "
                      'distributions at the gold class, and a mixed-up input has no one gold class (it used to take '

@@ -87,6 +87,8 @@ def test_teacher_and_student_see_the_same_augmented_view():
     ({'student.augment': 'rotate'}, "unknown augmentation 'rotate'; choose from translate, scale, crop, mixup"),
     ({'teacher.augment': 'mixup'}, "config.teacher.augment='mixup': a mixed-up input has no one gold label"),
     ({'student.augment': 'mixup', 'kd.alpha': 0.5}, 'a teacher objective with config.kd.alpha=1'),
+    ({'student.augment': 'mixup', 'cache_teacher_logits': False, 'kd.gold_weight': 0.1},
+     'a teacher objective with config.kd.alpha=1 and config.kd.gold_weight=0'),
     ({'student.augment': 'crop,mixup', 'student.loss': 'dkd', 'cache_teacher_logits': False},
      "config.student.augment='crop,mixup' with loss 'dkd': its teacher term splits both distributions at the gold "
      'class, and a mixed-up input has no one gold class'),
