@@ -240,10 +240,17 @@ def _sp(student_features, teacher_features, *, sp_weight):
   return sp_weight * similarity_preserving_term(student_features, teacher_features)
 
 
-def _fitnets(projected_features, teacher_features, *, fitnets_weight):
-  """FitNets' hint (Romero et al. 2015): the mean squared difference between the student's projected penultimate
-  features and the teacher's (mdistiller's form, its weight 100)."""
-  return fitnets_weight * jnp.mean((projected_features - teacher_features) ** 2)
+def _fitnets(student_features, teacher_features, *, fitnets_weight, aux):
+  """FitNets' hint (Romero et al. 2015): the mean squared difference between the student's penultimate features,
+  through its learned projector ``aux`` (:func:`hint_projector`), and the teacher's (mdistiller's form, weight 100)."""
+  projected = student_features @ aux['kernel'] + aux['bias']
+  return fitnets_weight * jnp.mean((projected - teacher_features) ** 2)
+
+
+def hint_projector(key: jax.Array, student_size: int, teacher_size: int):
+  """FitNets' own trainable parameters: a linear map from the student's feature size to the teacher's."""
+  return {'kernel': jax.nn.initializers.lecun_normal()(key, (student_size, teacher_size)),
+          'bias': jnp.zeros(teacher_size)}
 
 
 def _cka(student_features, teacher_features, *, cka_weight):
@@ -254,13 +261,14 @@ def _cka(student_features, teacher_features, *, cka_weight):
 class Loss:
   """A built per-example loss and the inputs it declares, which the train step gives it. ``features``: it also
   reads both models' penultimate features, ``(student_logits, teacher_logits, labels, student_features,
-  teacher_features)``; ``projects``: the student's features first pass through its learned projector to the
-  teacher's size (FitNets); ``warmup_steps``: the teacher terms' weight rises linearly to 1 over the first steps
-  (DKD's warm-up), passed as ``teacher_weight``."""
+  teacher_features)``; ``warmup_steps``: the teacher terms' weight rises linearly to 1 over the first steps
+  (DKD's warm-up), passed as ``teacher_weight``; ``init_aux(key, student feature size, teacher feature size)``: the
+  objective's own trainable parameters (FitNets' projector), which the trainer keeps beside the model
+  (``training.TrainStateWithAux``), trains with it and passes as ``aux``."""
   fn: Callable[..., jnp.ndarray]
   features: bool = False
-  projects: bool = False
   warmup_steps: int = 0
+  init_aux: Optional[Callable[[jax.Array, int, int], Any]] = None
 
   def __call__(self, *args, **kwargs):
     return self.fn(*args, **kwargs)
@@ -301,7 +309,7 @@ class LossSpec:
   uses_features: bool = False  # whether it also reads both models' penultimate features (the teacher in the step)
   min_batch: int = 1  # terms that normalise over the batch (RKD's mean distance, CKA's centring) are 0/0 below it
   splits_at_gold: bool = False  # its teacher term splits the distributions at the gold class (DKD): needs one
-  projects: bool = False  # the student's features pass through a learned projector to the teacher's size (FitNets)
+  init_aux: Optional[Callable[[jax.Array, int, int], Any]] = None  # its own trainable parameters (:class:`Loss`)
 
 
 # The config.kd fields every teacher objective reads, besides its own weights; gold_weight and warmup_epochs came
@@ -326,7 +334,8 @@ LOSSES: Dict[str, LossSpec] = {
                    kd_fields=(*TEACHER_FIELDS, 'sp_weight')),
     'cka': LossSpec(_feature_objective(_cka, 'cka'), uses_teacher=True, uses_features=True, min_batch=2,
                     kd_fields=(*TEACHER_FIELDS, 'cka_weight')),
-    'fitnets': LossSpec(_feature_objective(_fitnets, 'fitnets'), uses_teacher=True, uses_features=True, projects=True,
+    'fitnets': LossSpec(_feature_objective(_fitnets, 'fitnets'), uses_teacher=True, uses_features=True,
+                        init_aux=hint_projector,
                         kd_fields=(*TEACHER_FIELDS, 'fitnets_weight')),
 }
 
@@ -385,7 +394,7 @@ def get_loss(name: str, kd_config: Optional[Mapping[str, Any]] = None, steps_per
   if warmup_epochs and steps_per_epoch is None:
     raise ValueError(f'loss {name!r}: a warm-up (config.kd.warmup_epochs={warmup_epochs!r}) is counted in the '
                      "phase's steps per epoch: give steps_per_epoch")
-  return Loss(spec.build(**fields), features=spec.uses_features, projects=spec.projects,
+  return Loss(spec.build(**fields), features=spec.uses_features, init_aux=spec.init_aux,
               warmup_steps=max(1, round(warmup_epochs * steps_per_epoch)) if warmup_epochs else 0)
 
 

@@ -44,6 +44,10 @@ def of_phase(phase, targets: targets_lib.Targets, config, num_steps: int) -> Dic
   settings = {k: v for k, v in flatten(cfg.to_dict()).items() if k != 'checkpoint'}
   if targets_lib.uses_teacher(cfg):
     settings.update({f'kd.{k}': config.kd[k] for k in kd_fields_read(cfg) if k in config.kd})
+    if losses.loss_spec(cfg.loss).init_aux is not None:
+      # Its own parameters have been kept beside the model's since Dec 2026 (before: inside them, which a resume
+      # cannot read): checkpoints without this line are refused as another layout.
+      settings['objective parameters'] = 'beside the model (TrainStateWithAux.aux_params)'
     teacher = targets.logits if targets.cached else targets.teacher.variables if targets.in_step else None
     settings['teacher (digest of its variables or cached logits)'] = (
         None if teacher is None else checkpoints.digest(teacher))

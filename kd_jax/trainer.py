@@ -126,12 +126,12 @@ def example_input(split):
   return split.batch(np.arange(1))['inputs']
 
 
-def init_instances(model, tx, seeds: Sequence[int], stream: int, stacked: bool, example, projector_dims=None):
+def init_instances(model, tx, seeds: Sequence[int], stream: int, stacked: bool, example, init_aux=None):
   """The initial state of seed ``s`` is init_state(fold_in(PRNGKey(s), stream)); stacked: one per seed, vmapped."""
   keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), stream) for s in seeds])
   if stacked:
-    return jax.vmap(lambda key: training.init_state(model, tx, key, example, projector_dims))(keys)
-  return training.init_state(model, tx, keys[0], example, projector_dims)
+    return jax.vmap(lambda key: training.init_state(model, tx, key, example, init_aux))(keys)
+  return training.init_state(model, tx, keys[0], example, init_aux)
 
 
 def _step_and_state(phase: Phase, targets: targets_lib.Targets, job: Job, batches: input_pipeline.Batches,
@@ -152,7 +152,7 @@ def _step_and_state(phase: Phase, targets: targets_lib.Targets, job: Job, batche
     return step, state, (online.model, phase.model)
   teacher = targets.teacher.model if targets.in_step else None
   state = init_instances(phase.model, tx, phase.seeds, phase.stream, phase.stacked, example,
-                         training.projector_dims(loss_fn, phase.model, teacher, example))
+                         training.aux_initialiser(loss_fn, phase.model, teacher, example))
   step = training.make_train_step(phase.model, tx, loss_fn, teacher, teacher_train_mode=targets.mode == 'train',
                                   compute_dtype=config.compute_dtype, augment=phase.augment)
   # A teacher in the step runs its forward there: its options count too (in training mode the CNN teacher's forward

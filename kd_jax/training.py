@@ -30,9 +30,6 @@ PENULTIMATE = 'penultimate'  # what every model sows as intermediates/penultimat
 # FitNets' learned linear map from the student's penultimate features to the teacher's: trained with the student (a
 # top-level entry of its params, which Flax's apply ignores; its kernel takes the phase's L1/L2 like every kernel),
 # saved for resuming, left out of its variables.
-HINT_PROJECTOR = 'hint_projector'
-
-
 @flax.struct.dataclass
 class TrainState:
   step: jax.Array  # int32 scalar
@@ -43,11 +40,38 @@ class TrainState:
 
   @property
   def variables(self):
-    """The model's variables: what is evaluated and exported (a FitNets projector trained beside it is not)."""
-    params = self.params
-    if isinstance(params, dict) and HINT_PROJECTOR in params:
-      params = {k: v for k, v in params.items() if k != HINT_PROJECTOR}
-    return {'params': params, 'batch_stats': self.batch_stats}
+    """The model's variables: what is evaluated and exported."""
+    return {'params': self.params, 'batch_stats': self.batch_stats}
+
+  @property
+  def trainable(self):
+    """What the optimizer updates."""
+    return self.params
+
+  def split(self, trainable):
+    """``trainable`` as (the model's parameters, the objective's own or None)."""
+    return trainable, None
+
+  def with_trainable(self, trainable):
+    return self.replace(params=trainable)
+
+
+@flax.struct.dataclass
+class TrainStateWithAux(TrainState):
+  """The state of a student whose objective has trainable parameters of its own (``losses.Loss.init_aux``: FitNets'
+  projector): trained beside the model's, never evaluated or exported. (A subclass, so that every other state keeps
+  the checkpoint layout it had.)"""
+  aux_params: Any
+
+  @property
+  def trainable(self):
+    return self.params, self.aux_params
+
+  def split(self, trainable):
+    return trainable
+
+  def with_trainable(self, trainable):
+    return self.replace(params=trainable[0], aux_params=trainable[1])
 
 
 def init_variables(model: nn.Module, rng: jax.Array, example_input):
@@ -57,18 +81,17 @@ def init_variables(model: nn.Module, rng: jax.Array, example_input):
 
 
 def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
-               example_input, projector_dims: Optional[Sequence[int]] = None) -> TrainState:
-  """``projector_dims`` (student features, teacher features): also a FitNets projector (:data:`HINT_PROJECTOR`)."""
+               example_input, init_aux: Optional[Callable[[jax.Array], Any]] = None) -> TrainState:
+  """``init_aux(key)``: the objective's own parameters too (:func:`aux_initialiser`)."""
   @jax.jit  # one compilation instead of op-by-op dispatch of every initializer
   def init(rng):
     init_rng, dropout_rng = jax.random.split(rng)
     variables = init_variables(model, init_rng, example_input)
-    params = variables['params']
-    if projector_dims:
-      kernel = nn.initializers.lecun_normal()(jax.random.fold_in(init_rng, 1), tuple(projector_dims))
-      params = {**params, HINT_PROJECTOR: {'kernel': kernel, 'bias': jnp.zeros(projector_dims[1])}}
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables['batch_stats'],
-                      opt_state=tx.init(params), rng=dropout_rng)
+    fields = dict(step=jnp.zeros((), jnp.int32), params=variables['params'], batch_stats=variables['batch_stats'],
+                  opt_state=None, rng=dropout_rng)
+    state = (TrainState(**fields) if init_aux is None else
+             TrainStateWithAux(**fields, aux_params=init_aux(jax.random.fold_in(init_rng, 1))))
+    return state.replace(opt_state=tx.init(state.trainable))
   return init(rng)
 
 
@@ -80,12 +103,13 @@ def penultimate_size(model: nn.Module, example_input) -> int:
   return jax.eval_shape(sown, jax.random.PRNGKey(0))['intermediates'][PENULTIMATE][0].shape[-1]
 
 
-def projector_dims(loss_fn, student: nn.Module, teacher: Optional[nn.Module], example_input):
-  """(student features, teacher features) for :func:`init_state` when ``loss_fn`` learns a projector between them
-  (FitNets), else None."""
-  if not loss_fn.projects:
+def aux_initialiser(loss_fn: Loss, student: nn.Module, teacher: Optional[nn.Module], example_input):
+  """``key -> the objective's own parameters`` for :func:`init_state`, sized to both models' features (FitNets'
+  projector), or None when ``loss_fn`` has none."""
+  if loss_fn.init_aux is None:
     return None
-  return penultimate_size(student, example_input), penultimate_size(teacher, example_input)
+  sizes = penultimate_size(student, example_input), penultimate_size(teacher, example_input)
+  return lambda key: loss_fn.init_aux(key, *sizes)
 
 
 def apply_fn(model: nn.Module, compute_dtype: str = 'float32') -> Callable:
@@ -211,22 +235,22 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
     warmup = ({'teacher_weight': jnp.minimum((state.step + 1) / loss_fn.warmup_steps, 1.0)}
               if loss_fn.warmup_steps else {})
 
-    def loss_of(params):
+    def loss_of(trainable):
+      params, aux = state.split(trainable)
       logits, updates = student_apply({'params': params, 'batch_stats': state.batch_stats}, inputs, train=True,
                                       rngs={'dropout': student_key}, mutable=['batch_stats', *captured])
       if features:
         student_features = updates['intermediates'][PENULTIMATE][0]
-        if loss_fn.projects:  # FitNets: the student's features through its learned projector
-          student_features = student_features @ params[HINT_PROJECTOR]['kernel'] + params[HINT_PROJECTOR]['bias']
-        loss = loss_fn(logits, teacher_logits, labels, student_features, teacher_features, **warmup)
+        own = {} if aux is None else {'aux': aux}
+        loss = loss_fn(logits, teacher_logits, labels, student_features, teacher_features, **warmup, **own)
       else:
         loss = loss_fn(logits, teacher_logits, labels, **warmup)
       return weighted_mean(loss), (logits, updates['batch_stats'])
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                              batch_stats=batch_stats, opt_state=opt_state)
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.trainable)
+    updates, opt_state = tx.update(grads, state.opt_state, state.trainable)
+    new_state = state.with_trainable(optax.apply_updates(state.trainable, updates)).replace(
+        step=state.step + 1, batch_stats=batch_stats, opt_state=opt_state)
     predictions = logits.argmax(-1)
     metrics = {'loss': loss, 'accuracy': weighted_mean(predictions == labels), 'grad_norm': optax.tree.norm(grads)}
     if teacher_logits is not None:

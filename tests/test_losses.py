@@ -319,14 +319,18 @@ def test_a_feature_objective_adds_its_term_to_distillation():
 def test_fitnets_hint_against_its_definition(weight, seed):
   # The step hands FitNets the student's features already projected to the teacher's size (tests/test_training.py).
   rng = np.random.default_rng(seed)
-  projected, t = rng.normal(size=(6, 3)).astype(np.float32), rng.normal(size=(6, 3)).astype(np.float32)
+  s, t = rng.normal(size=(6, 4)).astype(np.float32), rng.normal(size=(6, 3)).astype(np.float32)
+  aux = {'kernel': rng.normal(size=(4, 3)).astype(np.float32), 'bias': rng.normal(size=3).astype(np.float32)}
   loss = _feature_loss('fitnets', fitnets_weight=weight)
   logits = np.zeros((6, 3), np.float32)
-  expected = weight * np.mean((projected.astype(np.float64) - t) ** 2)  # Romero et al.'s hint, mean-squared
-  chex.assert_trees_all_close(loss(logits, logits, np.zeros(6, int), projected, t), np.full(6, expected, np.float32),
+  projected = s.astype(np.float64) @ aux['kernel'] + aux['bias']
+  expected = weight * np.mean((projected - t) ** 2)  # Romero et al.'s hint, mean-squared
+  chex.assert_trees_all_close(loss(logits, logits, np.zeros(6, int), s, t, aux=aux), np.full(6, expected, np.float32),
                               rtol=1e-5)
-  assert loss.projects and not _feature_loss('cka', cka_weight=1.0).projects
-  chex.assert_trees_all_close(loss(logits, logits, np.zeros(6, int), t, t), np.zeros(6), atol=1e-6)  # known answer
+  assert loss.init_aux is losses.hint_projector and _feature_loss('cka', cka_weight=1.0).init_aux is None
+  identity = {'kernel': np.eye(3, dtype=np.float32), 'bias': np.zeros(3, np.float32)}
+  chex.assert_trees_all_close(loss(logits, logits, np.zeros(6, int), t, t, aux=identity), np.zeros(6), atol=1e-6)
+  assert losses.hint_projector(jax.random.PRNGKey(0), 4, 3)['kernel'].shape == (4, 3)
 
 
 def _numpy_cross_entropy(logits, labels):

@@ -483,22 +483,27 @@ def test_a_warmup_scales_the_teacher_term_by_the_fraction_done_counting_this_ste
     chex.assert_trees_all_close(metrics['loss'], expected, rtol=1e-5)
 
 
-def test_the_fitnets_projector_trains_with_the_student_and_is_left_out_of_its_variables():
+def test_the_fitnets_projector_trains_beside_the_student_and_is_left_out_of_its_variables():
   teacher = models.create_model('cnn', **SMALL_CNN)
   teacher_variables = training.init_variables(teacher, jax.random.PRNGKey(7), IMAGE)
   student = models.create_model('mlp', hidden_sizes=(32, 16))
   dims = (training.penultimate_size(student, IMAGE), training.penultimate_size(teacher, IMAGE))
   assert dims == (16, SMALL_CNN['maxout_units'][-1])
   tx = training.make_optimizer(OPT, 8)
-  state = training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE, projector_dims=dims)
-  assert state.params[training.HINT_PROJECTOR]['kernel'].shape == dims
-  assert training.HINT_PROJECTOR not in state.variables['params']  # what is evaluated and exported
   loss_fn = losses.get_loss('fitnets', dict(**KD, fitnets_weight=100.0))
+  state = training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE,
+                              training.aux_initialiser(loss_fn, student, teacher, IMAGE))
+  assert state.aux_params['kernel'].shape == dims
+  # Only the model's own parameters are evaluated and exported, as for any other objective.
+  plain = training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE)
+  chex.assert_trees_all_equal_structs(state.variables, plain.variables)
+  assert training.aux_initialiser(losses.get_loss('cka', dict(**KD, cka_weight=1.0)), student, teacher, IMAGE) is None
   split = _split(16)
   batch = {'inputs': jnp.asarray(split.images), 'label': jnp.asarray(split.labels)}
   new_state, metrics = jax.jit(training.make_train_step(student, tx, loss_fn, teacher))(state, batch, teacher_variables)
-  projector, before = new_state.params[training.HINT_PROJECTOR], state.params[training.HINT_PROJECTOR]
+  projector, before = new_state.aux_params, state.aux_params
   assert float(jnp.abs(projector['kernel'] - before['kernel']).max()) > 0  # trained by the hint
+  assert float(jnp.abs(new_state.params['Dense_0']['kernel'] - state.params['Dense_0']['kernel']).max()) > 0
   # The step's loss: KD plus the hint on the projected student features.
   teacher_logits, sown = teacher.apply(teacher_variables, batch['inputs'], train=False, mutable=['intermediates'])
   student_key = jax.random.split(jax.random.fold_in(state.rng, state.step))[0]

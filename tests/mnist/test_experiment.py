@@ -161,6 +161,35 @@ def test_a_job_stopped_after_the_independent_students_first_checkpoint_resumes_t
     assert resumed[key] == finished_run[1][key]
 
 
+def test_a_fitnets_student_resumes_its_projector_and_refuses_checkpoints_that_kept_it_inside_the_model(
+    finished_run, tiny_mnist_dir, tmp_path, monkeypatch):
+  # FitNets' projector is state beside the student's parameters (training.TrainStateWithAux): a resume restores it.
+  overrides = {'data.num_train': 0, 'data.num_test': 0, 'student.loss': 'fitnets', 'train_independent_student': False,
+               'checkpoint_every_steps': 8, 'teacher.checkpoint': os.path.join(finished_run[0], 'teacher')}
+  unbroken = experiment.run(smoke_config(tiny_mnist_dir, **overrides), str(tmp_path / 'unbroken'))
+  real_save, real_settings = checkpoints.save, run_settings.of_phase
+
+  def save_then_stop(mngr, state, meta):
+    real_save(mngr, state, meta)
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(checkpoints, 'save', save_then_stop)
+  with pytest.raises(trainer.TrainingInterrupted, match='student interrupted'):
+    experiment.run(smoke_config(tiny_mnist_dir, **overrides), str(tmp_path / 'stopped'))
+  # As an older kd_jax wrote them (the projector inside the student's parameters, no record of where it is kept).
+  monkeypatch.setattr(run_settings, 'of_phase', lambda *args: {
+      k: v for k, v in real_settings(*args).items() if k != 'objective parameters'})
+  with pytest.raises(trainer.TrainingInterrupted):
+    experiment.run(smoke_config(tiny_mnist_dir, **overrides), str(tmp_path / 'older'))
+  monkeypatch.setattr(checkpoints, 'save', real_save)
+  monkeypatch.setattr(run_settings, 'of_phase', real_settings)
+  assert experiment.run(smoke_config(tiny_mnist_dir, **overrides), str(tmp_path / 'stopped'))['student'] == unbroken[
+      'student']
+  with pytest.raises(run_settings.SettingsMismatchError, match="objective parameters: '\\(unset\\)' → 'beside the "
+                                                               "model"):
+    experiment.run(smoke_config(tiny_mnist_dir, **overrides), str(tmp_path / 'older'))
+
+
 def test_sigterm_while_a_phase_writes_its_final_checkpoint_keeps_the_phase_and_exits_75(
     finished_run, tiny_mnist_dir, tmp_path, monkeypatch):
   overrides = {'data.num_train': 0, 'data.num_test': 0}  # the rest as finished_run
