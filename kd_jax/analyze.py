@@ -9,7 +9,7 @@ from each workdir's results (``results.json`` or ``grid.json``).
 import importlib
 import json
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from absl import logging
 from etils import epath
@@ -24,25 +24,19 @@ from kd_jax import workdirs
 RESULT_FILES = ('grid.json', 'results.json')
 
 
-def saved_report(workdir: str) -> Dict[str, Any]:
-  """The report (``grid.json`` or ``results.json``) of a finished job in ``workdir``."""
+def saved_report(workdir: str) -> Tuple[Dict[str, Any], ml_collections.ConfigDict]:
+  """The report (``grid.json`` or ``results.json``) of a finished job in ``workdir``, and the config it ran with."""
   for name in RESULT_FILES:
     path = epath.Path(workdir) / name
     if path.exists():
       try:
         report = json.loads(path.read_text())
-        ml_collections.ConfigDict(report['config'])
-        return report
+        return report, ml_collections.ConfigDict(report['config'])
       except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f'{path} is not a results file kd_jax wrote ({type(e).__name__}: {e}); analyse the '
                          'workdir of a finished job, or re-run that job to write it again') from None
   raise FileNotFoundError(f'{workdir} holds neither {" nor ".join(RESULT_FILES)}: analyse the workdir of a '
                           'finished job (config.workdirs)')
-
-
-def saved_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a finished job in ``workdir`` ran with (from its results file)."""
-  return ml_collections.ConfigDict(saved_report(workdir)['config'])
 
 
 def restored_checkpoints(job_config: ml_collections.ConfigDict) -> Dict[str, str]:
@@ -99,8 +93,7 @@ def run(config, out: str):
   factors = ablation_factors(job_dirs[0]) if len(job_dirs) == 1 else {}
   if factors:
     return run_factors(config, job_dirs[0], factors, out)
-  job_reports = [saved_report(w) for w in job_dirs]
-  job_configs = [ml_collections.ConfigDict(r['config']) for r in job_reports]
+  job_reports, job_configs = zip(*[saved_report(w) for w in job_dirs])
   tasks = sorted({c.get('task', 'mnist') for c in job_configs})
   if len(tasks) > 1:
     raise ValueError(f'config.workdirs mixes tasks {tasks}: analyse one task at a time')

@@ -404,6 +404,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                                                                      for k in range(count)], test_sets, mesh, config)
     return test_logits[key]
 
+  checkpoint_names = {setup: setup for setup in config.setups}  # each setup's directory in the workdir
   try:
     for setup in config.setups:
       teacher_name, student_name = parse_setup(setup)
@@ -416,7 +417,8 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         if config.mode == 'online':
           t0 = time.perf_counter()
           targets = online_targets(setup, config, mesh)
-          phase = phase.replace(name=f'{setup}_online', directory=os.path.join(workdir, f'{setup}_online'))
+          checkpoint_names[setup] = f'{setup}_online'
+          phase = phase.replace(name=checkpoint_names[setup], directory=os.path.join(workdir, checkpoint_names[setup]))
         else:
           teacher = get_teacher(teacher_name)
           if config.teacher_ensemble:
@@ -452,9 +454,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       'data_source': data.source, 'demo_sample': data.demo_sample, 'num_train': len(train),
       'num_test': len(test_sets['mnist']), 'num_devices': mesh.size, 'device': jax.devices()[0].device_kind,
       'total_seconds': time.perf_counter() - t_start, 'config': json.loads(config.to_json()),
-      'evaluated_checkpoints': checkpoints.models_under(workdir, [
-          f'{setup}_online' if config.mode == 'online' and parse_setup(setup)[1] else setup
-          for setup in config.setups]),
+      'evaluated_checkpoints': checkpoints.models_under(workdir, list(checkpoint_names.values())),
   }
   report.write_grid_report(grid_report, workdir)
   return grid_report

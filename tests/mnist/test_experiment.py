@@ -304,7 +304,7 @@ def test_overwrite_retrains_and_eval_only_changes_reevaluate(finished_run, tiny_
   # A retrain that finished, its job stopped before rewriting the report: the report describes the replaced student,
   # so the analyses refuse the new one until the same command has evaluated it and rewritten the report.
   def reported_runs():
-    return analysis.find_runs(workdir, reported=analyze.reported(analyze.saved_report(workdir)))
+    return analysis.find_runs(workdir, reported=analyze.reported(analyze.saved_report(workdir)[0]))
 
   assert [run.setup for run in reported_runs()] == ['independent', 'student', 'teacher']
   stop_before_the_report = {**overwrite, 'kd.temperature': 3.0}
