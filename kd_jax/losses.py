@@ -2,7 +2,8 @@
 
 Every loss built by :func:`get_loss` is a :class:`Loss`: ``loss(student_logits, teacher_logits, labels) ->
 per-example loss [B]`` (a feature objective also takes both models' penultimate features; with a warm-up the step
-passes ``teacher_weight``); the gold-label loss ignores ``teacher_logits``.
+passes ``teacher_weight``); the gold-label loss ignores ``teacher_logits``. A teacher objective is its teacher term
+(:func:`teacher_objective`): the KD scale, the gold labels and a warm-up are applied to it in one place.
 """
 import dataclasses
 import functools
@@ -36,10 +37,15 @@ def kd_term(student_logits, teacher_logits, temperature: float, scale: str = 'hi
   differ by the teacher's entropy, a constant, so their gradients are equal —
   the KL reads 0 when the student matches. No gradient flows into the teacher.
   """
+  return KD_SCALES[scale](temperature) * _kd(student_logits, teacher_logits, None, temperature=temperature)
+
+
+def _kd(student_logits, teacher_logits, labels, *, temperature: float):
+  """KD's teacher term, unscaled: KL(softmax(teacher/T) ‖ softmax(student/T)) per example."""
+  del labels
   log_teacher = jax.nn.log_softmax(jax.lax.stop_gradient(teacher_logits) / temperature, axis=-1)
   log_student = jax.nn.log_softmax(student_logits / temperature, axis=-1)
-  kl = optax.losses.kl_divergence_with_log_targets(log_student, log_teacher)
-  return KD_SCALES[scale](temperature) * kl
+  return optax.losses.kl_divergence_with_log_targets(log_student, log_teacher)
 
 
 def with_gold(term, student_logits, labels, alpha: float, gold_weight: float = 0.0, teacher_weight=None):
@@ -54,13 +60,6 @@ def with_gold(term, student_logits, labels, alpha: float, gold_weight: float = 0
   elif gold_weight:
     term = term + gold_weight * cross_entropy(student_logits, labels)
   return term
-
-
-def distillation_loss(student_logits, teacher_logits, labels, *, temperature: float,
-                      alpha: float, scale: str = 'hinton', gold_weight: float = 0.0, teacher_weight=None):
-  """α·KD(teacher, student; T) + (1 − α)·CE(gold) (or KD + gold_weight·CE: :func:`with_gold`)."""
-  return with_gold(kd_term(student_logits, teacher_logits, temperature, scale), student_logits, labels, alpha,
-                   gold_weight, teacher_weight)
 
 
 def _normal_float32(value: float) -> bool:
@@ -92,12 +91,6 @@ def check_kd_config(temperature: float, alpha: float, scale: str = 'hinton', gol
                      'or gold_weight=0.0)')
 
 
-def _distillation(temperature: float, alpha: float, scale: str, gold_weight: float) -> LossFn:
-  check_kd_config(temperature, alpha, scale, gold_weight)
-  return functools.partial(distillation_loss, temperature=temperature, alpha=alpha, scale=scale,
-                           gold_weight=gold_weight)
-
-
 def dkd_terms(student_logits, teacher_logits, labels, temperature: float):
   """Decoupled KD's two parts per example (Zhao et al. 2022, their eqs. 1–3): TCKD, the KL between the teacher's and
   the student's binary (gold, not gold) probabilities, and NCKD, the KL between their distributions over the
@@ -120,13 +113,11 @@ def dkd_terms(student_logits, teacher_logits, labels, temperature: float):
   return tckd, nckd
 
 
-def decoupled_distillation(student_logits, teacher_logits, labels, *, temperature: float, alpha: float, scale: str,
-                           gold_weight: float, dkd_target_weight: float, dkd_nontarget_weight: float,
-                           teacher_weight=None):
-  """DKD: (w_t·TCKD + w_n·NCKD) × the KD scale (Zhao et al.: T², w_t = 1, w_n = 8 on CIFAR), with gold CE."""
+def _dkd(student_logits, teacher_logits, labels, *, temperature: float, dkd_target_weight: float,
+         dkd_nontarget_weight: float):
+  """DKD's teacher term, unscaled: w_t·TCKD + w_n·NCKD (Zhao et al.: × T², w_t = 1, w_n = 8 on CIFAR)."""
   tckd, nckd = dkd_terms(student_logits, teacher_logits, labels, temperature)
-  term = KD_SCALES[scale](temperature) * (dkd_target_weight * tckd + dkd_nontarget_weight * nckd)
-  return with_gold(term, student_logits, labels, alpha, gold_weight, teacher_weight)
+  return dkd_target_weight * tckd + dkd_nontarget_weight * nckd
 
 
 def _pearson_rows(a, b, eps: float = 1e-8):
@@ -146,13 +137,13 @@ def dist_terms(student_logits, teacher_logits, temperature: float):
   return inter, intra
 
 
-def dist_distillation(student_logits, teacher_logits, labels, *, temperature: float, alpha: float, scale: str,
-                      gold_weight: float, dist_inter_weight: float, dist_intra_weight: float, teacher_weight=None):
-  """DIST: (β·inter + γ·intra) × the KD scale (Huang et al.: τ², β = γ = 1 on ImageNet), with gold CE. The
-  batch's mean of these per-example values is DIST's loss of the batch."""
+def _dist(student_logits, teacher_logits, labels, *, temperature: float, dist_inter_weight: float,
+          dist_intra_weight: float):
+  """DIST's teacher term, unscaled: β·inter + γ·intra (Huang et al.: × τ², β = γ = 1 on ImageNet); the batch's mean
+  of these per-example values is DIST's loss of the batch."""
+  del labels
   inter, intra = dist_terms(student_logits, teacher_logits, temperature)
-  term = KD_SCALES[scale](temperature) * (dist_inter_weight * inter + dist_intra_weight * intra)
-  return with_gold(term, student_logits, labels, alpha, gold_weight, teacher_weight)
+  return dist_inter_weight * inter + dist_intra_weight * intra
 
 
 def standardise(logits, eps: float = 1e-7):
@@ -161,14 +152,11 @@ def standardise(logits, eps: float = 1e-7):
   return (logits - mean) / (jnp.std(logits, axis=-1, keepdims=True, ddof=1) + eps)
 
 
-def standardised_distillation(student_logits, teacher_logits, labels, *, temperature: float, alpha: float,
-                              scale: str, gold_weight: float, standardised_weight: float, teacher_weight=None):
-  """KD on z-scored logits (Sun et al. 2024, logit standardisation) × its weight: the student matches the teacher's
-  logits' shape, not their range; then as ``distillation`` (its gold CE on the raw logits)."""
-  term = kd_term(standardise(student_logits), standardise(teacher_logits), temperature, scale)
-  if standardised_weight != 1.0:
-    term = standardised_weight * term
-  return with_gold(term, student_logits, labels, alpha, gold_weight, teacher_weight)
+def _standardised(student_logits, teacher_logits, labels, *, temperature: float, standardised_weight: float):
+  """Logit standardisation's teacher term, unscaled (Sun et al. 2024): KD on z-scored logits — the student matches
+  the teacher's logits' shape, not their range — times its weight (its gold CE is on the raw logits)."""
+  term = _kd(standardise(student_logits), standardise(teacher_logits), labels, temperature=temperature)
+  return term if standardised_weight == 1.0 else standardised_weight * term
 
 
 # ----------------------------------------------------------------------------- feature objectives
@@ -218,19 +206,6 @@ def linear_cka(x, y):
   return jnp.sum((y.T @ x) ** 2) / (jnp.linalg.norm(x.T @ x) * jnp.linalg.norm(y.T @ y))
 
 
-def _with_feature_term(feature_term):
-  """A feature objective: the ``distillation`` loss plus ``weight × term(student features, teacher features)``
-  (a batch-level term, the same for every example). The logit term stays: a term on the penultimate layer alone
-  would leave the student's classifier untrained."""
-  def loss(student_logits, teacher_logits, labels, student_features, teacher_features, *, temperature, alpha, scale,
-           gold_weight, teacher_weight=None, **weights):
-    base = distillation_loss(student_logits, teacher_logits, labels, temperature=temperature, alpha=alpha,
-                             scale=scale, gold_weight=gold_weight, teacher_weight=teacher_weight)
-    term = feature_term(student_features, jax.lax.stop_gradient(teacher_features), **weights)
-    return base + (term if teacher_weight is None else teacher_weight * term)
-  return loss
-
-
 def _rkd(student_features, teacher_features, *, rkd_distance_weight, rkd_angle_weight):
   distance, angle = rkd_terms(student_features, teacher_features)
   return rkd_distance_weight * distance + rkd_angle_weight * angle
@@ -274,10 +249,14 @@ class Loss:
     return self.fn(*args, **kwargs)
 
 
-def _checked(loss, name: str, adds_to_kd: bool = False):
-  """``loss`` (the objective ``name``) built from config.kd: the KD fields checked; its own weights finite float32
-  numbers ≥ 0, not all 0 — then its own terms are off and the student would learn nothing (or only the gold labels,
-  or, for a term ``adds_to_kd``, plain KD) under the objective's name."""
+def teacher_objective(name: str, term, feature_term=None):
+  """A registry build for the teacher objective ``name`` from ``config.kd``: its ``term`` (per example, unscaled:
+  ``term(student_logits, teacher_logits, labels, *, temperature, **own weights)``) × the KD scale, with the gold
+  labels (:func:`with_gold`); a feature objective adds ``feature_term(student_features, teacher_features, **own
+  weights[, aux])`` (batch-level) to KD's term — a term on the penultimate layer alone would leave the student's
+  classifier untrained. Checked: the KD fields; the own weights finite float32 numbers ≥ 0, not all 0 (then the
+  objective's own terms are off and the student would learn nothing, or only the gold labels, or plain KD, under
+  its name)."""
   def build(temperature: float, alpha: float, scale: str, gold_weight: float, **weights):
     check_kd_config(temperature, alpha, scale, gold_weight)
     for field, value in weights.items():
@@ -285,19 +264,25 @@ def _checked(loss, name: str, adds_to_kd: bool = False):
         raise ValueError(f'config.kd.{field} must be a finite number ≥ 0 (at most {config_lib.FLOAT32_MAX:.3g}, '
                          f'float32), got {value!r}')
     if weights and not any(weights.values()):
-      learns = ('plain KD (student.loss=distillation)' if adds_to_kd else
+      learns = ('plain KD (student.loss=distillation)' if feature_term else
                 'nothing' if alpha == 1.0 else 'the gold labels alone (student.loss=cross_entropy)')
       raise ValueError(f'config.kd.{" and config.kd.".join(weights)} are all 0: the {name!r} objective\'s own terms '
                        f'are off and the student would learn {learns}; give {"one of them" if len(weights) > 1 else "it"}'
                        ' a weight > 0')
-    return functools.partial(loss, temperature=temperature, alpha=alpha, scale=scale, gold_weight=gold_weight,
-                             **weights)
+    factor = KD_SCALES[scale](temperature)
+    logit_term = functools.partial(term, temperature=temperature, **({} if feature_term else weights))
+
+    def loss(student_logits, teacher_logits, labels, *features, teacher_weight=None, aux=None):
+      value = with_gold(factor * logit_term(student_logits, teacher_logits, labels), student_logits, labels, alpha,
+                        gold_weight, teacher_weight)
+      if feature_term is not None:
+        student_features, teacher_features = features
+        extra = feature_term(student_features, jax.lax.stop_gradient(teacher_features), **weights,
+                             **({} if aux is None else {'aux': aux}))
+        value = value + (extra if teacher_weight is None else teacher_weight * extra)
+      return value
+    return loss
   return build
-
-
-def _feature_objective(term, name: str):
-  """A registry build for ``distillation + term`` (:func:`_with_feature_term`)."""
-  return _checked(_with_feature_term(term), name, adds_to_kd=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,21 +305,21 @@ TEACHER_FIELDS = ('temperature', 'alpha', 'scale', 'gold_weight', 'warmup_epochs
 LOSSES: Dict[str, LossSpec] = {
     'cross_entropy': LossSpec(lambda: lambda student_logits, teacher_logits, labels: cross_entropy(student_logits,
                                                                                                    labels)),
-    'distillation': LossSpec(_distillation, kd_fields=TEACHER_FIELDS, uses_teacher=True),
-    'dkd': LossSpec(_checked(decoupled_distillation, 'dkd'), uses_teacher=True, splits_at_gold=True,
+    'distillation': LossSpec(teacher_objective('distillation', _kd), kd_fields=TEACHER_FIELDS, uses_teacher=True),
+    'dkd': LossSpec(teacher_objective('dkd', _dkd), uses_teacher=True, splits_at_gold=True,
                     kd_fields=(*TEACHER_FIELDS, 'dkd_target_weight', 'dkd_nontarget_weight')),
-    'dist': LossSpec(_checked(dist_distillation, 'dist'), uses_teacher=True,
+    'dist': LossSpec(teacher_objective('dist', _dist), uses_teacher=True,
                      kd_fields=(*TEACHER_FIELDS, 'dist_inter_weight', 'dist_intra_weight')),
-    'standardised_distillation': LossSpec(_checked(standardised_distillation, 'standardised_distillation'),
+    'standardised_distillation': LossSpec(teacher_objective('standardised_distillation', _standardised),
                                           uses_teacher=True, kd_fields=(*TEACHER_FIELDS, 'standardised_weight')),
     # Feature objectives: distillation + a term on the penultimate features (the models' intermediates/penultimate).
-    'rkd': LossSpec(_feature_objective(_rkd, 'rkd'), uses_teacher=True, uses_features=True, min_batch=2,
+    'rkd': LossSpec(teacher_objective('rkd', _kd, _rkd), uses_teacher=True, uses_features=True, min_batch=2,
                     kd_fields=(*TEACHER_FIELDS, 'rkd_distance_weight', 'rkd_angle_weight')),
-    'sp': LossSpec(_feature_objective(_sp, 'sp'), uses_teacher=True, uses_features=True,
+    'sp': LossSpec(teacher_objective('sp', _kd, _sp), uses_teacher=True, uses_features=True,
                    kd_fields=(*TEACHER_FIELDS, 'sp_weight')),
-    'cka': LossSpec(_feature_objective(_cka, 'cka'), uses_teacher=True, uses_features=True, min_batch=2,
+    'cka': LossSpec(teacher_objective('cka', _kd, _cka), uses_teacher=True, uses_features=True, min_batch=2,
                     kd_fields=(*TEACHER_FIELDS, 'cka_weight')),
-    'fitnets': LossSpec(_feature_objective(_fitnets, 'fitnets'), uses_teacher=True, uses_features=True,
+    'fitnets': LossSpec(teacher_objective('fitnets', _kd, _fitnets), uses_teacher=True, uses_features=True,
                         init_aux=hint_projector,
                         kd_fields=(*TEACHER_FIELDS, 'fitnets_weight')),
 }
