@@ -3,9 +3,11 @@ run through the jobs that should pick them up, with no other change."""
 import types
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from conftest import load_config
@@ -51,15 +53,18 @@ def test_a_model_added_by_the_recipe_runs_in_the_grid_and_every_variant(monkeypa
     mnist_configs.pair_config('cnn', 'linear', 'paper')
 
 
-def _half_logits(temperature, alpha, scale):
-  """The dummy objective: distillation from the teacher's logits halved (softer targets)."""
-  distillation = losses.get_loss('distillation', dict(temperature=temperature, alpha=alpha, scale=scale))
-  return lambda student_logits, teacher_logits, labels: distillation(student_logits, teacher_logits / 2, labels)
+def _half_logits(student_logits, teacher_logits, labels, *, temperature, half_logits_weight):
+  """The dummy objective's teacher term: KD's KL from the teacher's logits halved (softer targets), times its weight."""
+  log_targets = jax.nn.log_softmax(teacher_logits / 2 / temperature)
+  return half_logits_weight * optax.losses.kl_divergence_with_log_targets(
+      jax.nn.log_softmax(student_logits / temperature), jax.lax.stop_gradient(log_targets))
 
 
 def test_a_loss_added_by_the_recipe_trains_a_student_on_every_task(monkeypatch, tiny_mnist_dir, tmp_path):
   monkeypatch.setitem(losses.LOSSES, 'half_logits', losses.LossSpec(
-      _half_logits, kd_fields=('temperature', 'alpha', 'scale'), uses_teacher=True))
+      losses.teacher_objective('half_logits', _half_logits),
+      kd_fields=(*losses.TEACHER_FIELDS, 'half_logits_weight'), uses_teacher=True))
+  monkeypatch.setitem(losses.OBJECTIVE_WEIGHTS, 'half_logits_weight', 1.0)
   sva = load_config('sva_smoke', **{'student.loss': 'half_logits'})
   sva_experiment.check_config(sva)
   config = load_config('smoke', data_dir=tiny_mnist_dir, **{'student.loss': 'half_logits',
