@@ -2,8 +2,9 @@
 # The GPU check: every number of docs/performance.md's GPU table, in one call (sized for ≤ 8 minutes on one
 # H100/H200), each section's table written to OUT_DIR as markdown, their logs to OUT_DIR/log.txt:
 #   env.md         the device and the versions
-#   vs_pytorch.md  kd_jax vs the plain PyTorch loop vs the strongest PyTorch loop (CUDA graphs, TF32): the MLP,
-#                  the paper-width CNN, KD with a training-mode paper CNN teacher (benchmarks/vs_pytorch.py)
+#   vs_pytorch.md  kd_jax vs the plain PyTorch loop; then, data on the device and 100 steps a call both, kd_jax vs
+#                  the strongest PyTorch loop (CUDA graphs, TF32): the MLP, the paper-width CNN, KD with a
+#                  training-mode paper CNN teacher (benchmarks/vs_pytorch.py)
 #   precision.md   the vmapped 4-seed paper CNN step and KD step at float32 highest / high / default and bfloat16,
 #                  with each one's share of the device's peak (benchmarks/precision.py)
 #   main_job.md    the main job's report (python -m kd_jax.main --config=configs/mnist_cnn_to_mlp.py)
@@ -67,6 +68,7 @@ else
   section vs_pytorch 200 python benchmarks/vs_pytorch.py \
       --rows=mlp_device,cnn_paper_train,kd_paper_train_teacher,kd_paper_teacher,infer_paper --repeats=3 --seconds=1
   section precision 200 python benchmarks/precision.py --steps=20 ${peaks:+--peak_tflops=$peaks}
+  rm -rf /tmp/gpu_check_main_job  # a fresh run each time: a rerun on a warm machine must not resume the last one
   section main_job 80 bash -c "python -m kd_jax.main --config=configs/mnist_cnn_to_mlp.py \
       --workdir=/tmp/gpu_check_main_job ${data:+--config.data.dir=$data} >&2 && cat /tmp/gpu_check_main_job/results.md"
 fi

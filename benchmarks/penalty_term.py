@@ -31,7 +31,7 @@ def main(argv=None):
   parser.add_argument('workdir', help='a finished MNIST job or grid')
   args = parser.parse_args(argv)
   example = np.zeros((1, 28, 28, 1), np.float32)
-  print(f'| model | seed | l1 | l2 | penalty term |\n|---|---|---|---|---|')
+  print('| model | seed | l1 | l2 | penalty term |\n|---|---|---|---|---|')
   for run in analysis.find_runs(args.workdir):
     settings = run.meta.get('settings') or {}
     l1, l2 = settings.get('l1', 0.0), settings.get('l2', 0.0)

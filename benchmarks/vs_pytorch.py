@@ -63,6 +63,8 @@ TEMPERATURE = 5.0
 VOCAB, SEQ_LEN = 10_000, 32
 OPT = ml_collections.ConfigDict(dict(optimizer='adam', learning_rate=1e-4, schedule='constant', clip_norm=1.0))
 DEVICE = torch.device('cuda' if jax.default_backend() == 'gpu' and torch.cuda.is_available() else 'cpu')
+KD = losses.get_loss('distillation', dict(temperature=TEMPERATURE, alpha=1.0, scale='hinton'))
+CE = losses.get_loss('cross_entropy')
 torch.set_num_threads(ARGS.threads)
 
 
@@ -195,13 +197,14 @@ class JaxDeviceLoop(JaxLoop):
   """kd_jax's training loop with the training set on the device: STEPS_PER_DISPATCH steps per call
   (``training.compile_loop``), batches gathered on the device in the loop's shuffled order."""
 
-  def __init__(self, model, loss, split, teacher_logits=None):
-    super().__init__(model, loss, [split.batch(np.arange(1))])
+  def __init__(self, model, loss, split, teacher_logits=None, teacher=None, teacher_train_mode=False):
+    super().__init__(model, loss, [split.batch(np.arange(1))], teacher=teacher)
     batches = input_pipeline.Batches(split, [input_pipeline.BatchOrder(len(split), BATCH, 0, 1)],
                                      teacher_logits=teacher_logits)
-    step = training.make_train_step(model, training.make_optimizer(OPT, 10_000), loss)
+    step = training.make_train_step(model, training.make_optimizer(OPT, 10_000), loss, teacher,
+                                    teacher_train_mode=teacher_train_mode)
     self.run, self.resident = training.compile_loop(step, batches, self.mesh, STEPS_PER_DISPATCH,
-                                                    training.compiler_options(model))
+                                                    training.compiler_options(*filter(None, (model, teacher))))
     self.indices = [np.stack([batches.indices(s) for s in range(k, k + STEPS_PER_DISPATCH)])
                     for k in range(0, batches.steps_per_epoch - STEPS_PER_DISPATCH, STEPS_PER_DISPATCH)]
     self.indices = [sharding.shard_batch(i, self.mesh, jax.sharding.PartitionSpec(None, 'data'))
@@ -209,8 +212,8 @@ class JaxDeviceLoop(JaxLoop):
     self.variants = np.zeros(STEPS_PER_DISPATCH, np.int32)  # MNIST batches have one shape
 
   def __call__(self):
-    self.state, self.metrics = self.run(self.state, self.indices[self.i % len(self.indices)], self.variants, None,
-                                        self.resident)
+    self.state, self.metrics = self.run(self.state, self.indices[self.i % len(self.indices)], self.variants,
+                                        self.teacher_variables, self.resident)
     self.i += 1
 
 
@@ -272,23 +275,28 @@ class TorchGraphLoop(TorchLoop):
   graph's index tensor. CUDA only."""
 
   def __init__(self, model, loss, split, teacher=None, teacher_train_mode=False):
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     super().__init__(model, loss, [], teacher, teacher_train_mode)
     self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4, capturable=True)
-    inputs = torch.from_numpy(split.images.transpose(0, 3, 1, 2).copy() if isinstance(model, TorchCNN)
-                              else split.images)
+    nchw = isinstance(model, TorchCNN) or isinstance(teacher, TorchCNN)  # the MLP flattens either layout
+    inputs = torch.from_numpy(split.images.transpose(0, 3, 1, 2).copy() if nchw else split.images)
     self.data = {'inputs': inputs.to(DEVICE), 'label': torch.from_numpy(split.labels).to(DEVICE)}
     self.order = torch.randperm(len(split), device=DEVICE)
     self.indices = self.order[:STEPS_PER_DISPATCH * BATCH].view(STEPS_PER_DISPATCH, BATCH).clone()
-    side = torch.cuda.Stream()  # warm-up off the capture stream: optimizer state, cuDNN plans (PyTorch's recipe)
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-      self._steps(3)
-    torch.cuda.current_stream().wait_stream(side)
-    self.graph = torch.cuda.CUDAGraph()
-    self.opt.zero_grad(set_to_none=True)
-    with torch.cuda.graph(self.graph):
-      self._steps(STEPS_PER_DISPATCH)
+    # TF32 for the kernels captured here only (a replay runs them as captured): the plain loops stay float32.
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+      side = torch.cuda.Stream()  # warm-up off the capture stream: optimizer state, cuDNN plans (PyTorch's recipe)
+      side.wait_stream(torch.cuda.current_stream())
+      with torch.cuda.stream(side):
+        self._steps(3)
+      torch.cuda.current_stream().wait_stream(side)
+      self.graph = torch.cuda.CUDAGraph()
+      self.opt.zero_grad(set_to_none=True)
+      with torch.cuda.graph(self.graph):
+        self._steps(STEPS_PER_DISPATCH)
+    finally:
+      torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
   def _steps(self, count):
     for k in range(count):
@@ -381,23 +389,21 @@ def torch_inference(model, nchw_batches):
 
 def rows():
   """name -> (examples per call, make kd_jax loop, make PyTorch loop); each make returns (step, sync)."""
-  kd = losses.get_loss('distillation', dict(temperature=TEMPERATURE, alpha=1.0, scale='hinton'))
-  ce = losses.get_loss('cross_entropy')
   loop = lambda obj: (obj, obj.sync)
   table = {}
   for width in ('paper', 'cpu'):
     cnn = lambda w=width: mnist_models.create_model('cnn', **cnn_kwargs(w))
     torch_cnn = lambda w=width: TorchCNN(**cnn_kwargs(w))
     table[f'cnn_{width}_train'] = (f'{width}-width CNN training', BATCH,
-                                   lambda c=cnn: loop(JaxLoop(c(), ce, image_batches(False))),
+                                   lambda c=cnn: loop(JaxLoop(c(), CE, image_batches(False))),
                                    lambda t=torch_cnn: loop(TorchLoop(t(), torch_cross_entropy, image_batches(True))))
     table[f'kd_{width}_teacher'] = (
         f'KD, {width}-width CNN teacher in the step, MLP student', BATCH,
-        lambda c=cnn: loop(JaxLoop(mnist_models.create_model('mlp'), kd, image_batches(False), teacher=c())),
+        lambda c=cnn: loop(JaxLoop(mnist_models.create_model('mlp'), KD, image_batches(False), teacher=c())),
         lambda t=torch_cnn: loop(TorchLoop(TorchMLP(), torch_distillation, image_batches(True), teacher=t())))
     table[f'kd_{width}_train_teacher'] = (
         f'KD, {width}-width CNN teacher in training mode in the step (the paper code\'s), MLP student', BATCH,
-        lambda c=cnn: loop(JaxLoop(mnist_models.create_model('mlp'), kd, image_batches(False), teacher=c(),
+        lambda c=cnn: loop(JaxLoop(mnist_models.create_model('mlp'), KD, image_batches(False), teacher=c(),
                                    teacher_train_mode=True)),
         lambda t=torch_cnn: loop(TorchLoop(TorchMLP(), torch_distillation, image_batches(True), teacher=t(),
                                            teacher_train_mode=True)))
@@ -407,34 +413,42 @@ def rows():
   for key, title, logits in (('mlp_device', 'MLP training', None),
                              ('kd_cached_device', 'KD from cached logits (MLP student)', resident_logits())):
     table[key] = (f'{title}, data on the device, {STEPS_PER_DISPATCH} steps per call', BATCH * STEPS_PER_DISPATCH,
-                  lambda l=logits: loop(JaxDeviceLoop(mnist_models.create_model('mlp'), kd if l is not None else ce,
+                  lambda l=logits: loop(JaxDeviceLoop(mnist_models.create_model('mlp'), KD if l is not None else CE,
                                                       resident_split(), l)),
                   lambda l=logits: loop(TorchDeviceLoop(TorchMLP(), torch_distillation if l is not None
                                                         else torch_cross_entropy, resident_split(), l)))
   table['mlp_train'] = ('MLP training', BATCH,
-                        lambda: loop(JaxLoop(mnist_models.create_model('mlp'), ce, image_batches(False))),
+                        lambda: loop(JaxLoop(mnist_models.create_model('mlp'), CE, image_batches(False))),
                         lambda: loop(TorchLoop(TorchMLP(), torch_cross_entropy, image_batches(False))))
   table['kd_cached'] = ('KD from cached logits (MLP student)', BATCH,
-                        lambda: loop(JaxLoop(mnist_models.create_model('mlp'), kd, image_batches(False, True))),
+                        lambda: loop(JaxLoop(mnist_models.create_model('mlp'), KD, image_batches(False, True))),
                         lambda: loop(TorchLoop(TorchMLP(), torch_distillation, image_batches(False, True))))
   for name, torch_cls in (('lstm', TorchLSTM), ('transformer', TorchTransformer)):
     kwargs = sva_configs.MODEL_KWARGS[name]
     table[f'sva_{name}_train'] = (
         f'SVA {name} training (length {SEQ_LEN}, vocabulary {VOCAB})', BATCH,
-        lambda n=name, k=kwargs: loop(JaxLoop(sva_models.create_model(n, vocab_size=VOCAB, **k), ce, token_batches())),
+        lambda n=name, k=kwargs: loop(JaxLoop(sva_models.create_model(n, vocab_size=VOCAB, **k), CE, token_batches())),
         lambda c=torch_cls, k=kwargs: loop(TorchLoop(c(VOCAB, **k), torch_cross_entropy, token_batches())))
   return table
 
 
 def strongest_rows():
-  """row -> make the strongest PyTorch loop for it (:class:`TorchGraphLoop`, 100 steps a call), for the MLP, the
-  paper-width CNN and the KD step with the paper code's training-mode CNN teacher."""
-  paper_cnn = lambda: TorchCNN(**cnn_kwargs('paper'))
+  """row -> (title, make kd_jax's device loop, make the strongest PyTorch loop (:class:`TorchGraphLoop`)), both with
+  the training set on the device and 100 steps a call, for the MLP, the paper-width CNN and the KD step with the
+  paper code's training-mode CNN teacher."""
+  paper_cnn = lambda: mnist_models.create_model('cnn', **cnn_kwargs('paper'))
+  torch_paper_cnn = lambda: TorchCNN(**cnn_kwargs('paper'))
+  mlp = lambda: mnist_models.create_model('mlp')
   return {
-      'mlp_device': lambda: TorchGraphLoop(TorchMLP(), torch_cross_entropy, resident_split()),
-      'cnn_paper_train': lambda: TorchGraphLoop(paper_cnn(), torch_cross_entropy, resident_split()),
-      'kd_paper_train_teacher': lambda: TorchGraphLoop(TorchMLP(), torch_distillation, resident_split(),
-                                                       teacher=paper_cnn(), teacher_train_mode=True),
+      'mlp_device': ('MLP training', lambda: JaxDeviceLoop(mlp(), CE, resident_split()),
+                     lambda: TorchGraphLoop(TorchMLP(), torch_cross_entropy, resident_split())),
+      'cnn_paper_train': ('paper-width CNN training', lambda: JaxDeviceLoop(paper_cnn(), CE, resident_split()),
+                          lambda: TorchGraphLoop(torch_paper_cnn(), torch_cross_entropy, resident_split())),
+      'kd_paper_train_teacher': (
+          'KD, paper-width CNN teacher in training mode in the step, MLP student',
+          lambda: JaxDeviceLoop(mlp(), KD, resident_split(), teacher=paper_cnn(), teacher_train_mode=True),
+          lambda: TorchGraphLoop(TorchMLP(), torch_distillation, resident_split(), teacher=torch_paper_cnn(),
+                                 teacher_train_mode=True)),
   }
 
 
@@ -468,32 +482,35 @@ def main():
             f'{ARGS.threads} CPU thread(s) each; {platform.processor() or platform.machine()}; '
             f'median of {ARGS.repeats} × ~{ARGS.seconds:g} s')
   print(header, flush=True)
-  strongest = strongest_rows()
-  if DEVICE.type != 'cuda':
-    print(f'(The strongest PyTorch column — CUDA graphs of {STEPS_PER_DISPATCH} whole steps, TF32, capturable Adam, '
-          f'data on the device — is skipped: it needs a CUDA device, and this run has {DEVICE.type}.)', flush=True)
-  print('| loop | kd_jax ex/s | PyTorch ex/s | kd_jax / PyTorch | strongest PyTorch ex/s | kd_jax / strongest |\n'
-        '|---|---|---|---|---|---|', flush=True)
+  print('| loop | kd_jax ex/s | PyTorch ex/s | kd_jax / PyTorch |\n|---|---|---|---|', flush=True)
   results = []
   for key in chosen:
     title, examples, make_jax, make_torch = table[key]
     jax_rate = examples * _timed(*make_jax())
     torch_rate = examples * _timed(*make_torch())
-    row = {'row': key, 'loop': title, 'kd_jax': jax_rate, 'pytorch': torch_rate, 'ratio': jax_rate / torch_rate}
-    best = '— | —'
-    if key in strongest and DEVICE.type == 'cuda':
-      graph_loop = strongest[key]()
-      row['pytorch_strongest'] = BATCH * STEPS_PER_DISPATCH * _timed(graph_loop, graph_loop.sync)
-      best = f'{row["pytorch_strongest"]:,.0f} | {jax_rate / row["pytorch_strongest"]:.2f}×'
-    results.append(row)
-    print(f'| {title} | {jax_rate:,.0f} | {torch_rate:,.0f} | {jax_rate / torch_rate:.2f}× | {best} |', flush=True)
-  kd = losses.get_loss('distillation', dict(temperature=TEMPERATURE, alpha=1.0, scale='hinton'))
+    results.append({'row': key, 'loop': title, 'kd_jax': jax_rate, 'pytorch': torch_rate,
+                    'ratio': jax_rate / torch_rate})
+    print(f'| {title} | {jax_rate:,.0f} | {torch_rate:,.0f} | {jax_rate / torch_rate:.2f}× |', flush=True)
+  strongest = {key: row for key, row in strongest_rows().items() if key in chosen}
+  if strongest and DEVICE.type != 'cuda':
+    print(f'\n(Against the strongest PyTorch loop — CUDA graphs of {STEPS_PER_DISPATCH} whole steps, TF32, capturable '
+          f'Adam, data on the device — skipped: it needs a CUDA device, and this run has {DEVICE.type}.)', flush=True)
+  elif strongest:
+    print(f'\n| data on the device, {STEPS_PER_DISPATCH} steps per call | kd_jax ex/s | strongest PyTorch ex/s (CUDA '
+          'graphs, TF32) | kd_jax / strongest |\n|---|---|---|---|', flush=True)
+  for key, (title, make_jax, make_torch) in strongest.items() if DEVICE.type == 'cuda' else ():
+    jax_loop, graph_loop = make_jax(), make_torch()
+    jax_rate = BATCH * STEPS_PER_DISPATCH * _timed(jax_loop, jax_loop.sync)
+    torch_rate = BATCH * STEPS_PER_DISPATCH * _timed(graph_loop, graph_loop.sync)
+    results.append({'row': f'{key}_vs_strongest', 'loop': title, 'kd_jax_device': jax_rate,
+                    'pytorch_strongest': torch_rate, 'ratio': jax_rate / torch_rate})
+    print(f'| {title} | {jax_rate:,.0f} | {torch_rate:,.0f} | {jax_rate / torch_rate:.2f}× |', flush=True)
   in_step = [r for r in results if r['row'].endswith('_teacher') and not r['row'].endswith('_train_teacher')]
   if in_step:
     print('\n| KD step, teacher in the step | kd_jax ex/s | bound ex/s (teacher forward + student step apart) | '
           'share of the bound |\n|---|---|---|---|', flush=True)
   for r in in_step:
-    r['bound'] = kd_bound(r['row'].split('_')[1], kd)
+    r['bound'] = kd_bound(r['row'].split('_')[1], KD)
     print(f'| {r["loop"]} | {r["kd_jax"]:,.0f} | {r["bound"]:,.0f} | {100 * r["kd_jax"] / r["bound"]:.0f}% |',
           flush=True)
   if ARGS.out:

@@ -65,9 +65,9 @@ def objectives(config):
 
 
 # Each logit objective at its own paper's settings: DKD T = 4, gold CE at 1, its warm-up — 20 of mdistiller's 240
-# CIFAR epochs, the same fraction of our 50 (Zhao et al. 2022); DIST τ = 1, gold CE at 1 (Huang et al. 2022);
-# logit standardisation base temperature 2, gold CE 0.1, KD weight 9 (Sun et al. 2024). Their own weights
-# (DKD 1 / 8, DIST 1 / 1) are kd_jax's defaults already.
+# CIFAR epochs, the same fraction of our 50 (Zhao et al. 2022); DIST τ = 1, gold CE at 1 (Huang et al. 2022, their
+# ImageNet settings); logit standardisation base temperature 2, gold CE 0.1, KD weight 9 (Sun et al. 2024). Their
+# own weights (DKD 1 / 8, DIST 1 / 1) are kd_jax's defaults already.
 OWN_SETTINGS = {
     'dkd': {'temperature': 4.0, 'gold_weight': 1.0, 'warmup_epochs': 50 * 20 / 240},
     'dist': {'temperature': 1.0, 'gold_weight': 1.0},

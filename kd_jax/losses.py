@@ -67,6 +67,13 @@ def _normal_float32(value: float) -> bool:
   return math.isfinite(value) and float(np.finfo(np.float32).tiny) <= abs(value) <= config_lib.FLOAT32_MAX
 
 
+def _check_weight(field: str, value):
+  """``config.kd.<field>``, a weight: a finite float32 number ≥ 0."""
+  if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= config_lib.FLOAT32_MAX):
+    raise ValueError(f'config.kd.{field} must be a finite number ≥ 0 (at most {config_lib.FLOAT32_MAX:.3g}, '
+                     f'float32), got {value!r}')
+
+
 def check_kd_config(temperature: float, alpha: float, scale: str = 'hinton', gold_weight: float = 0.0):
   if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
     raise ValueError(f'config.kd.temperature must be a finite number > 0, got {temperature!r}')
@@ -82,9 +89,7 @@ def check_kd_config(temperature: float, alpha: float, scale: str = 'hinton', gol
               else 'beyond float32 itself')
     raise ValueError(f'config.kd.temperature={temperature!r} is out of float32 range for the KD term ({factor}): '
                      'use a temperature near 1–20')
-  if not (isinstance(gold_weight, (int, float)) and math.isfinite(gold_weight)
-          and 0.0 <= gold_weight <= config_lib.FLOAT32_MAX):
-    raise ValueError(f'config.kd.gold_weight must be a finite number ≥ 0, got {gold_weight!r}')
+  _check_weight('gold_weight', gold_weight)
   if gold_weight and alpha < 1.0:
     raise ValueError(f'config.kd.gold_weight={gold_weight!r} adds the gold labels beside a teacher term at full '
                      f'weight, and config.kd.alpha={alpha!r} < 1 mixes them in already: set one of the two (alpha=1.0, '
@@ -155,8 +160,8 @@ def standardise(logits, eps: float = 1e-7):
 def _standardised(student_logits, teacher_logits, labels, *, temperature: float, standardised_weight: float):
   """Logit standardisation's teacher term, unscaled (Sun et al. 2024): KD on z-scored logits — the student matches
   the teacher's logits' shape, not their range — times its weight (its gold CE is on the raw logits)."""
-  term = _kd(standardise(student_logits), standardise(teacher_logits), labels, temperature=temperature)
-  return term if standardised_weight == 1.0 else standardised_weight * term
+  return standardised_weight * _kd(standardise(student_logits), standardise(teacher_logits), labels,
+                                   temperature=temperature)
 
 
 # ----------------------------------------------------------------------------- feature objectives
@@ -260,12 +265,10 @@ def teacher_objective(name: str, term, feature_term=None):
   def build(temperature: float, alpha: float, scale: str, gold_weight: float, **weights):
     check_kd_config(temperature, alpha, scale, gold_weight)
     for field, value in weights.items():
-      if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= config_lib.FLOAT32_MAX):
-        raise ValueError(f'config.kd.{field} must be a finite number ≥ 0 (at most {config_lib.FLOAT32_MAX:.3g}, '
-                         f'float32), got {value!r}')
+      _check_weight(field, value)
     if weights and not any(weights.values()):
       learns = ('plain KD (student.loss=distillation)' if feature_term else
-                'nothing' if alpha == 1.0 else 'the gold labels alone (student.loss=cross_entropy)')
+                'nothing' if alpha == 1.0 and not gold_weight else 'the gold labels alone (student.loss=cross_entropy)')
       raise ValueError(f'config.kd.{" and config.kd.".join(weights)} are all 0: the {name!r} objective\'s own terms '
                        f'are off and the student would learn {learns}; give {"one of them" if len(weights) > 1 else "it"}'
                        ' a weight > 0')
@@ -343,7 +346,8 @@ OBJECTIVE_WEIGHTS = dict(dkd_target_weight=1.0, dkd_nontarget_weight=8.0, dist_i
 # How the teacher terms meet the gold labels, at values that leave every objective as it was before these fields:
 # gold_weight, gold cross-entropy beside the teacher term at full weight (the objectives' own papers: DKD and DIST
 # 1.0, logit standardisation 0.1; only with alpha = 1); warmup_epochs, the teacher terms' weight rising linearly
-# from 0 to 1 over the student's first epochs (DKD's warm-up: 20 of 240 CIFAR epochs).
+# from 0 to 1 over the student's first epochs, step by step (DKD's warm-up: 20 of 240 CIFAR epochs; mdistiller's
+# rises epoch by epoch, min(epoch / 20, 1) from epoch 1 — the same ends, a staircase between them).
 TEACHER_TERM_DEFAULTS = dict(gold_weight=0.0, warmup_epochs=0.0)
 
 
@@ -374,8 +378,7 @@ def get_loss(name: str, kd_config: Optional[Mapping[str, Any]] = None, steps_per
     raise ValueError(f'loss {name!r} needs config.kd.{", config.kd.".join(missing)}')
   fields = {field: kd_config[field] for field in spec.kd_fields}
   warmup_epochs = fields.pop('warmup_epochs', 0.0)
-  if not (isinstance(warmup_epochs, (int, float)) and math.isfinite(warmup_epochs) and warmup_epochs >= 0):
-    raise ValueError(f'config.kd.warmup_epochs must be a finite number ≥ 0, got {warmup_epochs!r}')
+  _check_weight('warmup_epochs', warmup_epochs)
   if warmup_epochs and steps_per_epoch is None:
     raise ValueError(f'loss {name!r}: a warm-up (config.kd.warmup_epochs={warmup_epochs!r}) is counted in the '
                      "phase's steps per epoch: give steps_per_epoch")

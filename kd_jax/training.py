@@ -27,9 +27,8 @@ from kd_jax.input_pipeline import Batches
 from kd_jax.losses import Loss
 
 PENULTIMATE = 'penultimate'  # what every model sows as intermediates/penultimate (the input of its output layer)
-# FitNets' learned linear map from the student's penultimate features to the teacher's: trained with the student (a
-# top-level entry of its params, which Flax's apply ignores; its kernel takes the phase's L1/L2 like every kernel),
-# saved for resuming, left out of its variables.
+
+
 @flax.struct.dataclass
 class TrainState:
   step: jax.Array  # int32 scalar

@@ -317,7 +317,7 @@ def test_a_feature_objective_adds_its_term_to_distillation():
 
 @pytest.mark.parametrize('weight,seed', [(100.0, 14), (1.0, 15)])
 def test_fitnets_hint_against_its_definition(weight, seed):
-  # The step hands FitNets the student's features already projected to the teacher's size (tests/test_training.py).
+  # The hint projects the student's features through its own parameters, aux (kept by the step: tests/test_training.py).
   rng = np.random.default_rng(seed)
   s, t = rng.normal(size=(6, 4)).astype(np.float32), rng.normal(size=(6, 3)).astype(np.float32)
   aux = {'kernel': rng.normal(size=(4, 3)).astype(np.float32), 'bias': rng.normal(size=3).astype(np.float32)}
