@@ -564,6 +564,16 @@ def test_the_ablation_and_regularised_grid_configs_are_valid():
   assert grid.check(augmented_teacher) == {} and augmented_teacher.models.cnn.augment == 'translate,scale'
   augmented_teacher.models.cnn.augment = ''
   assert augmented_teacher.to_dict() == {**objectives['distillation_fm_translate_scale'].to_dict(), 'factors': ()}
+  # The logit objectives at their own papers' settings: the same teachers and recipe, their T, gold CE and weights;
+  # with function matching on crops alone (each learns gold labels, which a mixed-up input lacks).
+  own = grid.check(load_config('mnist_objectives', 'own_settings'))
+  assert own['distillation'].to_dict() == objectives['distillation'].to_dict()
+  dkd, ls = own['dkd_own'].kd, own['standardised_distillation_own_fm_crop']
+  assert (dkd.temperature, dkd.gold_weight, dkd.alpha, dkd.dkd_nontarget_weight) == (4.0, 1.0, 1.0, 8.0)
+  assert dkd.warmup_epochs == pytest.approx(50 / 12)
+  assert (ls.kd.temperature, ls.kd.gold_weight, ls.kd.standardised_weight) == (2.0, 0.1, 9.0)
+  assert (ls.student_overrides.augment, ls.models.mlp.augment, ls.cache_teacher_logits) == ('crop', 'crop', False)
+  assert own['dist_own'].models.to_dict() == objectives['dist'].models.to_dict()
 
 
 def test_the_smoke_job_in_bfloat16_stays_near_float32(finished_run, tiny_mnist_dir, tmp_path):
