@@ -71,14 +71,6 @@ def _steps(precision: str):
   return steps
 
 
-def _rate(compiled, state, batch, teacher_variables) -> float:
-  def step():
-    nonlocal state
-    state, metrics = compiled(state, batch, teacher_variables)
-    return metrics
-  return timing.median_rate(step, _STEPS.value, 3, warmup=3)
-
-
 def main(_):
   peaks = dict(pair.split('=') for pair in _PEAK.value)
   n, batch = _INSTANCES.value, _BATCH.value
@@ -92,7 +84,7 @@ def main(_):
     with context:
       for name, (jitted, state, batch_, teachers) in _steps(precision).items():
         compiled, flops = _compiled(jitted, state, batch_, teachers)
-        steps_per_s = _rate(compiled, state, batch_, teachers)
+        steps_per_s = timing.train_steps_per_sec(compiled, state, batch_, teachers, _STEPS.value, warmup=3)
         tflops = flops * steps_per_s / 1e12
         share = f'{100 * tflops / float(peaks[precision]):.0f}%' if precision in peaks else '—'
         print(f'| {name} | {precision} | {steps_per_s:,.1f} | {steps_per_s * n * batch:,.0f} | {tflops:.2f} | '

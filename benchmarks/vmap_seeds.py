@@ -36,12 +36,8 @@ def _model(name):
 
 
 def _steps_per_sec(step_fn, state, batch, teacher_variables):
-  """Median over 3 timings of _STEPS steps, after compiling and 3 warm-up steps; the state carried step to step."""
-  def step():
-    nonlocal state
-    state, metrics = step_fn(state, batch, teacher_variables)
-    return metrics
-  return timing.median_rate(step, _STEPS.value, 3, warmup=4)
+  """Median over 3 timings of _STEPS steps, after compiling and 3 warm-up steps."""
+  return timing.train_steps_per_sec(step_fn, state, batch, teacher_variables, _STEPS.value, warmup=4)
 
 
 def main(_):
