@@ -50,7 +50,8 @@ def main(_):
     loss_fn = losses.get_loss(loss_name, kd)
     init_aux = training.aux_initialiser(loss_fn, student, teacher, example)
     state = jax.device_put(training.init_state(student, tx, jax.random.PRNGKey(1), example, init_aux), replicated)
-    step = training.make_train_step(student, tx, loss_fn, teacher if in_step else None, augment=augment.make(views))
+    step = training.make_train_step(student, tx, loss_fn, teacher if in_step else None,
+                                    training.StepOptions(augment=augment.make(views)))
     sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
     jitted = jax.jit(step, in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated),
                      compiler_options=training.compiler_options(teacher, student) if in_step else None)

@@ -62,11 +62,11 @@ def _steps(precision: str):
   steps = {}
   for name, model, loss, teacher in (('CNN training', cnn, losses.get_loss('cross_entropy'), None),
                                      ('CNN→MLP KD, train-mode CNN teachers in the step', mlp, kd, cnn)):
-    step = training.make_train_step(model, tx, loss, teacher, teacher_train_mode=teacher is not None,
-                                    compute_dtype=compute_dtype)
+    step = training.make_train_step(model, tx, loss, teacher, training.StepOptions(
+        teacher_train_mode=teacher is not None, compute_dtype=compute_dtype))
     jitted = sharding.jit_data_parallel(jax.vmap(step), mesh, spec,
                                         training.compiler_options(*filter(None, (model, teacher))))
-    state = trainer.init_instances(model, tx, list(range(n)), trainer.STUDENT_STREAM, True, example)
+    state = trainer.init_instances(model, tx, trainer.instance_keys(range(n), trainer.STUDENT_STREAM), True, example)
     steps[name] = (jitted, state, batch, teachers if teacher is not None else None)
   return steps
 

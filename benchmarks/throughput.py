@@ -59,7 +59,7 @@ def main(_):
       teacher, student)
   kd_train_mode_step = undonated(training.make_train_step(
       student, tx, losses.get_loss('distillation', dict(temperature=5.0, alpha=1.0, scale='hinton')), teacher=teacher,
-      teacher_train_mode=True), teacher, student)
+      options=training.StepOptions(teacher_train_mode=True)), teacher, student)
   infer = jax.jit(lambda v, x: teacher.apply(v, x, train=False))
 
   print(f'devices: {mesh.size} × {jax.devices()[0].device_kind}; CNN {_CNN.value} {dict(cnn_kwargs)}; '

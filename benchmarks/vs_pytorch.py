@@ -179,7 +179,8 @@ class JaxLoop:
     self.state = sharding.replicate(training.init_state(model, tx, jax.random.PRNGKey(0), example), self.mesh)
     self.teacher_variables = None if teacher is None else sharding.replicate(
         training.init_variables(teacher, jax.random.PRNGKey(1), example), self.mesh)
-    step = training.make_train_step(model, tx, loss, teacher, teacher_train_mode=teacher_train_mode)
+    step = training.make_train_step(model, tx, loss, teacher,
+                                    training.StepOptions(teacher_train_mode=teacher_train_mode))
     self.step_fn = sharding.jit_data_parallel(step, self.mesh, compiler_options=training.compiler_options(
         *filter(None, (model, teacher))))
     self.batches, self.i = batches, 0
@@ -202,7 +203,7 @@ class JaxDeviceLoop(JaxLoop):
     batches = input_pipeline.Batches(split, [input_pipeline.BatchOrder(len(split), BATCH, 0, 1)],
                                      teacher_logits=teacher_logits)
     step = training.make_train_step(model, training.make_optimizer(OPT, 10_000), loss, teacher,
-                                    teacher_train_mode=teacher_train_mode)
+                                    training.StepOptions(teacher_train_mode=teacher_train_mode))
     self.run, self.resident = training.compile_loop(step, batches, self.mesh, STEPS_PER_DISPATCH,
                                                     training.compiler_options(*filter(None, (model, teacher))))
     self.indices = [np.stack([batches.indices(s) for s in range(k, k + STEPS_PER_DISPATCH)])

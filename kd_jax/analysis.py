@@ -333,9 +333,14 @@ def _overlap(wrong_a: np.ndarray, wrong_b: np.ndarray) -> Dict[str, float]:
 
 # ----------------------------------------------------------------------------- everything, written
 
-def analyse(runs: Sequence[Run], probe: Probe, out: str, *, sets: Sequence[str], path_seeds: Sequence[int],
-            num_examples: int, train_mode: bool = False) -> Dict[str, Any]:
-  """Runs the three analyses on each probe set and writes analysis.json, analysis.md and the figures to ``out``."""
+def analyse(runs: Sequence[Run], probe: Probe, out: str, config) -> Dict[str, Any]:
+  """Runs the three analyses on each probe set and writes analysis.json, analysis.md and the figures to ``out``.
+
+  ``config`` (configs/analyze.py): ``sets`` (comma-separated; '' = the probe's defaults), ``num_examples`` per set,
+  ``path_seeds`` (the seeds whose snapshots trace training paths) and ``train_mode``.
+  """
+  sets = [s for s in config.sets.split(',') if s] or list(probe.default_sets)
+  path_seeds, num_examples, train_mode = list(config.path_seeds), config.num_examples, config.train_mode
   unknown = [s for s in sets if s not in probe.sets]
   if unknown:
     raise ValueError(f'unknown probe set(s) {unknown} (--sets); this task has {sorted(probe.sets)}')

@@ -102,11 +102,9 @@ def run(config, out: str):
   runs = [run for w, job_report, job_config in zip(job_dirs, job_reports, job_configs)
           for run in analysis.find_runs(w, prefix=f'{os.path.basename(os.path.normpath(w))}:' if several else '',
                                         restored=restored_checkpoints(job_config), reported=reported(job_report))]
-  sets = [s for s in config.sets.split(',') if s] or list(probe.default_sets)
   with workdirs.claim(out, 'analysis'):
     clear_previous(out)
-    return analysis.analyse(runs, probe, out, sets=sets, path_seeds=list(config.path_seeds),
-                            num_examples=config.num_examples, train_mode=config.train_mode)
+    return analysis.analyse(runs, probe, out, config)
 
 
 def run_factors(config, workdir: str, factors: Dict[str, str], out: str):

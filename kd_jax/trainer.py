@@ -126,9 +126,13 @@ def example_input(split):
   return split.batch(np.arange(1))['inputs']
 
 
-def init_instances(model, tx, seeds: Sequence[int], stream: int, stacked: bool, example, init_aux=None):
-  """The initial state of seed ``s`` is init_state(fold_in(PRNGKey(s), stream)); stacked: one per seed, vmapped."""
-  keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), stream) for s in seeds])
+def instance_keys(seeds: Sequence[int], stream: int) -> jax.Array:
+  """One initialisation key per seed: ``fold_in(PRNGKey(s), stream)`` (each phase role has its own stream)."""
+  return jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), stream) for s in seeds])
+
+
+def init_instances(model, tx, keys: jax.Array, stacked: bool, example, init_aux=None):
+  """The initial state of each key of :func:`instance_keys`; stacked: one per key, vmapped (else the first)."""
   if stacked:
     return jax.vmap(lambda key: training.init_state(model, tx, key, example, init_aux))(keys)
   return training.init_state(model, tx, keys[0], example, init_aux)
@@ -145,16 +149,17 @@ def _step_and_state(phase: Phase, targets: targets_lib.Targets, job: Job, batche
     teacher_tx = training.make_optimizer(online.settings, num_steps)
     step = training.make_online_step(
         training.make_train_step(online.model, teacher_tx, losses.get_loss(online.settings.loss, config.kd),
-                                 output_logits=True, compute_dtype=config.compute_dtype),
-        training.make_train_step(phase.model, tx, loss_fn, compute_dtype=config.compute_dtype))
-    state = tuple(init_instances(model, t, phase.seeds, stream, phase.stacked, example)
+                                 options=training.StepOptions(output_logits=True, compute_dtype=config.compute_dtype)),
+        training.make_train_step(phase.model, tx, loss_fn,
+                                 options=training.StepOptions(compute_dtype=config.compute_dtype)))
+    state = tuple(init_instances(model, t, instance_keys(phase.seeds, stream), phase.stacked, example)
                   for model, t, stream in ((online.model, teacher_tx, TEACHER_STREAM), (phase.model, tx, phase.stream)))
     return step, state, (online.model, phase.model)
   teacher = targets.teacher.model if targets.in_step else None
-  state = init_instances(phase.model, tx, phase.seeds, phase.stream, phase.stacked, example,
+  state = init_instances(phase.model, tx, instance_keys(phase.seeds, phase.stream), phase.stacked, example,
                          training.aux_initialiser(loss_fn, phase.model, teacher, example))
-  step = training.make_train_step(phase.model, tx, loss_fn, teacher, teacher_train_mode=targets.mode == 'train',
-                                  compute_dtype=config.compute_dtype, augment=phase.augment)
+  step = training.make_train_step(phase.model, tx, loss_fn, teacher, training.StepOptions(
+      teacher_train_mode=targets.mode == 'train', compute_dtype=config.compute_dtype, augment=phase.augment))
   # A teacher in the step runs its forward there: its options count too (in training mode the CNN teacher's forward
   # ran 3× slower under the MLP student's defaults).
   return step, state, tuple(filter(None, (teacher, phase.model)))

@@ -180,28 +180,38 @@ def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
 
 # ----------------------------------------------------------------------------- the step
 
+@dataclasses.dataclass(frozen=True)
+class StepOptions:
+  """How a train step runs, beyond its model, optimizer, loss and teacher (:func:`make_train_step`).
+
+  ``teacher_train_mode`` runs the teacher in the step with dropout and batch statistics (the paper code's quirk;
+  default eval mode). ``output_logits`` adds the model's own training logits to the metrics (for online KD). Both
+  models run in ``compute_dtype`` (:func:`apply_fn`). ``augment(key, inputs) -> inputs`` (the task's) changes the
+  batch before either model sees it, with a key of the step's own (function matching: the teacher's targets are for
+  the view the student trains on).
+  """
+  teacher_train_mode: bool = False
+  output_logits: bool = False
+  compute_dtype: str = 'float32'
+  augment: Optional[Callable] = None
+
+
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn: Loss,
-                    teacher: Optional[nn.Module] = None, teacher_train_mode: bool = False,
-                    output_logits: bool = False, compute_dtype: str = 'float32', augment: Optional[Callable] = None):
+                    teacher: Optional[nn.Module] = None, options: StepOptions = StepOptions()):
   """The pure step ``(state, batch, teacher_variables) -> (state, metrics)``.
 
-  With a ``teacher``, its logits are computed inside the step (eval mode by
-  default; ``teacher_train_mode`` reproduces the paper code's quirk of running
-  the teacher with dropout and batch statistics). Without one, teacher logits
+  With a ``teacher``, its logits are computed inside the step. Without one, teacher logits
   may come in the batch (``batch['teacher_logits']``: cached, or from an online
-  teacher). Teacher logits never receive gradients. ``output_logits`` adds the
-  model's own training logits to the metrics (for online KD). Both models run
-  in ``compute_dtype`` (:func:`apply_fn`). ``augment(key, inputs) -> inputs`` (the task's) changes the batch
-  before either model sees it, with a key of the step's own (function matching: the teacher's targets are for the
-  view the student trains on).
+  teacher). Teacher logits never receive gradients. ``options``: :class:`StepOptions`.
 
   The batch holds ``inputs`` and ``label``; with ``weights`` (same shape as
   ``label``, e.g. a language model's non-padding targets) loss and accuracy are
   weighted means over the labelled positions instead of means over examples.
   """
 
-  student_apply = apply_fn(model, compute_dtype)
-  teacher_apply = apply_fn(teacher, compute_dtype) if teacher is not None else None
+  student_apply = apply_fn(model, options.compute_dtype)
+  teacher_apply = apply_fn(teacher, options.compute_dtype) if teacher is not None else None
+  augment = options.augment
   # A feature objective also reads what both models sow as intermediates/penultimate (losses.Loss declares it).
   features = loss_fn.features
   if features and teacher is None:
@@ -218,7 +228,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
     weighted_mean = lambda x: (x * weights).sum() / jnp.maximum(weights.sum(), 1.0)
     teacher_logits, teacher_features = batch.get('teacher_logits'), None
     if teacher is not None:
-      if teacher_train_mode:
+      if options.teacher_train_mode:
         teacher_logits, teacher_out = teacher_apply(teacher_variables, inputs, train=True,
                                                     rngs={'dropout': teacher_key}, mutable=['batch_stats', *captured])
       elif features:
@@ -254,7 +264,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
     metrics = {'loss': loss, 'accuracy': weighted_mean(predictions == labels), 'grad_norm': optax.tree.norm(grads)}
     if teacher_logits is not None:
       metrics['teacher_agreement'] = weighted_mean(predictions == teacher_logits.argmax(-1))
-    if output_logits:
+    if options.output_logits:
       metrics['logits'] = logits
     return new_state, metrics
 
@@ -264,7 +274,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, loss_fn:
 def make_online_step(teacher_step: Callable, student_step: Callable):
   """Online KD: one step of the teacher on gold labels and one of the student on the teacher's current logits.
 
-  ``teacher_step`` must be built with ``output_logits=True``; the student sees
+  ``teacher_step`` must be built with ``StepOptions(output_logits=True)``; the student sees
   the teacher's training-mode logits of this batch, from before its update.
   The state is the pair ``(teacher_state, student_state)``.
   """
@@ -336,9 +346,14 @@ def compile_loop(step: Callable, batches: Batches, mesh: Mesh, steps_per_dispatc
   arrays, gather = batches.resident()
   batch_sharding = NamedSharding(mesh, batches.partition_spec)
 
+  def gathered_step(variant):  # one step on the batch gathered at its indices, in ``variant``'s shape
+    def branch(state, idx, teacher_variables, resident):
+      batch = jax.lax.with_sharding_constraint(gather(resident, idx, variant), batch_sharding)
+      return step(state, batch, teacher_variables)
+    return branch
+
   def run(state, indices, variants, teacher_variables, resident):
-    branches = [functools.partial(_gathered_step, step, gather, batch_sharding, variant)
-                for variant in batches.variants]
+    branches = [gathered_step(variant) for variant in batches.variants]
 
     def body(state, step_inputs):
       idx, variant = step_inputs
@@ -352,11 +367,6 @@ def compile_loop(step: Callable, batches: Batches, mesh: Mesh, steps_per_dispatc
                                    replicated, replicated), out_shardings=(replicated, replicated), donate_argnums=0,
                 compiler_options=compiler_options)
   return run, sharding.replicate(arrays, mesh)
-
-
-def _gathered_step(step, gather, batch_sharding, variant, state, idx, teacher_variables, resident):
-  batch = jax.lax.with_sharding_constraint(gather(resident, idx, variant), batch_sharding)
-  return step(state, batch, teacher_variables)
 
 
 AUTO_STEPS_PER_DISPATCH = 100

@@ -33,7 +33,8 @@ def _kd_setup(teacher_train_mode=False, optimizer='adam'):
   student = models.create_model('mlp', hidden_sizes=(32, 16))
   tx = training.make_optimizer(ml_collections.ConfigDict({**OPT.to_dict(), 'optimizer': optimizer}), 8)
   loss_fn = losses.get_loss('distillation', KD)
-  step = training.make_train_step(student, tx, loss_fn, teacher, teacher_train_mode=teacher_train_mode)
+  step = training.make_train_step(student, tx, loss_fn, teacher,
+                                  training.StepOptions(teacher_train_mode=teacher_train_mode))
   return student, tx, step, teacher_variables
 
 
@@ -120,7 +121,8 @@ def test_no_gradient_reaches_the_teacher(teacher_train_mode):
 def test_teacher_agreement_counts_agreement_with_the_teacher_not_the_labels():
   student = models.create_model('mlp', hidden_sizes=(32, 16))
   tx = training.make_optimizer(OPT, 8)
-  step = jax.jit(training.make_train_step(student, tx, losses.get_loss('distillation', KD), output_logits=True))
+  step = jax.jit(training.make_train_step(student, tx, losses.get_loss('distillation', KD),
+                                              options=training.StepOptions(output_logits=True)))
   split = _split(16)
   state = training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE)
   batch = lambda teacher_classes: {'inputs': split.images, 'label': split.labels,
@@ -385,7 +387,8 @@ def test_online_step_trains_both_and_feeds_the_student_the_teachers_current_logi
   student = models.create_model('mlp', hidden_sizes=(32, 16))
   tx = training.make_optimizer(ml_collections.ConfigDict(dict(optimizer='sgd', learning_rate=0.05,
                                                               schedule='constant', clip_norm=1.0)), 10)
-  teacher_step = training.make_train_step(teacher, tx, losses.get_loss('cross_entropy'), output_logits=True)
+  teacher_step = training.make_train_step(teacher, tx, losses.get_loss('cross_entropy'),
+                                          options=training.StepOptions(output_logits=True))
   student_step = training.make_train_step(student, tx, losses.get_loss('distillation', KD))
   online = jax.jit(training.make_online_step(teacher_step, student_step))
   states = (training.init_state(teacher, tx, jax.random.PRNGKey(0), IMAGE),
@@ -427,7 +430,8 @@ def test_a_bfloat16_step_keeps_float32_state_and_follows_float32_losses():
   mesh, split = sharding.data_mesh(), _split(64)
   runs = {}
   for dtype in ('float32', 'bfloat16'):
-    step = training.make_train_step(student, tx, losses.get_loss('distillation', KD), teacher, compute_dtype=dtype)
+    step = training.make_train_step(student, tx, losses.get_loss('distillation', KD), teacher,
+                                    training.StepOptions(compute_dtype=dtype))
     runs[dtype] = _run_steps(step, training.init_state(student, tx, jax.random.PRNGKey(0), IMAGE), teacher_variables,
                              mesh, split, 12)
   state, bf16_losses = runs['bfloat16']

@@ -235,20 +235,20 @@ def make_lm_scorer(model, batch_size: int, compute_dtype: str = 'float32'):
   apply = training.apply_fn(model, compute_dtype)
 
   @jax.jit
-  def score_batch(variables, tokens, targets, weights, verb_index, wrong_ids, correct_ids):
-    logits = apply(variables, tokens, train=False)
-    nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
-    at_verb = jnp.take_along_axis(logits, verb_index[:, None, None], axis=1)[:, 0]
-    pair = jnp.stack([jnp.take_along_axis(at_verb, ids[:, None], axis=1)[:, 0] for ids in (wrong_ids, correct_ids)],
-                     axis=-1)
-    return (nll * weights).sum(), pair
+  def score_batch(variables, batch):
+    logits = apply(variables, batch['tokens'], train=False)
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch['labels'])
+    at_verb = jnp.take_along_axis(logits, batch['verb_index'][:, None, None], axis=1)[:, 0]
+    pair = jnp.stack([jnp.take_along_axis(at_verb, batch[ids][:, None], axis=1)[:, 0]
+                      for ids in ('wrong_ids', 'correct_ids')], axis=-1)
+    return (nll * batch['weights']).sum(), pair
 
   def score(variables, split: sva_data.SvaSplit):
     total_nll, pairs = 0.0, []
     for i in range(0, len(split), batch_size):
       part = slice(i, i + batch_size)
-      nll, pair = score_batch(variables, split.tokens[part], split.labels[part], split.weights[part],
-                              split.verb_index[part], split.wrong_ids[part], split.correct_ids[part])
+      nll, pair = score_batch(variables, {field: getattr(split, field)[part] for field in (
+          'tokens', 'labels', 'weights', 'verb_index', 'wrong_ids', 'correct_ids')})
       total_nll += float(nll)
       pairs.append(np.asarray(pair))
     return total_nll, int(split.weights.sum()), np.concatenate(pairs)
@@ -312,24 +312,25 @@ def make_classifier_predict(model, mesh, batch_size: int, compute_dtype: str = '
 
 # ----------------------------------------------------------------------------- the job
 
-def cross_fitted_logits(config, seed: int, train_examples, train: sva_data.SvaSplit, encode_examples, model,
-                        job: trainer.Job, workdir: str, extra_meta) -> np.ndarray:
-  """[N, 2] eval-mode logits of the training split, row i from the one fold teacher that did not train on input i.
+def cross_fitted_logits(folds_phase: trainer.Phase, train_examples, encode_examples, job: trainer.Job) -> np.ndarray:
+  """[N, 2] eval-mode logits of ``folds_phase.train`` (``encode_examples(train_examples)``), row i from the one fold
+  teacher that did not train on input i.
 
-  The split is cut into ``config.cross_fit_folds`` folds (drawn with ``seed``); fold teacher j trains with the
-  teacher's settings, seed and initialisation on the other folds, in ``<workdir>/teacher_folds/seed_<seed>/fold_<j>`` (resumed like any
-  run), and labels fold j from what it saved.
+  ``folds_phase`` is the teacher's phase for one seed with ``directory`` ``<workdir>/teacher_folds/seed_<seed>``.
+  The split is cut into ``config.cross_fit_folds`` folds (drawn with the seed); fold teacher j trains with the
+  teacher's settings, seed and initialisation on the other folds, in ``<directory>/fold_<j>`` (resumed like any run),
+  and labels fold j from what it saved.
   """
-  settings = ml_collections.ConfigDict({**config.teacher.to_dict(), 'checkpoint': ''})  # always trained here
-  predict = make_classifier_predict(model, job.mesh, config.eval.batch_size, config.compute_dtype)
+  config, train, (seed,) = job.config, folds_phase.train, folds_phase.seeds
+  settings = ml_collections.ConfigDict({**folds_phase.settings.to_dict(), 'checkpoint': ''})  # always trained here
+  predict = make_classifier_predict(folds_phase.model, job.mesh, config.eval.batch_size, config.compute_dtype)
   folds = np.array_split(np.random.default_rng(seed).permutation(len(train)), config.cross_fit_folds)
   logits = np.empty((len(train), sva_models.NUM_CLASSES), np.float32)
   for j, held_out in enumerate(folds):
     others = np.setdiff1d(np.arange(len(train)), held_out)
-    variables, _, _ = trainer.teacher_for_seed(trainer.Phase(
-        f'teacher_fold_{j}/seed_{seed}', settings, model, encode_examples(train_examples.subset(others)),
-        os.path.join(workdir, 'teacher_folds', f'seed_{seed}', f'fold_{j}'), [seed], trainer.TEACHER_STREAM,
-        field='config.teacher', extra_meta=extra_meta), job)
+    variables, _, _ = trainer.teacher_for_seed(folds_phase.replace(
+        name=f'teacher_fold_{j}/seed_{seed}', settings=settings, train=encode_examples(train_examples.subset(others)),
+        directory=os.path.join(folds_phase.directory, f'fold_{j}')), job)
     logits[held_out] = predict(variables, train)[held_out]
   return logits
 
@@ -406,8 +407,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         else:
           teacher = targets_lib.Teacher(model_of['teacher'], variables['teacher'], predictor)
           if targets_lib.uses_teacher(cfg) and config.cross_fit_folds:
-            cached = cross_fitted_logits(config, seed, train_examples, train, lambda ex: encode(
-                ex, vocab, config, max_length), model_of['teacher'], job, workdir, extra_meta)
+            folds_phase = phase.replace(name=f'teacher_folds/seed_{seed}', settings=config.teacher,
+                                        model=model_of['teacher'], train=train, stream=trainer.TEACHER_STREAM,
+                                        directory=os.path.join(workdir, 'teacher_folds', f'seed_{seed}'),
+                                        field='config.teacher')
+            cached = cross_fitted_logits(folds_phase, train_examples,
+                                         lambda ex: encode(ex, vocab, config, max_length), job)
             cross_fit_accuracy.append(float(np.mean(cached.argmax(-1) == train.labels)))
             timing['teacher_folds'] = timing.get('teacher_folds', 0.0) + time.perf_counter() - t0
             t0 = time.perf_counter()

@@ -1,4 +1,3 @@
-import shlex
 
 from conftest import ROOT
 from launchers import launch

@@ -72,7 +72,7 @@ def test_teacher_and_student_see_the_same_augmented_view():
   state = training.init_state(student, tx, jax.random.PRNGKey(0), IMAGES[:1])
   batch = {'inputs': IMAGES, 'label': jnp.zeros(len(IMAGES), jnp.int32)}
   fn = augment.make('translate,scale')
-  augmented, metrics = jax.jit(training.make_train_step(student, tx, loss, teacher, augment=fn))(
+  augmented, metrics = jax.jit(training.make_train_step(student, tx, loss, teacher, training.StepOptions(augment=fn)))(
       state, batch, teacher_variables)
   view = fn(jax.random.fold_in(jax.random.fold_in(state.rng, state.step), 2), IMAGES)
   plain, plain_metrics = jax.jit(training.make_train_step(student, tx, loss, teacher))(

@@ -159,8 +159,9 @@ def test_cross_fitted_targets_come_from_the_fold_teacher_that_did_not_see_the_in
   model = sva_models.create_model(config.teacher.model, vocab_size=len(vocab), **config.teacher.model_kwargs)
   mesh = sharding.data_mesh()
   # Called again, every fold teacher is restored from its final checkpoint (nothing retrained).
-  logits = sva_experiment.cross_fitted_logits(config, 0, train_examples, train, encode, model,
-                                              trainer.Job(config, mesh), workdir, {})
+  folds_phase = trainer.Phase('teacher_folds/seed_0', config.teacher, model, train,
+                              os.path.join(workdir, 'teacher_folds', 'seed_0'), [0], trainer.TEACHER_STREAM)
+  logits = sva_experiment.cross_fitted_logits(folds_phase, train_examples, encode, trainer.Job(config, mesh))
   folds = np.array_split(np.random.default_rng(0).permutation(len(train)), 2)
   predict = sva_experiment.make_classifier_predict(model, mesh, 64)
   example = trainer.example_input(train)
