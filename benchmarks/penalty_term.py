@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from kd_jax import analysis  # pylint: disable=g-import-not-at-top
-from kd_jax import trainer
+from kd_jax import phases
 from kd_jax.mnist import models
 
 
@@ -38,7 +38,7 @@ def main(argv=None):
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in run.meta.get('model_kwargs', {}).items()}
     model = models.create_model(run.model, **kwargs)
     cfg = ml_collections.ConfigDict({'model': run.model, 'model_kwargs': kwargs})
-    variables, _ = trainer.restore_variables(model, run.directory, cfg, example, run.seed)
+    variables, _ = phases.restore_variables(model, run.directory, cfg, example, run.seed)
     print(f'| {run.setup} | {run.seed} | {l1:g} | {l2:g} | {penalty_term(variables["params"], l1, l2):.5f} |')
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from kd_jax import losses
 from kd_jax import sharding
-from kd_jax import trainer
+from kd_jax import phases
 from kd_jax import training
 from kd_jax.mnist import configs
 from kd_jax.mnist import models
@@ -66,7 +66,7 @@ def _steps(precision: str):
         teacher_train_mode=teacher is not None, compute_dtype=compute_dtype))
     jitted = sharding.jit_data_parallel(jax.vmap(step), mesh, spec,
                                         training.compiler_options(*filter(None, (model, teacher))))
-    state = trainer.init_instances(model, tx, trainer.instance_keys(range(n), trainer.STUDENT_STREAM), True, example)
+    state = phases.init_instances(model, tx, phases.instance_keys(range(n), phases.STUDENT_STREAM), True, example)
     steps[name] = (jitted, state, batch, teachers if teacher is not None else None)
   return steps
 

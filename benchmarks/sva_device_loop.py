@@ -17,7 +17,7 @@ import jax
 from kd_jax import input_pipeline
 from kd_jax import losses
 from kd_jax import sharding
-from kd_jax import trainer
+from kd_jax import phases
 from kd_jax import training
 from kd_jax.sva import configs
 from kd_jax.sva import data as sva_data
@@ -55,7 +55,7 @@ def main(_):
       writer = type('Writer', (), {'write': lambda self, phase, s, scalars: rates.append(scalars['examples_per_sec'])})()
       batches = input_pipeline.Batches(split, [input_pipeline.BatchOrder(len(split), cfg.batch_size, 0, 1,
                                                                          split.lengths)])
-      state = training.init_state(model, tx, jax.random.PRNGKey(0), trainer.example_input(split))
+      state = training.init_state(model, tx, jax.random.PRNGKey(0), phases.example_input(split))
       start = time.perf_counter()
       jax.block_until_ready(training.fit(role, step, state, batches, None, training.Loop(
           num_steps=_STEPS.value, mesh=mesh, steps_per_dispatch=k, log_every=_STEPS.value, writer=writer)))

@@ -3,7 +3,7 @@
   python benchmarks/vmap_seeds.py                       # CNN → MLP, teacher logits computed in the step
   python benchmarks/vmap_seeds.py --student=cnn --instances=1,4
 
-For each N: the vmapped step of N instances (kd_jax.trainer / kd_jax.mnist.grid
+For each N: the vmapped step of N instances (kd_jax.phases / kd_jax.mnist.grid
 path: stacked states, stacked teachers, [N, B, ...] batches) against N
 separate single-instance steps run one after another. Prints instance-examples/s
 (examples/s × instances) for both. Runs unchanged on a GPU or TPU.
@@ -17,7 +17,7 @@ import numpy as np
 
 from kd_jax import losses
 from kd_jax import sharding
-from kd_jax import trainer
+from kd_jax import phases
 from kd_jax import training
 from kd_jax.mnist import configs
 from kd_jax.mnist import models
@@ -59,7 +59,7 @@ def main(_):
     example = batch['inputs'][0, :1]
     teachers = jax.vmap(lambda k: training.init_variables(teacher, k, example))(
         jax.random.split(jax.random.PRNGKey(9), n))
-    stacked = trainer.init_instances(student, tx, trainer.instance_keys(seeds, trainer.STUDENT_STREAM), True, example)
+    stacked = phases.init_instances(student, tx, phases.instance_keys(seeds, phases.STUDENT_STREAM), True, example)
     vmapped = sharding.jit_data_parallel(jax.vmap(step), mesh, jax.sharding.PartitionSpec(None, 'data'), options)
     vmapped_rate = _steps_per_sec(vmapped, stacked, sharding.shard_batch(
         batch, mesh, jax.sharding.PartitionSpec(None, 'data')), teachers) * n * _BATCH.value
@@ -67,7 +67,7 @@ def main(_):
     seconds = 0.0
     for k in range(n):  # N runs one after another: time adds up
       one = lambda tree: jax.tree_util.tree_map(lambda x: x[k], tree)  # pylint: disable=cell-var-from-loop
-      state = trainer.init_instances(student, tx, trainer.instance_keys([k], trainer.STUDENT_STREAM), False, example)
+      state = phases.init_instances(student, tx, phases.instance_keys([k], phases.STUDENT_STREAM), False, example)
       seconds += 1.0 / _steps_per_sec(single, state, sharding.shard_batch(one(batch), mesh), one(teachers))
     sequential_rate = n * _BATCH.value / seconds
     print(f'{n:>3} {vmapped_rate:>18.0f} {sequential_rate:>21.0f} {vmapped_rate / sequential_rate:>8.2f}×',

@@ -36,7 +36,7 @@ from kd_jax import losses
 from kd_jax import reports
 from kd_jax.training import PENULTIMATE
 from kd_jax import similarity
-from kd_jax import trainer
+from kd_jax import phases
 
 REPRESENTATIONS = ('logits', 'penultimate')
 PAPER_BATCH = 500  # the paper's code measured similarity on batches of the test set and averaged them
@@ -175,7 +175,7 @@ def _find(runs, run, predicate) -> Optional[Run]:
 
 
 def snapshot_steps(run: Run) -> List[int]:
-  return checkpoints.all_steps(trainer.snapshot_dir(run.directory))
+  return checkpoints.all_steps(phases.snapshot_dir(run.directory))
 
 
 # ----------------------------------------------------------------------------- model outputs
@@ -190,11 +190,11 @@ class Outputs:
   def __call__(self, run: Run, step: Optional[int] = None) -> Dict[str, np.ndarray]:
     key = (run.directory, run.seed, step)
     if key not in self._cache:
-      directory = run.directory if step is None else trainer.snapshot_dir(run.directory)
+      directory = run.directory if step is None else phases.snapshot_dir(run.directory)
       kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in run.meta.get('model_kwargs', {}).items()}
       model = self.probe.create_model({**run.meta, 'model_kwargs': kwargs})  # JSON lists: hashable tuples again
       cfg = ml_collections.ConfigDict({'model': run.model, 'model_kwargs': kwargs})
-      variables, _ = trainer.restore_variables(model, directory, cfg, self.set.inputs[:1], run.seed, step)
+      variables, _ = phases.restore_variables(model, directory, cfg, self.set.inputs[:1], run.seed, step)
       self._cache[key] = self._run(model, variables)
     return self._cache[key]
 
@@ -263,7 +263,7 @@ def _snapshots(run: Run) -> List[Tuple[int, float]]:
   steps = snapshot_steps(run)
   if not steps:
     return []
-  directory = trainer.snapshot_dir(run.directory)
+  directory = phases.snapshot_dir(run.directory)
   return [(step, float(checkpoints.read_meta(directory, step).get('epoch', 0.0))) for step in steps]
 
 

@@ -174,9 +174,9 @@ def _names_a_field(message: str) -> bool:
 def check_batch_sizes(config, num_examples: int, source: str):
   """Every phase's batch (``teacher``, ``student``, a grid's ``models.*``) fits in the ``num_examples`` training
   examples (checked once the data is read, before any training)."""
-  phases = [name for name in ('teacher', 'student') if name in config]
-  phases += [f'models.{name}' for name in config.get('models', {})]
-  for phase in phases:
+  phase_names = [name for name in ('teacher', 'student') if name in config]
+  phase_names += [f'models.{name}' for name in config.get('models', {})]
+  for phase in phase_names:
     batch_size = get_field(config, f'{phase}.batch_size')
     if batch_size > num_examples:
       raise ValueError(f'config.{phase}.batch_size={batch_size} is larger than the {num_examples} training examples '

@@ -237,15 +237,15 @@ def test_error_overlap_on_known_error_sets():
 
 def test_an_unfinished_run_is_refused_not_analysed_as_if_it_were_the_reported_model(tmp_path):
   # As after an interrupted run, or a retrain (overwrite) stopped midway: the newest checkpoint is short of the end.
-  from test_trainer import _InterruptedSplit, _sgd, _split, _train  # pylint: disable=g-import-not-at-top
-  from kd_jax import trainer  # pylint: disable=g-import-not-at-top
+  from test_phases import _InterruptedSplit, _sgd, _split, _train  # pylint: disable=g-import-not-at-top
+  from kd_jax import phases  # pylint: disable=g-import-not-at-top
   from kd_jax.mnist import models  # pylint: disable=g-import-not-at-top
   config = load_config('grid_smoke', **{'checkpoint_every_steps': 4})
   cfg = _sgd(config, 'mlp', 'teacher')
   model = models.create_model('mlp', **cfg.model_kwargs)
   _train('mlp', cfg, config, model, _split(), tmp_path / 'mlp')
   assert [run.setup for run in analysis.find_runs(str(tmp_path))] == ['mlp']
-  with pytest.raises(trainer.TrainingInterrupted):
+  with pytest.raises(phases.TrainingInterrupted):
     _train('cnn', cfg, config, model, _InterruptedSplit(_split(), interrupt_at=10), tmp_path / 'cnn')
   with pytest.raises(ValueError, match=r'unfinished runs under .*: .*/cnn \(step 8 of 12\)\. The reports describe '
                                        'finished runs only'):
@@ -254,7 +254,7 @@ def test_an_unfinished_run_is_refused_not_analysed_as_if_it_were_the_reported_mo
 
 def test_runs_of_seeds_the_report_does_not_describe_are_refused(tmp_path):
   # A grid re-run with more seeds, stopped after a new seed's first model finished: its report still has the old seeds.
-  from test_trainer import _sgd, _split, _train  # pylint: disable=g-import-not-at-top
+  from test_phases import _sgd, _split, _train  # pylint: disable=g-import-not-at-top
   from kd_jax.mnist import models  # pylint: disable=g-import-not-at-top
   config = load_config('grid_smoke')
   cfg = _sgd(config, 'mlp', 'teacher')
@@ -302,7 +302,7 @@ def test_a_grid_report_records_the_models_it_evaluated_and_the_analysis_refuses_
 
 
 def test_a_report_records_only_the_directories_it_names(tmp_path):
-  from test_trainer import _sgd, _split, _train  # pylint: disable=g-import-not-at-top
+  from test_phases import _sgd, _split, _train  # pylint: disable=g-import-not-at-top
   from kd_jax.mnist import models  # pylint: disable=g-import-not-at-top
   config = load_config('grid_smoke')
   cfg = _sgd(config, 'mlp', 'teacher')

@@ -15,7 +15,7 @@ from kd_jax import losses
 from kd_jax import main
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
-from kd_jax import trainer
+from kd_jax import phases
 from kd_jax.mnist import configs as mnist_configs
 from kd_jax.mnist import experiment
 from kd_jax.mnist import grid
@@ -90,19 +90,19 @@ class ParitySplit:
 
 
 def _parity_check(config):
-  trainer.check_kd_config(config, config.teacher.loss, config.student.loss)
+  phases.check_kd_config(config, config.teacher.loss, config.student.loss)
 
 
 def _parity_run(config, workdir):
   """The dummy task's job: teacher, then student, on the shared trainer alone."""
-  train, job = ParitySplit(64, 0), trainer.Job(config, sharding.data_mesh())
+  train, job = ParitySplit(64, 0), phases.Job(config, sharding.data_mesh())
   model = Linear()
-  teacher_variables, _, _ = trainer.teacher_for_seed(trainer.Phase(
-      'teacher', config.teacher, model, train, f'{workdir}/teacher', [0], trainer.TEACHER_STREAM), job)
+  teacher_variables, _, _ = phases.teacher_for_seed(phases.Phase(
+      'teacher', config.teacher, model, train, f'{workdir}/teacher', [0], phases.TEACHER_STREAM), job)
   predictor = lambda m: lambda variables, split: np.asarray(m.apply(variables, jnp.asarray(split.inputs)))
   teacher = targets_lib.Teacher(model, teacher_variables, predictor)
-  state = trainer.train_model(trainer.Phase('student', config.student, model, train, f'{workdir}/student', [0],
-                                            trainer.STUDENT_STREAM),
+  state = phases.train_model(phases.Phase('student', config.student, model, train, f'{workdir}/student', [0],
+                                            phases.STUDENT_STREAM),
                               targets_lib.for_phase(config, config.student, teacher, train), job)
   return {'student_step': int(state.step)}
 

@@ -70,10 +70,10 @@ def test_entry_points_import_only_their_tasks(entry_point):
 
 def test_the_graph_sees_real_imports():
   # Guards the check above against passing vacuously.
-  assert 'kd_jax.trainer' in _reachable(GRAPH, 'kd_jax.mnist.experiment')
-  assert {'kd_jax.trainer', 'kd_jax.sva.data'} <= _reachable(GRAPH, 'kd_jax.sva.experiment')
+  assert 'kd_jax.phases' in _reachable(GRAPH, 'kd_jax.mnist.experiment')
+  assert {'kd_jax.phases', 'kd_jax.sva.data'} <= _reachable(GRAPH, 'kd_jax.sva.experiment')
   assert 'kd_jax.mnist.experiment' in _reachable(GRAPH, 'kd_jax.mnist.grid')
-  assert _task_of('kd_jax.sva.models') == 'kd_jax.sva' and _task_of('kd_jax.trainer') is None
+  assert _task_of('kd_jax.sva.models') == 'kd_jax.sva' and _task_of('kd_jax.phases') is None
 
 
 def test_importing_the_sva_job_loads_no_mnist_code():

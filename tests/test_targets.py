@@ -11,11 +11,11 @@ from conftest import load_config
 from kd_jax import run_settings
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
-from kd_jax import trainer
+from kd_jax import phases
 from kd_jax import training
 from kd_jax.mnist import experiment
 from kd_jax.mnist import models
-from test_trainer import IMAGE, _sgd, _split, _train
+from test_phases import IMAGE, _sgd, _split, _train
 
 
 def _config(**changes):
@@ -64,7 +64,7 @@ def _members(n=3):
 def test_an_ensemble_averages_its_members_logits_or_their_softmaxes_at_the_kd_temperature(temperature):
   model, variables = _members()
   inputs = jnp.asarray(_split(8).images)
-  each = np.stack([model.apply(trainer.instance(variables, k), inputs) for k in range(3)])
+  each = np.stack([model.apply(phases.instance(variables, k), inputs) for k in range(3)])
   assert not np.allclose(each[0], each[1])  # three different members
   mean_logits = targets_lib.Ensemble(model, 'logits', temperature).apply(variables, inputs)
   chex.assert_trees_all_close(mean_logits, each.mean(0), rtol=1e-5, atol=1e-6)
@@ -76,7 +76,7 @@ def test_an_ensemble_averages_its_members_logits_or_their_softmaxes_at_the_kd_te
   with pytest.raises(ValueError, match="unknown teacher ensemble combination 'votes'"):
     targets_lib.Ensemble(model, 'votes')
   with pytest.raises(ValueError, match='a teacher ensemble needs at least 2 trained teachers, got 0'):
-    targets_lib.ensemble_of(targets_lib.Teacher(model, trainer.instance(variables, 0), None), 'logits', 1.0)
+    targets_lib.ensemble_of(targets_lib.Teacher(model, phases.instance(variables, 0), None), 'logits', 1.0)
 
 
 def test_one_ensemble_teaches_every_seed_the_same_in_the_step_cached_vmapped_or_alone(tmp_path):
@@ -91,7 +91,7 @@ def test_one_ensemble_teaches_every_seed_the_same_in_the_step_cached_vmapped_or_
   chex.assert_shape(cached.logits, (len(split), 10))  # one ensemble's logits, shared by every instance
   config.cache_teacher_logits = False
   in_step = targets_lib.for_phase(config, cfg, ensemble, split)
-  common = dict(stream=trainer.STUDENT_STREAM)
+  common = dict(stream=phases.STUDENT_STREAM)
   from_cache = _train('cached', cfg, config, student, split, tmp_path / 'cached', seeds=[0, 1], stacked=True,
                       targets=cached, **common)
   stepped = _train('in_step', cfg, config, student, split, tmp_path / 'in_step', seeds=[0, 1], stacked=True,
@@ -99,7 +99,7 @@ def test_one_ensemble_teaches_every_seed_the_same_in_the_step_cached_vmapped_or_
   alone = _train('alone', cfg, config, student, split, tmp_path / 'alone', seeds=[1], targets=in_step.instance(1),
                  **common)
   chex.assert_trees_all_close(from_cache.variables, stepped.variables, rtol=1e-4, atol=1e-5)
-  chex.assert_trees_all_close(trainer.instance(stepped.variables, 1), alone.variables, rtol=1e-4, atol=1e-5)
+  chex.assert_trees_all_close(phases.instance(stepped.variables, 1), alone.variables, rtol=1e-4, atol=1e-5)
   # Its own seeds' students, not copies: the same targets, other initialisations and batches.
   assert not np.allclose(stepped.params['Dense_0']['kernel'][0], stepped.params['Dense_0']['kernel'][1])
 
@@ -108,7 +108,7 @@ def test_a_workdir_tells_an_ensemble_teacher_from_its_members_and_one_combinatio
   model, variables = _members()
   cfg = ml_collections.ConfigDict({'loss': 'distillation'})
   config = _config()
-  phase = trainer.Phase('student', cfg, model, _split(8), '', [0, 1], trainer.STUDENT_STREAM, stacked=True)
+  phase = phases.Phase('student', cfg, model, _split(8), '', [0, 1], phases.STUDENT_STREAM, stacked=True)
   teacher = targets_lib.Teacher(model, variables, None, instances=3)
   fingerprint = lambda t: run_settings.of_phase(phase, targets_lib.Targets(teacher=t), config, 5)
   each = [fingerprint(teacher)] + [fingerprint(targets_lib.ensemble_of(teacher, combine, 2.0))

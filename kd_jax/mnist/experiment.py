@@ -34,7 +34,7 @@ from kd_jax import metrics as metrics_lib
 from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
-from kd_jax import trainer
+from kd_jax import phases
 from kd_jax import training
 from kd_jax.mnist import augment as augment_lib
 from kd_jax.mnist import data as data_lib
@@ -50,10 +50,10 @@ def check_config(config: ml_collections.ConfigDict):
     config_lib.check_phase(config, phase, jax.device_count())
     check_model(config, phase)
   config_lib.check_number(config, 'data.demo_teacher_epochs', low_open=False)
-  trainer.check_kd_config(config, config.teacher.loss, config.student.loss, config.student.augment)
+  phases.check_kd_config(config, config.teacher.loss, config.student.loss, config.student.augment)
   for phase in ('teacher', 'student'):
     check_augment(config, config[phase], phase)
-  trainer.check_loss_batch(config.student, 'student')
+  phases.check_loss_batch(config.student, 'student')
   config_lib.check_choice(config, 'train_independent_student', (False, True))
   wrong = [k for k in config.independent_overrides if k in NOT_OVERRIDABLE or k not in config.student]
   if wrong:
@@ -220,26 +220,26 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     logging.info('config.student.loss=%r learns from gold labels alone: it is its own independent student (none '
                  'trained besides it)', config.student.loss)
   writer = metric_writer.MetricWriter(workdir)
-  job = trainer.Job(config, mesh, writer)
+  job = phases.Job(config, mesh, writer)
   timing = {}
   try:
     t0 = time.perf_counter()
     # The student always distils from the teacher's checkpoint: the job is offline KD end to end.
-    teacher_variables, teacher_dir, _ = trainer.teacher_for_seed(trainer.Phase(
+    teacher_variables, teacher_dir, _ = phases.teacher_for_seed(phases.Phase(
         'teacher', config.teacher, teacher, train, os.path.join(workdir, 'teacher'), [config.seed],
-        trainer.TEACHER_STREAM, augment=augment_lib.make(config.teacher.augment)), job)
+        phases.TEACHER_STREAM, augment=augment_lib.make(config.teacher.augment)), job)
     timing['teacher_seconds'] = time.perf_counter() - t0
     # The independent student and the distilled one: one model, one initialisation and data order (the student
     # stream of config.seed); only what they learn from differs.
-    phases = {'student': config.student}
+    student_roles = {'student': config.student}
     if control:
-      phases = {'independent': independent_config(config), **phases}
+      student_roles = {'independent': independent_config(config), **student_roles}
     trained = {'teacher': (teacher, teacher_variables)}
     trained_teacher = targets_lib.Teacher(teacher, teacher_variables, teacher_predictor(mesh, config))
-    for role, cfg in phases.items():
+    for role, cfg in student_roles.items():
       t0 = time.perf_counter()
-      state = trainer.train_model(
-          trainer.Phase(role, cfg, student, train, os.path.join(workdir, role), [config.seed], trainer.STUDENT_STREAM,
+      state = phases.train_model(
+          phases.Phase(role, cfg, student, train, os.path.join(workdir, role), [config.seed], phases.STUDENT_STREAM,
                         field='config.student', augment=augment_lib.make(cfg.augment)),
           targets_lib.for_phase(config, cfg, trained_teacher, train), job)
       trained[role] = (student, state.variables)
@@ -250,7 +250,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   t0 = time.perf_counter()
   results = evaluate_roles(trained, test_sets, mesh, config)
   if control:
-    results.update(gain=gains(results), independent_settings=phases['independent'].to_dict())
+    results.update(gain=gains(results), independent_settings=student_roles['independent'].to_dict())
   timing['eval_seconds'] = time.perf_counter() - t0
   timing['total_seconds'] = time.perf_counter() - t_start
   results.update(data_source=data.source, demo_sample=data.demo_sample, teacher_checkpoint=str(paths.absolute(teacher_dir)),

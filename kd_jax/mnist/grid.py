@@ -37,7 +37,7 @@ from kd_jax import metric_writer
 from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
-from kd_jax import trainer
+from kd_jax import phases
 from kd_jax import training
 from kd_jax import workdirs
 from kd_jax.mnist import augment as augment_lib
@@ -127,12 +127,12 @@ def check_grid_config(config):
     experiment.check_augment(config, role_config(config, teacher_name, 'teacher'), f'models.{teacher_name}')
     if student_name:
       experiment.check_augment(config, role_config(config, student_name, 'student'), f'models.{student_name}')
-      trainer.check_loss_batch(role_config(config, student_name, 'student'), f'models.{student_name}')
-  trainer.check_kd_config(config, student_loss=config.student_loss)
+      phases.check_loss_batch(role_config(config, student_name, 'student'), f'models.{student_name}')
+  phases.check_kd_config(config, student_loss=config.student_loss)
   seeds = [config.seed + k for k in range(config.num_seeds)]
   for name in dict.fromkeys(n for setup in config.setups for n in parse_setup(setup) if n):
     template = config.models[name].checkpoint
-    missing = [d for d in dict.fromkeys(trainer.checkpoint_path(template, seed) for seed in seeds)
+    missing = [d for d in dict.fromkeys(phases.checkpoint_path(template, seed) for seed in seeds)
                if not paths.absolute(d).is_dir()] if template else []
     if missing:  # here, not when the grid reaches that model, perhaps after hours of training others
       raise FileNotFoundError(f'config.models.{name}.checkpoint={template!r}: {missing[0]} does not exist; give the '
@@ -142,10 +142,10 @@ def check_grid_config(config):
 
 def shared_teachers(config):
   """The models whose saved teacher (``config.models.<name>.checkpoint``) is one model for every seed: refused
-  unless ``config.kd.shared_teacher`` (:func:`kd_jax.trainer.teacher_is_shared`)."""
+  unless ``config.kd.shared_teacher`` (:func:`kd_jax.phases.teacher_is_shared`)."""
   seeds = [config.seed + k for k in range(config.num_seeds)]
   return [name for name in dict.fromkeys(parse_setup(setup)[0] for setup in config.setups)
-          if trainer.teacher_is_shared(config, config.models[name].checkpoint, seeds, f'models.{name}.checkpoint')]
+          if phases.teacher_is_shared(config, config.models[name].checkpoint, seeds, f'models.{name}.checkpoint')]
 
 
 def role_config(config, model: str, role: str) -> ml_collections.ConfigDict:
@@ -174,19 +174,19 @@ def vmap_seeds(config) -> bool:
   return config.seed_parallelism == 'vmap'
 
 
-def train_instances(phase: trainer.Phase, targets: targets_lib.Targets, config, job: trainer.Job):
+def train_instances(phase: phases.Phase, targets: targets_lib.Targets, config, job: phases.Job):
   """One instance per seed of ``phase.seeds``, vmapped or in sequence (then each in ``<directory>/seed_<s>``);
   returns the instances' variables (for online KD: the students'), stacked on axis 0."""
   phase = phase.replace(field=f'config.models.{phase.settings.model}', augment=augment_lib.make(phase.settings.augment))
   if vmap_seeds(config):
-    return training.exported(trainer.train_model(phase.replace(stacked=True), targets, job)).variables
+    return training.exported(phases.train_model(phase.replace(stacked=True), targets, job)).variables
   variables = []
   for k, seed in enumerate(phase.seeds):
-    state = trainer.train_model(phase.replace(name=f'{phase.name}_seed_{seed}', seeds=[seed],
+    state = phases.train_model(phase.replace(name=f'{phase.name}_seed_{seed}', seeds=[seed],
                                               directory=os.path.join(phase.directory, f'seed_{seed}')),
                                 targets.instance(k), job)
     variables.append(training.exported(state).variables)
-  return trainer.stack(variables)
+  return phases.stack(variables)
 
 
 def add_teacher_agreement(rows, student_logits, teacher_logits):
@@ -375,7 +375,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   logging.info('Grid: %s, %s KD, seeds %s (%s), %d device(s)', list(config.setups), config.mode, seeds,
                'vmapped' if vmap_seeds(config) else 'one after another', mesh.size)
   writer = metric_writer.MetricWriter(workdir)
-  job = trainer.Job(config, mesh, writer)
+  job = phases.Job(config, mesh, writer)
   rows, timing, teachers, ensembles = {}, {}, {}, {}
   test_logits = {}  # setup, or '<teacher> ensemble' → each instance's logits on the test sets, predicted once
   shared = shared_teachers(config)
@@ -385,9 +385,9 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       t0 = time.perf_counter()
       cfg = role_config(config, name, 'teacher')
       model = models.create_model(name, **cfg.model_kwargs)
-      phase = trainer.Phase(name, cfg, model, train, os.path.join(workdir, name), seeds, trainer.TEACHER_STREAM)
+      phase = phases.Phase(name, cfg, model, train, os.path.join(workdir, name), seeds, phases.TEACHER_STREAM)
       if cfg.checkpoint:  # offline KD from saved teachers, one per seed
-        variables = trainer.stack([trainer.teacher_for_seed(phase.replace(seeds=[seed], directory=''), job)[0]
+        variables = phases.stack([phases.teacher_for_seed(phase.replace(seeds=[seed], directory=''), job)[0]
                                    for seed in seeds])
       else:
         variables = train_instances(phase, targets_lib.GOLD_LABELS, config, job)
@@ -413,7 +413,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       else:
         model = models.create_model(student_name, **config.models[student_name].model_kwargs)
         cfg = role_config(config, student_name, 'student')
-        phase = trainer.Phase(setup, cfg, model, train, os.path.join(workdir, setup), seeds, trainer.STUDENT_STREAM)
+        phase = phases.Phase(setup, cfg, model, train, os.path.join(workdir, setup), seeds, phases.STUDENT_STREAM)
         if config.mode == 'online':
           t0 = time.perf_counter()
           targets = online_targets(setup, config, mesh)
@@ -430,7 +430,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         timing[setup] = time.perf_counter() - t0
       instances = 1 if not student_name and teacher_name in shared else config.num_seeds  # one shared teacher: one row
       if setup not in test_logits:  # a teacher's may be there already, predicted for its students' agreement
-        test_logits[setup] = experiment.predictions(setup, model, [trainer.instance(variables, k)
+        test_logits[setup] = experiment.predictions(setup, model, [phases.instance(variables, k)
                                                                    for k in range(instances)], test_sets, mesh, config)
       rows[setup] = experiment.metrics_of(test_logits[setup], test_sets, config, reliability=True)
       if student_name and config.mode == 'offline':

@@ -39,7 +39,7 @@ from kd_jax import metrics as metrics_lib
 from kd_jax import paths
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
-from kd_jax import trainer
+from kd_jax import phases
 from kd_jax import training
 from kd_jax.sva import data as sva_data
 from kd_jax.sva import metrics as sva_metrics
@@ -100,11 +100,11 @@ def check_config(config: ml_collections.ConfigDict):
     # Any vocabulary shows what the settings build; the real one is known once the data is read.
     config_lib.check_model_builds(role, lambda cfg=config[role]: sva_models.create_model(
         cfg.model, vocab_size=8, objective=config.objective, **cfg.model_kwargs), np.full((1, 4), 5, np.int32))
-  trainer.check_kd_config(config, config.teacher.loss, config.student.loss)
-  trainer.check_loss_batch(config.student, 'student')
+  phases.check_kd_config(config, config.teacher.loss, config.student.loss)
+  phases.check_loss_batch(config.student, 'student')
   if config.num_seeds < 1:
     raise ValueError(f'config.num_seeds must be ≥ 1, got {config.num_seeds}')
-  trainer.teacher_is_shared(config, config.teacher.checkpoint, seeds_of(config), 'teacher.checkpoint')
+  phases.teacher_is_shared(config, config.teacher.checkpoint, seeds_of(config), 'teacher.checkpoint')
 
 
 def seeds_of(config):
@@ -312,7 +312,7 @@ def make_classifier_predict(model, mesh, batch_size: int, compute_dtype: str = '
 
 # ----------------------------------------------------------------------------- the job
 
-def cross_fitted_logits(folds_phase: trainer.Phase, train_examples, encode_examples, job: trainer.Job) -> np.ndarray:
+def cross_fitted_logits(folds_phase: phases.Phase, train_examples, encode_examples, job: phases.Job) -> np.ndarray:
   """[N, 2] eval-mode logits of ``folds_phase.train`` (``encode_examples(train_examples)``), row i from the one fold
   teacher that did not train on input i.
 
@@ -328,7 +328,7 @@ def cross_fitted_logits(folds_phase: trainer.Phase, train_examples, encode_examp
   logits = np.empty((len(train), sva_models.NUM_CLASSES), np.float32)
   for j, held_out in enumerate(folds):
     others = np.setdiff1d(np.arange(len(train)), held_out)
-    variables, _, _ = trainer.teacher_for_seed(folds_phase.replace(
+    variables, _, _ = phases.teacher_for_seed(folds_phase.replace(
         name=f'teacher_fold_{j}/seed_{seed}', settings=settings, train=encode_examples(train_examples.subset(others)),
         directory=os.path.join(folds_phase.directory, f'fold_{j}')), job)
     logits[held_out] = predict(variables, train)[held_out]
@@ -354,7 +354,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   config_lib.check_batch_sizes(config, len(train_examples), source)
   extra_sets = [transfer_examples] if transfer_examples is not None else []
   if config.teacher.checkpoint:
-    vocab = teacher_vocab(trainer.checkpoint_path(config.teacher.checkpoint, config.seed))
+    vocab = teacher_vocab(phases.checkpoint_path(config.teacher.checkpoint, config.seed))
   else:
     vocab = sva_data.Vocab.build(_tokens(train_examples), config.data.vocab_min_count)
   if sharding.is_primary():
@@ -379,15 +379,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   model_of = {role: sva_models.create_model(cfg.model, vocab_size=len(vocab), objective=config.objective,
                                             **cfg.model_kwargs) for role, cfg in settings.items()}
   roles = [r for r in ROLES if r in train_of and (r != 'independent' or config.train_independent_student)]
-  example = trainer.example_input(train)
+  example = phases.example_input(train)
   extra_meta = {'vocab': vocab.words, 'objective': config.objective}
   runs = {role: [] for role in roles}
-  shared_teacher = trainer.teacher_is_shared(config, config.teacher.checkpoint, seeds_of(config), 'teacher.checkpoint')
+  shared_teacher = phases.teacher_is_shared(config, config.teacher.checkpoint, seeds_of(config), 'teacher.checkpoint')
   cross_fit_accuracy = []  # per seed: how often the cross-fitted targets' argmax is the gold label
   teacher_predictions = {}  # per test set, this seed's teacher's: each student's per-example agreement with it
   timing = {role: 0.0 for role in roles}
   writer = metric_writer.MetricWriter(workdir)
-  job = trainer.Job(config, mesh, writer)
+  job = phases.Job(config, mesh, writer)
   predictor = lambda model: make_classifier_predict(model, mesh, config.eval.batch_size, config.compute_dtype)
   try:
     for seed in seeds_of(config):
@@ -395,11 +395,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       for role in roles:
         t0 = time.perf_counter()
         cfg = settings[role]
-        phase = trainer.Phase(f'{role}/seed_{seed}', cfg, model_of[role], train_of[role],
-                              os.path.join(workdir, role, f'seed_{seed}'), [seed], trainer.STUDENT_STREAM,
+        phase = phases.Phase(f'{role}/seed_{seed}', cfg, model_of[role], train_of[role],
+                              os.path.join(workdir, role, f'seed_{seed}'), [seed], phases.STUDENT_STREAM,
                               field='config.student', extra_meta=extra_meta)
         if role == 'teacher':
-          variables[role], directory, meta = trainer.teacher_for_seed(
+          variables[role], directory, meta = phases.teacher_for_seed(
               phase.replace(field='config.teacher'), job)
           if sva_data.Vocab(meta.get('vocab', [])) != vocab:
             raise ValueError(f'the teacher in {directory} was trained with another vocabulary than the teacher of '
@@ -408,7 +408,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
           teacher = targets_lib.Teacher(model_of['teacher'], variables['teacher'], predictor)
           if targets_lib.uses_teacher(cfg) and config.cross_fit_folds:
             folds_phase = phase.replace(name=f'teacher_folds/seed_{seed}', settings=config.teacher,
-                                        model=model_of['teacher'], train=train, stream=trainer.TEACHER_STREAM,
+                                        model=model_of['teacher'], train=train, stream=phases.TEACHER_STREAM,
                                         directory=os.path.join(workdir, 'teacher_folds', f'seed_{seed}'),
                                         field='config.teacher')
             cached = cross_fitted_logits(folds_phase, train_examples,
@@ -419,10 +419,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
             targets = targets_lib.Targets(logits=cached)
           else:
             targets = targets_lib.for_phase(config, cfg, teacher, phase.train)
-          trainer.train_model(phase, targets, job)
+          phases.train_model(phase, targets, job)
           directory = phase.directory
           # Evaluate what was saved, as an offline-KD user would.
-          variables[role], _ = trainer.restore_variables(phase.model, directory, cfg, example, seed)
+          variables[role], _ = phases.restore_variables(phase.model, directory, cfg, example, seed)
         model = phase.model
         timing[role] += time.perf_counter() - t0
         result, predictions = evaluate(model, variables[role], test_sets, mesh, config, f'{role} seed {seed}')

@@ -21,7 +21,7 @@ from kd_jax import input_pipeline
 from kd_jax import interrupts
 from kd_jax import losses
 from kd_jax import run_settings
-from kd_jax import trainer
+from kd_jax import phases
 from kd_jax import training
 from kd_jax.mnist import data as data_lib
 from kd_jax.mnist import experiment
@@ -64,13 +64,13 @@ def test_end_to_end_writes_results_checkpoints_and_metrics(finished_run):
       assert gain[metric] == results['student'][test_set][metric] - results['independent'][test_set][metric]
   assert results['independent_settings']['loss'] == 'cross_entropy'
   records = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
-  phases = {r['phase'] for r in records}
+  phase_names = {r['phase'] for r in records}
   # Every KD run first says what it will teach: the teacher's targets on the training inputs, at the KD temperature.
   targets = [r for r in records if r['phase'] == 'student' and r['step'] == 0]
   assert len(targets) == 1 and 0.0 < targets[0]['teacher_targets/p_gold'] <= 1.0
   assert set(targets[0]) == {'phase', 'step', 'teacher_targets/p_gold', 'teacher_targets/below_0.9',
                              'teacher_targets/entropy'}
-  assert phases == {'teacher', 'independent', 'student'}
+  assert phase_names == {'teacher', 'independent', 'student'}
   assert results['teacher']['mnist']['accuracy'] > 0.2  # the tiny teacher learned something
 
 
@@ -102,7 +102,7 @@ def test_the_independent_student_starts_from_the_distilled_ones_parameters_and_s
                                                                                                  tmp_path,
                                                                                                  monkeypatch):
   initial, orders = [], []  # per phase, in the order the job trains them: teacher, independent, student
-  real_init, real_order = trainer.init_instances, input_pipeline.BatchOrder
+  real_init, real_order = phases.init_instances, input_pipeline.BatchOrder
 
   def recording_init(*args, **kwargs):
     state = real_init(*args, **kwargs)
@@ -115,15 +115,15 @@ def test_the_independent_student_starts_from_the_distilled_ones_parameters_and_s
       orders.append(self)
 
   targets = {}  # per phase: what it learned from (the default 'auto': cached logits, no teacher in the step)
-  real_train_model = trainer.train_model
+  real_train_model = phases.train_model
 
   def recording_train_model(phase, phase_targets, job):
     targets[phase.name] = (phase_targets.in_step, phase_targets.cached)
     return real_train_model(phase, phase_targets, job)
 
-  monkeypatch.setattr(trainer, 'init_instances', recording_init)
+  monkeypatch.setattr(phases, 'init_instances', recording_init)
   monkeypatch.setattr(input_pipeline, 'BatchOrder', RecordingOrder)
-  monkeypatch.setattr(trainer, 'train_model', recording_train_model)
+  monkeypatch.setattr(phases, 'train_model', recording_train_model)
   experiment.run(smoke_config(tiny_mnist_dir), str(tmp_path))
   assert targets == {'teacher': (False, False), 'independent': (False, False), 'student': (False, True)}
   assert len(initial) == len(orders) == 3
@@ -145,7 +145,7 @@ def test_a_job_stopped_after_the_independent_students_first_checkpoint_resumes_t
 
   monkeypatch.setattr(checkpoints, 'save', save_then_stop)
   workdir = str(tmp_path / 'stopped')
-  with pytest.raises(trainer.TrainingInterrupted, match='independent interrupted; the newest complete checkpoint is '
+  with pytest.raises(phases.TrainingInterrupted, match='independent interrupted; the newest complete checkpoint is '
                                                         'step 8'):
     experiment.run(smoke_config(tiny_mnist_dir, **overrides), workdir)
   assert checkpoints.all_steps(os.path.join(workdir, 'independent')) == [8]
@@ -174,12 +174,12 @@ def test_a_fitnets_student_resumes_its_projector_and_refuses_checkpoints_that_ke
     raise KeyboardInterrupt
 
   monkeypatch.setattr(checkpoints, 'save', save_then_stop)
-  with pytest.raises(trainer.TrainingInterrupted, match='student interrupted'):
+  with pytest.raises(phases.TrainingInterrupted, match='student interrupted'):
     experiment.run(smoke_config(tiny_mnist_dir, **overrides), str(tmp_path / 'stopped'))
   # As an older kd_jax wrote them (the projector inside the student's parameters, no record of where it is kept).
   monkeypatch.setattr(run_settings, 'of_phase', lambda *args: {
       k: v for k, v in real_settings(*args).items() if k != 'objective parameters'})
-  with pytest.raises(trainer.TrainingInterrupted):
+  with pytest.raises(phases.TrainingInterrupted):
     experiment.run(smoke_config(tiny_mnist_dir, **overrides), str(tmp_path / 'older'))
   monkeypatch.setattr(checkpoints, 'save', real_save)
   monkeypatch.setattr(run_settings, 'of_phase', real_settings)
@@ -205,7 +205,7 @@ def test_sigterm_while_a_phase_writes_its_final_checkpoint_keeps_the_phase_and_e
   interrupts.handle_sigterm()  # what the command line installs
   workdir = str(tmp_path / 'stopped')
   try:
-    with pytest.raises(trainer.TrainingInterrupted, match=r'teacher preempted \(SIGTERM\) at step 45; checkpoint '
+    with pytest.raises(phases.TrainingInterrupted, match=r'teacher preempted \(SIGTERM\) at step 45; checkpoint '
                                                           'saved in') as stopped:
       experiment.run(smoke_config(tiny_mnist_dir, **overrides), workdir)
   finally:
@@ -286,7 +286,7 @@ def test_overwrite_retrains_and_eval_only_changes_reevaluate(finished_run, tiny_
       raise KeyboardInterrupt
 
   monkeypatch.setattr(checkpoints, 'save', save_then_stop)
-  with pytest.raises(trainer.TrainingInterrupted, match=r'student interrupted; the newest complete checkpoint is '
+  with pytest.raises(phases.TrainingInterrupted, match=r'student interrupted; the newest complete checkpoint is '
                                                         r'step 8 in .*/student\.retraining'):
     experiment.run(smoke_config(tiny_mnist_dir, **overwrite), workdir)
   monkeypatch.setattr(checkpoints, 'save', real_save)

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import load_config
 from kd_jax import checkpoints
-from kd_jax import trainer
+from kd_jax import phases
 from kd_jax import training
 from kd_jax.mnist import data as data_lib
 from kd_jax.mnist import grid
@@ -269,7 +269,7 @@ def test_online_grid(tiny_mnist_dir, tmp_path, monkeypatch):
     raise KeyboardInterrupt  # as Ctrl-C right after the save
 
   monkeypatch.setattr(checkpoints, 'save', save_then_stop)
-  with pytest.raises(trainer.TrainingInterrupted, match='mlp_to_mlp_online interrupted; the newest complete '
+  with pytest.raises(phases.TrainingInterrupted, match='mlp_to_mlp_online interrupted; the newest complete '
                                                         'checkpoint is step 8'):
     grid.run(stopped(), str(tmp_path / 'stopped'))
   monkeypatch.setattr(checkpoints, 'save', real_save)

@@ -24,7 +24,7 @@ from conftest import ROOT
 from conftest import assert_same_numbers
 from kd_jax import checkpoints
 from kd_jax import sharding
-from kd_jax import trainer
+from kd_jax import phases
 from kd_jax.mnist import configs
 from kd_jax.mnist import models
 
@@ -110,7 +110,7 @@ def test_the_main_job_as_two_processes_equals_one_process(smoke_runs):
   for phase in ('teacher', 'student'):
     cfg = config[phase]
     model = models.create_model(cfg.model, **cfg.model_kwargs)
-    variables = [trainer.restore_variables(model, str(base / run / phase), cfg, np.zeros((1, 28, 28, 1),
+    variables = [phases.restore_variables(model, str(base / run / phase), cfg, np.zeros((1, 28, 28, 1),
                                                                                           np.float32))[0]
                  for run in ('multi', 'single')]
     chex.assert_trees_all_close(variables[0], variables[1], rtol=1e-4, atol=1e-5)

@@ -15,7 +15,7 @@ from kd_jax import losses
 from kd_jax import main
 from kd_jax import metrics
 from kd_jax import sharding
-from kd_jax import trainer
+from kd_jax import phases
 from kd_jax.mnist import models
 from kd_jax import training
 from kd_jax.sva import configs as sva_configs
@@ -57,8 +57,8 @@ def test_end_to_end_classification(finished_run):
   assert os.path.getsize(os.path.join(workdir, 'accuracy_by_attractors.png')) > 10_000
   with open(os.path.join(workdir, 'results.json')) as f:
     assert json.load(f)['summary'] == results['summary']
-  phases = {json.loads(line)['phase'] for line in open(os.path.join(workdir, 'metrics.jsonl'))}
-  assert phases == {f'{role}/seed_{s}' for role in ('teacher', 'independent', 'student') for s in (0, 1)}
+  phase_names = {json.loads(line)['phase'] for line in open(os.path.join(workdir, 'metrics.jsonl'))}
+  assert phase_names == {f'{role}/seed_{s}' for role in ('teacher', 'independent', 'student') for s in (0, 1)}
 
 
 def test_vocabulary_is_saved_with_the_run_and_its_checkpoints(finished_run):
@@ -159,15 +159,15 @@ def test_cross_fitted_targets_come_from_the_fold_teacher_that_did_not_see_the_in
   model = sva_models.create_model(config.teacher.model, vocab_size=len(vocab), **config.teacher.model_kwargs)
   mesh = sharding.data_mesh()
   # Called again, every fold teacher is restored from its final checkpoint (nothing retrained).
-  folds_phase = trainer.Phase('teacher_folds/seed_0', config.teacher, model, train,
-                              os.path.join(workdir, 'teacher_folds', 'seed_0'), [0], trainer.TEACHER_STREAM)
-  logits = sva_experiment.cross_fitted_logits(folds_phase, train_examples, encode, trainer.Job(config, mesh))
+  folds_phase = phases.Phase('teacher_folds/seed_0', config.teacher, model, train,
+                              os.path.join(workdir, 'teacher_folds', 'seed_0'), [0], phases.TEACHER_STREAM)
+  logits = sva_experiment.cross_fitted_logits(folds_phase, train_examples, encode, phases.Job(config, mesh))
   folds = np.array_split(np.random.default_rng(0).permutation(len(train)), 2)
   predict = sva_experiment.make_classifier_predict(model, mesh, 64)
-  example = trainer.example_input(train)
-  whole_teacher, _ = trainer.restore_variables(model, config.teacher.checkpoint, config.teacher, example)
+  example = phases.example_input(train)
+  whole_teacher, _ = phases.restore_variables(model, config.teacher.checkpoint, config.teacher, example)
   for j, held_out in enumerate(folds):
-    fold_teacher, meta = trainer.restore_variables(
+    fold_teacher, meta = phases.restore_variables(
         model, os.path.join(workdir, 'teacher_folds', 'seed_0', f'fold_{j}'), config.teacher, example)
     assert meta['settings']['training examples'] == len(train) - len(held_out)
     np.testing.assert_array_equal(logits[held_out], predict(fold_teacher, train)[held_out])
@@ -206,8 +206,8 @@ def test_language_model_end_to_end(tmp_path):
   train = sva_experiment.encode(train_examples, vocab, config, sva_experiment.padded_length(
       config, [train_examples, *test_examples.values()]))
   everything = train.batch(np.arange(len(train)))
-  variables, _ = trainer.restore_variables(model, str(tmp_path / 'teacher' / 'seed_0'), config.teacher,
-                                           trainer.example_input(train))
+  variables, _ = phases.restore_variables(model, str(tmp_path / 'teacher' / 'seed_0'), config.teacher,
+                                           phases.example_input(train))
   logits = np.asarray(model.apply(variables, everything['inputs'], train=False))
   expected = metrics.teacher_targets(logits, everything['label'], config.kd.temperature, everything['weights'])
   for key in ('p_gold', 'below_0.9', 'entropy'):

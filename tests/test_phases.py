@@ -1,4 +1,4 @@
-"""The shared trainer: vmapped seeds, cached teacher logits, saved teachers, KD settings (with MNIST models)."""
+"""Phases (the shared trainer): vmapped seeds, cached teacher logits, saved teachers, KD settings (with MNIST models)."""
 import os
 import re
 import signal
@@ -18,7 +18,7 @@ from kd_jax import checkpoints
 from kd_jax import run_settings
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
-from kd_jax import trainer
+from kd_jax import phases
 from kd_jax import training
 from kd_jax.mnist import data as data_lib
 from kd_jax.mnist import experiment
@@ -33,10 +33,10 @@ def _split(n=96, seed=0):
   return data_lib.Split(rng.uniform(size=(n, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32))
 
 
-def _train(name, cfg, config, model, split, directory, seeds=(0,), stream=trainer.TEACHER_STREAM, stacked=False,
+def _train(name, cfg, config, model, split, directory, seeds=(0,), stream=phases.TEACHER_STREAM, stacked=False,
            targets=targets_lib.GOLD_LABELS):
-  phase = trainer.Phase(name, cfg, model, split, str(directory), list(seeds), stream, stacked)
-  return trainer.train_model(phase, targets, trainer.Job(config, sharding.data_mesh()))
+  phase = phases.Phase(name, cfg, model, split, str(directory), list(seeds), stream, stacked)
+  return phases.train_model(phase, targets, phases.Job(config, sharding.data_mesh()))
 
 
 def _sgd(config, model, role='student'):
@@ -61,20 +61,20 @@ def test_vmapped_instance_equals_the_single_run_of_its_seed(tmp_path, stacked_te
   split = _split()
   targets = targets_lib.Targets(teacher=targets_lib.Teacher(teacher, teacher_variables, None, instances=2))
   stacked = _train('vmapped', _sgd(config, 'mlp'), config, student, split, tmp_path / 'vmapped', seeds=[3, 4],
-                   stream=trainer.STUDENT_STREAM, stacked=True, targets=targets)
+                   stream=phases.STUDENT_STREAM, stacked=True, targets=targets)
   single = _train('single', _sgd(config, 'mlp'), config, student, split, tmp_path / 'single', seeds=[4],
-                  stream=trainer.STUDENT_STREAM, targets=targets.instance(1))
+                  stream=phases.STUDENT_STREAM, targets=targets.instance(1))
   assert int(single.step) == 12 and list(np.asarray(stacked.step)) == [12, 12]
-  chex.assert_trees_all_close(trainer.instance(stacked.variables, 1), single.variables, rtol=1e-4, atol=1e-5)
+  chex.assert_trees_all_close(phases.instance(stacked.variables, 1), single.variables, rtol=1e-4, atol=1e-5)
   # The two instances really are different runs.
   assert not np.allclose(stacked.params['Dense_0']['kernel'][0], stacked.params['Dense_0']['kernel'][1])
   # A saved stack gives back the instance of the seed asked for.
   cfg = _sgd(config, 'mlp')
-  restored, meta = trainer.restore_variables(student, str(tmp_path / 'vmapped'), cfg, IMAGE, seed=4)
+  restored, meta = phases.restore_variables(student, str(tmp_path / 'vmapped'), cfg, IMAGE, seed=4)
   assert meta['seeds'] == [3, 4] and meta['stacked']
-  chex.assert_trees_all_equal(restored, jax.tree_util.tree_map(np.asarray, trainer.instance(stacked.variables, 1)))
+  chex.assert_trees_all_equal(restored, jax.tree_util.tree_map(np.asarray, phases.instance(stacked.variables, 1)))
   with pytest.raises(ValueError, match=r'vmapped instances of seeds \[3, 4\], not seed 5'):
-    trainer.restore_variables(student, str(tmp_path / 'vmapped'), cfg, IMAGE, seed=5)
+    phases.restore_variables(student, str(tmp_path / 'vmapped'), cfg, IMAGE, seed=5)
 
 
 def test_cached_teacher_logits_give_the_same_student(tmp_path, stacked_teachers):
@@ -89,7 +89,7 @@ def test_cached_teacher_logits_give_the_same_student(tmp_path, stacked_teachers)
   config.cache_teacher_logits = False
   in_step = targets_lib.for_phase(config, cfg, teacher, split)
   assert in_step.in_step and not in_step.cached
-  common = dict(seeds=[0, 1], stream=trainer.STUDENT_STREAM, stacked=True)
+  common = dict(seeds=[0, 1], stream=phases.STUDENT_STREAM, stacked=True)
   in_step = _train('in_step', cfg, config, student, split, tmp_path / 'in_step', targets=in_step, **common)
   from_cache = _train('cached', cfg, config, student, split, tmp_path / 'cached', targets=cached, **common)
   chex.assert_trees_all_close(from_cache.variables, in_step.variables, rtol=1e-4, atol=1e-5)
@@ -99,19 +99,19 @@ def test_teacher_for_seed_trains_once_then_reads_saved_teachers_per_seed(tmp_pat
   config = load_config('grid_smoke')
   cfg = _sgd(config, 'mlp', 'teacher')
   model = models.create_model('mlp', **cfg.model_kwargs)
-  split, job = _split(), trainer.Job(config, sharding.data_mesh())
-  phase = lambda seed, directory: trainer.Phase('teacher', cfg, model, split, directory, [seed], trainer.TEACHER_STREAM)
-  trained = {seed: trainer.teacher_for_seed(phase(seed, str(tmp_path / f'seed_{seed}')), job) for seed in (0, 1)}
+  split, job = _split(), phases.Job(config, sharding.data_mesh())
+  phase = lambda seed, directory: phases.Phase('teacher', cfg, model, split, directory, [seed], phases.TEACHER_STREAM)
+  trained = {seed: phases.teacher_for_seed(phase(seed, str(tmp_path / f'seed_{seed}')), job) for seed in (0, 1)}
   assert not np.allclose(trained[0][0]['params']['Dense_0']['kernel'], trained[1][0]['params']['Dense_0']['kernel'])
   cfg.checkpoint = str(tmp_path / 'seed_{seed}')
   for seed in (0, 1):
-    variables, directory, meta = trainer.teacher_for_seed(phase(seed, str(tmp_path / 'unused')), job)
+    variables, directory, meta = phases.teacher_for_seed(phase(seed, str(tmp_path / 'unused')), job)
     assert directory == str(tmp_path / f'seed_{seed}') and meta['seeds'] == [seed]
     chex.assert_trees_all_equal(variables, trained[seed][0])
   assert not (tmp_path / 'unused').exists()  # nothing was trained
   cfg.checkpoint = str(tmp_path / 'seed_{seed}')
   with pytest.raises(FileNotFoundError, match='seed_7 does not exist'):
-    trainer.teacher_for_seed(phase(7, ''), job)
+    phases.teacher_for_seed(phase(7, ''), job)
 
 
 @pytest.mark.parametrize('kd,teacher_loss,student_loss,match', [
@@ -130,7 +130,7 @@ def test_bad_kd_settings(kd, teacher_loss, student_loss, match):
                                       'cache_teacher_logits': kd.pop('cache', False)})
   config.kd.update(kd)
   with pytest.raises(ValueError, match=match):
-    trainer.check_kd_config(config, teacher_loss, student_loss)
+    phases.check_kd_config(config, teacher_loss, student_loss)
 
 
 @pytest.mark.parametrize('loss', ['rkd', 'cka'])
@@ -139,10 +139,10 @@ def test_objectives_that_normalise_over_the_batch_refuse_a_batch_of_one(loss):
   cfg = ml_collections.ConfigDict({'loss': loss, 'batch_size': 1})
   with pytest.raises(ValueError, match=rf"config.student.batch_size=1: the '{loss}' objective normalises over the "
                                        'batch and needs at least 2 examples'):
-    trainer.check_loss_batch(cfg, 'student')
+    phases.check_loss_batch(cfg, 'student')
   cfg.batch_size = 2
-  trainer.check_loss_batch(cfg, 'student')
-  trainer.check_loss_batch(ml_collections.ConfigDict({'loss': 'sp', 'batch_size': 1}), 'student')
+  phases.check_loss_batch(cfg, 'student')
+  phases.check_loss_batch(ml_collections.ConfigDict({'loss': 'sp', 'batch_size': 1}), 'student')
 
 
 def test_control_targets_shuffle_each_seeds_own_teacher_and_are_part_of_the_settings():
@@ -152,7 +152,7 @@ def test_control_targets_shuffle_each_seeds_own_teacher_and_are_part_of_the_sett
   split = _split(n=40)
   teacher_logits = np.random.default_rng(3).normal(size=(2, 40, 10)).astype(np.float32)
   cfg = grid.role_config(load_config('grid_smoke'), 'mlp', 'student')
-  phase = lambda seeds: trainer.Phase('s', cfg, None, split, '', seeds, 1, stacked=len(seeds) > 1)
+  phase = lambda seeds: phases.Phase('s', cfg, None, split, '', seeds, 1, stacked=len(seeds) > 1)
   assert targets_lib.control_targets(phase([0, 1]), config, teacher_logits) is teacher_logits
   settings = lambda logits: run_settings.of_phase(phase([0, 1]), targets_lib.Targets(logits=logits), config, 5)
   teacher_settings = settings(teacher_logits)
@@ -180,8 +180,8 @@ def test_control_targets_shuffle_each_seeds_own_teacher_and_are_part_of_the_sett
 
 
 def test_checkpoint_path_template():
-  assert trainer.checkpoint_path('/a/teacher/seed_{seed}', 3) == '/a/teacher/seed_3'
-  assert trainer.checkpoint_path('/a/teacher', 3) == '/a/teacher'
+  assert phases.checkpoint_path('/a/teacher/seed_{seed}', 3) == '/a/teacher/seed_3'
+  assert phases.checkpoint_path('/a/teacher', 3) == '/a/teacher'
 
 
 class _InterruptedSplit:
@@ -207,7 +207,7 @@ def test_ctrl_c_says_where_to_resume_and_resuming_finishes_the_run(tmp_path):
   model = models.create_model('mlp', **cfg.model_kwargs)
   split = _split()
   run = lambda data: _train('teacher', cfg, config, model, data, tmp_path / 'run')
-  with pytest.raises(trainer.TrainingInterrupted, match=r'teacher interrupted; the newest complete checkpoint is '
+  with pytest.raises(phases.TrainingInterrupted, match=r'teacher interrupted; the newest complete checkpoint is '
                                                         f'step 8 in {tmp_path}/run: run the same command again'):
     run(_InterruptedSplit(split, interrupt_at=10))
   resumed = run(split)
@@ -245,7 +245,7 @@ def test_a_signal_saves_at_the_step_it_stops_at_and_resuming_finishes_the_run(tm
   signal.signal(signal.SIGINT, signal.default_int_handler)
   handlers = {s: signal.getsignal(s) for s in outside}
   try:
-    with pytest.raises(trainer.TrainingInterrupted, match=rf'teacher {re.escape(what)} at step 7; checkpoint saved '
+    with pytest.raises(phases.TrainingInterrupted, match=rf'teacher {re.escape(what)} at step 7; checkpoint saved '
                        f'in {tmp_path}/run: run the same command again') as stopped:
       run('run', _SignalledSplit(split, interrupt_at=6, signals=[signum]))  # the step in flight (7th) finishes
     assert {s: signal.getsignal(s) for s in handlers} == handlers  # the run's handlers are gone again
@@ -262,9 +262,9 @@ def test_a_second_signal_ends_at_once_naming_the_newest_complete_checkpoint(tmp_
   script.write_text(f"""import os, signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as an interactive job has it, not SIG_IGN
 sys.path.insert(0, {os.path.dirname(__file__)!r})
-import test_trainer as t
+import test_phases as t
 from conftest import load_config
-from kd_jax import sharding, trainer
+from kd_jax import phases, sharding
 from kd_jax.mnist import models
 config = load_config('grid_smoke')
 config.checkpoint_every_steps = 4
@@ -290,9 +290,9 @@ def test_steps_on_the_device_stop_at_every_snapshot_and_checkpoint(tmp_path):
   on_host, on_device = run('host', steps_per_dispatch=0, **settings), run('device', steps_per_dispatch=7, **settings)
   chex.assert_trees_all_equal(on_device, on_host)
   for name in ('host', 'device'):
-    assert checkpoints.all_steps(trainer.snapshot_dir(str(tmp_path / name))) == [0, 2, 3, 6, 12]
+    assert checkpoints.all_steps(phases.snapshot_dir(str(tmp_path / name))) == [0, 2, 3, 6, 12]
     assert checkpoints.all_steps(str(tmp_path / name)) == [10, 12]  # max_to_keep=2 of the checkpoints 5, 10, 12
-  snapshot = lambda name: trainer.restore_variables(model, trainer.snapshot_dir(str(tmp_path / name)), cfg, IMAGE,
+  snapshot = lambda name: phases.restore_variables(model, phases.snapshot_dir(str(tmp_path / name)), cfg, IMAGE,
                                                     seed=0, step=3)[0]
   chex.assert_trees_all_equal(snapshot('device'), snapshot('host'))
 
@@ -306,19 +306,19 @@ def test_snapshots_change_nothing_survive_resume_and_are_never_pruned(tmp_path):
       'teacher', cfg, ml_collections.ConfigDict({**config.to_dict(), **overrides}), model, data, tmp_path / name)
   plain = run('plain', split)
   snapshots = dict(snapshots=True, snapshot_first_epoch=0.25, checkpoint_every_steps=2)
-  with pytest.raises(trainer.TrainingInterrupted):
+  with pytest.raises(phases.TrainingInterrupted):
     run('snap', _InterruptedSplit(split, interrupt_at=5), **snapshots)
   resumed = run('snap', split, **snapshots)
   chex.assert_trees_all_equal(resumed.variables, plain.variables)  # snapshots are only read, never change a run
-  assert trainer.snapshot_steps(12, 6, 0.25) == [0, 2, 3, 6, 12]  # epochs 0, 1/4 (1.5 → 2), 1/2, 1, and the end
-  snapshot_dir = trainer.snapshot_dir(str(tmp_path / 'snap'))
+  assert phases.snapshot_steps(12, 6, 0.25) == [0, 2, 3, 6, 12]  # epochs 0, 1/4 (1.5 → 2), 1/2, 1, and the end
+  snapshot_dir = phases.snapshot_dir(str(tmp_path / 'snap'))
   assert checkpoints.all_steps(snapshot_dir) == [0, 2, 3, 6, 12]  # max_to_keep=2 of the resume checkpoints: not here
   assert len(checkpoints.all_steps(str(tmp_path / 'snap'))) == 2
-  final, meta = trainer.restore_variables(model, snapshot_dir, cfg, IMAGE, seed=0, step=12)
+  final, meta = phases.restore_variables(model, snapshot_dir, cfg, IMAGE, seed=0, step=12)
   chex.assert_trees_all_equal(final, jax.tree_util.tree_map(np.asarray, plain.variables))
   assert meta['epoch'] == 2.0
-  initial, _ = trainer.restore_variables(model, snapshot_dir, cfg, IMAGE, seed=0, step=0)
-  init_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), trainer.TEACHER_STREAM))[0]
+  initial, _ = phases.restore_variables(model, snapshot_dir, cfg, IMAGE, seed=0, step=0)
+  init_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), phases.TEACHER_STREAM))[0]
   expected = training.init_variables(model, init_key, IMAGE)  # what init_state does with the seed's key
   chex.assert_trees_all_equal(initial, jax.tree_util.tree_map(np.asarray, expected))
 
@@ -327,7 +327,7 @@ def test_checkpoints_that_recorded_kd_fields_the_objective_does_not_read_still_r
   config = load_config('grid_smoke')
   cfg, model, split = _sgd(config, 'mlp'), models.create_model('mlp', **config.models.mlp.model_kwargs), _split()
   targets = targets_lib.Targets(logits=np.random.default_rng(0).normal(size=(len(split), 10)).astype(np.float32))
-  run = lambda: _train('student', cfg, config, model, split, tmp_path, stream=trainer.STUDENT_STREAM, targets=targets)
+  run = lambda: _train('student', cfg, config, model, split, tmp_path, stream=phases.STUDENT_STREAM, targets=targets)
   real_settings, real_fit = run_settings.of_phase, training.fit
   # As kd_jax recorded them before Dec 6: every non-default config.kd field, read by the objective or not.
   monkeypatch.setattr(run_settings, 'of_phase', lambda *args: {**real_settings(*args), 'kd.sp_weight': 1e30})
@@ -362,7 +362,7 @@ def test_a_sigterm_swallowed_by_a_callback_still_stops_the_job_at_the_next_phase
   finally:
     gc.callbacks.remove(callback)
     signal.signal(signal.SIGTERM, previous)
-  with pytest.raises(trainer.TrainingInterrupted, match=r'teacher preempted \(SIGTERM\); no checkpoint was saved '
+  with pytest.raises(phases.TrainingInterrupted, match=r'teacher preempted \(SIGTERM\); no checkpoint was saved '
                                                         'yet') as stopped:
     _train('teacher', cfg, config, model, split, tmp_path / 'run')
   assert stopped.value.exit_code == 75 and checkpoints.all_steps(str(tmp_path / 'run')) == []

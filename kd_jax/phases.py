@@ -1,4 +1,5 @@
-"""The shared trainer: what every job (MNIST, its seed grid, SVA) does with a model, knowing no task.
+"""Phases: one model trained on what it learns from — what every job (MNIST, its seed grid, SVA) does with a
+model, knowing no task (the step and the loop it runs are :mod:`kd_jax.training`'s).
 
 * :func:`train_model` trains a :class:`Phase` — one run or a vmapped stack of seeds — on its
   :class:`kd_jax.targets.Targets`, resuming from its checkpoints and refusing other settings
