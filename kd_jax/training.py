@@ -544,7 +544,7 @@ class _LossGuard:
       raise FloatingPointError(
           f'{self.phase}: non-finite gradient norm in the steps up to {step} while the loss is finite: most likely '
           'a loss term weighted far too high (the objective\'s own weights in config.kd, e.g. config.kd.sp_weight); '
-          'clipping would turn it into no update at all. No checkpoint was written from this state.')
+          'with clipping on, it would be no update at all. No checkpoint was written from this state.')
     if not self.factor:
       return
     if self.bound is None:  # the scale: the loss of the first step run (before any update, in a fresh run)

@@ -126,7 +126,7 @@ def _pair_paper(config):
     config[phase].update(settings, **model_settings(config[phase].model)['paper_regularisers'])
     config[phase].model_kwargs = dict(model_settings(config[phase].model)['paper'])
   # The authors trained their independent models as teachers (for as many epochs as their students).
-  config.independent_overrides = {k: v for k, v in PAPER_TEACHER.items() if k != 'num_epochs'}
+  config.independent_overrides = {k: v for k, v in PAPER_TEACHER.items() if k not in ('num_epochs', 'clip_norm')}
   _paper_kd_and_logging(config)
 
 

@@ -514,7 +514,8 @@ def test_pair_configs_are_valid(pair, variant):
     assert not config.independent_overrides
   if variant == 'paper':  # the authors trained their independent models as teachers, as long as their students
     assert config.independent_overrides.to_dict() == {'optimizer': 'radam', 'learning_rate': 1e-4,
-                                                      'schedule': 'exponential', 'clip_norm': 0.0}
+                                                      'schedule': 'exponential'}
+    assert experiment.independent_config(config).clip_norm == 0  # unclipped, like the student
   assert experiment.independent_config(config).num_epochs == config.student.num_epochs
   with pytest.raises(ValueError, match='unknown config variant'):
     load_config(f'mnist_{pair}', 'tpu')
@@ -532,6 +533,11 @@ def test_grid_configs_are_valid(name, setups):
     config = load_config(name, variant)
     grid.check_grid_config(config)
     assert len(config.setups) == setups and config.num_seeds == 4
+    if variant == 'paper':  # no role clips: the authors' TF 2.1 loops never applied their clipnorm
+      setup = config.setups[-1]
+      teacher, student = grid.parse_setup(setup)
+      assert {grid.role_config(config, teacher, 'teacher').clip_norm,
+              grid.role_config(config, student or teacher, 'student').clip_norm} == {0.0}
 
 
 def test_the_main_job_grid_trains_what_the_main_jobs_train():
