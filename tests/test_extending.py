@@ -102,8 +102,8 @@ def _parity_run(config, workdir):
   predictor = lambda m: lambda variables, split: np.asarray(m.apply(variables, jnp.asarray(split.inputs)))
   teacher = targets_lib.Teacher(model, teacher_variables, predictor)
   state = phases.train_model(phases.Phase('student', config.student, model, train, f'{workdir}/student', [0],
-                                            phases.STUDENT_STREAM),
-                              targets_lib.for_phase(config, config.student, teacher, train), job)
+                                          phases.STUDENT_STREAM),
+                             targets_lib.for_phase(config, config.student, teacher, train), job)
   return {'student_step': int(state.step)}
 
 

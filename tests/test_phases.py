@@ -293,7 +293,7 @@ def test_steps_on_the_device_stop_at_every_snapshot_and_checkpoint(tmp_path):
     assert checkpoints.all_steps(phases.snapshot_dir(str(tmp_path / name))) == [0, 2, 3, 6, 12]
     assert checkpoints.all_steps(str(tmp_path / name)) == [10, 12]  # max_to_keep=2 of the checkpoints 5, 10, 12
   snapshot = lambda name: phases.restore_variables(model, phases.snapshot_dir(str(tmp_path / name)), cfg, IMAGE,
-                                                    seed=0, step=3)[0]
+                                                   seed=0, step=3)[0]
   chex.assert_trees_all_equal(snapshot('device'), snapshot('host'))
 
 

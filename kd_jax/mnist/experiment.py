@@ -240,7 +240,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       t0 = time.perf_counter()
       state = phases.train_model(
           phases.Phase(role, cfg, student, train, os.path.join(workdir, role), [config.seed], phases.STUDENT_STREAM,
-                        field='config.student', augment=augment_lib.make(cfg.augment)),
+                       field='config.student', augment=augment_lib.make(cfg.augment)),
           targets_lib.for_phase(config, cfg, trained_teacher, train), job)
       trained[role] = (student, state.variables)
       timing[f'{role}_seconds'] = time.perf_counter() - t0

@@ -183,8 +183,8 @@ def train_instances(phase: phases.Phase, targets: targets_lib.Targets, config, j
   variables = []
   for k, seed in enumerate(phase.seeds):
     state = phases.train_model(phase.replace(name=f'{phase.name}_seed_{seed}', seeds=[seed],
-                                              directory=os.path.join(phase.directory, f'seed_{seed}')),
-                                targets.instance(k), job)
+                                             directory=os.path.join(phase.directory, f'seed_{seed}')),
+                               targets.instance(k), job)
     variables.append(training.exported(state).variables)
   return phases.stack(variables)
 
@@ -388,7 +388,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       phase = phases.Phase(name, cfg, model, train, os.path.join(workdir, name), seeds, phases.TEACHER_STREAM)
       if cfg.checkpoint:  # offline KD from saved teachers, one per seed
         variables = phases.stack([phases.teacher_for_seed(phase.replace(seeds=[seed], directory=''), job)[0]
-                                   for seed in seeds])
+                                  for seed in seeds])
       else:
         variables = train_instances(phase, targets_lib.GOLD_LABELS, config, job)
       teachers[name] = targets_lib.Teacher(model, variables, experiment.teacher_predictor(mesh, config),

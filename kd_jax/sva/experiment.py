@@ -396,8 +396,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         t0 = time.perf_counter()
         cfg = settings[role]
         phase = phases.Phase(f'{role}/seed_{seed}', cfg, model_of[role], train_of[role],
-                              os.path.join(workdir, role, f'seed_{seed}'), [seed], phases.STUDENT_STREAM,
-                              field='config.student', extra_meta=extra_meta)
+                             os.path.join(workdir, role, f'seed_{seed}'), [seed], phases.STUDENT_STREAM,
+                             field='config.student', extra_meta=extra_meta)
         if role == 'teacher':
           variables[role], directory, meta = phases.teacher_for_seed(
               phase.replace(field='config.teacher'), job)

@@ -111,7 +111,7 @@ def test_the_main_job_as_two_processes_equals_one_process(smoke_runs):
     cfg = config[phase]
     model = models.create_model(cfg.model, **cfg.model_kwargs)
     variables = [phases.restore_variables(model, str(base / run / phase), cfg, np.zeros((1, 28, 28, 1),
-                                                                                          np.float32))[0]
+                                                                                         np.float32))[0]
                  for run in ('multi', 'single')]
     chex.assert_trees_all_close(variables[0], variables[1], rtol=1e-4, atol=1e-5)
   assert_same_numbers(multi, single)

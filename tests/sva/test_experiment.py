@@ -160,7 +160,7 @@ def test_cross_fitted_targets_come_from_the_fold_teacher_that_did_not_see_the_in
   mesh = sharding.data_mesh()
   # Called again, every fold teacher is restored from its final checkpoint (nothing retrained).
   folds_phase = phases.Phase('teacher_folds/seed_0', config.teacher, model, train,
-                              os.path.join(workdir, 'teacher_folds', 'seed_0'), [0], phases.TEACHER_STREAM)
+                             os.path.join(workdir, 'teacher_folds', 'seed_0'), [0], phases.TEACHER_STREAM)
   logits = sva_experiment.cross_fitted_logits(folds_phase, train_examples, encode, phases.Job(config, mesh))
   folds = np.array_split(np.random.default_rng(0).permutation(len(train)), 2)
   predict = sva_experiment.make_classifier_predict(model, mesh, 64)
@@ -207,7 +207,7 @@ def test_language_model_end_to_end(tmp_path):
       config, [train_examples, *test_examples.values()]))
   everything = train.batch(np.arange(len(train)))
   variables, _ = phases.restore_variables(model, str(tmp_path / 'teacher' / 'seed_0'), config.teacher,
-                                           phases.example_input(train))
+                                          phases.example_input(train))
   logits = np.asarray(model.apply(variables, everything['inputs'], train=False))
   expected = metrics.teacher_targets(logits, everything['label'], config.kd.temperature, everything['weights'])
   for key in ('p_gold', 'below_0.9', 'entropy'):
