@@ -407,10 +407,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         else:
           teacher = targets_lib.Teacher(model_of['teacher'], variables['teacher'], predictor)
           if targets_lib.uses_teacher(cfg) and config.cross_fit_folds:
-            folds_phase = phase.replace(name=f'teacher_folds/seed_{seed}', settings=config.teacher,
-                                        model=model_of['teacher'], train=train, stream=phases.TEACHER_STREAM,
-                                        directory=os.path.join(workdir, 'teacher_folds', f'seed_{seed}'),
-                                        field='config.teacher')
+            folds_phase = phases.Phase(f'teacher_folds/seed_{seed}', config.teacher, model_of['teacher'], train,
+                                       os.path.join(workdir, 'teacher_folds', f'seed_{seed}'), [seed],
+                                       phases.TEACHER_STREAM, field='config.teacher', extra_meta=extra_meta)
             cached = cross_fitted_logits(folds_phase, train_examples,
                                          lambda ex: encode(ex, vocab, config, max_length), job)
             cross_fit_accuracy.append(float(np.mean(cached.argmax(-1) == train.labels)))
