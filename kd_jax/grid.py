@@ -1,6 +1,6 @@
-"""Runs the MNIST seed grid: ``python -m kd_jax.grid --config=configs/mnist_grid.py --workdir=<dir>``."""
+"""Runs the seed grid of any task: ``python -m kd_jax.grid --config=configs/mnist_grid.py --workdir=<dir>``."""
 from kd_jax import cli
-from kd_jax.mnist import grid
+from kd_jax import seed_grid
 
 if __name__ == '__main__':
-  cli.run(grid.run)
+  cli.run(seed_grid.run)

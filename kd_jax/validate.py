@@ -40,7 +40,7 @@ def main(argv):
     if _JOB.value == 'main':
       from kd_jax import main as job  # pylint: disable=g-import-not-at-top
     else:
-      from kd_jax.mnist import grid as job  # pylint: disable=g-import-not-at-top
+      from kd_jax import seed_grid as job  # pylint: disable=g-import-not-at-top
     job.check(_CONFIG.value)
   except Exception as e:  # pylint: disable=broad-except
     print(f'kd_jax: error: {cli.error_message(e, ".")}', file=sys.stderr, flush=True)

@@ -13,12 +13,12 @@ import pytest
 from conftest import load_config
 from kd_jax import losses
 from kd_jax import main
+from kd_jax import phases
+from kd_jax import seed_grid
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
-from kd_jax import phases
 from kd_jax.mnist import configs as mnist_configs
 from kd_jax.mnist import experiment
-from kd_jax.mnist import grid
 from kd_jax.mnist import models
 from kd_jax.sva import experiment as sva_experiment
 from kd_jax.training import PENULTIMATE
@@ -45,7 +45,7 @@ def test_a_model_added_by_the_recipe_runs_in_the_grid_and_every_variant(monkeypa
   assert (paper.student.model_kwargs.width, paper.student.l2) == (32, 1e-6)
   config = load_config('grid_smoke', data_dir=tiny_mnist_dir, **{'data.num_test': 0})
   config.setups = ('mlp', 'linear', 'mlp_to_linear')
-  report = grid.run(config, str(tmp_path))
+  report = seed_grid.run(config, str(tmp_path))
   assert report['setups']['mlp_to_linear']['title'] == 'MLP→Linear'
   assert len(report['setups']['mlp_to_linear']['instances']) == 2
   monkeypatch.setitem(mnist_configs.MODEL_SETTINGS, 'linear', {k: v for k, v in entry.items() if k != 'paper'})

@@ -19,10 +19,10 @@ from kd_jax import run_settings
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
 from kd_jax import phases
+from kd_jax import seed_grid
 from kd_jax import training
 from kd_jax.mnist import data as data_lib
 from kd_jax.mnist import experiment
-from kd_jax.mnist import grid
 from kd_jax.mnist import models
 
 IMAGE = jnp.zeros((1, 28, 28, 1))  # fixes the models' shapes
@@ -40,7 +40,7 @@ def _train(name, cfg, config, model, split, directory, seeds=(0,), stream=phases
 
 
 def _sgd(config, model, role='student'):
-  cfg = grid.role_config(config, model, role)
+  cfg = seed_grid.role_config(config, model, role)
   cfg.update(optimizer='sgd', learning_rate=0.05, num_epochs=2.0, batch_size=16)
   return cfg
 
@@ -151,7 +151,7 @@ def test_control_targets_shuffle_each_seeds_own_teacher_and_are_part_of_the_sett
                                       'compute_dtype': 'float32'})
   split = _split(n=40)
   teacher_logits = np.random.default_rng(3).normal(size=(2, 40, 10)).astype(np.float32)
-  cfg = grid.role_config(load_config('grid_smoke'), 'mlp', 'student')
+  cfg = seed_grid.role_config(load_config('grid_smoke'), 'mlp', 'student')
   phase = lambda seeds: phases.Phase('s', cfg, None, split, '', seeds, 1, stacked=len(seeds) > 1)
   assert targets_lib.control_targets(phase([0, 1]), config, teacher_logits) is teacher_logits
   settings = lambda logits: run_settings.of_phase(phase([0, 1]), targets_lib.Targets(logits=logits), config, 5)

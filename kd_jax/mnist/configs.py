@@ -213,6 +213,7 @@ def grid_config(variants: str = '', experiment: Optional[Callable] = None,
 
 def _grid_defaults() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
+  config.task = 'mnist'
   config.num_seeds = 4
   config.setups = ('cnn', 'mlp', 'cnn_to_mlp', 'mlp_to_mlp', 'cnn_to_cnn', 'mlp_to_cnn')
   config.mode = 'offline'  # 'offline' | 'online'
@@ -230,7 +231,7 @@ def _grid_defaults() -> ml_collections.ConfigDict:
   # epochs, teacher-only models trained once), and a report of the results against it; () = one grid.
   config.student_epochs = ()
   # An ablation: (factor name, the settings it changes, nested like this config) pairs, one grid each in this order
-  # (kd_jax/mnist/grid.py: run_factors). () = one grid.
+  # (kd_jax/seed_grid.py: run_factors). () = one grid.
   config.factors = ()
   _shared_fields(config)
   return config

@@ -58,20 +58,30 @@ def _paper(config):
     config[role].num_epochs = 40.0
 
 
-def _smoke(config):
-  """Seconds-long: synthetic grammar, tiny models, 2 seeds, a few epochs."""
+def _smoke_data(config):
+  """Synthetic grammar, 2 seeds, one sequence shape, no mid-run checkpoints."""
   config.data.source = 'synthetic'
   config.data.synthetic = dict(num_train=512, num_test=128, max_intervening=2)
   config.data.length_bucket = 64  # one sequence shape: tests spend their time training, not compiling
   config.num_seeds = 2
-  for role in ('teacher', 'student'):
-    config[role].model_kwargs = dict(SMOKE_MODEL_KWARGS[_base_model(config[role].model).replace('universal_', '')])
-    config[role].num_epochs = 3.0
-    config[role].batch_size = 32
-    config[role].learning_rate = 3e-3
   config.eval.batch_size = 64
   config.log_every_steps = 16
   config.checkpoint_every_steps = 0
+
+
+def _smoke_model(cfg):
+  """Tiny model, 3 epochs of batch 32."""
+  cfg.model_kwargs = dict(SMOKE_MODEL_KWARGS[_base_model(cfg.model).replace('universal_', '')])
+  cfg.num_epochs = 3.0
+  cfg.batch_size = 32
+  cfg.learning_rate = 3e-3
+
+
+def _smoke(config):
+  """Seconds-long: synthetic grammar, tiny models, 2 seeds, a few epochs."""
+  _smoke_data(config)
+  for role in ('teacher', 'student'):
+    _smoke_model(config[role])
 
 
 def _paper_teacher(config):
@@ -105,14 +115,12 @@ VARIANTS = {'classify': None, 'lm': _lm, 'paper': _paper, 'smoke': _smoke, 'pape
             'transfer': _transfer, 'cross_fit': _cross_fit}
 
 
-def pair_config(teacher: str, student: str, variants: str = '') -> ml_collections.ConfigDict:
-  """Teacher → student on the agreement task, with the named ``variants`` (see the module doc)."""
-  config = ml_collections.ConfigDict()
+def _shared_fields(config: ml_collections.ConfigDict):
+  """The fields the single job and the seed grid share: task, objective, seeds, data, KD, evaluation, logging."""
   config.task = 'sva'
-  config.objective = 'classify'  # 'classify' (verb number) | 'lm'
+  config.objective = 'classify'  # 'classify' (verb number) | 'lm' (the single job only)
   config.seed = 0
-  config.num_seeds = 3  # seeds seed .. seed + num_seeds - 1, one after another
-  config.train_independent_student = True  # the student model on gold labels: the no-KD baseline
+  config.num_seeds = 3  # seeds seed .. seed + num_seeds - 1
   config.data = dict(
       source='numpred',  # numpred | linzen_tsv | full_sentences | synthetic
       dir='',  # '' -> $KD_JAX_SVA_DIR (e.g. ../shared/data/sva); files are found in it or its subdirectories
@@ -128,16 +136,58 @@ def pair_config(teacher: str, student: str, variants: str = '') -> ml_collection
       transfer_size=0,  # numpred: N inputs of numpred.test.1 become a teacher-labelled transfer set (':transfer')
       synthetic=dict(num_train=4000, num_test=1000, max_intervening=4),
   )
-  config.teacher = model_config(teacher, 'cross_entropy')
-  config.student = model_config(student, 'distillation')
   # Paper: T = 1, pure distillation for classification (0.9 teacher / 0.1 gold for LMs: the 'lm' variant).
   config.kd = losses.kd_settings(temperature=1.0)
   config.cache_teacher_logits = True  # classification: run each teacher once over the training set
-  # k ≥ 2: the student's targets come from k fold teachers, each input's from one that did not train on it
-  # (':cross_fit'); the 'teacher' row stays the teacher trained on the whole split.
-  config.cross_fit_folds = 0
   config.eval = dict(batch_size=512, ece_bins=15)
   config.log_every_steps = 200
   config.checkpoint_every_steps = 2000
   config_lib.job_fields(config)
+
+
+def pair_config(teacher: str, student: str, variants: str = '') -> ml_collections.ConfigDict:
+  """Teacher → student on the agreement task, with the named ``variants`` (see the module doc)."""
+  config = ml_collections.ConfigDict()
+  _shared_fields(config)
+  config.train_independent_student = True  # the student model on gold labels: the no-KD baseline
+  config.teacher = model_config(teacher, 'cross_entropy')
+  config.student = model_config(student, 'distillation')
+  # k ≥ 2: the student's targets come from k fold teachers, each input's from one that did not train on it
+  # (':cross_fit'); the 'teacher' row stays the teacher trained on the whole split.
+  config.cross_fit_folds = 0
   return config_lib.apply_variants(config, variants, VARIANTS)
+
+
+# ----------------------------------------------------------------------------- the seed grid
+
+def _grid_paper(config):
+  for model in config.models.values():
+    model.num_epochs = 40.0
+
+
+def _grid_smoke(config):
+  """Seconds-long: synthetic grammar, tiny models, 2 seeds, a few epochs (as the single job's ':smoke')."""
+  _smoke_data(config)
+  for model in config.models.values():
+    _smoke_model(model)
+
+
+GRID_VARIANTS = {'classify': None, 'paper': _grid_paper, 'smoke': _grid_smoke}
+
+
+def grid_config(variants: str = '') -> ml_collections.ConfigDict:
+  """The seed grid on the agreement task (kd_jax/seed_grid.py): independent LSTM and Transformer and
+  LSTM→Transformer, 3 seeds; verb-number classification only (language modelling, transfer sets and cross-fitted
+  targets are the single job's). Each model's settings serve it as a teacher and as an independent model."""
+  config = ml_collections.ConfigDict()
+  _shared_fields(config)
+  config.setups = ('lstm', 'transformer', 'lstm_to_transformer')
+  config.mode = 'offline'  # 'offline' | 'online'
+  config.seed_parallelism = 'auto'  # 'vmap' | 'sequential' | 'auto': vmap except on CPU
+  config.models = {name: model_config(name, 'cross_entropy') for name in ('lstm', 'transformer')}
+  config.student_loss = 'distillation'
+  config.teacher_ensemble = ''  # 'logits' | 'probabilities': every student distils from all seeds' teachers
+  config.student_overrides = {}  # settings that differ for the student role
+  config.student_epochs = ()  # e.g. (3, 10): one grid per number of student epochs
+  config.factors = ()  # an ablation: (factor name, the settings it changes) pairs, one grid each
+  return config_lib.apply_variants(config, variants, GRID_VARIANTS)

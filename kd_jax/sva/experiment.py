@@ -53,8 +53,8 @@ DATA_ENV = 'KD_JAX_SVA_DIR'
 
 # ----------------------------------------------------------------------------- config and data
 
-def check_config(config: ml_collections.ConfigDict):
-  """Fails fast, before any data is read, on settings the job cannot use."""
+def check_data_and_eval(config):
+  """The data, evaluation and logging fields the job and the seed grid share (nothing is read)."""
   if config.data.source not in SOURCES:
     raise ValueError(f'unknown config.data.source {config.data.source!r}; choose one of {SOURCES}')
   if config.objective == 'lm' and config.data.source in ('numpred', 'linzen_tsv'):
@@ -62,6 +62,25 @@ def check_config(config: ml_collections.ConfigDict):
                      '(use data.source=full_sentences or synthetic)')
   if config.objective == 'classify' and config.data.source == 'full_sentences':
     raise ValueError('full_sentences gives no verb-number labels; classify with numpred, linzen_tsv or synthetic')
+  config_lib.check_job(config, jax.device_count())
+  config_lib.check_number(config, 'data.dev_fraction', high=1.0, high_open=True)
+  for field, minimum in (('split_seed', 0), ('vocab_min_count', 1), ('max_length', 0), ('length_bucket', 1),
+                         ('transfer_size', 0), ('synthetic.num_train', 1), ('synthetic.num_test', 1),
+                         ('synthetic.max_intervening', 0)):
+    config_lib.check_int(config, f'data.{field}', minimum)
+
+
+def check_model(config, field: str):
+  """The model of ``config.<field>`` is built and initialised on one sentence (errors name the model_kwargs field);
+  any vocabulary shows what the settings build, the real one is known once the data is read."""
+  cfg = config_lib.get_field(config, field)
+  config_lib.check_model_builds(field, lambda: sva_models.create_model(
+      cfg.model, vocab_size=8, objective=config.objective, **cfg.model_kwargs), np.full((1, 4), 5, np.int32))
+
+
+def check_config(config: ml_collections.ConfigDict):
+  """Fails fast, before any data is read, on settings the job cannot use."""
+  check_data_and_eval(config)
   if config.kd.get('targets', 'teacher') != 'teacher' and config.objective != 'classify':
     raise ValueError(f'config.kd.targets={config.kd.targets!r} is a control made from cached classification '
                      f'targets; it needs objective=classify, not {config.objective!r}')
@@ -70,13 +89,6 @@ def check_config(config: ml_collections.ConfigDict):
     raise ValueError("config.cache_teacher_logits=True caches a classifier's [N, 2] teacher logits; a language "
                      "model's [N, L, vocabulary] would not fit, its teacher runs in the step: set it False (the "
                      "':lm' variant does)")
-  num_devices = jax.device_count()
-  config_lib.check_job(config, num_devices)
-  config_lib.check_number(config, 'data.dev_fraction', high=1.0, high_open=True)
-  for field, minimum in (('split_seed', 0), ('vocab_min_count', 1), ('max_length', 0), ('length_bucket', 1),
-                         ('transfer_size', 0), ('synthetic.num_train', 1), ('synthetic.num_test', 1),
-                         ('synthetic.max_intervening', 0)):
-    config_lib.check_int(config, f'data.{field}', minimum)
   if config.data.transfer_size:
     if config.data.source != 'numpred' or config.objective != 'classify':
       raise ValueError('config.data.transfer_size splits numpred.test.1 into a transfer set and a held-out part: it '
@@ -96,10 +108,8 @@ def check_config(config: ml_collections.ConfigDict):
                        'teacher logits: it needs objective=classify, cache_teacher_logits=True, no '
                        'data.transfer_size and a distillation student loss')
   for role in ('teacher', 'student'):
-    config_lib.check_phase(config, role, num_devices)
-    # Any vocabulary shows what the settings build; the real one is known once the data is read.
-    config_lib.check_model_builds(role, lambda cfg=config[role]: sva_models.create_model(
-        cfg.model, vocab_size=8, objective=config.objective, **cfg.model_kwargs), np.full((1, 4), 5, np.int32))
+    config_lib.check_phase(config, role, jax.device_count())
+    check_model(config, role)
   phases.check_kd_config(config, config.teacher.loss, config.student.loss)
   phases.check_loss_batch(config.student, 'student')
   if config.num_seeds < 1:
@@ -186,14 +196,14 @@ def load_examples(config):
   return train, tests, source, transfer if cfg.transfer_size else None
 
 
-def _tokens(examples):
+def tokens(examples):
   return examples.prefixes if isinstance(examples, sva_data.AgreementExamples) else examples.sentences
 
 
 def padded_length(config, example_sets) -> int:
   """config.data.max_length, or the longest encoded sequence of all sets rounded up to the length bucket."""
   return config.data.max_length or sva_data.bucket_length(
-      2 + max(len(t) for ex in example_sets for t in _tokens(ex)), 1 << 16, config.data.length_bucket)
+      2 + max(len(t) for ex in example_sets for t in tokens(ex)), 1 << 16, config.data.length_bucket)
 
 
 def probe(config, workdir: str) -> analysis.Probe:
@@ -356,7 +366,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   if config.teacher.checkpoint:
     vocab = teacher_vocab(phases.checkpoint_path(config.teacher.checkpoint, config.seed))
   else:
-    vocab = sva_data.Vocab.build(_tokens(train_examples), config.data.vocab_min_count)
+    vocab = sva_data.Vocab.build(tokens(train_examples), config.data.vocab_min_count)
   if sharding.is_primary():
     vocab.save(epath.Path(workdir) / 'vocab.json')
   max_length = padded_length(config, [train_examples, *test_examples.values(), *extra_sets])

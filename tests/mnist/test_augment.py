@@ -8,11 +8,11 @@ import pytest
 from conftest import load_config
 from conftest import real_digits
 from kd_jax import losses
+from kd_jax import seed_grid
 from kd_jax import training
 from kd_jax.mnist import augment
 from kd_jax.mnist import data as data_lib
 from kd_jax.mnist import experiment
-from kd_jax.mnist import grid
 from kd_jax.mnist import models
 
 DIGITS = real_digits()[0][:16]  # uint8 [16, 28, 28]
@@ -103,7 +103,7 @@ def test_bad_augment_settings_are_refused_before_training(overrides, match):
 def test_the_grid_checks_each_role_of_an_augmented_model():
   config = load_config('grid_smoke', **{'models.mlp.augment': 'mixup'})
   with pytest.raises(ValueError, match="config.models.mlp.augment='mixup': a mixed-up input has no one gold label"):
-    grid.check(config)  # the independent MLP trains on gold labels
+    seed_grid.check(config)  # the independent MLP trains on gold labels
   config.setups = ('cnn', 'cnn_to_mlp')
   config.cache_teacher_logits = False
-  grid.check(config)  # as a student only: function matching with mixup
+  seed_grid.check(config)  # as a student only: function matching with mixup

@@ -528,52 +528,52 @@ def test_pair_configs_are_valid(pair, variant):
 
 @pytest.mark.parametrize('name,setups', [('mnist_grid', 6), ('mnist_cnn', 1), ('mnist_mlp', 1)])
 def test_grid_configs_are_valid(name, setups):
-  from kd_jax.mnist import grid  # pylint: disable=g-import-not-at-top
+  from kd_jax import seed_grid  # pylint: disable=g-import-not-at-top
   for variant in ('cpu', 'paper'):
     config = load_config(name, variant)
-    grid.check_grid_config(config)
+    seed_grid.check_grid_config(config)
     assert len(config.setups) == setups and config.num_seeds == 4
     if variant == 'paper':  # no role clips: the authors' TF 2.1 loops never applied their clipnorm
       setup = config.setups[-1]
-      teacher, student = grid.parse_setup(setup)
-      assert {grid.role_config(config, teacher, 'teacher').clip_norm,
-              grid.role_config(config, student or teacher, 'student').clip_norm} == {0.0}
+      teacher, student = seed_grid.parse_setup(config, setup)
+      assert {seed_grid.role_config(config, teacher, 'teacher').clip_norm,
+              seed_grid.role_config(config, student or teacher, 'student').clip_norm} == {0.0}
 
 
 def test_the_main_job_grid_trains_what_the_main_jobs_train():
-  from kd_jax.mnist import grid  # pylint: disable=g-import-not-at-top
+  from kd_jax import seed_grid  # pylint: disable=g-import-not-at-top
   seeds = load_config('mnist_grid', 'main_job')
-  grid.check_grid_config(seeds)
+  seed_grid.check_grid_config(seeds)
   for teacher, student in (('cnn', 'mlp'), ('mlp', 'cnn')):
     pair = load_config(f'mnist_{teacher}_to_{student}')
     for name, role in ((teacher, 'teacher'), (student, 'student')):
-      assert grid.role_config(seeds, name, role).to_dict() == pair[role].to_dict()
+      assert seed_grid.role_config(seeds, name, role).to_dict() == pair[role].to_dict()
   assert seeds.cache_teacher_logits and seeds.kd.to_dict() == pair.kd.to_dict()
 
 
 def test_the_ablation_and_regularised_grid_configs_are_valid():
-  from kd_jax.mnist import grid  # pylint: disable=g-import-not-at-top
+  from kd_jax import seed_grid  # pylint: disable=g-import-not-at-top
   ablation = load_config('mnist_ablation')
-  assert grid.check(ablation).keys() == {name for name, _ in ablation.factors}
+  assert seed_grid.check(ablation).keys() == {name for name, _ in ablation.factors}
   regularised = load_config('mnist_long', 'mlp_regularisers')
-  grid.check(regularised)
+  seed_grid.check(regularised)
   assert (regularised.models.mlp.l1, regularised.models.mlp.l2, regularised.models.cnn.l2) == (1e-5, 1e-5, 0.0)
-  objectives = grid.check(load_config('mnist_objectives'))
+  objectives = seed_grid.check(load_config('mnist_objectives'))
   assert len(objectives) == 3 * 8 and {sub.student_loss for sub in objectives.values()} == set(losses.LOSSES) - {
       'cross_entropy'}
   matched = objectives['dist_fm_crop_mixup']  # the student on crops + mixup, its gold-label control on crops
-  assert (grid.role_config(matched, 'mlp', 'student').augment, matched.models.mlp.augment) == ('crop,mixup', 'crop')
+  assert (seed_grid.role_config(matched, 'mlp', 'student').augment, matched.models.mlp.augment) == ('crop,mixup', 'crop')
   # DKD needs one gold class per input: crops alone, no mixup.
   assert 'dkd_fm_crop_mixup' not in objectives and objectives['dkd_fm_crop'].student_overrides.augment == 'crop'
   assert not matched.cache_teacher_logits and matched.models.mlp.l1 == 1e-5
   # Its shifts + shrinks student again, with the CNN teachers trained on those views too: one grid, otherwise alike.
   augmented_teacher = load_config('mnist_objectives', 'fm_augmented_teacher')
-  assert grid.check(augmented_teacher) == {} and augmented_teacher.models.cnn.augment == 'translate,scale'
+  assert seed_grid.check(augmented_teacher) == {} and augmented_teacher.models.cnn.augment == 'translate,scale'
   augmented_teacher.models.cnn.augment = ''
   assert augmented_teacher.to_dict() == {**objectives['distillation_fm_translate_scale'].to_dict(), 'factors': ()}
   # The logit objectives at their own papers' settings: the same teachers and recipe, their T, gold CE and weights;
   # with function matching on crops alone (each learns gold labels, which a mixed-up input lacks).
-  own = grid.check(load_config('mnist_objectives', 'own_settings'))
+  own = seed_grid.check(load_config('mnist_objectives', 'own_settings'))
   assert own['distillation'].to_dict() == objectives['distillation'].to_dict()
   dkd, ls = own['dkd_own'].kd, own['standardised_distillation_own_fm_crop']
   assert (dkd.temperature, dkd.gold_weight, dkd.alpha, dkd.dkd_nontarget_weight) == (4.0, 1.0, 1.0, 8.0)

@@ -1,6 +1,9 @@
-"""The paper's MNIST grid: independent models and teacher→student pairs, several seeds each, one report.
+"""The seed grid, for every task: independent models and teacher→student pairs, several seeds each, one report.
 
-Run by ``python -m kd_jax.grid --config=configs/mnist_grid.py --workdir=...``.
+Run by ``python -m kd_jax.grid --config=configs/mnist_grid.py --workdir=...`` (or ``configs/sva_grid.py``).
+``config.task`` picks the task module (``TASKS``: ``kd_jax/<task>/task.py``), which gives the grid its models,
+data, checks, predictions and metrics; everything else here — seeds, modes, controls, factors, epoch sweeps,
+reports — is the same for every task.
 
 Seeds run in parallel: the N instances of a setup are one jitted program,
 ``jax.vmap``-ed over the stacked train states, each instance with its own init,
@@ -19,11 +22,13 @@ final one, not the best: there is no model selection on the test sets.
 Writes ``grid.json`` (every instance's numbers), ``grid.md`` (mean ± std and
 n), ``accuracy.png`` (grouped bars with error bars) and ``reliability.png``.
 """
+import dataclasses
+import importlib
 import json
 import os
 import re
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from absl import logging
 import jax
@@ -32,6 +37,7 @@ import numpy as np
 
 from kd_jax import checkpoints
 from kd_jax import config_lib
+from kd_jax import grid_report as report
 from kd_jax import losses
 from kd_jax import metric_writer
 from kd_jax import paths
@@ -40,40 +46,67 @@ from kd_jax import targets as targets_lib
 from kd_jax import phases
 from kd_jax import training
 from kd_jax import workdirs
-from kd_jax.mnist import augment as augment_lib
-from kd_jax.mnist import experiment
-from kd_jax.mnist import models
-from kd_jax.mnist import report
 
 MODES = ('offline', 'online')
+# config.task -> its module for the grid; a new task is one entry here and one kd_jax/<task>/task.py.
+TASKS = {'mnist': 'kd_jax.mnist.task', 'sva': 'kd_jax.sva.task'}
 
 
-def parse_setup(setup: str) -> Tuple[str, str]:
-  """'cnn' -> ('cnn', ''), an independent model; 'cnn_to_mlp' -> ('cnn', 'mlp')."""
+@dataclasses.dataclass(frozen=True)
+class TaskData:
+  """What a task's ``load(config, workdir)`` gives the grid: the training split, the test sets (name -> split) and
+  their titles in reports, the two test sets the sweeps and ablations headline, ``create_model(name, model_kwargs)``
+  (it may depend on the data, e.g. a vocabulary), metadata saved with every checkpoint, a line warning about the
+  data ('' for the real data), the paper's gain to mark in plots (or None) and more fields for the report."""
+  title: str
+  source: str
+  warning: str
+  train: Any
+  test_sets: Dict[str, Any]
+  test_titles: Dict[str, str]
+  headline_sets: Sequence[str]
+  create_model: Callable[[str, Dict[str, Any]], Any]
+  extra_meta: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  paper_gain: Optional[Dict[str, Any]] = None
+  extra_report: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def task_of(config):
+  """The task module of ``config.task`` (MNIST for configs from before the field)."""
+  task = config.get('task', 'mnist')
+  if task not in TASKS:
+    raise ValueError(f'unknown config.task {task!r}; the seed grid runs {sorted(TASKS)}')
+  return importlib.import_module(TASKS[task])
+
+
+def parse_setup(config, setup: str) -> Tuple[str, str]:
+  """'cnn' -> ('cnn', ''), an independent model; 'cnn_to_mlp' -> ('cnn', 'mlp'); names are the task's models."""
+  models = task_of(config).MODELS
   teacher, to, student = setup.partition('_to_')
   if not teacher or (to and not student):  # '_to_mlp', 'cnn_to_': a half-written pair is not an independent model
     raise ValueError(f'grid setup {setup!r} is neither a model nor <teacher>_to_<student>; models: '
-                     f'{sorted(models.MODELS)}')
+                     f'{sorted(models)}')
   for name in (teacher, student):
-    if name and name not in models.MODELS:
-      raise ValueError(f'unknown model {name!r} in grid setup {setup!r}; models: {sorted(models.MODELS)}')
+    if name and name not in models:
+      raise ValueError(f'unknown model {name!r} in grid setup {setup!r}; models: {sorted(models)}')
   return teacher, student
 
 
-def setup_title(setup: str) -> str:
-  teacher, student = parse_setup(setup)
-  return f'{models.title(teacher)}→{models.title(student)}' if student else models.title(teacher)
+def setup_title(config, setup: str) -> str:
+  title = task_of(config).title
+  teacher, student = parse_setup(config, setup)
+  return f'{title(teacher)}→{title(student)}' if student else title(teacher)
 
 
 def row_title(config, setup: str) -> str:
   """A report row's name: the setup's title and what its model does beyond plain KD or plain labels (the objective,
   the views it trains on)."""
-  teacher, student = parse_setup(setup)
+  teacher, student = parse_setup(config, setup)
   cfg = role_config(config, student or teacher, 'student' if student else 'teacher')
   details = [cfg.loss] if student and cfg.loss != 'distillation' else []
   if cfg.get('augment'):
     details.append(f'views: {cfg.augment}')
-  return setup_title(setup) + (f' ({", ".join(details)})' if details else '')
+  return setup_title(config, setup) + (f' ({", ".join(details)})' if details else '')
 
 
 def check_grid_config(config):
@@ -85,7 +118,7 @@ def check_grid_config(config):
     raise ValueError(f'config.num_seeds must be ≥ 1, got {config.num_seeds}')
   if not config.setups or len(set(config.setups)) != len(config.setups):
     raise ValueError(f'config.setups must name each setup once, and at least one, got {config.setups!r}')
-  if config.student_epochs and not any(parse_setup(setup)[1] for setup in config.setups):
+  if config.student_epochs and not any(parse_setup(config, setup)[1] for setup in config.setups):
     raise ValueError(f'config.student_epochs trains students at each budget, but config.setups={config.setups!r} has '
                      'no <teacher>_to_<student> setup')
   if config.student_epochs and config.mode == 'online':
@@ -112,25 +145,26 @@ def check_grid_config(config):
   if config.snapshots and config.mode == 'online':
     raise ValueError("config.snapshots=True needs config.mode='offline': the online grid takes no snapshots")
   vmap_seeds(config)
-  experiment.check_data_and_eval(config)
+  task = task_of(config)
+  task.check_data_and_eval(config)
   config_lib.check_choice(config, 'cache_teacher_logits', (False, True))  # 'auto' is the single job's
   for setup in config.setups:
-    for name in filter(None, parse_setup(setup)):
+    for name in filter(None, parse_setup(config, setup)):
       if name not in config.models:
         raise ValueError(f'grid setup {setup!r} needs training settings config.models.{name}')
       config_lib.check_phase(config, f'models.{name}', jax.device_count())
-      experiment.check_model(config, f'models.{name}')
+      task.check_model(config, f'models.{name}')
       if config.models[name].get('augment') and config.mode == 'online':
         raise ValueError(f"config.models.{name}.augment needs config.mode='offline' (the online pair has no "
                          'augmentation)')
-    teacher_name, student_name = parse_setup(setup)
-    experiment.check_augment(config, role_config(config, teacher_name, 'teacher'), f'models.{teacher_name}')
+    teacher_name, student_name = parse_setup(config, setup)
+    task.check_augment(config, role_config(config, teacher_name, 'teacher'), f'models.{teacher_name}')
     if student_name:
-      experiment.check_augment(config, role_config(config, student_name, 'student'), f'models.{student_name}')
+      task.check_augment(config, role_config(config, student_name, 'student'), f'models.{student_name}')
       phases.check_loss_batch(role_config(config, student_name, 'student'), f'models.{student_name}')
   phases.check_kd_config(config, student_loss=config.student_loss)
   seeds = [config.seed + k for k in range(config.num_seeds)]
-  for name in dict.fromkeys(n for setup in config.setups for n in parse_setup(setup) if n):
+  for name in dict.fromkeys(n for setup in config.setups for n in parse_setup(config, setup) if n):
     template = config.models[name].checkpoint
     missing = [d for d in dict.fromkeys(phases.checkpoint_path(template, seed) for seed in seeds)
                if not paths.absolute(d).is_dir()] if template else []
@@ -144,7 +178,7 @@ def shared_teachers(config):
   """The models whose saved teacher (``config.models.<name>.checkpoint``) is one model for every seed: refused
   unless ``config.kd.shared_teacher`` (:func:`kd_jax.phases.teacher_is_shared`)."""
   seeds = [config.seed + k for k in range(config.num_seeds)]
-  return [name for name in dict.fromkeys(parse_setup(setup)[0] for setup in config.setups)
+  return [name for name in dict.fromkeys(parse_setup(config, setup)[0] for setup in config.setups)
           if phases.teacher_is_shared(config, config.models[name].checkpoint, seeds, f'models.{name}.checkpoint')]
 
 
@@ -177,7 +211,8 @@ def vmap_seeds(config) -> bool:
 def train_instances(phase: phases.Phase, targets: targets_lib.Targets, config, job: phases.Job):
   """One instance per seed of ``phase.seeds``, vmapped or in sequence (then each in ``<directory>/seed_<s>``);
   returns the instances' variables (for online KD: the students'), stacked on axis 0."""
-  phase = phase.replace(field=f'config.models.{phase.settings.model}', augment=augment_lib.make(phase.settings.augment))
+  phase = phase.replace(field=f'config.models.{phase.settings.model}',
+                        augment=task_of(config).make_augment(phase.settings.get('augment', '')))
   if vmap_seeds(config):
     return training.exported(phases.train_model(phase.replace(stacked=True), targets, job)).variables
   variables = []
@@ -198,9 +233,9 @@ def add_teacher_agreement(rows, student_logits, teacher_logits):
       metrics['teacher_agreement'] = float(np.mean(mine[name].argmax(-1) == theirs[name].argmax(-1)))
 
 
-def online_targets(setup: str, config, mesh) -> targets_lib.Targets:
+def online_targets(setup: str, config, mesh, create_model) -> targets_lib.Targets:
   """Online KD's targets for ``setup``: its teacher model trained beside the student, on shared batches."""
-  teacher_name, student_name = parse_setup(setup)
+  teacher_name, student_name = parse_setup(config, setup)
   teacher_cfg, student_cfg = (role_config(config, teacher_name, 'teacher'),
                               role_config(config, student_name, 'student'))
   if teacher_cfg.batch_size != student_cfg.batch_size:
@@ -208,7 +243,7 @@ def online_targets(setup: str, config, mesh) -> targets_lib.Targets:
                      f'config.models.{student_name}.batch_size must be equal')
   sharding.check_batch_size(student_cfg.batch_size, mesh, f'the batch size of {setup}')
   return targets_lib.Targets(online=targets_lib.OnlineTeacher(
-      models.create_model(teacher_name, **teacher_cfg.model_kwargs), teacher_cfg))
+      create_model(teacher_name, teacher_cfg.model_kwargs), teacher_cfg))
 
 
 def check(config) -> Dict[str, ml_collections.ConfigDict]:
@@ -221,7 +256,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """The grid, or with ``config.student_epochs`` one grid per student budget (:func:`run_student_epochs`), or with
   ``config.factors`` one grid per factor of an ablation (:func:`run_factors`)."""
   factors = check(config)  # checked before the workdir is claimed
-  with workdirs.claim(workdir, 'mnist grid'):
+  with workdirs.claim(workdir, f'{config.get("task", "mnist")} grid'):
     if factors:
       return run_factors(config, factors, workdir)
     if config.student_epochs:
@@ -255,7 +290,7 @@ def factor_configs(config: ml_collections.ConfigDict) -> Dict[str, ml_collection
     if not isinstance(name, str) or not re.fullmatch(r'[A-Za-z0-9_][A-Za-z0-9_.+-]*', name) or name.startswith('..'):
       raise ValueError(f'config.factors: factor name {name!r} must be a plain directory name (letters, digits, '
                        "'_', '-', '.', '+'), since it names the factor's directory in the workdir")
-  if config.factors and not any(parse_setup(setup)[1] for setup in config.setups):
+  if config.factors and not any(parse_setup(config, setup)[1] for setup in config.setups):
     raise ValueError(f'config.factors: an ablation reports each KD setup\'s gain, but config.setups={config.setups!r} '
                      'has none (add e.g. cnn_to_mlp)')
   subs = {name: factor_config(config, name, changes) for name, changes in config.factors}
@@ -288,7 +323,7 @@ def run_factors(config: ml_collections.ConfigDict, subs: Dict[str, ml_collection
   setup's summary and each KD setup's gain over its independent student, paired by seed — rewritten after every
   factor, so a long ablation shows the factors finished so far (and says how many remain).
   """
-  teacher_role = {parse_setup(setup)[0] for setup in config.setups}
+  teacher_role = {parse_setup(config, setup)[0] for setup in config.setups}
   grids, trained_teachers = {}, {}  # trained_teachers: (name, settings) → the directory that trained them
   # A resumed ablation re-evaluates its finished factors first; until it has passed them, the report of the run
   # before (the same factors: their settings are checked on resume) stays, so that the report, and an analysis
@@ -327,8 +362,8 @@ def run_student_epochs(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   ``student_epochs.png`` (accuracy and ECE against E; each KD setup's gain over
   its independent student, paired by seed).
   """
-  students = {parse_setup(setup)[1] for setup in config.setups} - {''}
-  teachers_only = {parse_setup(setup)[0] for setup in config.setups} - students
+  students = {parse_setup(config, setup)[1] for setup in config.setups} - {''}
+  teachers_only = {parse_setup(config, setup)[0] for setup in config.setups} - students
   grids, first_dir = {}, None
   for epochs in config.student_epochs:
     sub = ml_collections.ConfigDict(config.to_dict())
@@ -370,7 +405,9 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   t_start = time.perf_counter()
   seeds = [config.seed + k for k in range(config.num_seeds)]
   check_report_kept(config, workdir, seeds)
-  data, train, test_sets = experiment.load_data(config)
+  task = task_of(config)
+  data = task.load(config, workdir)
+  train = data.train
   mesh = sharding.data_mesh()
   logging.info('Grid: %s, %s KD, seeds %s (%s), %d device(s)', list(config.setups), config.mode, seeds,
                'vmapped' if vmap_seeds(config) else 'one after another', mesh.size)
@@ -384,14 +421,15 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     if name not in teachers:
       t0 = time.perf_counter()
       cfg = role_config(config, name, 'teacher')
-      model = models.create_model(name, **cfg.model_kwargs)
-      phase = phases.Phase(name, cfg, model, train, os.path.join(workdir, name), seeds, phases.TEACHER_STREAM)
+      model = data.create_model(name, cfg.model_kwargs)
+      phase = phases.Phase(name, cfg, model, train, os.path.join(workdir, name), seeds, phases.TEACHER_STREAM,
+                           extra_meta=data.extra_meta)
       if cfg.checkpoint:  # offline KD from saved teachers, one per seed
         variables = phases.stack([phases.teacher_for_seed(phase.replace(seeds=[seed], directory=''), job)[0]
                                   for seed in seeds])
       else:
         variables = train_instances(phase, targets_lib.GOLD_LABELS, config, job)
-      teachers[name] = targets_lib.Teacher(model, variables, experiment.teacher_predictor(mesh, config),
+      teachers[name] = targets_lib.Teacher(model, variables, task.teacher_predictor(mesh, config),
                                            instances=len(seeds))
       timing[name] = time.perf_counter() - t0
     return teachers[name]
@@ -400,23 +438,24 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     key = f'{name} ensemble' if config.teacher_ensemble else name
     if key not in test_logits:
       count = 1 if name in shared else max(teacher.instances, 1)
-      test_logits[key] = experiment.predictions(key, teacher.model, [teacher.instance(k).variables
-                                                                     for k in range(count)], test_sets, mesh, config)
+      test_logits[key] = task.predictions(key, teacher.model, [teacher.instance(k).variables for k in range(count)],
+                                          data, mesh, config)
     return test_logits[key]
 
   checkpoint_names = {setup: setup for setup in config.setups}  # each setup's directory in the workdir
   try:
     for setup in config.setups:
-      teacher_name, student_name = parse_setup(setup)
+      teacher_name, student_name = parse_setup(config, setup)
       if not student_name:
         model, variables = get_teacher(teacher_name).model, get_teacher(teacher_name).variables
       else:
-        model = models.create_model(student_name, **config.models[student_name].model_kwargs)
+        model = data.create_model(student_name, config.models[student_name].model_kwargs)
         cfg = role_config(config, student_name, 'student')
-        phase = phases.Phase(setup, cfg, model, train, os.path.join(workdir, setup), seeds, phases.STUDENT_STREAM)
+        phase = phases.Phase(setup, cfg, model, train, os.path.join(workdir, setup), seeds, phases.STUDENT_STREAM,
+                             extra_meta=data.extra_meta)
         if config.mode == 'online':
           t0 = time.perf_counter()
-          targets = online_targets(setup, config, mesh)
+          targets = online_targets(setup, config, mesh, data.create_model)
           checkpoint_names[setup] = f'{setup}_online'
           phase = phase.replace(name=checkpoint_names[setup], directory=os.path.join(workdir, checkpoint_names[setup]))
         else:
@@ -430,29 +469,30 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         timing[setup] = time.perf_counter() - t0
       instances = 1 if not student_name and teacher_name in shared else config.num_seeds  # one shared teacher: one row
       if setup not in test_logits:  # a teacher's may be there already, predicted for its students' agreement
-        test_logits[setup] = experiment.predictions(setup, model, [phases.instance(variables, k)
-                                                                   for k in range(instances)], test_sets, mesh, config)
-      rows[setup] = experiment.metrics_of(test_logits[setup], test_sets, config, reliability=True)
+        test_logits[setup] = task.predictions(setup, model, [phases.instance(variables, k) for k in range(instances)],
+                                              data, mesh, config)
+      rows[setup] = task.metrics_of(test_logits[setup], data, config, reliability=True)
       if student_name and config.mode == 'offline':
         add_teacher_agreement(rows[setup], test_logits[setup], teacher_test_logits(teacher_name, teacher))
-      logging.info('%s: %s', setup, report.format_row(rows[setup]))
+      logging.info('%s: %s', setup, report.format_row(rows[setup], data.test_titles))
   finally:
     writer.close()
 
   grid_report = {
       'setups': {setup: {'title': row_title(config, setup), 'instances': rows[setup],
                          'summary': report.summarise(rows[setup]),
-                         'seconds': timing.get(setup, timing.get(parse_setup(setup)[0]))}
+                         'seconds': timing.get(setup, timing.get(parse_setup(config, setup)[0]))}
                  for setup in config.setups},
       'seeds': seeds, 'vmapped': vmap_seeds(config), 'mode': config.mode, 'shared_teachers': shared,
       'teacher_ensembles': {name: {'combine': config.teacher_ensemble, 'members': len(seeds),
-                                   'metrics': experiment.metrics_of(teacher_test_logits(name, ensemble), test_sets,
-                                                                    config)[0]}
+                                   'metrics': task.metrics_of(teacher_test_logits(name, ensemble), data, config)[0]}
                             for name, ensemble in ensembles.items()},
       'cache_teacher_logits': bool(config.cache_teacher_logits),
       'checkpoint_rule': 'final checkpoint of each run (no early stopping or best-of selection)',
-      'data_source': data.source, 'demo_sample': data.demo_sample, 'num_train': len(train),
-      'num_test': len(test_sets['mnist']), 'num_devices': mesh.size, 'device': jax.devices()[0].device_kind,
+      'task_title': data.title, 'test_sets': data.test_titles, 'headline_sets': list(data.headline_sets),
+      'paper_gain': data.paper_gain, 'data_source': data.source, 'data_warning': data.warning, **data.extra_report,
+      'num_train': len(train), 'num_test': {name: len(split) for name, split in data.test_sets.items()},
+      'num_devices': mesh.size, 'device': jax.devices()[0].device_kind,
       'total_seconds': time.perf_counter() - t_start, 'config': json.loads(config.to_json()),
       'evaluated_checkpoints': checkpoints.models_under(workdir, list(checkpoint_names.values())),
   }

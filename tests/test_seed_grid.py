@@ -10,9 +10,9 @@ import pytest
 from conftest import load_config
 from kd_jax import checkpoints
 from kd_jax import phases
+from kd_jax import seed_grid
 from kd_jax import training
 from kd_jax.mnist import data as data_lib
-from kd_jax.mnist import grid
 from kd_jax.mnist import models
 
 
@@ -27,7 +27,7 @@ def grid_report(tmp_path_factory, tiny_mnist_dir):
   config = grid_smoke_config(tiny_mnist_dir, **{'data.num_test': 0,
                                                 'seed_parallelism': 'sequential'})
   config.setups = ('cnn', 'mlp', 'cnn_to_mlp', 'mlp_to_mlp', 'cnn_to_cnn', 'mlp_to_cnn')
-  return workdir, grid.run(config, workdir)
+  return workdir, seed_grid.run(config, workdir)
 
 
 def test_grid_report(grid_report):
@@ -63,7 +63,7 @@ def test_a_rerun_with_fewer_seeds_or_setups_does_not_replace_a_finished_report(g
                                                   'setups': tuple(report['setups']), **overrides})
     with pytest.raises(ValueError, match=rf'grid.json reports {left_out}.* that this run .* leaves out: it would '
                                          'replace that report with a smaller one'):
-      grid.run(config, workdir)
+      seed_grid.run(config, workdir)
   assert open(os.path.join(workdir, 'grid.json')).read() == before
 
 
@@ -72,7 +72,7 @@ def test_vmapped_grid_matches_seeds_run_one_after_another(grid_report, tiny_mnis
   config = grid_smoke_config(tiny_mnist_dir, **{'data.num_test': 0,
                                                 'seed_parallelism': 'vmap'})
   config.setups = ('mlp',)
-  vmapped = grid.run(config, str(tmp_path))
+  vmapped = seed_grid.run(config, str(tmp_path))
   assert vmapped['vmapped']
   for k in range(2):
     for test_set in data_lib.TEST_SETS:
@@ -86,7 +86,7 @@ def test_grid_distils_from_saved_teachers_one_per_seed(grid_report, tiny_mnist_d
                                                 'models.cnn.checkpoint': os.path.join(first_workdir, 'cnn',
                                                                                       'seed_{seed}')})
   config.setups = ('cnn', 'cnn_to_mlp')
-  report = grid.run(config, str(tmp_path))
+  report = seed_grid.run(config, str(tmp_path))
   assert not os.path.exists(tmp_path / 'cnn')  # no teacher was trained
   for setup in config.setups:  # the very same teachers, so the very same students
     assert report['setups'][setup]['instances'] == first['setups'][setup]['instances']
@@ -100,10 +100,10 @@ def test_one_teacher_for_every_seed_is_refused_unless_meant(grid_report, tiny_mn
   config.setups = ('cnn', 'cnn_to_mlp')
   with pytest.raises(ValueError, match=r'config.models.cnn.checkpoint=.*has no \{seed\}: all 2 seeds would distil '
                      'from this one teacher'):
-    grid.run(config, str(tmp_path / 'refused'))
+    seed_grid.run(config, str(tmp_path / 'refused'))
   assert not os.path.exists(tmp_path / 'refused')
   config.kd.shared_teacher = True
-  report = grid.run(config, str(tmp_path / 'shared'))
+  report = seed_grid.run(config, str(tmp_path / 'shared'))
   assert report['shared_teachers'] == ['cnn']
   assert report['setups']['cnn']['instances'] == first['setups']['cnn']['instances'][:1]  # one model, one row
   assert report['setups']['cnn']['summary']['mnist']['accuracy']['n'] == 1
@@ -114,7 +114,7 @@ def test_one_teacher_for_every_seed_is_refused_unless_meant(grid_report, tiny_mn
   cnn_row = next(line for line in table.splitlines() if line.startswith('| CNN | 1 |'))
   assert '±' not in cnn_row  # no spread is shown for one model
   config.setups = ('cnn_to_mlp',)  # the shared teacher is no row of this grid: its students' report still says so
-  grid.run(config, str(tmp_path / 'students_only'))
+  seed_grid.run(config, str(tmp_path / 'students_only'))
   assert ('**One teacher for all seeds**: CNN (config.kd.shared_teacher=True'
           in (tmp_path / 'students_only' / 'grid.md').read_text())
 
@@ -129,7 +129,7 @@ def _paired_translate_gain(report, distilled: str, independent: str) -> float:
 def test_students_at_several_budgets(tiny_mnist_dir, tmp_path):
   config = grid_smoke_config(tiny_mnist_dir, **{'data.num_test': 0, 'seed_parallelism': 'sequential',
                                                 'student_epochs': (1, 2), 'setups': ('cnn', 'mlp', 'cnn_to_mlp')})
-  sweep = grid.run(config, str(tmp_path))
+  sweep = seed_grid.run(config, str(tmp_path))
   grids = {e: json.load(open(tmp_path / f'student_epochs_{e}' / 'grid.json')) for e in ('1', '2')}
   assert list(sweep['student_epochs']) == ['1', '2']
   for epochs, report in grids.items():  # the student model, as a student and independent, at matched epochs
@@ -154,7 +154,7 @@ def test_ablation_one_grid_per_factor_teachers_trained_once_per_setting(tiny_mni
                                                 'setups': ('mlp', 'mlp_to_mlp'), 'models.mlp.num_epochs': 1.0})
   config.factors = (('base', {}), ('softer', {'kd': {'temperature': 2.0}}),
                     ('mlp_l1', {'models': {'mlp': {'l1': 1e-2}}}))
-  ablation = grid.run(config, str(tmp_path))
+  ablation = seed_grid.run(config, str(tmp_path))
   assert list(ablation['student_epochs']) == ['base', 'softer', 'mlp_l1']  # the order given, not sorted
   grids = {f: json.load(open(tmp_path / f / 'grid.json')) for f in ('base', 'softer', 'mlp_l1')}
   assert grids['softer']['config']['kd']['temperature'] == 2.0 and grids['base']['config']['kd']['temperature'] == 5
@@ -185,12 +185,12 @@ def test_ablation_one_grid_per_factor_teachers_trained_once_per_setting(tiny_mni
 
   # Run again (everything finished: each factor is re-evaluated): the report never lists fewer finished factors than
   # there are while the run passes them, so an analysis reading it meanwhile sees them all.
-  seen, run_grid = [], grid.run_grid
+  seen, run_grid = [], seed_grid.run_grid
   def run_grid_noting_report(sub, directory):
     seen.append(list(json.load(open(tmp_path / 'ablation.json'))['student_epochs']))
     return run_grid(sub, directory)
-  monkeypatch.setattr(grid, 'run_grid', run_grid_noting_report)
-  assert grid.run(config, str(tmp_path))['student_epochs'].keys() == ablation['student_epochs'].keys()
+  monkeypatch.setattr(seed_grid, 'run_grid', run_grid_noting_report)
+  assert seed_grid.run(config, str(tmp_path))['student_epochs'].keys() == ablation['student_epochs'].keys()
   assert seen == [['base', 'softer', 'mlp_l1']] * 3
 
 
@@ -214,7 +214,7 @@ def test_bad_ablation_factors_fail_before_any_training(tiny_mnist_dir, tmp_path,
                                                 'models.cnn.checkpoint': str(saved / 'seed_{seed}')})
   config.factors = factors
   with pytest.raises(ValueError, match=match):
-    grid.run(config, str(tmp_path))
+    seed_grid.run(config, str(tmp_path))
   assert not os.listdir(tmp_path)
 
 
@@ -223,7 +223,7 @@ def test_a_missing_saved_model_is_refused_before_any_training(tiny_mnist_dir, tm
                                                 'models.cnn.checkpoint': str(tmp_path / 'nowhere' / 'seed_{seed}')})
   with pytest.raises(FileNotFoundError, match=r"config.models.cnn.checkpoint='.*nowhere/seed_\{seed\}': .*nowhere/"
                                               r'seed_0 does not exist'):
-    grid.run(config, str(tmp_path / 'grid'))
+    seed_grid.run(config, str(tmp_path / 'grid'))
   assert not (tmp_path / 'grid').exists()
 
 
@@ -244,7 +244,7 @@ def report_steps(workdir):
 def test_online_grid(tiny_mnist_dir, tmp_path, monkeypatch):
   # MLP→MLP: XLA:CPU runs a vmapped CNN inside a scan at ~10 s a step (grouped convolutions); the online machinery
   # is the same for every pair of models.
-  run = lambda steps_per_dispatch: grid.run(grid_smoke_config(tiny_mnist_dir, **{
+  run = lambda steps_per_dispatch: seed_grid.run(grid_smoke_config(tiny_mnist_dir, **{
       'mode': 'online', 'data.num_test': 0, 'setups': ('mlp_to_mlp',), 'seed_parallelism': 'vmap',
       'steps_per_dispatch': steps_per_dispatch}), str(tmp_path / str(steps_per_dispatch)))
   report = run(0)
@@ -271,15 +271,15 @@ def test_online_grid(tiny_mnist_dir, tmp_path, monkeypatch):
   monkeypatch.setattr(checkpoints, 'save', save_then_stop)
   with pytest.raises(phases.TrainingInterrupted, match='mlp_to_mlp_online interrupted; the newest complete '
                                                         'checkpoint is step 8'):
-    grid.run(stopped(), str(tmp_path / 'stopped'))
+    seed_grid.run(stopped(), str(tmp_path / 'stopped'))
   monkeypatch.setattr(checkpoints, 'save', real_save)
   starts = []
   monkeypatch.setattr(training, 'fit', lambda name, step, state, *args: starts.append(
       (name, training.current_step(state))) or real_fit(name, step, state, *args))
-  resumed = grid.run(stopped(), str(tmp_path / 'stopped'))
+  resumed = seed_grid.run(stopped(), str(tmp_path / 'stopped'))
   assert starts == [('mlp_to_mlp_online', 8)]
   assert resumed['setups']['mlp_to_mlp']['instances'] == report['setups']['mlp_to_mlp']['instances']
-  grid.run(stopped(), str(tmp_path / 'stopped'))
+  seed_grid.run(stopped(), str(tmp_path / 'stopped'))
   assert starts[1:] == [('mlp_to_mlp_online', report_steps(tmp_path / 'stopped'))]  # at its end: nothing trains
 
 
@@ -308,14 +308,14 @@ def test_online_grid(tiny_mnist_dir, tmp_path, monkeypatch):
 ])
 def test_bad_grid_config(tmp_path, overrides, match):
   with pytest.raises(ValueError, match=match):
-    grid.run(grid_smoke_config(**overrides), str(tmp_path))
+    seed_grid.run(grid_smoke_config(**overrides), str(tmp_path))
 
 
 def test_unknown_model_in_a_setup(tmp_path):
   config = grid_smoke_config()
   config.setups = ('cnn_to_vit',)
   with pytest.raises(ValueError, match="unknown model 'vit' in grid setup 'cnn_to_vit'"):
-    grid.run(config, str(tmp_path))
+    seed_grid.run(config, str(tmp_path))
 
 
 def test_teacher_agreement_pairs_each_student_with_its_own_teacher_or_the_one_for_all():
@@ -324,16 +324,16 @@ def test_teacher_agreement_pairs_each_student_with_its_own_teacher_or_the_one_fo
 
   students = [logits_predicting([0, 1, 2, 2]), logits_predicting([1, 1, 1, 1])]
   rows = [{'mnist': {}}, {'mnist': {}}]
-  grid.add_teacher_agreement(rows, students, [logits_predicting([0, 1, 2, 0]), logits_predicting([1, 0, 0, 0])])
+  seed_grid.add_teacher_agreement(rows, students, [logits_predicting([0, 1, 2, 0]), logits_predicting([1, 0, 0, 0])])
   assert [row['mnist']['teacher_agreement'] for row in rows] == [0.75, 0.25]  # instance k with teacher k
-  grid.add_teacher_agreement(rows, students, [logits_predicting([0, 1, 1, 1])])  # one teacher (shared, an ensemble)
+  seed_grid.add_teacher_agreement(rows, students, [logits_predicting([0, 1, 1, 1])])  # one teacher (shared, an ensemble)
   assert [row['mnist']['teacher_agreement'] for row in rows] == [0.5, 0.75]
 
 
 def test_a_report_row_names_its_objective_and_the_views_it_trained_on():
   config = load_config('grid_smoke', **{'student_loss': 'dist', 'cache_teacher_logits': False,
                                         'student_overrides': {'augment': 'crop,mixup'}, 'models.mlp.augment': 'crop'})
-  assert [grid.row_title(config, setup) for setup in config.setups] == [
+  assert [seed_grid.row_title(config, setup) for setup in config.setups] == [
       'CNN', 'MLP (views: crop)', 'CNN→MLP (dist, views: crop,mixup)']
   plain = load_config('grid_smoke')
-  assert [grid.row_title(plain, setup) for setup in plain.setups] == ['CNN', 'MLP', 'CNN→MLP']
+  assert [seed_grid.row_title(plain, setup) for setup in plain.setups] == ['CNN', 'MLP', 'CNN→MLP']

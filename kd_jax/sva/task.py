@@ -1,0 +1,123 @@
+"""Subject–verb agreement (classification) as a task of the seed grid (:mod:`kd_jax.seed_grid`): the same shape as
+``kd_jax/mnist/task.py``.
+
+The grid runs the verb-number classifier; language modelling, transfer sets and cross-fitted targets run in the
+single job (``python -m kd_jax.main``), whose rows (e.g. ``independent_transfer``) are not grid setups.
+"""
+from etils import epath
+
+from kd_jax import config_lib
+from kd_jax import metrics as metrics_lib
+from kd_jax import phases
+from kd_jax import seed_grid
+from kd_jax import sharding
+from kd_jax.sva import data as sva_data
+from kd_jax.sva import experiment
+from kd_jax.sva import metrics as sva_metrics
+from kd_jax.sva import models
+
+MODELS = models.MODELS
+PAPER_GAIN = None  # the paper reports the SVA models' accuracies, not one gain to mark
+# The two test sets a grid's sweeps and ablations headline, per data source: the most attractors with a sizeable
+# test set, and the set without (numpred.test.5 has 159 lines).
+HEADLINE_SETS = {'numpred': ('test_4', 'test_1'), 'synthetic': ('attractors', 'dev'),
+                 'linzen_tsv': ('test', 'valid')}
+
+
+def title(name: str) -> str:
+  """'lstm' -> 'LSTM', 'universal_transformer_seq' -> 'Universal Transformer (causal)'."""
+  cls, fixed = MODELS[name]
+  return ('Universal ' if fixed.get('universal') else '') + cls.__name__ + (' (causal)' if fixed.get('causal') else '')
+
+
+def check_data_and_eval(config):
+  if config.objective != 'classify':
+    raise ValueError(f"the seed grid runs SVA's classification objective, not config.objective={config.objective!r}: "
+                     'language modelling runs in python -m kd_jax.main')
+  if config.data.transfer_size:
+    raise ValueError('config.data.transfer_size: the transfer set and its control run in python -m kd_jax.main, not '
+                     'in the seed grid')
+  experiment.check_data_and_eval(config)
+
+
+def check_model(config, field: str):
+  experiment.check_model(config, field)
+
+
+def check_augment(config, cfg, field: str):
+  del config  # no setting makes views of a sentence
+  if cfg.get('augment'):
+    raise ValueError(f'config.{field}.augment={cfg.augment!r}: the SVA task has no augmentations')
+
+
+def make_augment(setting: str):
+  del setting  # check_augment refused any
+  return None
+
+
+def load(config, workdir: str) -> seed_grid.TaskData:
+  """The agreement data per ``config.data``, encoded with one vocabulary: the saved teachers' (all of them must
+  share it), else built from the training split; saved to ``<workdir>/vocab.json`` for the analyses."""
+  train_examples, test_examples, source, _ = experiment.load_examples(config)
+  vocab = saved_vocab(config) or sva_data.Vocab.build(experiment.tokens(train_examples), config.data.vocab_min_count)
+  if sharding.is_primary():
+    vocab.save(epath.Path(workdir) / 'vocab.json')
+  max_length = experiment.padded_length(config, [train_examples, *test_examples.values()])
+  train = experiment.encode(train_examples, vocab, config, max_length)
+  config_lib.check_batch_sizes(config, len(train), source)
+  test_sets = {name: experiment.encode(examples, vocab, config, max_length) for name, examples in test_examples.items()}
+  headline = HEADLINE_SETS[config.data.source]
+  return seed_grid.TaskData(
+      title='SVA', source=source, warning=('**SYNTHETIC GRAMMAR ONLY — not the Linzen data.**\n\n'
+                                          if config.data.source == 'synthetic' else ''),
+      train=train, test_sets=test_sets, test_titles={name: name for name in test_sets}, headline_sets=headline,
+      create_model=lambda name, model_kwargs: models.create_model(name, vocab_size=len(vocab), objective='classify',
+                                                                  **model_kwargs),
+      extra_meta={'vocab': vocab.words, 'objective': 'classify'}, paper_gain=PAPER_GAIN,
+      extra_report={'vocab_size': len(vocab)})
+
+
+def saved_vocab(config):
+  """The vocabulary of the saved models the grid restores (``config.models.<name>.checkpoint``), None if it restores
+  none; saved models with different vocabularies are refused (one encoding serves every model)."""
+  seeds = [config.seed + k for k in range(config.num_seeds)]
+  found = {}
+  for name, cfg in config.models.items():
+    for directory in dict.fromkeys(phases.checkpoint_path(cfg.checkpoint, seed) for seed in seeds
+                                   if cfg.checkpoint):
+      found[directory] = experiment.teacher_vocab(directory)
+  vocabs = list(found.values())
+  if any(v != vocabs[0] for v in vocabs):
+    different = next(d for d, v in found.items() if v != vocabs[0])
+    raise ValueError(f'the saved models in {next(iter(found))} and {different} were trained with different '
+                     'vocabularies; the grid encodes the data once, for all of them')
+  return vocabs[0] if vocabs else None
+
+
+def teacher_predictor(mesh, config):
+  return lambda model: experiment.make_classifier_predict(model, mesh, config.eval.batch_size, config.compute_dtype)
+
+
+def predictions(name: str, model, instances, data: seed_grid.TaskData, mesh, config):
+  """Per instance: its [N, 2] logits on each test set; non-finite ones are an error naming the instance and set."""
+  predict = experiment.make_classifier_predict(model, mesh, config.eval.batch_size, config.compute_dtype)
+  names = [f'{name} instance {k}' if len(instances) > 1 else name for k in range(len(instances))]
+  return [{set_name: metrics_lib.check_finite(predict(variables, split), f'{instance_name} on {set_name}')
+           for set_name, split in data.test_sets.items()} for instance_name, variables in zip(names, instances)]
+
+
+def metrics_of(logits, data: seed_grid.TaskData, config, reliability: bool = False):
+  """Per instance and test set: accuracy, ECE and accuracy by attractor count and distance
+  (:func:`kd_jax.sva.metrics.agreement_metrics`); with ``reliability`` the ECE's bins too."""
+  rows = []
+  for instance in logits:
+    row = {}
+    for set_name, set_logits in instance.items():
+      split = data.test_sets[set_name]
+      row[set_name] = sva_metrics.agreement_metrics(set_logits, split.labels, split.attractors, split.distances,
+                                                    config.eval.ece_bins)
+      if reliability:
+        row[set_name]['reliability'] = metrics_lib.reliability_metrics(set_logits, split.labels,
+                                                                       config.eval.ece_bins)['reliability']
+    rows.append(row)
+  return rows
