@@ -1,0 +1,108 @@
+"""SVA on the seed grid (kd_jax/sva/task.py through kd_jax/seed_grid.py), on the synthetic grammar."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import load_config
+from kd_jax import analysis
+from kd_jax import checkpoints
+from kd_jax import seed_grid
+from kd_jax.sva import data as sva_data
+from kd_jax.sva import experiment
+from kd_jax.sva import task
+
+FACTORS = (('base', {}), ('warmer', {'kd': {'temperature': 2.0}}))
+
+
+def sva_grid_config(**overrides):
+  # Smaller than ':smoke' (256 sentences, 2 epochs): the grid runs twice below.
+  return load_config('sva_grid', 'smoke', **{'data.synthetic.num_train': 256, 'models.lstm.num_epochs': 2.0,
+                                              'models.transformer.num_epochs': 2.0, **overrides})
+
+
+@pytest.fixture(scope='module')
+def ablation(tmp_path_factory):
+  """Two factors, seeds one after another: the second changes the students only, so it restores the first's LSTMs."""
+  workdir = tmp_path_factory.mktemp('sva_ablation')
+  config = sva_grid_config(seed_parallelism='sequential')
+  config.factors = FACTORS
+  return workdir, seed_grid.run(config, str(workdir))
+
+
+def test_the_sva_ablation_reports_every_factor_with_its_gains(ablation):
+  workdir, report = ablation
+  assert list(report['student_epochs']) == ['base', 'warmer'] and report['test_sets'] == {'dev': 'dev',
+                                                                                         'attractors': 'attractors'}
+  assert report['headline_sets'] == ['attractors', 'dev'] and report['task_title'] == 'SVA'
+  for factor in ('base', 'warmer'):
+    grid = json.loads((workdir / factor / 'grid.json').read_text())
+    student = grid['setups']['lstm_to_transformer']['instances']
+    assert len(student) == 2 and 0.0 <= student[0]['attractors']['teacher_agreement'] <= 1.0
+    # The task's own metrics reach the grid's rows: accuracy per attractor count beside accuracy and ECE.
+    by_count = student[0]['attractors']['accuracy_by_attractors']
+    assert by_count and set(by_count) <= {'0', '1', '2'} and sum(student[0]['attractors']['attractor_counts'].values()) == 128
+    independent = grid['setups']['transformer']['instances']
+    gains = report['student_epochs'][factor]['gain_over_independent']['lstm_to_transformer']['attractors']
+    np.testing.assert_allclose(gains['mean'], np.mean([s['attractors']['accuracy'] - i['attractors']['accuracy']
+                                                       for s, i in zip(student, independent)]), atol=1e-12)
+  warmer = json.loads((workdir / 'warmer' / 'grid.json').read_text())
+  assert warmer['config']['models']['lstm']['checkpoint'].endswith('base/lstm/seed_{seed}')  # trained once
+  assert 'attractors' in (workdir / 'ablation.md').read_text() and (workdir / 'ablation.png').exists()
+  assert 'SYNTHETIC GRAMMAR ONLY' in (workdir / 'base' / 'grid.md').read_text()
+
+
+def test_vmapped_sva_grid_equals_seeds_run_one_after_another(ablation, tmp_path):
+  workdir, _ = ablation
+  vmapped = seed_grid.run(sva_grid_config(seed_parallelism='vmap'), str(tmp_path))
+  sequential = json.loads((workdir / 'base' / 'grid.json').read_text())
+  assert vmapped['vmapped'] and not sequential['vmapped']
+  for setup in ('lstm', 'transformer', 'lstm_to_transformer'):
+    for k in range(2):
+      for test_set in ('dev', 'attractors'):
+        ours, theirs = (r['setups'][setup]['instances'][k][test_set] for r in (vmapped, sequential))
+        # 128 sentences: one differently-rounded logit near 0 would move accuracy by 1/128.
+        np.testing.assert_allclose(ours['accuracy'], theirs['accuracy'], atol=1 / 128 + 1e-9)
+        np.testing.assert_allclose(ours['ece'], theirs['ece'], atol=0.02)
+
+
+def test_the_grid_saves_its_vocabulary_for_the_checkpoints_and_the_analyses(ablation):
+  workdir, _ = ablation
+  vocab = sva_data.Vocab.load(workdir / 'base' / 'vocab.json')
+  metas = [checkpoints.read_meta(str(workdir / 'base' / model)) for model in ('lstm/seed_0', 'lstm_to_transformer/seed_1')]
+  assert all(meta['vocab'] == vocab.words and meta['objective'] == 'classify' for meta in metas)
+  # The analyses rebuild a grid's models from that metadata, on the test sets encoded with vocab.json.
+  config = json.loads((workdir / 'base' / 'grid.json').read_text())['config']
+  assert config['task'] == 'sva'
+  probe = experiment.probe(sva_grid_config(), str(workdir / 'base'))
+  assert isinstance(probe, analysis.Probe) and len(probe.sets['pooled'].labels) == 256
+  assert type(probe.create_model(metas[1])).__name__ == 'Transformer'
+
+
+def test_saved_models_with_different_vocabularies_are_refused(ablation, monkeypatch):
+  workdir, _ = ablation
+  config = sva_grid_config()
+  config.models.lstm.checkpoint = str(workdir / 'base' / 'lstm' / 'seed_{seed}')
+  assert task.saved_vocab(config) == sva_data.Vocab.load(workdir / 'base' / 'vocab.json')
+  config.models.transformer.checkpoint = str(workdir / 'base' / 'transformer' / 'seed_{seed}')
+  assert task.saved_vocab(config) == sva_data.Vocab.load(workdir / 'base' / 'vocab.json')
+  read = experiment.teacher_vocab
+  monkeypatch.setattr(experiment, 'teacher_vocab', lambda directory: (
+      sva_data.Vocab([*read(directory).words, 'unseen']) if 'transformer/seed_1' in directory else read(directory)))
+  with pytest.raises(ValueError, match='different vocabularies'):
+    task.saved_vocab(config)
+
+
+@pytest.mark.parametrize('overrides,match', [
+    ({'objective': 'lm'}, "classification objective, not config.objective='lm'"),
+    ({'data.transfer_size': 10}, 'transfer set and its control run in python -m kd_jax.main'),
+    ({'models.transformer.augment': 'crop'}, 'the SVA task has no augmentations'),
+    ({'setups': ('lstm', 'cnn_to_lstm')}, "unknown model 'cnn'"),
+])
+def test_what_the_sva_grid_cannot_run_is_refused_before_it_starts(overrides, match):
+  config = sva_grid_config()
+  if 'augment' in next(iter(overrides)):
+    config.models.transformer.augment = ''
+  config.update_from_flattened_dict(overrides)
+  with pytest.raises(ValueError, match=match):
+    seed_grid.check(config)
