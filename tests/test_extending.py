@@ -1,5 +1,7 @@
 """README's "where to add things", followed to the letter: a dummy model, loss and task added through each recipe
 run through the jobs that should pick them up, with no other change."""
+import functools
+import json
 import types
 
 import flax.linen as nn
@@ -11,8 +13,10 @@ import optax
 import pytest
 
 from conftest import load_config
+from kd_jax import config_lib
 from kd_jax import losses
 from kd_jax import main
+from kd_jax import metrics
 from kd_jax import phases
 from kd_jax import seed_grid
 from kd_jax import sharding
@@ -122,3 +126,41 @@ def test_a_task_added_by_the_recipe_runs_from_the_main_entry_point(monkeypatch, 
   with pytest.raises(ValueError, match="unknown config.kd.teacher_mode 'frozen'"):
     config.kd.teacher_mode = 'frozen'
     main.run(config, str(tmp_path / 'again'))
+
+
+def _parity_task():
+  """The dummy task's module for the seed grid: the names kd_jax/<task>/task.py gives."""
+  task = types.ModuleType('parity_task')
+  task.MODELS = {'linear': Linear}
+  task.title = str.title
+  task.check_data_and_eval = task.check_model = task.check_augment = lambda *args: None
+  task.make_augment = lambda setting: None
+  task.load = lambda config, workdir: seed_grid.TaskData(
+      title='Parity', source='random bits', warning='', train=ParitySplit(64, 0), test_sets={'test': ParitySplit(32, 1)},
+      test_titles={'test': 'held-out bits'}, headline_sets=('test', 'test'), create_model=lambda name, kwargs: Linear())
+  logits = lambda model, variables, split: np.asarray(model.apply(variables, jnp.asarray(split.inputs)))
+  task.teacher_predictor = lambda mesh, config: lambda model: functools.partial(logits, model)
+  task.predictions = lambda name, model, instances, data, mesh, config: [
+      {'test': logits(model, variables, data.test_sets['test'])} for variables in instances]
+  task.metrics_of = lambda outputs, data, config, reliability=False: [
+      {'test': metrics.reliability_metrics(row['test'], data.test_sets['test'].labels)} for row in outputs]
+  return task
+
+
+def test_a_task_added_by_the_recipe_runs_on_the_seed_grid(monkeypatch, tmp_path):
+  monkeypatch.setitem(seed_grid.TASKS, 'parity', 'parity_task')
+  monkeypatch.setitem(__import__('sys').modules, 'parity_task', _parity_task())
+  phase = dict(model='linear', model_kwargs={}, loss='cross_entropy', optimizer='sgd', learning_rate=0.1,
+               schedule='constant', clip_norm=0.0, batch_size=16, num_epochs=2.0, checkpoint='')
+  config = ml_collections.ConfigDict(dict(
+      task='parity', seed=0, num_seeds=2, setups=('linear', 'linear_to_linear'), mode='offline',
+      seed_parallelism='sequential', cache_teacher_logits=True, models={'linear': phase}, student_loss='distillation',
+      teacher_ensemble='', student_overrides={}, student_epochs=(), factors=(), kd=losses.kd_settings(2.0),
+      data=dict(num_train=0, num_test=0), eval=dict(batch_size=16, ece_bins=15), log_every_steps=4,
+      checkpoint_every_steps=0))
+  config_lib.job_fields(config)
+  report = seed_grid.run(config, str(tmp_path))
+  assert [s['title'] for s in report['setups'].values()] == ['Linear', 'Linear→Linear']
+  assert len(report['setups']['linear_to_linear']['instances']) == 2 and report['num_test'] == {'test': 32}
+  assert 'held-out bits' in (tmp_path / 'grid.md').read_text()
+  assert json.loads((tmp_path / 'kd_jax_job.json').read_text())['job'] == 'parity grid'
