@@ -3,7 +3,7 @@
   python benchmarks/vmap_seeds.py                       # CNN → MLP, teacher logits computed in the step
   python benchmarks/vmap_seeds.py --student=cnn --instances=1,4
 
-For each N: the vmapped step of N instances (kd_jax.phases / kd_jax.mnist.grid
+For each N: the vmapped step of N instances (kd_jax.phases / kd_jax.seed_grid
 path: stacked states, stacked teachers, [N, B, ...] batches) against N
 separate single-instance steps run one after another. Prints instance-examples/s
 (examples/s × instances) for both. Runs unchanged on a GPU or TPU.

@@ -7,10 +7,11 @@ reports — is the same for every task.
 
 Seeds run in parallel: the N instances of a setup are one jitted program,
 ``jax.vmap``-ed over the stacked train states, each instance with its own init,
-dropout keys and data order; instance k equals the single run of
-``kd_jax.main`` with seed ``config.seed + k``. Each student instance distils
-from its own teacher instance. The independent CNN/MLP rows are the teachers
-themselves (trained on gold labels), as in the paper.
+dropout keys and data order; on MNIST instance k equals the single run of
+``kd_jax.main`` with seed ``config.seed + k`` (SVA's single job draws its
+teachers from the students' random stream, the grid from the teachers').
+Each student instance distils from its own teacher instance. The independent
+rows are the teachers themselves (trained on gold labels), as in the paper.
 
 Modes: ``offline`` (teachers trained first — or restored from
 ``config.models.<name>.checkpoint``, '{seed}' replaced by each seed — then

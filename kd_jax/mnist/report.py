@@ -1,4 +1,4 @@
-"""MNIST reports: the single job's table, and the seed grid's table, summary and plots."""
+"""MNIST reports: the single job's table, sentences and plot (the seed grid's are kd_jax/grid_report.py's)."""
 import json
 import os
 from typing import Any, Dict, List
