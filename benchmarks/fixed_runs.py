@@ -32,8 +32,10 @@ RUNS = {
                                     "--config.student_overrides={'augment': 'crop'}"],
     'online_smoke': ['kd_jax.grid', *SMOKE_GRID, "--config.setups=('cnn_to_mlp',)", '--config.mode=online'],
 }
-# Report fields that are not results: how long, where, on what, with which config.
-NOT_RESULTS = ('seconds', 'timing', 'config', 'checkpoint', 'source', 'device', 'examples_per_sec', 'command')
+# Report fields that are not results: how long, where, on what, with which config; how many test examples and the
+# paper's gain (their layout changed when the grid took other tasks: Dec 2026).
+NOT_RESULTS = ('seconds', 'timing', 'config', 'checkpoint', 'source', 'device', 'examples_per_sec', 'command',
+               'num_test', 'paper_')
 
 
 def numbers(tree, prefix=''):

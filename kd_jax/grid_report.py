@@ -67,8 +67,9 @@ def ensemble_line(report, name: str) -> str:
   ensemble = report['teacher_ensembles'][name]
   accuracy = ', '.join(f'{title} {100 * ensemble["metrics"][t]["accuracy"]:.2f} %'
                        for t, title in report['test_sets'].items())
-  return (f'**Teacher ensemble**: every student of a {name.upper()} teacher distilled from the ensemble of all '
-          f'{ensemble["members"]} seeds\' {name.upper()}s (averaged {ensemble["combine"]}), not from its own seed\'s; '
+  title = report['model_titles'][name]
+  return (f'**Teacher ensemble**: every student of a {title} teacher distilled from the ensemble of all '
+          f'{ensemble["members"]} seeds\' {title} teachers (averaged {ensemble["combine"]}), not from its own seed\'s; '
           f'the ensemble itself: {accuracy}.\n\n')
 
 
@@ -89,7 +90,7 @@ def shared_teacher_line(report, name: str) -> str:
   """The report's warning that every seed's students of ``name`` distilled from one saved teacher — whether or not
   that teacher is a row of the grid."""
   checkpoint = report['config']['models'][name]['checkpoint']
-  title = report['setups'][name]['title'] if name in report['setups'] else name.upper()
+  title = report['setups'][name]['title'] if name in report['setups'] else report['model_titles'][name]
   row = 'its row is that one model, and ' if name in report['setups'] else ''
   return (f'**One teacher for all seeds**: {title} (config.kd.shared_teacher=True, {checkpoint}); {row}its students\' '
           'spread is over their own seeds only.\n\n')
@@ -202,7 +203,7 @@ def write_student_epochs_report(sweep: Dict[str, Any], workdir: str):
   titles = {name: s['title'] for name, s in first['setups'].items()}
   gain_names = list(first['gain_over_independent'])
   tables = []
-  for test_set in sweep['headline_sets']:
+  for test_set in sweep['headline_sets'][::-1]:
     header = ['student epochs'] + [f'{title} acc (%) / ECE' for title in titles.values()]
     header += [f'{titles[n]} − {titles[n.partition("_to_")[2]]} (points)' for n in gain_names]
     lines = [f'**{sweep["test_sets"][test_set]}**\n', '| ' + ' | '.join(header) + ' |', '|---' * len(header) + '|']
@@ -225,8 +226,8 @@ def write_student_epochs_report(sweep: Dict[str, Any], workdir: str):
 
 
 def plot_ablation(ablation: Dict[str, Any], path: str):
-  """Per factor, each KD setup's paired gain (mean ± std over seeds) on Translated and Scaled: over the factor's own
-  independent student and over the first factor's, on the two headline test sets; the paper's gain marked."""
+  """Per factor, each KD setup's paired gain (mean ± std over seeds) on the two headline test sets: over the factor's
+  own independent student and over the first factor's; the paper's gain marked."""
   plt = reports.pyplot()
   rows = ablation['student_epochs']
   factors = list(rows)

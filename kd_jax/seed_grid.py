@@ -291,9 +291,10 @@ def factor_configs(config: ml_collections.ConfigDict) -> Dict[str, ml_collection
     if not isinstance(name, str) or not re.fullmatch(r'[A-Za-z0-9_][A-Za-z0-9_.+-]*', name) or name.startswith('..'):
       raise ValueError(f'config.factors: factor name {name!r} must be a plain directory name (letters, digits, '
                        "'_', '-', '.', '+'), since it names the factor's directory in the workdir")
-  if config.factors and not any(parse_setup(config, setup)[1] for setup in config.setups):
-    raise ValueError(f'config.factors: an ablation reports each KD setup\'s gain, but config.setups={config.setups!r} '
-                     'has none (add e.g. cnn_to_mlp)')
+  if config.factors and not any(parse_setup(config, setup)[1] in config.setups for setup in config.setups):
+    raise ValueError(f'config.factors: an ablation reports each KD setup\'s gain over its independent student, but '
+                     f'config.setups={config.setups!r} has no <teacher>_to_<student> setup whose student model is a '
+                     'setup of its own (e.g. cnn_to_mlp with mlp)')
   subs = {name: factor_config(config, name, changes) for name, changes in config.factors}
   for factor, changes in config.factors:
     for name, fields in dict(changes).get('models', {}).items():
@@ -333,8 +334,8 @@ def run_factors(config: ml_collections.ConfigDict, subs: Dict[str, ml_collection
   reported = set(json.loads(report_path.read_text())['student_epochs']) if report_path.exists() else set()
   for factor, sub in subs.items():
     directory = os.path.join(workdir, factor)
-    for name in teacher_role:
-      key = (name, json.dumps(role_config(sub, name, 'teacher').to_dict(), sort_keys=True))
+    for name in teacher_role:  # the same settings on the same data: a factor that changes config.data retrains
+      key = (name, json.dumps([role_config(sub, name, 'teacher').to_dict(), sub.data.to_dict()], sort_keys=True))
       if key in trained_teachers and not sub.models[name].checkpoint:
         sub.models[name].checkpoint = saved_instances(sub, trained_teachers[key], name)
       trained_teachers.setdefault(key, directory)
@@ -493,7 +494,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       'task_title': data.title, 'test_sets': data.test_titles, 'headline_sets': list(data.headline_sets),
       'paper_gain': data.paper_gain, 'data_source': data.source, 'data_warning': data.warning, **data.extra_report,
       'num_train': len(train), 'num_test': {name: len(split) for name, split in data.test_sets.items()},
-      'num_devices': mesh.size, 'device': jax.devices()[0].device_kind,
+      'model_titles': {name: task.title(name) for name in config.models}, 'num_devices': mesh.size, 'device': jax.devices()[0].device_kind,
       'total_seconds': time.perf_counter() - t_start, 'config': json.loads(config.to_json()),
       'evaluated_checkpoints': checkpoints.models_under(workdir, list(checkpoint_names.values())),
   }

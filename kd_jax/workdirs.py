@@ -32,7 +32,8 @@ class WorkdirInUseError(RuntimeError):
 
 
 def job_of(workdir: paths.PathLike):
-  """The job that wrote ``workdir`` ('mnist job', 'sva job', 'mnist grid', 'analysis'), or None for a new one."""
+  """The job that wrote ``workdir`` ('mnist job', 'sva job', 'mnist grid', 'sva grid', 'analysis'), or None for a
+  new one."""
   root = paths.absolute(workdir)
   record = root / RECORD
   if record.exists():

@@ -297,6 +297,8 @@ def test_online_grid(tiny_mnist_dir, tmp_path, monkeypatch):
     ({'setups': ('cnn', 'cnn')}, 'must name each setup once'),
     ({'setups': ('cnn', 'mlp'), 'student_epochs': (10,)}, 'has no <teacher>_to_<student> setup'),
     ({'setups': ('cnn', 'mlp'), 'factors': (('a', {}),)}, "config.factors: an ablation reports each KD setup's gain"),
+    # Used to crash after the first factor, plotting no gains (ZeroDivisionError).
+    ({'setups': ('cnn', 'cnn_to_mlp'), 'factors': (('a', {}),)}, 'whose student model is a setup of its own'),
     ({'setups': ('_to_mlp',)}, r"grid setup '_to_mlp' is neither a model nor <teacher>_to_<student>"),
     ({'setups': ('cnn_to_',)}, r"grid setup 'cnn_to_' is neither a model nor <teacher>_to_<student>"),
     ({'teacher_ensemble': 'votes'}, r"config.teacher_ensemble must be '' \(each student's own teacher\) or one of "
@@ -337,3 +339,20 @@ def test_a_report_row_names_its_objective_and_the_views_it_trained_on():
       'CNN', 'MLP (views: crop)', 'CNN→MLP (dist, views: crop,mixup)']
   plain = load_config('grid_smoke')
   assert [seed_grid.row_title(plain, setup) for setup in plain.setups] == ['CNN', 'MLP', 'CNN→MLP']
+
+
+def test_an_ablation_factor_that_changes_the_data_retrains_the_teachers(monkeypatch):
+  config = grid_smoke_config(setups=('cnn', 'mlp', 'cnn_to_mlp'))
+  config.factors = (('base', {}), ('softer', {'kd': {'temperature': 2.0}}), ('fewer', {'data': {'num_train': 256}}))
+  restored = {}
+  def fake_grid(sub, directory):
+    restored[os.path.basename(directory)] = {name: sub.models[name].checkpoint for name in ('cnn', 'mlp')}
+    return {}
+  monkeypatch.setattr(seed_grid, 'run_grid', fake_grid)
+  monkeypatch.setattr(seed_grid.report, 'student_epochs_summary', lambda grids: {'student_epochs': {g: {} for g in grids}})
+  monkeypatch.setattr(seed_grid.report, 'gains_over_independent', lambda grid, first: {})
+  monkeypatch.setattr(seed_grid.report, 'write_ablation_report', lambda ablation, workdir: None)
+  seed_grid.run_factors(config, seed_grid.factor_configs(config), '/tmp/ablation')
+  assert restored['base'] == {'cnn': '', 'mlp': ''}
+  assert restored['softer'] == {name: f'/tmp/ablation/base/{name}/seed_{{seed}}' for name in ('cnn', 'mlp')}
+  assert restored['fewer'] == {'cnn': '', 'mlp': ''}  # trained on other data: not base's models

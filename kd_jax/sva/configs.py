@@ -120,7 +120,7 @@ def _shared_fields(config: ml_collections.ConfigDict):
   config.task = 'sva'
   config.objective = 'classify'  # 'classify' (verb number) | 'lm' (the single job only)
   config.seed = 0
-  config.num_seeds = 3  # seeds seed .. seed + num_seeds - 1
+  config.num_seeds = 3  # seeds seed .. seed + num_seeds - 1 (the single job: one after another)
   config.data = dict(
       source='numpred',  # numpred | linzen_tsv | full_sentences | synthetic
       dir='',  # '' -> $KD_JAX_SVA_DIR (e.g. ../shared/data/sva); files are found in it or its subdirectories

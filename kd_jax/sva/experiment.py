@@ -226,6 +226,9 @@ def probe(config, workdir: str) -> analysis.Probe:
                                        for f in ('inputs', 'labels', 'groups')))
 
   def create_model(meta):
+    if sva_data.Vocab(meta['vocab']) != vocab:
+      raise ValueError(f'a model under {workdir} was trained with another vocabulary than its vocab.json, with which '
+                       'the analyses encode the test sets')
     return sva_models.create_model(meta['model'], vocab_size=len(meta['vocab']), objective=meta['objective'],
                                    **meta['model_kwargs'])
 

@@ -19,7 +19,7 @@ from kd_jax.sva import models
 MODELS = models.MODELS
 PAPER_GAIN = None  # the paper reports the SVA models' accuracies, not one gain to mark
 # The two test sets a grid's sweeps and ablations headline, per data source: the most attractors with a sizeable
-# test set, and the set without (numpred.test.5 has 159 lines).
+# test set (numpred.test.4: 4 attractors; test.5 has 159 lines), and the fewest (numpred.test.1: one).
 HEADLINE_SETS = {'numpred': ('test_4', 'test_1'), 'synthetic': ('attractors', 'dev'),
                  'linzen_tsv': ('test', 'valid')}
 
@@ -60,8 +60,13 @@ def load(config, workdir: str) -> seed_grid.TaskData:
   share it), else built from the training split; saved to ``<workdir>/vocab.json`` for the analyses."""
   train_examples, test_examples, source, _ = experiment.load_examples(config)
   vocab = saved_vocab(config) or sva_data.Vocab.build(experiment.tokens(train_examples), config.data.vocab_min_count)
+  path = epath.Path(workdir) / 'vocab.json'
+  if path.exists() and sva_data.Vocab.load(path) != vocab and not config.overwrite:
+    # Refused here, before vocab.json changes under the finished models (the analyses encode with it).
+    raise ValueError(f'{path} holds another vocabulary than this run builds (its data or saved teachers differ): '
+                     'use another --workdir, or --config.overwrite=True to retrain there')
   if sharding.is_primary():
-    vocab.save(epath.Path(workdir) / 'vocab.json')
+    vocab.save(path)
   max_length = experiment.padded_length(config, [train_examples, *test_examples.values()])
   train = experiment.encode(train_examples, vocab, config, max_length)
   config_lib.check_batch_sizes(config, len(train), source)
@@ -78,13 +83,15 @@ def load(config, workdir: str) -> seed_grid.TaskData:
 
 
 def saved_vocab(config):
-  """The vocabulary of the saved models the grid restores (``config.models.<name>.checkpoint``), None if it restores
-  none; saved models with different vocabularies are refused (one encoding serves every model)."""
+  """The vocabulary of the saved models the grid restores (``config.models.<name>.checkpoint`` of the models its
+  setups use), None if it restores none; saved models with different vocabularies are refused (one encoding serves
+  every model)."""
   seeds = [config.seed + k for k in range(config.num_seeds)]
+  used = {name for setup in config.setups for name in seed_grid.parse_setup(config, setup) if name}
   found = {}
-  for name, cfg in config.models.items():
-    for directory in dict.fromkeys(phases.checkpoint_path(cfg.checkpoint, seed) for seed in seeds
-                                   if cfg.checkpoint):
+  for name in sorted(used):
+    checkpoint = config.models[name].checkpoint
+    for directory in dict.fromkeys(phases.checkpoint_path(checkpoint, seed) for seed in seeds if checkpoint):
       found[directory] = experiment.teacher_vocab(directory)
   vocabs = list(found.values())
   if any(v != vocabs[0] for v in vocabs):

@@ -106,3 +106,23 @@ def test_what_the_sva_grid_cannot_run_is_refused_before_it_starts(overrides, mat
   config.update_from_flattened_dict(overrides)
   with pytest.raises(ValueError, match=match):
     seed_grid.check(config)
+
+
+def test_a_run_with_another_vocabulary_leaves_a_finished_grids_vocab_json_alone(ablation):
+  workdir, _ = ablation
+  before = (workdir / 'base' / 'vocab.json').read_text()
+  with pytest.raises(ValueError, match='holds another vocabulary than this run builds'):
+    task.load(sva_grid_config(**{'data.vocab_min_count': 60}), str(workdir / 'base'))
+  assert (workdir / 'base' / 'vocab.json').read_text() == before
+  # The analyses refuse a model whose vocabulary is not the one they encode with.
+  probe = experiment.probe(sva_grid_config(), str(workdir / 'base'))
+  meta = checkpoints.read_meta(str(workdir / 'base' / 'lstm' / 'seed_0'))
+  with pytest.raises(ValueError, match='another vocabulary than its vocab.json'):
+    probe.create_model({**meta, 'vocab': meta['vocab'][:-1]})
+
+
+def test_only_the_saved_models_of_the_grids_setups_set_its_vocabulary(ablation):
+  workdir, _ = ablation
+  config = sva_grid_config(setups=('transformer',))
+  config.models.lstm.checkpoint = str(workdir / 'base' / 'lstm' / 'seed_{seed}')  # no setup uses the LSTM
+  assert task.saved_vocab(config) is None
