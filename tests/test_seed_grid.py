@@ -210,7 +210,7 @@ def test_bad_ablation_factors_fail_before_any_training(tiny_mnist_dir, tmp_path,
   saved = tmp_path_factory.mktemp('saved')
   for seed in (0, 1):
     (saved / f'seed_{seed}').mkdir()
-  config = grid_smoke_config(tiny_mnist_dir, **{'setups': ('cnn', 'cnn_to_mlp'),
+  config = grid_smoke_config(tiny_mnist_dir, **{'setups': ('cnn', 'mlp', 'cnn_to_mlp'),
                                                 'models.cnn.checkpoint': str(saved / 'seed_{seed}')})
   config.factors = factors
   with pytest.raises(ValueError, match=match):
