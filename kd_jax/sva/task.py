@@ -17,6 +17,7 @@ from kd_jax.sva import metrics as sva_metrics
 from kd_jax.sva import models
 
 MODELS = models.MODELS
+check_model = experiment.check_model
 PAPER_GAIN = None  # the paper reports the SVA models' accuracies, not one gain to mark
 # The two test sets a grid's sweeps and ablations headline, per data source: the most attractors with a sizeable
 # test set (numpred.test.4: 4 attractors; test.5 has 159 lines), and the fewest (numpred.test.1: one).
@@ -38,10 +39,6 @@ def check_data_and_eval(config):
     raise ValueError('config.data.transfer_size: the transfer set and its control run in python -m kd_jax.main, not '
                      'in the seed grid')
   experiment.check_data_and_eval(config)
-
-
-def check_model(config, field: str):
-  experiment.check_model(config, field)
 
 
 def check_augment(config, cfg, field: str):
