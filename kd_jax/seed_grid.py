@@ -494,7 +494,8 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       'task_title': data.title, 'test_sets': data.test_titles, 'headline_sets': list(data.headline_sets),
       'paper_gain': data.paper_gain, 'data_source': data.source, 'data_warning': data.warning, **data.extra_report,
       'num_train': len(train), 'num_test': {name: len(split) for name, split in data.test_sets.items()},
-      'model_titles': {name: task.title(name) for name in config.models}, 'num_devices': mesh.size, 'device': jax.devices()[0].device_kind,
+      'model_titles': {name: task.title(name) for name in config.models}, 'num_devices': mesh.size,
+      'device': jax.devices()[0].device_kind,
       'total_seconds': time.perf_counter() - t_start, 'config': json.loads(config.to_json()),
       'evaluated_checkpoints': checkpoints.models_under(workdir, list(checkpoint_names.values())),
   }
