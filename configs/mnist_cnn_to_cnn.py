@@ -1,4 +1,5 @@
-"""CNN teacher → CNN student on MNIST (one seed; the seed grid is configs/mnist_grid.py).
+"""CNN teacher → CNN student on MNIST, with its control (the independent CNN): the seed grid of this pair, one seed
+(--config.num_seeds=4 for mean ± std; every pair at once: configs/mnist_grid.py:main_job).
 
   python -m kd_jax.main --config=configs/mnist_cnn_to_cnn.py --workdir=/tmp/kd_cnn_to_cnn \
       --config.data.dir=../shared/data/mnist

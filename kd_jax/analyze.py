@@ -6,7 +6,6 @@
 SVA runs; ``--workdir``: where analysis.json, analysis.md and the figures go. The task and its data settings are read
 from each workdir's results (``results.json`` or ``grid.json``).
 """
-import importlib
 import json
 import os
 from typing import Any, Dict, Tuple
@@ -18,7 +17,7 @@ import ml_collections
 from kd_jax import analysis
 from kd_jax import cli
 from kd_jax import config_lib
-from kd_jax import main
+from kd_jax import seed_grid
 from kd_jax import workdirs
 
 RESULT_FILES = ('grid.json', 'results.json')
@@ -97,7 +96,7 @@ def run(config, out: str):
   tasks = sorted({c.get('task', 'mnist') for c in job_configs})
   if len(tasks) > 1:
     raise ValueError(f'config.workdirs mixes tasks {tasks}: analyse one task at a time')
-  probe = importlib.import_module(main.JOBS[tasks[0]]).probe(job_configs[0], job_dirs[0])
+  probe = seed_grid.task_of(job_configs[0]).probe(job_configs[0], job_dirs[0])
   several = len(job_dirs) > 1
   runs = [run for w, job_report, job_config in zip(job_dirs, job_reports, job_configs)
           for run in analysis.find_runs(w, prefix=f'{os.path.basename(os.path.normpath(w))}:' if several else '',

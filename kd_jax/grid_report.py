@@ -10,6 +10,9 @@ from kd_jax import reports
 from kd_jax import sharding
 
 # What a grid report says of its task, copied into the sweeps and ablations made of its grids.
+# A grid keeps each row's reliability bins (for its diagrams) up to this many ECE bins; more, e.g. the authors'
+# million-bin ECE, would make grid.json hundreds of MB.
+MAX_RELIABILITY_BINS = 10_000
 TASK_FIELDS = ('task_title', 'test_sets', 'headline_sets', 'paper_gain')
 
 def summarise(instances: List[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, float]]]:
@@ -41,7 +44,10 @@ def write_grid_report(report, workdir: str):
   if not sharding.is_primary():
     return
   plot_accuracy(report, os.path.join(workdir, 'accuracy.png'))
-  plot_reliability(report, os.path.join(workdir, 'reliability.png'))
+  has_bins = all('reliability' in row for setup in report['setups'].values() for instance in setup['instances']
+                 for row in instance.values())
+  if has_bins:
+    plot_reliability(report, os.path.join(workdir, 'reliability.png'))
   warning = report['data_warning'] + reports.targets_warning(report['config'])
   logits = 'cached once per teacher instance' if report['cache_teacher_logits'] else 'computed in the step'
   seconds = ', '.join(f'{s["title"]} {s["seconds"]:.0f} s' for s in report['setups'].values() if s['seconds'])
@@ -55,9 +61,11 @@ def write_grid_report(report, workdir: str):
           f'ECE: {report["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.).\n\n'
           + ''.join(shared_teacher_line(report, name) for name in report.get('shared_teachers', ()))
           + ''.join(ensemble_line(report, name) for name in report.get('teacher_ensembles', {}))
-          + f'{grid_table(report)}\n\n{grid_agreement_table(report)}'
-          f'![accuracy](accuracy.png)\n\n![reliability](reliability.png)\n\n'
-          f'{reports.wall_time(report["total_seconds"])} on {report["num_devices"]} × {report["device"]} '
+          + f'{grid_table(report)}\n\n{grid_gain_table(report)}{grid_agreement_table(report)}'
+          '![accuracy](accuracy.png)\n\n'
+          + ('![reliability](reliability.png)\n\n' if has_bins else
+             f'(No reliability diagrams: more than {MAX_RELIABILITY_BINS} ECE bins are not kept.)\n\n')
+          + f'{reports.wall_time(report["total_seconds"])} on {report["num_devices"]} × {report["device"]} '
           f'({seconds}){reports.precision_note(report["config"])}.\n')
   reports.write(workdir, 'grid', report, text, json_indent=1)
 
@@ -83,6 +91,27 @@ def grid_agreement_table(report) -> str:
     return ''
   return ('Agreement with the teacher\'s predictions (%): the fraction of test inputs on which a student predicts the '
           'class its own teacher predicts.\n\n| setup | ' + ' | '.join(titles.values())
+          + ' |\n|---' + '|---' * len(titles) + '|\n' + '\n'.join(rows) + '\n\n')
+
+
+def signed_cell(stats) -> str:
+  """A gain in points: its sign always shown ('+1.50 ± 0.40', '−2.00')."""
+  return reports.mean_std_cell(stats).replace('-', '−') if stats['mean'] < 0 else '+' + reports.mean_std_cell(stats)
+
+
+def grid_gain_table(report) -> str:
+  """Per KD setup whose student model has its own (independent) row: the accuracy it gains over that row, in
+  points, paired by seed — what the teacher passed on ('' if no setup has such a row)."""
+  titles, setups = report['test_sets'], report['setups']
+  gains = gains_over_independent(report, report)
+  if not gains:
+    return ''
+  rows = [f'| {setups[name]["title"]} − {setups[name.partition("_to_")[2]]["title"]} | '
+          + ' | '.join(signed_cell(gain[t]) for t in titles) + ' |' for name, gain in gains.items()]
+  return ('Gain over the independent student (accuracy points, paired by seed): each KD setup minus the row of its '
+          'student model trained on gold labels alone — the control.'
+          + (' One seed: --config.num_seeds=4 gives mean ± std.' if len(report['seeds']) == 1 else '')
+          + '\n\n| setup | ' + ' | '.join(titles.values())
           + ' |\n|---' + '|---' * len(titles) + '|\n' + '\n'.join(rows) + '\n\n')
 
 

@@ -70,6 +70,7 @@ class TaskData:
   extra_meta: Dict[str, Any] = dataclasses.field(default_factory=dict)
   paper_gain: Optional[Dict[str, Any]] = None
   extra_report: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  model_changes: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def task_of(config):
@@ -409,6 +410,11 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   check_report_kept(config, workdir, seeds)
   task = task_of(config)
   data = task.load(config, workdir)
+  if data.model_changes:
+    config = ml_collections.ConfigDict(config.to_dict())
+    for name, changes in data.model_changes.items():
+      logging.warning('config.models.%s: %s for this data (%s)', name, changes, data.source)
+      config.models[name].update(changes)
   train = data.train
   mesh = sharding.data_mesh()
   logging.info('Grid: %s, %s KD, seeds %s (%s), %d device(s)', list(config.setups), config.mode, seeds,
@@ -473,7 +479,8 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       if setup not in test_logits:  # a teacher's may be there already, predicted for its students' agreement
         test_logits[setup] = task.predictions(setup, model, [phases.instance(variables, k) for k in range(instances)],
                                               data, mesh, config)
-      rows[setup] = task.metrics_of(test_logits[setup], data, config, reliability=True)
+      rows[setup] = task.metrics_of(test_logits[setup], data, config,
+                                   reliability=config.eval.ece_bins <= report.MAX_RELIABILITY_BINS)
       if student_name and config.mode == 'offline':
         add_teacher_agreement(rows[setup], test_logits[setup], teacher_test_logits(teacher_name, teacher))
       logging.info('%s: %s', setup, report.format_row(rows[setup], data.test_titles))
@@ -499,5 +506,6 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       'total_seconds': time.perf_counter() - t_start, 'config': json.loads(config.to_json()),
       'evaluated_checkpoints': checkpoints.models_under(workdir, list(checkpoint_names.values())),
   }
+  grid_report['gain_over_independent'] = report.gains_over_independent(grid_report, grid_report)
   report.write_grid_report(grid_report, workdir)
   return grid_report

@@ -4,7 +4,7 @@
 
 The launchers (launch/tpu.py, launch/slurm.py) run this with the config, variants and overrides they ship, so that a
 bad variant, an unknown or bad ``--config.*`` override, a batch size that does not split over the target's devices
-or a grid config given to the main job is one line here, not an error on a VM that was created and installed.
+or a single-job config given to the grid is one line here, not an error on a VM that was created and installed.
 ``--devices``: the target's device count (this process then sees that many CPU devices); no data is read and no
 model is trained — only what the job checks before it starts.
 """
@@ -15,7 +15,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-_JOB = flags.DEFINE_enum('job', 'main', ['main', 'grid'], 'main: python -m kd_jax.main; grid: python -m kd_jax.grid')
+_JOB = flags.DEFINE_enum('job', 'main', ['main', 'grid'], 'main: python -m kd_jax.main (any config); grid: python -m kd_jax.grid (grid configs)')
 _DEVICES = flags.DEFINE_integer('devices', 0, "the target's device count (0: this machine's)")
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 flags.mark_flags_as_required(['config'])

@@ -39,7 +39,7 @@ def require_tool(name: str, purpose: str):
 
 def add_job_flags(parser: argparse.ArgumentParser, several_configs: bool = False):
   parser.add_argument('--job', choices=sorted(JOBS), default='main',
-                      help='main: python -m kd_jax.main (MNIST pair or SVA); grid: python -m kd_jax.grid')
+                      help='main: python -m kd_jax.main (any config); grid: python -m kd_jax.grid (seed-grid configs only)')
   parser.add_argument('--config', required=True, action='append' if several_configs else 'store',
                       help='e.g. configs/mnist_cnn_to_mlp.py or configs/mnist_grid.py:paper'
                       + (' (repeat the flag for several)' if several_configs else ''))

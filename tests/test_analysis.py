@@ -13,7 +13,7 @@ from kd_jax import analysis
 from kd_jax import analyze
 from kd_jax import checkpoints
 from kd_jax import seed_grid
-from kd_jax.mnist import experiment
+from kd_jax.mnist import task as mnist_task
 from kd_jax.sva import experiment as sva_experiment
 
 
@@ -105,7 +105,7 @@ def test_an_ablation_is_analysed_factor_by_factor_with_restored_teachers(grid_ru
 
 def test_the_probe_has_a_fixed_draw_of_each_label_preserving_view(grid_run):
   config = analyze.saved_report(grid_run)[1]
-  probe, again = (experiment.probe(config, grid_run) for _ in range(2))
+  probe, again = (mnist_task.probe(config, grid_run) for _ in range(2))
   mnist = probe.sets['mnist']
   for name in ('views_translate', 'views_scale', 'views_crop'):
     view = probe.sets[name]
@@ -121,7 +121,7 @@ def test_the_probe_has_a_fixed_draw_of_each_label_preserving_view(grid_run):
 
 def test_the_last_snapshot_is_the_final_model_and_step_0_is_the_init(grid_run):
   runs = analysis.find_runs(grid_run)
-  probe = experiment.probe(analyze.saved_report(grid_run)[1], grid_run)
+  probe = mnist_task.probe(analyze.saved_report(grid_run)[1], grid_run)
   outputs = analysis.Outputs(probe, probe.sets['mnist_translate'].take(100))
   student = runs[2]
   chex.assert_trees_all_close(outputs(student, 8), outputs(student))

@@ -22,7 +22,6 @@ from kd_jax import seed_grid
 from kd_jax import sharding
 from kd_jax import targets as targets_lib
 from kd_jax.mnist import configs as mnist_configs
-from kd_jax.mnist import experiment
 from kd_jax.mnist import models
 from kd_jax.sva import experiment as sva_experiment
 from kd_jax.training import PENULTIMATE
@@ -45,8 +44,9 @@ def test_a_model_added_by_the_recipe_runs_in_the_grid_and_every_variant(monkeypa
                grid_epochs=1.0, demo_epochs=0.0, paper_regularisers=dict(l2=1e-6))
   monkeypatch.setitem(mnist_configs.MODEL_SETTINGS, 'linear', entry)
   paper = mnist_configs.pair_config('cnn', 'linear', 'paper')  # used to be a bare KeyError
-  experiment.check_config(paper)
-  assert (paper.student.model_kwargs.width, paper.student.l2) == (32, 1e-6)
+  seed_grid.check(paper)
+  student = seed_grid.role_config(paper, 'linear', 'student')
+  assert (student.model_kwargs.width, student.l2) == (32, 1e-6)
   config = load_config('grid_smoke', data_dir=tiny_mnist_dir, **{'data.num_test': 0})
   config.setups = ('mlp', 'linear', 'mlp_to_linear')
   report = seed_grid.run(config, str(tmp_path))
@@ -71,11 +71,11 @@ def test_a_loss_added_by_the_recipe_trains_a_student_on_every_task(monkeypatch, 
   monkeypatch.setitem(losses.OBJECTIVE_WEIGHTS, 'half_logits_weight', 1.0)
   sva = load_config('sva_smoke', **{'student.loss': 'half_logits'})
   sva_experiment.check_config(sva)
-  config = load_config('smoke', data_dir=tiny_mnist_dir, **{'student.loss': 'half_logits',
-                                                           'train_independent_student': False})
-  results = main.run(config, str(tmp_path))
-  assert results['teacher_logits'] == 'cached'  # a logit objective: 'auto' caches
-  assert 0.0 <= results['student']['mnist']['accuracy'] <= 1.0
+  config = load_config('smoke', data_dir=tiny_mnist_dir, **{'student_loss': 'half_logits',
+                                                           'setups': ('cnn', 'cnn_to_mlp')})
+  report = main.run(config, str(tmp_path))
+  assert report['cache_teacher_logits'] and report['setups']['cnn_to_mlp']['title'] == 'CNN→MLP (half_logits)'
+  assert 0.0 <= report['setups']['cnn_to_mlp']['instances'][0]['mnist']['accuracy'] <= 1.0
 
 
 class ParitySplit:

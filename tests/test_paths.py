@@ -19,10 +19,10 @@ import pytest
 
 from conftest import load_config
 from kd_jax import metric_writer
+from kd_jax import main
 from kd_jax import paths
 from kd_jax import reports
 from kd_jax.mnist import data as mnist_data
-from kd_jax.mnist import experiment
 from kd_jax.sva import data as sva_data
 
 
@@ -130,15 +130,16 @@ def test_the_main_job_with_a_bucket_workdir_data_dir_and_teacher(bucket, tiny_mn
 
   monkeypatch.setattr(ocp, 'CheckpointManager', local_manager)
   config = load_config('smoke', data_dir='gs://data/mnist', **{'data.num_train': 256, 'data.num_test': 100})
-  results = experiment.run(config, 'gs://run/kd')
-  assert results['teacher_checkpoint'] == 'gs://run/kd/teacher' and 'gs://data/mnist' in results['data_source']
-  assert {'gs://run/kd/teacher', 'gs://run/kd/student'} <= set(managers)
-  assert {'run/kd/results.json', 'run/kd/results.md', 'run/kd/metrics.jsonl'} <= bucket.written
-  saved = json.loads(epath.Path('gs://run/kd/results.json').read_text())
-  assert saved['student'] == results['student']
+  report = main.run(config, 'gs://run/kd')
+  assert 'gs://data/mnist' in report['data_source']
+  assert {'gs://run/kd/cnn/seed_0', 'gs://run/kd/mlp/seed_0', 'gs://run/kd/cnn_to_mlp/seed_0'} <= set(managers)
+  assert {'run/kd/grid.json', 'run/kd/grid.md', 'run/kd/metrics.jsonl'} <= bucket.written
+  saved = json.loads(epath.Path('gs://run/kd/grid.json').read_text())
+  assert saved['setups']['cnn_to_mlp']['instances'] == report['setups']['cnn_to_mlp']['instances']
 
   # Offline KD from the teacher in the bucket: nothing is trained for the teacher, the same student results.
-  config.teacher.checkpoint = 'gs://run/kd/teacher'
-  offline = experiment.run(config, 'gs://run/offline')
-  assert offline['teacher'] == results['teacher'] and offline['student'] == results['student']
-  assert not epath.Path('gs://run/offline/teacher').exists()
+  config.models.cnn.checkpoint = 'gs://run/kd/cnn/seed_{seed}'
+  offline = main.run(config, 'gs://run/offline')
+  for setup in ('cnn', 'cnn_to_mlp'):
+    assert offline['setups'][setup]['instances'] == report['setups'][setup]['instances']
+  assert not epath.Path('gs://run/offline/cnn').exists()

@@ -22,7 +22,7 @@ from kd_jax import phases
 from kd_jax import seed_grid
 from kd_jax import training
 from kd_jax.mnist import data as data_lib
-from kd_jax.mnist import experiment
+from kd_jax.mnist import task as mnist_task
 from kd_jax.mnist import models
 
 IMAGE = jnp.zeros((1, 28, 28, 1))  # fixes the models' shapes
@@ -81,7 +81,7 @@ def test_cached_teacher_logits_give_the_same_student(tmp_path, stacked_teachers)
   config, teacher, teacher_variables = stacked_teachers
   student = models.create_model('mlp', **config.models.mlp.model_kwargs)
   split, cfg, config = _split(), _sgd(config, 'mlp'), ml_collections.ConfigDict(config.to_dict())
-  teacher = targets_lib.Teacher(teacher, teacher_variables, experiment.teacher_predictor(sharding.data_mesh(), config),
+  teacher = targets_lib.Teacher(teacher, teacher_variables, mnist_task.teacher_predictor(sharding.data_mesh(), config),
                                 instances=2)
   config.cache_teacher_logits = True
   cached = targets_lib.for_phase(config, cfg, teacher, split)

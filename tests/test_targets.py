@@ -13,15 +13,14 @@ from kd_jax import sharding
 from kd_jax import targets as targets_lib
 from kd_jax import phases
 from kd_jax import training
-from kd_jax.mnist import experiment
+from kd_jax.mnist import task as mnist_task
 from kd_jax.mnist import models
 from test_phases import IMAGE, _sgd, _split, _train
 
 
 def _config(**changes):
-  config = load_config('smoke')
-  config.update(changes)
-  return config
+  """The main job's settings with ``changes`` (of any type: e.g. the single jobs' cache_teacher_logits='auto')."""
+  return ml_collections.ConfigDict({**load_config('smoke').to_dict(), **changes})
 
 
 @pytest.mark.parametrize('cache,loss,augment,mode,expected', [
@@ -84,7 +83,7 @@ def test_one_ensemble_teaches_every_seed_the_same_in_the_step_cached_vmapped_or_
   teacher, variables = _members()
   student = models.create_model('mlp', **config.models.mlp.model_kwargs)
   split, cfg = _split(), _sgd(config, 'mlp')
-  ensemble = targets_lib.ensemble_of(targets_lib.Teacher(teacher, variables, experiment.teacher_predictor(
+  ensemble = targets_lib.ensemble_of(targets_lib.Teacher(teacher, variables, mnist_task.teacher_predictor(
       sharding.data_mesh(), config), instances=3), 'probabilities', config.kd.temperature)
   config.cache_teacher_logits = True
   cached = targets_lib.for_phase(config, cfg, ensemble, split)

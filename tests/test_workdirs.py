@@ -26,15 +26,15 @@ def test_a_workdir_records_its_job_and_refuses_another_kind(tmp_path):
 
 
 @pytest.mark.parametrize('results_file,content,owner', [
-    ('grid.json', {'config': {}}, 'mnist grid'),
     ('results.json', {'config': {'task': 'sva'}}, 'sva job'),
+    ('results.json', {'config': {}}, 'mnist job'),  # the MNIST main job before it was the seed grid (Dec 2026)
 ])
 def test_workdirs_written_before_the_record_are_known_by_their_results(tmp_path, results_file, content, owner):
   (tmp_path / results_file).write_text(json.dumps(content))
   assert workdirs.job_of(str(tmp_path)) == owner
-  with pytest.raises(ValueError, match=f'is the workdir of an {owner}, not of an mnist job'):
+  with pytest.raises(ValueError, match=f'is the workdir of an {owner}, not of an mnist grid'):
     main.run(load_config('smoke'), str(tmp_path))
-  assert not (tmp_path / workdirs.RECORD).exists() and not (tmp_path / 'teacher').exists()
+  assert not (tmp_path / workdirs.RECORD).exists() and not (tmp_path / 'cnn').exists()
 
 
 def test_the_record_appears_whole_or_not_at_all(tmp_path, monkeypatch):

@@ -3,13 +3,12 @@ live in its file there).
 
 Variants (``--config=configs/mnist_cnn_to_mlp.py:paper``; several joined by ','):
 ``cpu`` (the default, sized for a 2-core CPU), ``paper`` (the paper code's
-recipe, for accelerators), ``main_job`` and ``mlp_regularisers`` (the grid only: the main jobs' recipe; the
-authors' MLP regularisers) and ``smoke`` (seconds-long, for tests).
+recipe, for accelerators), ``main_job`` (the main jobs' recipe: :func:`pair_config` applies it), ``mlp_regularisers``
+(the authors' MLP regularisers) and ``smoke`` (seconds-long, for tests).
 """
 from typing import Callable, Dict, Optional
 
 import ml_collections
-from ml_collections import config_dict
 
 from kd_jax import config_lib
 from kd_jax import losses
@@ -32,7 +31,7 @@ MODEL_SETTINGS = {
                 learning_rate=1e-2,
                 num_epochs=3.0,  # the default CNN → MLP job: 7m47s on full MNIST, 2 CPU cores
                 grid_epochs=1.0,  # the grid fits 4 seeds × 3 CNN setups into its CPU budget
-                demo_epochs=15.0,  # the single job on the 4,000-digit demo sample (README's first command)
+                demo_epochs=15.0,  # the main jobs on the 4,000-digit demo sample (README's first command, without data)
                 # The paper code's kernel regularisers (Keras l1_l2 on every kernel), part of the model in every role.
                 paper_regularisers=dict(l2=2e-9)),
     'mlp': dict(cpu=dict(hidden_sizes=(512, 128, 32)),
@@ -84,6 +83,9 @@ def _shared_fields(config: ml_collections.ConfigDict):
       translate_seed=0,  # MNIST-C's random choices: Translated's shifts, the analyses' shear and rotate directions
       num_train=0,  # 0 = all
       num_test=0,  # 0 = all (per test set)
+      # Without MNIST files or TFDS a job falls back to the 4,000-digit demo sample (31 steps an epoch); these models
+      # then train this many epochs instead of their num_epochs (the log and the report say so). {} = no change.
+      demo_epochs={},
   )
   config.kd = losses.kd_settings(temperature=5.0)
   config.eval = dict(batch_size=1000, ece_bins=15)
@@ -115,59 +117,13 @@ def _smoke_model(cfg):
   cfg.num_epochs = 3.0
 
 
-# ----------------------------------------------------------------------------- the single job
-
-def _pair_paper(config):
-  """The paper code's recipe: full-width CNN, 400 epochs, RAdam teachers (and independent models), Adam 1e-4 cosine
-  students, the authors' L1/L2 regularisers, a training-mode teacher, 1/T² (what still differs:
-  configs/mnist_cnn_to_mlp.py's docstring)."""
-  config.data.demo_teacher_epochs = 0.0
-  for phase, settings in (('teacher', PAPER_TEACHER), ('student', PAPER_STUDENT)):
-    config[phase].update(settings, **model_settings(config[phase].model)['paper_regularisers'])
-    config[phase].model_kwargs = dict(model_settings(config[phase].model)['paper'])
-  # The authors trained their independent models as teachers (for as many epochs as their students).
-  config.independent_overrides = {k: v for k, v in PAPER_TEACHER.items() if k not in ('num_epochs', 'clip_norm')}
-  _paper_kd_and_logging(config)
-
-
-def _pair_smoke(config):
-  config.data.demo_teacher_epochs = 0.0
-  config.log_every_steps = 4
-  _smoke_data(config)
-  for phase in ('teacher', 'student'):
-    _smoke_model(config[phase])
-
-
-PAIR_VARIANTS = {'cpu': None, 'paper': _pair_paper, 'smoke': _pair_smoke}
-
-
-def pair_config(teacher: str, student: str, variants: str = '') -> ml_collections.ConfigDict:
-  """The main job's config for one teacher → student pair, with the named ``variants`` (see the module doc)."""
-  config = ml_collections.ConfigDict()
-  config.task = 'mnist'
-  _shared_fields(config)
-  config.teacher = model_config(teacher, 'cross_entropy')
-  config.student = model_config(student, 'distillation')
-  for phase in (config.teacher, config.student):
-    if phase.model == 'mlp':  # in every role, so that MLP→MLP is the "any KD" control under the same recipe
-      phase.update(MLP_REGULARISERS)
-  # The independent student: the student's model, recipe, initialisation and data order on gold labels alone — the
-  # control that shows what the teacher passed on (its augmentation keeps only the label-preserving views).
-  config.train_independent_student = True
-  config.independent_overrides = {}  # the settings in which it differs from the student (':paper': its optimiser)
-  # Without MNIST files or TFDS the job falls back to the 4,000-digit demo sample; its teacher then trains this many
-  # epochs instead of teacher.num_epochs (0: no change), said in the log and the report.
-  config.data.demo_teacher_epochs = model_settings(teacher)['demo_epochs']
-  # True: the teacher's eval-mode logits on the training set are computed once, and the student phase costs the
-  # student alone; False: the teacher runs inside the student's jitted step; 'auto': cached whenever that gives the
-  # same targets (an eval-mode teacher, a logit objective, no augmentation), otherwise in the step.
-  config.cache_teacher_logits = config_dict.FieldReference('auto', field_type=object)  # a bool or 'auto'
-  return config_lib.apply_variants(config, variants, PAIR_VARIANTS)
-
-
 # ----------------------------------------------------------------------------- the seed grid
 
 def _grid_paper(config):
+  """The paper code's recipe: full-width models, 400 epochs, RAdam teachers and independent models, Adam 1e-4 cosine
+  students, the authors' L1/L2 regularisers, a training-mode teacher, 1/T² (what still differs:
+  configs/mnist_cnn_to_mlp.py's docstring)."""
+  config.data.demo_epochs = {}
   for model in config.models.values():
     model.update(model_kwargs=dict(model_settings(model.model)['paper']), **PAPER_TEACHER,
                  **model_settings(model.model)['paper_regularisers'])
@@ -177,6 +133,9 @@ def _grid_paper(config):
 
 def _grid_smoke(config):
   config.num_seeds = 2
+  config.data.demo_epochs = {}
+  # Seconds long in every role: no student epochs from another variant (':paper' gives its students 400).
+  config.student_overrides = {k: v for k, v in config.student_overrides.items() if k != 'num_epochs'}
   config.log_every_steps = 8
   _smoke_data(config)
   for model in config.models.values():
@@ -184,10 +143,12 @@ def _grid_smoke(config):
 
 
 def _grid_main_job(config):
-  """The main jobs' recipe (configs/mnist_{cnn,mlp}_to_{cnn,mlp}.py) over seeds: their epochs, the MLP's
+  """The main jobs' recipe (configs/mnist_{cnn,mlp}_to_{cnn,mlp}.py): each model's own epochs, the MLP's
   regularisers in every role, students from cached logits; the independent rows are their controls."""
   for name, model in config.models.items():
     model.num_epochs = model_settings(name)['num_epochs']
+  config.data.demo_epochs = {name: model_settings(name)['demo_epochs'] for name in config.models
+                             if model_settings(name)['demo_epochs']}
   _grid_mlp_regularisers(config)
 
 
@@ -209,6 +170,16 @@ def grid_config(variants: str = '', experiment: Optional[Callable] = None,
   if experiment:
     variants = ','.join([experiment.__name__, variants or ''])
   return config_lib.apply_variants(_grid_defaults(), variants, known)
+
+
+def pair_config(teacher: str, student: str, variants: str = '') -> ml_collections.ConfigDict:
+  """A main job: the seed grid of one teacher → student pair and its control — the independent teacher, the
+  independent student (the student's model on gold labels alone) and the distilled student — at the main jobs'
+  recipe, one seed (``--config.num_seeds=4`` for mean ± std), with the named ``variants`` (``paper``, ``smoke``)."""
+  config = grid_config(','.join(['main_job', variants]))
+  config.setups = tuple(dict.fromkeys((teacher, student, f'{teacher}_to_{student}')))
+  config.num_seeds = 1
+  return config
 
 
 def _grid_defaults() -> ml_collections.ConfigDict:

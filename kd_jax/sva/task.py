@@ -18,6 +18,7 @@ from kd_jax.sva import models
 
 MODELS = models.MODELS
 check_model = experiment.check_model
+probe = experiment.probe  # what kd_jax.analyze runs the models of a grid or a single job on
 PAPER_GAIN = None  # the paper reports the SVA models' accuracies, not one gain to mark
 # The two test sets a grid's sweeps and ablations headline, per data source: the most attractors with a sizeable
 # test set (numpred.test.4: 4 attractors; test.5 has 159 lines), and the fewest (numpred.test.1: one).

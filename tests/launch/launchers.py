@@ -12,9 +12,10 @@ TIMEOUT_S = 400  # every wait on a simulated cluster is bounded
 # The simulated clusters' smoke job, as tests/multiprocess runs it: SGD and one epoch (comparable exactly), with a
 # checkpoint every 4 steps to resume from; no independent student (one more phase of the same kind, which
 # tests/multiprocess and tests/mnist cover: here it would only lengthen the runs).
-JOB = ['--config.teacher.optimizer=sgd', '--config.student.optimizer=sgd', '--config.teacher.learning_rate=0.05',
-       '--config.student.learning_rate=0.05', '--config.teacher.num_epochs=1', '--config.student.num_epochs=1',
-       '--config.checkpoint_every_steps=4', '--config.train_independent_student=False']
+JOB = ['--config.models.cnn.optimizer=sgd', '--config.models.mlp.optimizer=sgd', '--config.models.cnn.learning_rate=0.05',
+       '--config.models.mlp.learning_rate=0.05', '--config.models.cnn.num_epochs=1', '--config.models.mlp.num_epochs=1',
+       '--config.checkpoint_every_steps=4', "--config.setups=('cnn','cnn_to_mlp')"]
+TEACHER_CHECKPOINT = ('cnn', 'seed_0', '4')  # the teacher's first checkpoint in the workdir: the moment to preempt
 # The test session's compilation cache, for the jobs' processes too.
 CACHE_ENV = {'JAX_COMPILATION_CACHE_DIR': JIT_CACHE, 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
              'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '-1'}

@@ -6,8 +6,8 @@ from conftest import ROOT
 from launchers import launch
 from launchers import words
 
-TINY = ['--config.data.num_train=256', '--config.data.num_test=100', '--config.teacher.num_epochs=1',
-        '--config.student.num_epochs=1']
+TINY = ['--config.data.num_train=256', '--config.data.num_test=100', '--config.models.cnn.num_epochs=1',
+        '--config.models.mlp.num_epochs=1']
 CACHE = {'JAX_COMPILATION_CACHE_DIR': JIT_CACHE, 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
          'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '-1'}
 
@@ -32,12 +32,13 @@ def test_runs_two_seeds_side_by_side_and_reports_a_failed_run(tmp_path):
   code, lines, err = launch('local', '--config=configs/smoke.py', '--seeds=0,1', '--parallel=2',
                             f'--workdir={tmp_path}', '--', *TINY, env=CACHE)
   assert code == 0, err
-  results = [json.load(open(tmp_path / 'smoke' / f'seed_{s}' / 'results.json')) for s in (0, 1)]
-  assert [r['config']['seed'] for r in results] == [0, 1]
-  assert results[0]['student'] != results[1]['student']  # different seeds, different students
+  results = [json.load(open(tmp_path / 'smoke' / f'seed_{s}' / 'grid.json')) for s in (0, 1)]
+  assert [r['seeds'] for r in results] == [[0], [1]]
+  students = [r['setups']['cnn_to_mlp']['instances'] for r in results]
+  assert students[0] != students[1]  # different seeds, different students
   assert sum(line.startswith('# done in ') for line in lines) == 2
   code, lines, err = launch('local', '--config=configs/smoke.py', f'--workdir={tmp_path}/bad', '--',
-                            '--config.teacher.num_epochs=-1')
+                            '--config.models.cnn.num_epochs=-1')
   assert code == 1
   assert f'1 of 1 runs failed; see {tmp_path}/bad/smoke/seed_0/launch.log' in err
   assert 'num_epochs' in open(tmp_path / 'bad' / 'smoke' / 'seed_0' / 'launch.log').read()

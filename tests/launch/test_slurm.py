@@ -10,6 +10,7 @@ from conftest import assert_same_numbers
 from launchers import CACHE_ENV
 from launchers import JOB
 from launchers import STANDIN
+from launchers import TEACHER_CHECKPOINT
 from launchers import TIMEOUT_S
 from launchers import launch
 from launchers import words
@@ -78,7 +79,7 @@ def test_a_preempted_job_of_two_nodes_by_two_tasks_is_requeued_and_resumes(tmp_p
       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   deadline = time.monotonic() + TIMEOUT_S
   try:
-    while not (workdir / 'teacher' / '4').is_dir():
+    while not workdir.joinpath(*TEACHER_CHECKPOINT).is_dir():
       assert launcher.poll() is None and time.monotonic() < deadline, 'the job ended before its first checkpoint'
       time.sleep(0.1)
     for pid in (tmp_path / 'tasks').read_text().split():  # a preemption: SIGTERM to every task
@@ -91,13 +92,13 @@ def test_a_preempted_job_of_two_nodes_by_two_tasks_is_requeued_and_resumes(tmp_p
   assert (tmp_path / 'jobs').read_text().split() == ['75', '0']  # stopped with a checkpoint, requeued, finished
   log = next((tmp_path / 'logs').glob('kd-*.out')).read_text()
   assert log.count('preempted (SIGTERM) at step') == 4 and 'resuming from the checkpoint at step' in log, log[-3000:]
-  resumed = json.loads((workdir / 'results.json').read_text())
+  resumed = json.loads((workdir / 'grid.json').read_text())
   assert resumed['num_devices'] == 4  # 2 nodes × 2 tasks, one device each
   single = tmp_path / 'single'
   subprocess.run([sys.executable, '-m', 'kd_jax.main', '--config=configs/smoke.py', f'--workdir={single}', *JOB],
                  cwd=ROOT, check=True, capture_output=True,
                  env={**env, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4', 'JAX_PLATFORMS': 'cpu'})
-  assert_same_numbers(resumed, json.loads((single / 'results.json').read_text()))
+  assert_same_numbers(resumed, json.loads((single / 'grid.json').read_text()))
 
 
 def test_a_time_limit_in_no_slurm_format_is_a_usage_error(tmp_path):

@@ -102,8 +102,8 @@ def test_a_config_that_would_fail_on_the_slice_is_refused_before_anything_is_cre
                                     'kd_jax.grid'),
       ('configs/mnist_cnn_to_mlp.py:tpu', [], "unknown config variant 'tpu'"),
       ('configs/mnist_cnn_to_mlp.py', ['--config.kd.tempreature=3'], 'a --config.* override names no field'),
-      ('configs/mnist_cnn_to_mlp.py', ['--config.student.batch_size=100'],
-       'config.student.batch_size must be a multiple of the 16 devices (each gets an equal share), got 100: use 96 '
+      ('configs/mnist_cnn_to_mlp.py', ['--config.models.mlp.batch_size=100'],
+       'config.models.mlp.batch_size must be a multiple of the 16 devices (each gets an equal share), got 100: use 96 '
        'or 112')):
     code, lines, err = launch('tpu', *SETTINGS, f'--config={config}', '--dry-run', '--', *overrides)
     assert code == 1 and not lines, config

@@ -15,6 +15,7 @@ from conftest import ROOT
 from launchers import CACHE_ENV
 from launchers import JOB
 from launchers import STANDIN
+from launchers import TEACHER_CHECKPOINT
 from launchers import TIMEOUT_S
 
 
@@ -54,8 +55,10 @@ def _finish(proc, timeout=TIMEOUT_S):
   return proc.returncode, out
 
 
-def _comparable(results):
-  return {k: v for k, v in results.items() if k not in ('timing', 'teacher_checkpoint', 'config')}
+def _comparable(report):
+  """A grid report's numbers: every setup's instances, the gains, the devices (not timings, paths or config)."""
+  return ({setup: value['instances'] for setup, value in report['setups'].items()},
+          report['gain_over_independent'], report['num_devices'])
 
 
 def test_a_preempted_pod_slice_resumes_to_the_results_of_an_unbroken_run(tmp_path):
@@ -63,11 +66,11 @@ def test_a_preempted_pod_slice_resumes_to_the_results_of_an_unbroken_run(tmp_pat
   # Unbroken: create → install → run on 2 workers → fetch → delete.
   code, out = _finish(_launch(env, 'kd-pod', tmp_path / 'bucket' / 'unbroken', tmp_path / 'unbroken'))
   assert code == 0, out[-3000:]
-  unbroken = json.loads((tmp_path / 'unbroken' / 'results.json').read_text())
+  unbroken = json.loads((tmp_path / 'unbroken' / 'grid.json').read_text())
   assert unbroken['num_devices'] == 4  # 2 hosts × 2 devices: one job over both workers
   logs = [(tmp_path / 'unbroken' / 'logs' / f'worker_{k}.log').read_text() for k in (0, 1)]
-  assert all('student step' in log for log in logs), logs[1][-2000:]
-  assert not (tmp_path / 'unbroken' / 'teacher' / '4').exists()  # results, not checkpoints
+  assert all('cnn_to_mlp_seed_0 step' in log for log in logs), logs[1][-2000:]
+  assert not (tmp_path / 'unbroken').joinpath(*TEACHER_CHECKPOINT).exists()  # results, not checkpoints
   installs = (root / 'installs').read_text().splitlines()  # each worker: a venv of 3.11, then kd_jax and jax[tpu]
   assert sorted(installs) == ['pip install -q --python kd_jax_venv/bin/python -e ./kd_jax[gcs] jax[tpu]==0.10.2'] * 2 + [
       'venv -q --python 3.11 kd_jax_venv'] * 2
@@ -79,7 +82,7 @@ def test_a_preempted_pod_slice_resumes_to_the_results_of_an_unbroken_run(tmp_pat
   vm = root / 'vms' / 'kd-pod'
   deadline = time.monotonic() + TIMEOUT_S
   try:
-    while not (workdir / 'teacher' / '4').is_dir():
+    while not workdir.joinpath(*TEACHER_CHECKPOINT).is_dir():
       assert launcher.poll() is None and time.monotonic() < deadline, 'the run ended before its first checkpoint'
       time.sleep(0.1)
     # A preemption: the VM stops answering, one host gets SIGTERM, the processes end, the VM is PREEMPTED.
@@ -103,7 +106,7 @@ def test_a_preempted_pod_slice_resumes_to_the_results_of_an_unbroken_run(tmp_pat
   assert [(first / f'worker_{k}' / 'kd_jax_job.exit').read_text().strip() for k in (0, 1)] == ['75', '75']
   resumed_log = (tmp_path / 'preempted' / 'logs' / 'worker_0.log').read_text()
   assert 'resuming from the checkpoint at step' in resumed_log
-  resumed = json.loads((tmp_path / 'preempted' / 'results.json').read_text())
+  resumed = json.loads((tmp_path / 'preempted' / 'grid.json').read_text())
   assert _comparable(resumed) == _comparable(unbroken)  # not just close: the same 2-process run
 
 

@@ -8,11 +8,11 @@ import pytest
 from conftest import load_config
 from conftest import real_digits
 from kd_jax import losses
+from kd_jax import main
 from kd_jax import seed_grid
 from kd_jax import training
 from kd_jax.mnist import augment
 from kd_jax.mnist import data as data_lib
-from kd_jax.mnist import experiment
 from kd_jax.mnist import models
 
 DIGITS = real_digits()[0][:16]  # uint8 [16, 28, 28]
@@ -84,20 +84,22 @@ def test_teacher_and_student_see_the_same_augmented_view():
 
 
 @pytest.mark.parametrize('overrides,match', [
-    ({'student.augment': 'rotate'}, "unknown augmentation 'rotate'; choose from translate, scale, crop, mixup"),
-    ({'teacher.augment': 'mixup'}, "config.teacher.augment='mixup': a mixed-up input has no one gold label"),
-    ({'student.augment': 'mixup', 'kd.alpha': 0.5}, 'a teacher objective with config.kd.alpha=1'),
-    ({'student.augment': 'mixup', 'cache_teacher_logits': False, 'kd.gold_weight': 0.1},
+    ({'models.mlp.augment': 'rotate'}, "unknown augmentation 'rotate'; choose from translate, scale, crop, mixup"),
+    ({'models.cnn.augment': 'mixup'}, "config.models.cnn.augment='mixup': a mixed-up input has no one gold label"),
+    ({'student_overrides': {'augment': 'mixup'}, 'kd.alpha': 0.5, 'cache_teacher_logits': False},
+     'a teacher objective with config.kd.alpha=1'),
+    ({'student_overrides': {'augment': 'mixup'}, 'cache_teacher_logits': False, 'kd.gold_weight': 0.1},
      'a teacher objective with config.kd.alpha=1 and config.kd.gold_weight=0'),
-    ({'student.augment': 'crop,mixup', 'student.loss': 'dkd', 'cache_teacher_logits': False},
-     "config.student.augment='crop,mixup' with loss 'dkd': its teacher term splits both distributions at the gold "
-     'class, and a mixed-up input has no one gold class'),
-    ({'student.augment': 'translate', 'cache_teacher_logits': True},
-     r"config.student.augment='translate' needs the teacher in the step \(.*\): set config.cache_teacher_logits=False"),
+    ({'student_overrides': {'augment': 'crop,mixup'}, 'student_loss': 'dkd', 'cache_teacher_logits': False},
+     "config.models.mlp.augment='crop,mixup' with loss 'dkd': its teacher term splits both distributions at the "
+     'gold class, and a mixed-up input has no one gold class'),
+    ({'student_overrides': {'augment': 'translate'}},  # the main job caches teacher logits
+     r"config.models.mlp.augment='translate' needs the teacher in the step \(.*\): set "
+     'config.cache_teacher_logits=False'),
 ])
 def test_bad_augment_settings_are_refused_before_training(overrides, match):
   with pytest.raises(ValueError, match=match):
-    experiment.check_config(load_config('smoke', **overrides))
+    main.check(load_config('smoke', **overrides))
 
 
 def test_the_grid_checks_each_role_of_an_augmented_model():

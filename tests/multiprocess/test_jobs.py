@@ -22,10 +22,11 @@ import pytest
 from conftest import JIT_CACHE
 from conftest import ROOT
 from conftest import assert_same_numbers
+from conftest import load_config
 from kd_jax import checkpoints
-from kd_jax import sharding
 from kd_jax import phases
-from kd_jax.mnist import configs
+from kd_jax import seed_grid
+from kd_jax import sharding
 from kd_jax.mnist import models
 
 TIMEOUT_S = 300  # per job; every wait is bounded and every process is killed on the way out
@@ -72,7 +73,8 @@ def _wait(procs, timeout=TIMEOUT_S):
 def _run(module, args, workdir, num_processes, devices_per_process, tmp_path):
   codes = _wait(_start(module, args, workdir, num_processes, devices_per_process, str(tmp_path)))
   assert codes == [0] * num_processes, open(os.path.join(tmp_path, os.path.basename(workdir) + '_0.log')).read()[-3000:]
-  with open(os.path.join(workdir, 'results.json' if module == 'kd_jax.main' else 'grid.json')) as f:
+  with open(os.path.join(workdir, 'grid.json' if os.path.exists(os.path.join(workdir, 'grid.json')) else
+                         'results.json')) as f:
     return json.load(f)
 
 
@@ -84,13 +86,15 @@ def _unique_metric_records(workdir):
 
 SGD = ['--config.teacher.optimizer=sgd', '--config.student.optimizer=sgd', '--config.teacher.learning_rate=0.05',
        '--config.student.learning_rate=0.05', '--config.teacher.num_epochs=1', '--config.student.num_epochs=1']
+GRID_SGD = [f'--config.models.{name}.{field}' for name in ('cnn', 'mlp')
+            for field in ('optimizer=sgd', 'learning_rate=0.05', 'num_epochs=1')]
 
 
 @pytest.fixture(scope='module')
 def smoke_runs(tmp_path_factory):
   """The smoke job as 2 processes × 2 devices and as 1 process × 4 devices: (directory, multi, single results)."""
   base = tmp_path_factory.mktemp('smoke')
-  args = ['--config=configs/smoke.py', *SGD]
+  args = ['--config=configs/smoke.py', *GRID_SGD]
   return (base, _run('kd_jax.main', args, str(base / 'multi'), 2, 2, base),
           _run('kd_jax.main', args, str(base / 'single'), 1, 4, base))
 
@@ -100,19 +104,18 @@ def test_the_main_job_as_two_processes_equals_one_process(smoke_runs):
   assert multi['num_devices'] == single['num_devices'] == 4
   _unique_metric_records(str(base / 'multi'))
   assert sorted(os.listdir(base / 'multi')) == sorted(os.listdir(base / 'single'))
-  saved = [checkpoints.read_meta(str(base / run / 'student')) for run in ('multi', 'single')]
+  saved = [checkpoints.read_meta(str(base / run / 'cnn_to_mlp' / 'seed_0')) for run in ('multi', 'single')]
   # Same settings and training data; the teacher's digest is bit-exact, and the teachers differ at rounding level.
   digest_key = 'teacher (digest of its variables or cached logits)'
   assert {k: v for k, v in saved[0]['settings'].items() if k != digest_key} == {
       k: v for k, v in saved[1]['settings'].items() if k != digest_key}
-  # The final weights of both phases agree to rounding; then the metrics.
-  config = configs.pair_config('cnn', 'mlp', 'smoke')
-  for phase in ('teacher', 'student'):
-    cfg = config[phase]
-    model = models.create_model(cfg.model, **cfg.model_kwargs)
-    variables = [phases.restore_variables(model, str(base / run / phase), cfg, np.zeros((1, 28, 28, 1),
-                                                                                         np.float32))[0]
-                 for run in ('multi', 'single')]
+  # The final weights of every setup agree to rounding; then the metrics.
+  config = load_config('smoke')
+  for setup, name, role in (('cnn', 'cnn', 'teacher'), ('mlp', 'mlp', 'teacher'), ('cnn_to_mlp', 'mlp', 'student')):
+    cfg = seed_grid.role_config(config, name, role)
+    model = models.create_model(name, **cfg.model_kwargs)
+    variables = [phases.restore_variables(model, str(base / run / setup / 'seed_0'), cfg,
+                                          np.zeros((1, 28, 28, 1), np.float32))[0] for run in ('multi', 'single')]
     chex.assert_trees_all_close(variables[0], variables[1], rtol=1e-4, atol=1e-5)
   assert_same_numbers(multi, single)
 
