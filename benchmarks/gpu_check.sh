@@ -63,14 +63,14 @@ if [ "$smoke" = 1 ]; then
   section precision 600 python benchmarks/precision.py --cnn=cpu --instances=1 --batch_size=8 --steps=1 \
       --precisions=float32:default,bfloat16
   section main_job 600 bash -c "python -m kd_jax.main --config=configs/smoke.py --workdir='$out/main_job_workdir' \
-      >&2 && cat '$out/main_job_workdir/results.md'"
+      >&2 && cat '$out/main_job_workdir/grid.md'"
 else
   section vs_pytorch 200 python benchmarks/vs_pytorch.py \
       --rows=mlp_device,cnn_paper_train,kd_paper_train_teacher,kd_paper_teacher,infer_paper --repeats=3 --seconds=1
   section precision 200 python benchmarks/precision.py --steps=20 ${peaks:+--peak_tflops=$peaks}
   rm -rf /tmp/gpu_check_main_job  # a fresh run each time: a rerun on a warm machine must not resume the last one
   section main_job 80 bash -c "python -m kd_jax.main --config=configs/mnist_cnn_to_mlp.py \
-      --workdir=/tmp/gpu_check_main_job ${data:+--config.data.dir=$data} >&2 && cat /tmp/gpu_check_main_job/results.md"
+      --workdir=/tmp/gpu_check_main_job ${data:+--config.data.dir=$data} >&2 && cat /tmp/gpu_check_main_job/grid.md"
 fi
 rm -rf "$out/main_job_workdir"
 echo "gpu_check: $failed section(s) failed; tables in $out"

@@ -55,9 +55,8 @@ def check_kd_config(config, teacher_loss: str = 'cross_entropy', student_loss: s
   if mode not in targets_lib.TEACHER_MODES:
     raise ValueError(f'unknown config.kd.teacher_mode {mode!r}; choose one of {targets_lib.TEACHER_MODES}')
   cache = config.get('cache_teacher_logits', False)
-  if not (isinstance(cache, bool) or cache == 'auto'):  # not `in CACHE_CHOICES`: 1 == True would pass it
-    raise ValueError(f'config.cache_teacher_logits must be one of {", ".join(map(str, targets_lib.CACHE_CHOICES))}, '
-                     f'got {cache!r}')
+  if not isinstance(cache, bool):  # not `in (False, True)`: 1 == True would pass it
+    raise ValueError(f'config.cache_teacher_logits must be one of False, True, got {cache!r}')
   if cache is True and mode == 'train':
     raise ValueError('config.cache_teacher_logits needs a deterministic teacher: cached logits are eval-mode '
                      "logits, so set cache_teacher_logits=False for config.kd.teacher_mode='train'")
@@ -70,8 +69,7 @@ def check_kd_config(config, teacher_loss: str = 'cross_entropy', student_loss: s
   student = ml_collections.ConfigDict({'loss': student_loss, 'augment': student_augment})
   if control != 'teacher' and not targets_lib.caches_teacher_logits(config, student):
     raise ValueError(f'config.kd.targets={control!r} is a control built from cached teacher logits: it needs '
-                     'config.cache_teacher_logits=True (or auto, with an eval-mode teacher, a logit objective and '
-                     'no augmentation)')
+                     'config.cache_teacher_logits=True')
 
 
 def check_loss_batch(cfg, field: str):

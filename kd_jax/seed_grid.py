@@ -149,7 +149,7 @@ def check_grid_config(config):
   vmap_seeds(config)
   task = task_of(config)
   task.check_data_and_eval(config)
-  config_lib.check_choice(config, 'cache_teacher_logits', (False, True))  # 'auto' is the single job's
+  config_lib.check_choice(config, 'cache_teacher_logits', (False, True))
   for setup in config.setups:
     for name in filter(None, parse_setup(config, setup)):
       if name not in config.models:

@@ -22,7 +22,6 @@ from kd_jax import metrics
 from kd_jax import training
 
 TEACHER_MODES = ('eval', 'train')
-CACHE_CHOICES = (False, True, 'auto')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,17 +148,9 @@ def uses_teacher(cfg) -> bool:
 
 
 def caches_teacher_logits(config, cfg) -> bool:
-  """Whether the phase with settings ``cfg`` learns from teacher logits computed once on the training set, rather
-  than from the teacher run inside its step: ``config.cache_teacher_logits``, where ``'auto'`` caches whenever
-  that gives the same targets — an eval-mode (deterministic) teacher, an objective on logits alone, no augmentation
-  in the step."""
-  choice = config.get('cache_teacher_logits', False)
-  if not uses_teacher(cfg):
-    return False
-  if choice == 'auto':
-    return (teacher_mode(config) == 'eval' and not losses.loss_spec(cfg.loss).uses_features
-            and not cfg.get('augment', ''))
-  return bool(choice)
+  """Whether the phase with settings ``cfg`` learns from teacher logits computed once on the training set
+  (``config.cache_teacher_logits``), rather than from the teacher run inside its step."""
+  return uses_teacher(cfg) and bool(config.get('cache_teacher_logits', False))
 
 
 def for_phase(config, cfg, teacher: Optional[Teacher], train) -> Targets:

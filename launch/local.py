@@ -1,7 +1,7 @@
 """Runs several kd_jax jobs — configs × seeds — on this machine, a few at a time, each with its own workdir and log.
 
     python launch/local.py --config=configs/mnist_cnn_to_mlp.py --config=configs/mnist_mlp.py --seeds=0,1,2 \\
-        --workdir=runs/local [--parallel=2] [--dry-run] [-- --config.student.num_epochs=10]
+        --workdir=runs/local [--parallel=2] [--dry-run] [-- --config.models.mlp.num_epochs=10]
 
 Run ``<config>`` with seed ``s`` trains in ``<workdir>/<config name>/seed_<s>`` (``--config.seed=s``; jobs with
 ``num_seeds`` train seeds s, s+1, … there) and logs to ``launch.log`` in it. Running the same command again resumes

