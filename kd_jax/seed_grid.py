@@ -1,16 +1,15 @@
 """The seed grid, for every task: independent models and teacher→student pairs, several seeds each, one report.
 
-Run by ``python -m kd_jax.grid --config=configs/mnist_grid.py --workdir=...`` (or ``configs/sva_grid.py``).
+Run by ``python -m kd_jax.main --config=configs/mnist_grid.py --workdir=...`` (or ``configs/sva_grid.py``; the MNIST
+main jobs, ``configs/mnist_*_to_*.py``, are grids of one pair and its control with one seed).
 ``config.task`` picks the task module (``TASKS``: ``kd_jax/<task>/task.py``), which gives the grid its models,
 data, checks, predictions and metrics; everything else here — seeds, modes, controls, factors, epoch sweeps,
 reports — is the same for every task.
 
 Seeds run in parallel: the N instances of a setup are one jitted program,
 ``jax.vmap``-ed over the stacked train states, each instance with its own init,
-dropout keys and data order; on MNIST instance k equals the single run of
-``kd_jax.main`` with seed ``config.seed + k`` (SVA's single job draws its
-teachers from the students' random stream, the grid from the teachers').
-Each student instance distils from its own teacher instance. The independent
+dropout keys and data order; instance k equals the sequential run of seed
+``config.seed + k``. Each student instance distils from its own teacher instance. The independent
 rows are the teachers themselves (trained on gold labels), as in the paper.
 
 Modes: ``offline`` (teachers trained first — or restored from
@@ -21,7 +20,8 @@ the student on the teacher's current logits). The reported checkpoint is the
 final one, not the best: there is no model selection on the test sets.
 
 Writes ``grid.json`` (every instance's numbers), ``grid.md`` (mean ± std and
-n), ``accuracy.png`` (grouped bars with error bars) and ``reliability.png``.
+n; each KD setup's gain over its student model's independent row, paired by
+seed), ``accuracy.png`` (grouped bars with error bars) and ``reliability.png``.
 """
 import dataclasses
 import importlib

@@ -98,8 +98,7 @@ def test_dry_run_after_the_double_dash_is_still_a_dry_run():
 
 def test_a_config_that_would_fail_on_the_slice_is_refused_before_anything_is_created():
   for config, overrides, message in (
-      ('configs/mnist_grid.py', [], 'this is a seed-grid config (it has config.setups): run it with python -m '
-                                    'kd_jax.grid'),
+      ('configs/mnist_grid.py', ['--config.num_seeds=0'], 'config.num_seeds must be ≥ 1, got 0'),
       ('configs/mnist_cnn_to_mlp.py:tpu', [], "unknown config variant 'tpu'"),
       ('configs/mnist_cnn_to_mlp.py', ['--config.kd.tempreature=3'], 'a --config.* override names no field'),
       ('configs/mnist_cnn_to_mlp.py', ['--config.models.mlp.batch_size=100'],
