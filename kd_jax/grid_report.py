@@ -82,15 +82,20 @@ def ensemble_line(report, name: str) -> str:
 
 
 def grid_agreement_table(report) -> str:
-  """Per KD setup: how often its students predict their teacher's class, mean ± std ('' if no setup has it)."""
-  titles = report['test_sets']
+  """Per KD setup: how often its students predict their teacher's class, mean ± std, and how often its student
+  model's independent row (the control) does ('' if no setup has it)."""
+  titles, setups = report['test_sets'], report['setups']
   rows = [f'| {setup["title"]} | ' + ' | '.join(reports.mean_std_cell(setup['summary'][t]['teacher_agreement'])
                                                 for t in titles) + ' |'
-          for setup in report['setups'].values() if 'teacher_agreement' in next(iter(setup['summary'].values()))]
+          for setup in setups.values() if 'teacher_agreement' in next(iter(setup['summary'].values()))]
+  rows += [f'| {setups[name.partition("_to_")[2]]["title"]} (the control) with {setups[name]["title"]}\'s teacher | '
+           + ' | '.join(reports.mean_std_cell(agreement[t]['teacher_agreement']) for t in titles) + ' |'
+           for name, agreement in report.get('control_agreement', {}).items()]
   if not rows:
     return ''
   return ('Agreement with the teacher\'s predictions (%): the fraction of test inputs on which a student predicts the '
-          'class its own teacher predicts.\n\n| setup | ' + ' | '.join(titles.values())
+          'class its own teacher predicts; a control\'s row, how often its model predicts that class from gold labels '
+          'alone.\n\n| setup | ' + ' | '.join(titles.values())
           + ' |\n|---' + '|---' * len(titles) + '|\n' + '\n'.join(rows) + '\n\n')
 
 

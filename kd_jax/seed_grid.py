@@ -226,13 +226,11 @@ def train_instances(phase: phases.Phase, targets: targets_lib.Targets, config, j
   return phases.stack(variables)
 
 
-def add_teacher_agreement(rows, student_logits, teacher_logits):
-  """Adds to each student instance's row, per test set, ``teacher_agreement``: the fraction of test inputs on which
-  it predicts the class its own teacher predicts (``teacher_logits``: one per instance, or one teacher's for all)."""
-  for k, (row, mine) in enumerate(zip(rows, student_logits)):
-    theirs = teacher_logits[k if len(teacher_logits) > 1 else 0]
-    for name, metrics in row.items():
-      metrics['teacher_agreement'] = float(np.mean(mine[name].argmax(-1) == theirs[name].argmax(-1)))
+def teacher_agreement(student_logits, teacher_logits):
+  """Per student instance and test set: the fraction of test inputs on which it predicts the class its own teacher
+  predicts (``teacher_logits``: one per instance, or one teacher's for all)."""
+  return [{name: float(np.mean(mine[name].argmax(-1) == teacher_logits[k if len(teacher_logits) > 1 else 0][
+      name].argmax(-1))) for name in mine} for k, mine in enumerate(student_logits)]
 
 
 def online_targets(setup: str, config, mesh, create_model) -> targets_lib.Targets:
@@ -423,6 +421,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   job = phases.Job(config, mesh, writer)
   rows, timing, teachers, ensembles = {}, {}, {}, {}
   test_logits = {}  # setup, or '<teacher> ensemble' → each instance's logits on the test sets, predicted once
+  teachers_logits = {}  # KD setup → its teachers' logits on the test sets
   shared = shared_teachers(config)
 
   def get_teacher(name):  # trained (or restored) once per model, shared by its independent row and its students
@@ -482,7 +481,10 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       rows[setup] = task.metrics_of(test_logits[setup], data, config,
                                    reliability=config.eval.ece_bins <= report.MAX_RELIABILITY_BINS)
       if student_name and config.mode == 'offline':
-        add_teacher_agreement(rows[setup], test_logits[setup], teacher_test_logits(teacher_name, teacher))
+        teachers_logits[setup] = teacher_test_logits(teacher_name, teacher)
+        for row, agreement in zip(rows[setup], teacher_agreement(test_logits[setup], teachers_logits[setup])):
+          for name, metrics in row.items():
+            metrics['teacher_agreement'] = agreement[name]
       logging.info('%s: %s', setup, report.format_row(rows[setup], data.test_titles))
   finally:
     writer.close()
@@ -507,5 +509,11 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       'evaluated_checkpoints': checkpoints.models_under(workdir, list(checkpoint_names.values())),
   }
   grid_report['gain_over_independent'] = report.gains_over_independent(grid_report, grid_report)
+  # The control's agreement with each KD setup's teacher: how much of the student's agreement the labels alone give.
+  grid_report['control_agreement'] = {
+      setup: report.summarise([{name: {'teacher_agreement': value} for name, value in instance.items()}
+                               for instance in teacher_agreement(test_logits[student], theirs)])
+      for setup, theirs in teachers_logits.items()
+      if (student := parse_setup(config, setup)[1]) in config.setups}
   report.write_grid_report(grid_report, workdir)
   return grid_report

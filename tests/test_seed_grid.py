@@ -325,11 +325,10 @@ def test_teacher_agreement_pairs_each_student_with_its_own_teacher_or_the_one_fo
     return {'mnist': np.eye(3)[np.asarray(classes)]}
 
   students = [logits_predicting([0, 1, 2, 2]), logits_predicting([1, 1, 1, 1])]
-  rows = [{'mnist': {}}, {'mnist': {}}]
-  seed_grid.add_teacher_agreement(rows, students, [logits_predicting([0, 1, 2, 0]), logits_predicting([1, 0, 0, 0])])
-  assert [row['mnist']['teacher_agreement'] for row in rows] == [0.75, 0.25]  # instance k with teacher k
-  seed_grid.add_teacher_agreement(rows, students, [logits_predicting([0, 1, 1, 1])])  # one teacher (shared, an ensemble)
-  assert [row['mnist']['teacher_agreement'] for row in rows] == [0.5, 0.75]
+  own = seed_grid.teacher_agreement(students, [logits_predicting([0, 1, 2, 0]), logits_predicting([1, 0, 0, 0])])
+  assert own == [{'mnist': 0.75}, {'mnist': 0.25}]  # instance k with teacher k
+  shared = seed_grid.teacher_agreement(students, [logits_predicting([0, 1, 1, 1])])  # one teacher (shared, an ensemble)
+  assert shared == [{'mnist': 0.5}, {'mnist': 0.75}]
 
 
 def test_a_report_row_names_its_objective_and_the_views_it_trained_on():

@@ -86,6 +86,20 @@ def test_end_to_end_writes_the_report_checkpoints_and_metrics(finished_run):
   assert report['gain_over_independent'][STUDENT]['mnist_translate']['mean'] == gain['mnist_translate']
   cells = ' | '.join(f'{100 * gain[t]:+.2f}'.replace('-', '−') for t in ('mnist', 'mnist_scale', 'mnist_translate'))
   assert f'| CNN→MLP − MLP | {cells} |' in table and 'One seed: --config.num_seeds=4 gives mean ± std' in table
+  # The control's agreement with the student's teacher: what labels alone give (in the report's agreement table).
+  config = smoke_config(report['config']['data']['dir'], **FULL)
+  data, logits = task.load(config, ''), {}
+  for name in (TEACHER, CONTROL):  # both models restored from their checkpoints, predicted here
+    cfg = seed_grid.role_config(config, name, 'teacher')
+    model = models.create_model(name, **cfg.model_kwargs)
+    variables = phases.restore_variables(model, seed_dir(workdir, name), cfg, np.zeros((1, 28, 28, 1), np.float32))[0]
+    logits[name] = task.predictions(name, model, [variables], data, sharding.data_mesh(), config)[0]
+  control = report['control_agreement'][STUDENT]
+  assert set(control) == set(data_lib.TEST_SETS)
+  for t, metrics in control.items():
+    assert metrics['teacher_agreement']['mean'] == np.mean(logits[CONTROL][t].argmax(-1) == logits[TEACHER][t].argmax(-1))
+  assert (f'| MLP (the control) with CNN→MLP\'s teacher | '
+          f'{100 * control["mnist"]["teacher_agreement"]["mean"]:.2f} |') in table
   assert report['num_train'] == 1000 and report['num_test']['mnist'] == 200 and not report['demo_sample']
   for setup in (TEACHER, CONTROL, STUDENT):
     assert os.listdir(seed_dir(workdir, setup))
