@@ -93,7 +93,29 @@ def parse_flags(argv):
   except flags.Error as e:
     _exit(2, _last_line(str(e)))
   except (AttributeError, KeyError) as e:  # ml_collections: an override of a field the config does not have
-    _exit(2, f'a --config.* override names no field of the config ({e}); --config.FIELD must exist in the file')
+    _exit(2, f'a --config.* override names no field of the config ({e}); --config.FIELD must exist in the file'
+          + _moved_field_hint(argv, str(e)))
+
+
+# Fields of the MNIST single job, which became the seed grid (Dec 2026), and where their settings are now.
+MOVED_FIELDS = {'teacher.': 'config.models.<teacher model>.*', 'student.loss': 'config.student_loss',
+                'student.': "config.models.<student model>.* (its own row's settings too) or config.student_overrides",
+                'train_independent_student': "config.setups (leave the student model's own setup out)",
+                'independent_overrides': 'config.models.<student model>.* (the independent row)',
+                'data.demo_teacher_epochs': 'config.data.demo_epochs'}
+
+
+def _moved_field_hint(argv, missing: str) -> str:
+  """Where a seed-grid config keeps what an override names by the MNIST single job's fields, when the part of it the
+  config lacks (``missing``: ml_collections' message names it) is that old field's; else ''."""
+  names = [a.split('=', 1)[0][len('--config.'):] for a in argv if a.startswith('--config.')]
+  for name in names:
+    old = next((old for old in MOVED_FIELDS if name.startswith(old)), None)
+    # The part a grid config lacks: the section (teacher, student) or the field itself (data.demo_teacher_epochs).
+    if old and f"'{old.split('.')[1] if old.startswith('data.') else old.split('.')[0]}'" in missing:
+      return (f'. The MNIST configs are seed grids (since Dec 2026): --config.{name} is now {MOVED_FIELDS[old]} '
+              '(docs/guide.md)')
+  return ''
 
 
 def error_message(error: Exception, workdir: str) -> str:

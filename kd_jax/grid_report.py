@@ -6,14 +6,16 @@ from typing import Any, Dict, List
 
 import numpy as np
 
+from kd_jax import paths
 from kd_jax import reports
 from kd_jax import sharding
 
 # What a grid report says of its task, copied into the sweeps and ablations made of its grids.
+TASK_FIELDS = ('task_title', 'test_sets', 'headline_sets', 'paper_gain')
 # A grid keeps each row's reliability bins (for its diagrams) up to this many ECE bins; more, e.g. the authors'
 # million-bin ECE, would make grid.json hundreds of MB.
 MAX_RELIABILITY_BINS = 10_000
-TASK_FIELDS = ('task_title', 'test_sets', 'headline_sets', 'paper_gain')
+
 
 def summarise(instances: List[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, float]]]:
   """Mean, sample standard deviation and n over instances, per test set and metric."""
@@ -48,6 +50,8 @@ def write_grid_report(report, workdir: str):
                  for row in instance.values())
   if has_bins:
     plot_reliability(report, os.path.join(workdir, 'reliability.png'))
+  elif (stale := paths.absolute(workdir) / 'reliability.png').exists():  # an earlier evaluation's
+    stale.unlink()
   warning = report['data_warning'] + reports.targets_warning(report['config'])
   logits = 'cached once per teacher instance' if report['cache_teacher_logits'] else 'computed in the step'
   seconds = ', '.join(f'{s["title"]} {s["seconds"]:.0f} s' for s in report['setups'].values() if s['seconds'])
@@ -100,8 +104,9 @@ def grid_agreement_table(report) -> str:
 
 
 def signed_cell(stats) -> str:
-  """A gain in points: its sign always shown ('+1.50 ± 0.40', '−2.00')."""
-  return reports.mean_std_cell(stats).replace('-', '−') if stats['mean'] < 0 else '+' + reports.mean_std_cell(stats)
+  """A gain in points: its sign always shown ('+1.50 ± 0.40', '−2.00'; '+0.00' for a gain that rounds to 0)."""
+  cell = reports.mean_std_cell(stats)
+  return cell.replace('-', '−') if cell.startswith('-') and cell.lstrip('-')[:4] != '0.00' else '+' + cell.lstrip('-')
 
 
 def grid_gain_table(report) -> str:
@@ -111,8 +116,13 @@ def grid_gain_table(report) -> str:
   gains = gains_over_independent(report, report)
   if not gains:
     return ''
-  rows = [f'| {setups[name]["title"]} − {setups[name.partition("_to_")[2]]["title"]} | '
-          + ' | '.join(signed_cell(gain[t]) for t in titles) + ' |' for name, gain in gains.items()]
+  def against(name):  # the independent row, and whether it is one shared model rather than one per seed
+    control = setups[name.partition('_to_')[2]]
+    shared = len(control['instances']) == 1 < len(setups[name]['instances'])
+    return control['title'] + (' (one shared model, not paired)' if shared else '')
+
+  rows = [f'| {setups[name]["title"]} − {against(name)} | ' + ' | '.join(signed_cell(gain[t]) for t in titles) + ' |'
+          for name, gain in gains.items()]
   return ('Gain over the independent student (accuracy points, paired by seed): each KD setup minus the row of its '
           'student model trained on gold labels alone — the control.'
           + (' One seed: --config.num_seeds=4 gives mean ± std.' if len(report['seeds']) == 1 else '')
@@ -195,8 +205,10 @@ def gains_over_independent(grid: Dict[str, Any], reference: Dict[str, Any]) -> D
     student = name.partition('_to_')[2]
     if student and student in reference['setups']:
       independent = reference['setups'][student]['instances']
+      if len(independent) == 1:  # one shared model (config.kd.shared_teacher): every seed against it
+        independent = independent * len(setup['instances'])
       gains[name] = {t: reports.summary_stats([d[t]['accuracy'] - i[t]['accuracy']
-                                               for d, i in zip(setup['instances'], independent)])
+                                               for d, i in zip(setup['instances'], independent, strict=True)])
                     for t in grid['test_sets']}
   return gains
 

@@ -165,6 +165,9 @@ def check_grid_config(config):
       task.check_augment(config, role_config(config, student_name, 'student'), f'models.{student_name}')
       phases.check_loss_batch(role_config(config, student_name, 'student'), f'models.{student_name}')
   phases.check_kd_config(config, student_loss=config.student_loss)
+  if not targets_lib.uses_teacher(ml_collections.ConfigDict({'loss': config.student_loss})):
+    raise ValueError(f'config.student_loss={config.student_loss!r} learns from gold labels alone: a student model\'s '
+                     'own setup (e.g. mlp) is that; a <teacher>_to_<student> setup needs a teacher objective')
   seeds = [config.seed + k for k in range(config.num_seeds)]
   for name in dict.fromkeys(n for setup in config.setups for n in parse_setup(config, setup) if n):
     template = config.models[name].checkpoint
@@ -172,7 +175,8 @@ def check_grid_config(config):
                if not paths.absolute(d).is_dir()] if template else []
     if missing:  # here, not when the grid reaches that model, perhaps after hours of training others
       raise FileNotFoundError(f'config.models.{name}.checkpoint={template!r}: {missing[0]} does not exist; give the '
-                              f'<workdir>/{name}/seed_{{seed}} of a finished grid, or leave it empty to train {name}')
+                              f'<workdir>/{name}/seed_{{seed}} of a finished grid (<workdir>/{name}, without {{seed}}, '
+                              f'where its seeds were vmapped), or leave it empty to train {name}')
   shared_teachers(config)
 
 
@@ -383,6 +387,25 @@ def run_student_epochs(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   return sweep
 
 
+def check_layout(config, workdir: str) -> None:
+  """A workdir trained with its seeds vmapped (one checkpoint per setup, ``<setup>/<step>``) is not resumed one seed
+  after another (``<setup>/seed_<s>/<step>``), or the other way round: that would train every setup again beside
+  the finished one, silently."""
+  vmapped = vmap_seeds(config)
+  for setup in config.setups:
+    directory = paths.absolute(workdir) / setup
+    if not directory.is_dir():
+      continue
+    entries = [p.name for p in directory.iterdir()]
+    other = (any(e.startswith('seed_') for e in entries) if vmapped else any(e.isdigit() for e in entries))
+    if other:
+      raise ValueError(f'{directory} holds {setup} trained with its seeds '
+                       f'{"one after another" if vmapped else "vmapped"}; this run would '
+                       f'{"vmap them" if vmapped else "run them one after another"} and train it again beside it. '
+                       f'Set --config.seed_parallelism={"sequential" if vmapped else "vmap"} to resume it, or use '
+                       'another --workdir')
+
+
 def check_report_kept(config, workdir: str, seeds) -> None:
   """A re-run that would replace a finished grid's report with one of fewer seeds or setups is refused (unless
   ``config.overwrite``): the instances it leaves out would vanish from the report while their runs stay."""
@@ -406,6 +429,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   t_start = time.perf_counter()
   seeds = [config.seed + k for k in range(config.num_seeds)]
   check_report_kept(config, workdir, seeds)
+  check_layout(config, workdir)
   task = task_of(config)
   data = task.load(config, workdir)
   if data.model_changes:

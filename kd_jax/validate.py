@@ -15,7 +15,8 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-_JOB = flags.DEFINE_enum('job', 'main', ['main', 'grid'], 'main: python -m kd_jax.main (any config); grid: python -m kd_jax.grid (grid configs)')
+_JOB = flags.DEFINE_enum('job', 'main', ['main', 'grid'],
+                         'main: python -m kd_jax.main (any config); grid: python -m kd_jax.grid (grid configs)')
 _DEVICES = flags.DEFINE_integer('devices', 0, "the target's device count (0: this machine's)")
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 flags.mark_flags_as_required(['config'])

@@ -12,8 +12,8 @@ TIMEOUT_S = 400  # every wait on a simulated cluster is bounded
 # The simulated clusters' smoke job, as tests/multiprocess runs it: SGD and one epoch (comparable exactly), with a
 # checkpoint every 4 steps to resume from; no independent student (one more phase of the same kind, which
 # tests/multiprocess and tests/mnist cover: here it would only lengthen the runs).
-JOB = ['--config.models.cnn.optimizer=sgd', '--config.models.mlp.optimizer=sgd', '--config.models.cnn.learning_rate=0.05',
-       '--config.models.mlp.learning_rate=0.05', '--config.models.cnn.num_epochs=1', '--config.models.mlp.num_epochs=1',
+JOB = [*(f'--config.models.{name}.{field}' for name in ('cnn', 'mlp')
+         for field in ('optimizer=sgd', 'learning_rate=0.05', 'num_epochs=1')),
        '--config.checkpoint_every_steps=4', "--config.setups=('cnn','cnn_to_mlp')"]
 TEACHER_CHECKPOINT = ('cnn', 'seed_0', '4')  # the teacher's first checkpoint in the workdir: the moment to preempt
 # The test session's compilation cache, for the jobs' processes too.

@@ -97,7 +97,8 @@ def test_end_to_end_writes_the_report_checkpoints_and_metrics(finished_run):
   control = report['control_agreement'][STUDENT]
   assert set(control) == set(data_lib.TEST_SETS)
   for t, metrics in control.items():
-    assert metrics['teacher_agreement']['mean'] == np.mean(logits[CONTROL][t].argmax(-1) == logits[TEACHER][t].argmax(-1))
+    same = logits[CONTROL][t].argmax(-1) == logits[TEACHER][t].argmax(-1)
+    assert metrics['teacher_agreement']['mean'] == np.mean(same)
   assert (f'| MLP (the control) with CNN→MLP\'s teacher | '
           f'{100 * control["mnist"]["teacher_agreement"]["mean"]:.2f} |') in table
   assert report['num_train'] == 1000 and report['num_test']['mnist'] == 200 and not report['demo_sample']
@@ -131,7 +132,8 @@ def test_every_teacher_objective_trains_the_student(finished_run, tiny_mnist_dir
   config = smoke_config(tiny_mnist_dir, **FULL, **saved_teacher(finished_run[0]),
                         **{'student_loss': loss, 'cache_teacher_logits': False})
   report = main.run(config, str(tmp_path))
-  assert report['config']['student_loss'] == loss and f'| CNN→MLP ({loss}) | 1 |' in (tmp_path / 'grid.md').read_text()
+  assert report['config']['student_loss'] == loss
+  assert f'| CNN→MLP ({loss}) | 1 |' in (tmp_path / 'grid.md').read_text()
   _check_results(report, setups=(TEACHER, STUDENT))
   assert row(report, STUDENT) != row(finished_run[1], STUDENT)  # another objective, another student
 
@@ -403,7 +405,8 @@ def test_missing_teacher_checkpoint_never_means_a_random_teacher(tiny_mnist_dir,
      r'config.models.cnn.learning_rate must be a finite number in \(0, 3.40282e\+38\], got inf'),
     ({'models.mlp.learning_rate': 1e300}, ValueError,  # finite, but inf in float32: used to blame divergence, late
      r'config.models.mlp.learning_rate must be a finite number in \(0, 3.40282e\+38\], got 1e\+300'),
-    ({'models.cnn.num_epochs': 1e9}, ValueError, r'config.models.cnn.num_epochs must be a finite number in \(0, 100000\]'),
+    ({'models.cnn.num_epochs': 1e9}, ValueError,
+     r'config.models.cnn.num_epochs must be a finite number in \(0, 100000\]'),
     ({'models.cnn.decay_rate': 5.0, 'models.cnn.schedule': 'exponential'}, ValueError,
      r'config.models.cnn.decay_rate must be a finite number in \(0, 1\], got 5.0'),
     ({'models.mlp.model_kwargs.hidden_sizes': (0, 3)}, ValueError,
@@ -481,6 +484,13 @@ def test_command_line_reports_an_unknown_override_in_one_line(tmp_path):
        '--config.kd.temprature=2'], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert result.returncode == 2 and 'Traceback' not in result.stderr
   assert result.stderr.strip().splitlines()[-1].startswith("kd_jax: error: a --config.* override names no field")
+  # A field of the MNIST single job says where a grid keeps it.
+  result = subprocess.run(
+      [sys.executable, '-m', 'kd_jax.main', '--config=configs/smoke.py', f'--workdir={tmp_path}',
+       '--config.student.loss=dkd'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith(
+      'The MNIST configs are seed grids (since Dec 2026): --config.student.loss is now config.student_loss '
+      '(docs/guide.md)')
 
 
 def test_real_mnist_slice(full_mnist_dir, tmp_path):
@@ -572,7 +582,8 @@ def test_the_ablation_and_regularised_grid_configs_are_valid():
   assert len(objectives) == 3 * 8 and {sub.student_loss for sub in objectives.values()} == set(losses.LOSSES) - {
       'cross_entropy'}
   matched = objectives['dist_fm_crop_mixup']  # the student on crops + mixup, its gold-label control on crops
-  assert (seed_grid.role_config(matched, 'mlp', 'student').augment, matched.models.mlp.augment) == ('crop,mixup', 'crop')
+  assert (seed_grid.role_config(matched, 'mlp', 'student').augment, matched.models.mlp.augment) == (
+      'crop,mixup', 'crop')
   # DKD needs one gold class per input: crops alone, no mixup.
   assert 'dkd_fm_crop_mixup' not in objectives and objectives['dkd_fm_crop'].student_overrides.augment == 'crop'
   assert not matched.cache_teacher_logits and matched.models.mlp.l1 == 1e-5
