@@ -49,7 +49,7 @@ def restored_checkpoints(job_config: ml_collections.ConfigDict) -> Dict[str, str
 
 def reported(report: Dict[str, Any]) -> analysis.Reported:
   """What a finished job's report describes: the seeds ``seed`` … ``seed + num_seeds - 1`` of its config (one for the
-  MNIST job) and the models it evaluated (reports written since Dec 6, 2026)."""
+  former MNIST single job, whose config had no num_seeds) and the models it evaluated (reports written since Dec 6, 2026)."""
   config = report['config']
   return analysis.Reported(seeds=[config.get('seed', 0) + k for k in range(config.get('num_seeds', 1))],
                            models=report.get('evaluated_checkpoints'))

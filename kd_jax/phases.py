@@ -1,11 +1,11 @@
-"""Phases: one model trained on what it learns from — what every job (MNIST, its seed grid, SVA) does with a
-model, knowing no task (the step and the loop it runs are :mod:`kd_jax.training`'s).
+"""Phases: one model trained on what it learns from — what every job (the seed grid of any task, SVA's single job)
+does with a model, knowing no task (the step and the loop it runs are :mod:`kd_jax.training`'s).
 
 * :func:`train_model` trains a :class:`Phase` — one run or a vmapped stack of seeds — on its
   :class:`kd_jax.targets.Targets`, resuming from its checkpoints and refusing other settings
   (:mod:`kd_jax.run_settings`);
 * :func:`teacher_for_seed` gives the teacher of one seed for KD: restored from
-  ``teacher.checkpoint`` (offline KD; ``'{seed}'`` in the path is replaced by
+  its settings' ``checkpoint`` (offline KD; ``'{seed}'`` in the path is replaced by
   the seed) or trained first, and in both cases read back from its checkpoint;
 * :func:`check_kd_config` validates the KD settings of a teacher → student job.
 

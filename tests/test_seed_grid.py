@@ -50,6 +50,13 @@ def test_grid_report(grid_report):
   for title in ('CNN', 'MLP', 'CNN→MLP', 'MLP→MLP', 'CNN→CNN', 'MLP→CNN'):
     assert f'| {title} | 2 |' in table
   assert 'final checkpoint' in table and '±' in table
+  # Each KD setup's gain over its student model's independent row, paired by seed.
+  assert set(report['gain_over_independent']) == {'cnn_to_mlp', 'mlp_to_mlp', 'cnn_to_cnn', 'mlp_to_cnn'}
+  paired = [d['mnist_translate']['accuracy'] - i['mnist_translate']['accuracy']
+            for d, i in zip(report['setups']['cnn_to_mlp']['instances'], report['setups']['mlp']['instances'])]
+  gain = report['gain_over_independent']['cnn_to_mlp']['mnist_translate']
+  np.testing.assert_allclose([gain['mean'], gain['std']], [np.mean(paired), np.std(paired, ddof=1)])
+  assert '| CNN→MLP − MLP | ' in table and '| MLP→CNN − CNN | ' in table
   for name in ('accuracy.png', 'reliability.png'):
     with open(os.path.join(workdir, name), 'rb') as f:
       assert f.read(8) == b'\x89PNG\r\n\x1a\n'
@@ -74,6 +81,16 @@ def test_vmapped_grid_matches_seeds_run_one_after_another(grid_report, tiny_mnis
   config.setups = ('mlp',)
   vmapped = seed_grid.run(config, str(tmp_path))
   assert vmapped['vmapped']
+  # A workdir is resumed with the seeds laid out as it was trained, never trained again beside itself.
+  config.seed_parallelism = 'sequential'
+  with pytest.raises(ValueError, match=r'mlp holds mlp trained with its seeds vmapped; this run would run them one '
+                                       'after another.*--config.seed_parallelism=vmap'):
+    seed_grid.run(config, str(tmp_path))
+  assert not (tmp_path / 'mlp' / 'seed_0').exists()
+  config.seed_parallelism, config.setups = 'vmap', tuple(sequential['setups'])
+  with pytest.raises(ValueError, match=r'cnn holds cnn trained with its seeds one after another; this run would '
+                                       'vmap them'):
+    seed_grid.run(config, grid_report[0])
   for k in range(2):
     for test_set in data_lib.TEST_SETS:
       np.testing.assert_allclose(sequential['setups']['mlp']['instances'][k][test_set]['accuracy'],

