@@ -1,5 +1,6 @@
-"""MLP teacher → MLP student on MNIST, with its control (the independent MLP): the seed grid of this pair, one seed
-(--config.num_seeds=4 for mean ± std; every pair at once: configs/mnist_grid.py:main_job).
+"""MLP teacher → MLP student on MNIST, with its control, the independent MLP — here the teacher itself, as in the
+paper's grid: the seed grid of this pair, one seed (--config.num_seeds=4 for mean ± std; every pair at once:
+configs/mnist_grid.py:main_job).
 
   python -m kd_jax.main --config=configs/mnist_mlp_to_mlp.py --workdir=/tmp/kd_mlp_to_mlp \
       --config.data.dir=../shared/data/mnist
