@@ -37,6 +37,14 @@ def test_workdirs_written_before_the_record_are_known_by_their_results(tmp_path,
   assert not (tmp_path / workdirs.RECORD).exists() and not (tmp_path / 'cnn').exists()
 
 
+def test_a_grid_workdir_written_before_the_record_is_known_by_its_report(tmp_path):
+  (tmp_path / 'grid.json').write_text(json.dumps({'config': {}}))  # grids before config.task: MNIST's
+  assert workdirs.job_of(str(tmp_path)) == 'mnist grid'
+  with pytest.raises(ValueError, match='is the workdir of an mnist grid, not of an sva job'):
+    main.run(load_config('sva_smoke'), str(tmp_path))
+  assert not (tmp_path / workdirs.RECORD).exists()
+
+
 def test_the_record_appears_whole_or_not_at_all(tmp_path, monkeypatch):
   """Every process of a job reads the record while process 0 writes it: a write cut short leaves no record (the
   next run writes it again), never part of one that the other processes would refuse."""
