@@ -22,6 +22,8 @@ def check(config):
     seed_grid.check(config)
     return seed_grid
   task = config.get('task', 'mnist')
+  if task not in JOBS and task not in seed_grid.TASKS:
+    raise ValueError(f'unknown config.task {task!r}; choose one of {sorted(set(JOBS) | set(seed_grid.TASKS))}')
   if task not in JOBS:
     raise ValueError(f'config.task={task!r} without config.setups: {task} runs on the seed grid only (give a grid '
                      f'config, e.g. configs/mnist_cnn_to_mlp.py); single jobs exist for {sorted(JOBS)}')

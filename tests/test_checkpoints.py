@@ -58,7 +58,7 @@ def test_full_state_round_trip(tmp_path):
 
 def test_missing_or_empty_checkpoint_is_an_error(tmp_path):
   model = models.create_model('cnn', **SMALL_CNN)
-  with pytest.raises(FileNotFoundError, match='does not exist.*config.teacher.checkpoint'):
+  with pytest.raises(FileNotFoundError, match='does not exist; point the checkpoint setting at the saved model'):
     checkpoints.restore_model(str(tmp_path / 'missing'), 'cnn', SMALL_CNN, _abstract(model))
   (tmp_path / 'empty').mkdir()
   with pytest.raises(FileNotFoundError, match='no Orbax checkpoint steps'):
@@ -80,7 +80,7 @@ def test_checkpoint_of_another_model_is_an_error(tmp_path):
   with pytest.raises(ValueError, match="holds a 'cnn' model.*asks for 'mlp'"):
     checkpoints.restore_model(str(tmp_path / 'teacher'), 'mlp', {}, _abstract(mlp))
   wider = dict(filters=(16, 8, 16), maxout_units=(16, 8, 4))
-  with pytest.raises(ValueError, match='model_kwargs match the checkpoint'):
+  with pytest.raises(ValueError, match='restore it as the model it is'):
     checkpoints.restore_model(str(tmp_path / 'teacher'), 'cnn', wider,
                               _abstract(models.create_model('cnn', **wider)))
 

@@ -317,7 +317,10 @@ def test_a_non_sva_checkpoint_is_refused_as_teacher(tmp_path):
 def test_unknown_task():
   config = load_config('sva_smoke')
   config.task = 'vision'
-  with pytest.raises(ValueError, match="unknown config.task 'vision'"):
+  with pytest.raises(ValueError, match="unknown config.task 'vision'; choose one of \\['mnist', 'sva'\\]"):
+    main.run(config, '/tmp/unused')
+  config.task = 'mnist'  # a single-job config of a task that runs on the seed grid only
+  with pytest.raises(ValueError, match="config.task='mnist' without config.setups: mnist runs on the seed grid only"):
     main.run(config, '/tmp/unused')
 
 
