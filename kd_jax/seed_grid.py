@@ -149,7 +149,6 @@ def check_grid_config(config):
   vmap_seeds(config)
   task = task_of(config)
   task.check_data_and_eval(config)
-  config_lib.check_choice(config, 'cache_teacher_logits', (False, True))
   for setup in config.setups:
     for name in filter(None, parse_setup(config, setup)):
       if name not in config.models:
@@ -233,8 +232,11 @@ def train_instances(phase: phases.Phase, targets: targets_lib.Targets, config, j
 def teacher_agreement(student_logits, teacher_logits):
   """Per student instance and test set: the fraction of test inputs on which it predicts the class its own teacher
   predicts (``teacher_logits``: one per instance, or one teacher's for all)."""
-  return [{name: float(np.mean(mine[name].argmax(-1) == teacher_logits[k if len(teacher_logits) > 1 else 0][
-      name].argmax(-1))) for name in mine} for k, mine in enumerate(student_logits)]
+  agreement = []
+  for k, mine in enumerate(student_logits):
+    theirs = teacher_logits[k if len(teacher_logits) > 1 else 0]
+    agreement.append({name: float(np.mean(mine[name].argmax(-1) == theirs[name].argmax(-1))) for name in mine})
+  return agreement
 
 
 def online_targets(setup: str, config, mesh, create_model) -> targets_lib.Targets:
