@@ -161,8 +161,11 @@ def check_grid_config(config):
     teacher_name, student_name = parse_setup(config, setup)
     task.check_augment(config, role_config(config, teacher_name, 'teacher'), f'models.{teacher_name}')
     if student_name:
-      task.check_augment(config, role_config(config, student_name, 'student'), f'models.{student_name}')
-      phases.check_loss_batch(role_config(config, student_name, 'student'), f'models.{student_name}')
+      student = role_config(config, student_name, 'student')
+      # Errors name the field that set the value: the model's own, or student_overrides for the student role.
+      field = lambda key: 'student_overrides' if key in config.student_overrides else f'models.{student_name}'
+      task.check_augment(config, student, field('augment'))
+      phases.check_loss_batch(student, field('batch_size'))
   phases.check_kd_config(config, student_loss=config.student_loss)
   if not targets_lib.uses_teacher(ml_collections.ConfigDict({'loss': config.student_loss})):
     raise ValueError(f'config.student_loss={config.student_loss!r} learns from gold labels alone: a student model\'s '

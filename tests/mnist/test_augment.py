@@ -91,10 +91,10 @@ def test_teacher_and_student_see_the_same_augmented_view():
     ({'student_overrides': {'augment': 'mixup'}, 'cache_teacher_logits': False, 'kd.gold_weight': 0.1},
      'a teacher objective with config.kd.alpha=1 and config.kd.gold_weight=0'),
     ({'student_overrides': {'augment': 'crop,mixup'}, 'student_loss': 'dkd', 'cache_teacher_logits': False},
-     "config.models.mlp.augment='crop,mixup' with loss 'dkd': its teacher term splits both distributions at the "
+     "config.student_overrides.augment='crop,mixup' with loss 'dkd': its teacher term splits both distributions at the "
      'gold class, and a mixed-up input has no one gold class'),
     ({'student_overrides': {'augment': 'translate'}},  # the main job caches teacher logits
-     r"config.models.mlp.augment='translate' needs the teacher in the step \(.*\): set "
+     r"config.student_overrides.augment='translate' needs the teacher in the step \(.*\): set "
      'config.cache_teacher_logits=False'),
 ])
 def test_bad_augment_settings_are_refused_before_training(overrides, match):

@@ -457,6 +457,8 @@ def test_missing_teacher_checkpoint_never_means_a_random_teacher(tiny_mnist_dir,
      r'config.kd.sp_weight must be a finite number ≥ 0'),
     ({'kd.targets': 'shuffled_confidence', 'kd.teacher_mode': 'train', 'cache_teacher_logits': False}, ValueError,
      r"config.kd.targets='shuffled_confidence' is a control built from cached teacher logits"),
+    ({'student_loss': 'rkd', 'cache_teacher_logits': False, 'student_overrides': {'batch_size': 1}}, ValueError,
+     r"config.student_overrides.batch_size=1: the 'rkd' objective normalises over the batch"),  # the field that set it
     ({'student_loss': 'cross_entropy'}, ValueError,
      r"config.student_loss='cross_entropy' learns from gold labels alone: a student model's own setup"),
     ({'data.demo_epochs': {'vit': 5.0}}, ValueError, r"config.data.demo_epochs names 'vit', which is not in "
