@@ -37,8 +37,7 @@ def check_data_and_eval(config):
   """The data and evaluation fields; up to a million ECE bins (the authors' own ECE: their notebooks)."""
   config_lib.check_job(config, jax.device_count(), max_ece_bins=1_000_000)
   config_lib.check_int(config, 'data.translate_seed')
-  demo_epochs = config.data.get('demo_epochs', {})
-  for name, epochs in demo_epochs.items():
+  for name in config.data.get('demo_epochs', {}):
     if name not in config.models:
       raise ValueError(f'config.data.demo_epochs names {name!r}, which is not in config.models')
     config_lib.check_number(config, f'data.demo_epochs.{name}', low_open=False)
