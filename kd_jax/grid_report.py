@@ -42,7 +42,8 @@ def grid_table(report) -> str:
   return '\n'.join(lines)
 
 
-def write_grid_report(report, workdir: str):
+def write_grid_report(report, workdir: str, task_section=lambda report, workdir: ''):
+  """grid.md/.json and its figures; ``task_section(report, workdir)``: the task's own markdown (and figures)."""
   if not sharding.is_primary():
     return
   plot_accuracy(report, os.path.join(workdir, 'accuracy.png'))
@@ -66,6 +67,7 @@ def write_grid_report(report, workdir: str):
           + ''.join(shared_teacher_line(report, name) for name in report.get('shared_teachers', ()))
           + ''.join(ensemble_line(report, name) for name in report.get('teacher_ensembles', {}))
           + f'{grid_table(report)}\n\n{grid_gain_table(report)}{grid_agreement_table(report)}'
+          + task_section(report, workdir) +
           '![accuracy](accuracy.png)\n\n'
           + ('![reliability](reliability.png)\n\n' if has_bins else
              f'(No reliability diagrams: more than {MAX_RELIABILITY_BINS} ECE bins are not kept.)\n\n')

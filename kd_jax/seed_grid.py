@@ -71,6 +71,10 @@ class TaskData:
   paper_gain: Optional[Dict[str, Any]] = None
   extra_report: Dict[str, Any] = dataclasses.field(default_factory=dict)
   model_changes: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
+  # a test set's outputs (what the task's predictions give) -> the class predicted for each input
+  predicted_classes: Callable[[Any], np.ndarray] = lambda logits: logits.argmax(-1)
+  # (the report, the workdir) -> markdown the task adds to grid.md (it may write figures beside it)
+  report_section: Callable[[Dict[str, Any], str], str] = lambda report, workdir: ''
 
 
 def task_of(config):
@@ -232,13 +236,14 @@ def train_instances(phase: phases.Phase, targets: targets_lib.Targets, config, j
   return phases.stack(variables)
 
 
-def teacher_agreement(student_logits, teacher_logits):
+def teacher_agreement(student_outputs, teacher_outputs, predicted_classes):
   """Per student instance and test set: the fraction of test inputs on which it predicts the class its own teacher
-  predicts (``teacher_logits``: one per instance, or one teacher's for all)."""
+  predicts (``teacher_outputs``: one per instance, or one teacher's for all)."""
   agreement = []
-  for k, mine in enumerate(student_logits):
-    theirs = teacher_logits[k if len(teacher_logits) > 1 else 0]
-    agreement.append({name: float(np.mean(mine[name].argmax(-1) == theirs[name].argmax(-1))) for name in mine})
+  for k, mine in enumerate(student_outputs):
+    theirs = teacher_outputs[k if len(teacher_outputs) > 1 else 0]
+    agreement.append({name: float(np.mean(predicted_classes(mine[name]) == predicted_classes(theirs[name])))
+                      for name in mine})
   return agreement
 
 
@@ -511,7 +516,8 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                                    reliability=config.eval.ece_bins <= report.MAX_RELIABILITY_BINS)
       if student_name and config.mode == 'offline':
         teachers_logits[setup] = teacher_test_logits(teacher_name, teacher)
-        for row, agreement in zip(rows[setup], teacher_agreement(test_logits[setup], teachers_logits[setup])):
+        for row, agreement in zip(rows[setup], teacher_agreement(test_logits[setup], teachers_logits[setup],
+                                                                  data.predicted_classes)):
           for name, metrics in row.items():
             metrics['teacher_agreement'] = agreement[name]
       logging.info('%s: %s', setup, report.format_row(rows[setup], data.test_titles))
@@ -541,8 +547,8 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   # The control's agreement with each KD setup's teacher: how much of the student's agreement the labels alone give.
   grid_report['control_agreement'] = {
       setup: report.summarise([{name: {'teacher_agreement': value} for name, value in instance.items()}
-                               for instance in teacher_agreement(test_logits[student], theirs)])
+                               for instance in teacher_agreement(test_logits[student], theirs, data.predicted_classes)])
       for setup, theirs in teachers_logits.items()
       if (student := parse_setup(config, setup)[1]) in config.setups}
-  report.write_grid_report(grid_report, workdir)
+  report.write_grid_report(grid_report, workdir, data.report_section)
   return grid_report

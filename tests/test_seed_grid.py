@@ -342,9 +342,12 @@ def test_teacher_agreement_pairs_each_student_with_its_own_teacher_or_the_one_fo
     return {'mnist': np.eye(3)[np.asarray(classes)]}
 
   students = [logits_predicting([0, 1, 2, 2]), logits_predicting([1, 1, 1, 1])]
-  own = seed_grid.teacher_agreement(students, [logits_predicting([0, 1, 2, 0]), logits_predicting([1, 0, 0, 0])])
+  argmax = lambda logits: logits.argmax(-1)
+  own = seed_grid.teacher_agreement(students, [logits_predicting([0, 1, 2, 0]), logits_predicting([1, 0, 0, 0])],
+                                    argmax)
   assert own == [{'mnist': 0.75}, {'mnist': 0.25}]  # instance k with teacher k
-  shared = seed_grid.teacher_agreement(students, [logits_predicting([0, 1, 1, 1])])  # one teacher (shared, an ensemble)
+  # one teacher (shared, an ensemble)
+  shared = seed_grid.teacher_agreement(students, [logits_predicting([0, 1, 1, 1])], argmax)
   assert shared == [{'mnist': 0.5}, {'mnist': 0.75}]
 
 

@@ -42,15 +42,24 @@ def model_config(model: str, loss: str, **overrides) -> ml_collections.ConfigDic
       batch_size=64, learning_rate=1e-3, schedule='exponential', decay_steps=1_000, **overrides)
 
 
-def _lm(config):
-  """Language modelling on the full sentences: models become causal, KD 0.9 teacher / 0.1 gold (the paper's)."""
+def _causal(model: str) -> str:
+  """'transformer' -> 'transformer_seq': the model's language-modelling form (an LSTM is causal already)."""
+  return model if model == 'lstm' or model.endswith('_seq') else model + '_seq'
+
+
+def _lm_fields(config):
+  """Language modelling on the full sentences, KD 0.9 teacher / 0.1 gold (the paper's)."""
   config.objective = 'lm'
   config.data.source = 'full_sentences'
   config.kd.alpha = 0.9
   config.cache_teacher_logits = False  # [N, L, vocabulary] logits would not fit: the teacher runs in the step
+
+
+def _lm(config):
+  """Language modelling: models become causal."""
+  _lm_fields(config)
   for role in ('teacher', 'student'):
-    if config[role].model != 'lstm' and not config[role].model.endswith('_seq'):
-      config[role].model += '_seq'
+    config[role].model = _causal(config[role].model)
 
 
 def _paper(config):
@@ -118,7 +127,7 @@ VARIANTS = {'classify': None, 'lm': _lm, 'paper': _paper, 'smoke': _smoke, 'pape
 def _shared_fields(config: ml_collections.ConfigDict):
   """The fields the single job and the seed grid share: task, objective, seeds, data, KD, evaluation, logging."""
   config.task = 'sva'
-  config.objective = 'classify'  # 'classify' (verb number) | 'lm' (the single job only)
+  config.objective = 'classify'  # 'classify' (verb number) | 'lm' (language modelling: the ':lm' variant)
   config.seed = 0
   config.num_seeds = 3  # seeds seed .. seed + num_seeds - 1 (the single job: one after another)
   config.data = dict(
@@ -172,13 +181,20 @@ def _grid_smoke(config):
     _smoke_model(model)
 
 
-GRID_VARIANTS = {'classify': None, 'paper': _grid_paper, 'smoke': _grid_smoke}
+def _grid_lm(config):
+  """Language modelling: every model becomes causal, in config.models and in config.setups."""
+  _lm_fields(config)
+  config.models = {_causal(name): {**cfg.to_dict(), 'model': _causal(name)} for name, cfg in config.models.items()}
+  config.setups = tuple('_to_'.join(_causal(name) for name in setup.split('_to_')) for setup in config.setups)
+
+
+GRID_VARIANTS = {'classify': None, 'lm': _grid_lm, 'paper': _grid_paper, 'smoke': _grid_smoke}
 
 
 def grid_config(variants: str = '') -> ml_collections.ConfigDict:
   """The seed grid on the agreement task (kd_jax/seed_grid.py): independent LSTM and Transformer and
-  LSTM→Transformer, 3 seeds; verb-number classification only (language modelling, transfer sets and cross-fitted
-  targets are the single job's). Each model's settings serve it as a teacher and as an independent model."""
+  LSTM→Transformer, 3 seeds; verb-number classification, or language modelling (':lm'). Transfer sets and
+  cross-fitted targets are the single job's. Each model's settings serve it as a teacher and as an independent model."""
   config = ml_collections.ConfigDict()
   _shared_fields(config)
   config.setups = ('lstm', 'transformer', 'lstm_to_transformer')

@@ -163,14 +163,47 @@ def _unscored_note(results) -> str:
           f'{results["num_test"]} test sentences.\n\n')
 
 
-def plot_attractors(results, path: str):
+def grid_section(report, workdir: str) -> str:
+  """What a seed grid's report (``grid.md``) adds for SVA: perplexity per test set (language models), accuracy by
+  number of attractors (and ``accuracy_by_attractors.png``), the majority-form baseline and unscored verbs."""
+  runs = {setup['title']: setup['instances'] for setup in report['setups'].values()}
+  view = {'runs': runs, 'summary': summarise(runs), 'num_test': report['num_test'],
+          'synthetic': report['data_source'].startswith('synthetic'),
+          'majority_form_baseline': report.get('majority_form_baseline')}
+  lines = []
+  if report.get('objective') == 'lm':
+    names = list(report['num_test'])
+    lines += ['Perplexity (exp of the mean NLL per target word, end token included):', '',
+              '| setup | ' + ' | '.join(report['test_sets'][t] for t in names) + ' |', '|---' * (len(names) + 1) + '|']
+    lines += [f'| {title} | ' + ' | '.join(reports.mean_std_cell(stats[f'{t}/perplexity'], 1.0, 1) for t in names)
+              + ' |' for title, stats in view['summary'].items()]
+    lines.append('')
+  counts = attractor_counts(view)
+  if counts:
+    plot_attractors(view, os.path.join(workdir, 'accuracy_by_attractors.png'), lambda title: title)
+    lines += ['Accuracy (%) by number of attractors (all test sets pooled), its macro mean and the micro accuracy '
+              'over them:', '', '| setup | ' + ' | '.join(str(k) for k in counts) + ' | macro | micro |',
+              '|---' * (len(counts) + 3) + '|']
+    for title in runs:
+      per_seed, num = attractor_accuracy(view, title, counts)
+      cells = [_mean_std_cell(per_seed[:, j]) for j in range(len(counts))]
+      cells += [_mean_std_cell(per_seed.mean(1)), _mean_std_cell(per_seed @ num / num.sum())]
+      lines.append(f'| {title} | ' + ' | '.join(cells) + ' |')
+    lines += ['', '![accuracy by attractors](accuracy_by_attractors.png)']
+  text = '\n'.join(lines) + _majority_form_note(view)
+  return _unscored_note(view) + text + '\n\n' if text else ''
+
+
+def plot_attractors(results, path: str, role_title=None):
+  """Accuracy against the number of attractors, a line per role (``role_title(role)`` names it)."""
+  role_title = role_title or (lambda role: _role_title(results, role))
   plt = reports.pyplot()
   counts = attractor_counts(results)
   fig, ax = plt.subplots(figsize=(5.5, 4))
   for role in results['runs']:
     per_seed, _ = attractor_accuracy(results, role, counts)
     ax.errorbar(counts, 100 * per_seed.mean(0), yerr=100 * metrics_lib.sample_std(per_seed, axis=0), marker='o', capsize=3,
-                label=_role_title(results, role))
+                label=role_title(role))
   ax.set_xlabel('number of attractors')
   ax.set_ylabel('agreement accuracy (%)')
   ax.set_xticks(counts)

@@ -1,15 +1,18 @@
 """SVA on the seed grid (kd_jax/sva/task.py through kd_jax/seed_grid.py), on the synthetic grammar."""
 import json
 
+import jax
 import numpy as np
 import pytest
 
 from conftest import load_config
 from kd_jax import analysis
 from kd_jax import checkpoints
+from kd_jax import phases
 from kd_jax import seed_grid
 from kd_jax.sva import data as sva_data
 from kd_jax.sva import experiment
+from kd_jax.sva import models as sva_models
 from kd_jax.sva import task
 
 FACTORS = (('base', {}), ('warmer', {'kd': {'temperature': 2.0}}))
@@ -93,8 +96,42 @@ def test_saved_models_with_different_vocabularies_are_refused(ablation, monkeypa
     task.saved_vocab(config)
 
 
+def test_language_models_on_the_grid(tmp_path):
+  """The ':lm' grid: causal models, perplexity and the verb form each model prefers, the majority-form baseline,
+  and the student's step-0 diagnostic of the next-word targets it is taught."""
+  config = load_config('sva_grid', 'lm,smoke', num_seeds=1, seed_parallelism='sequential')
+  assert config.setups == ('lstm', 'transformer_seq', 'lstm_to_transformer_seq') and not config.cache_teacher_logits
+  report = seed_grid.run(config, str(tmp_path))
+  vocab = sva_data.Vocab.load(tmp_path / 'vocab.json')
+  for setup, row in report['setups'].items():
+    test = row['instances'][0]['attractors']
+    # Better than a uniform guess over the vocabulary, and every verb was scored.
+    assert 1.0 < test['perplexity'] < len(vocab), setup
+    assert test['unscored_oov_verbs'] == 0 and test['count'] == 128 and test['num_target_tokens'] > 128
+    assert ('teacher_agreement' in test) == ('_to_' in setup), setup
+  meta = checkpoints.read_meta(str(tmp_path / 'transformer_seq' / 'seed_0'))
+  assert meta['objective'] == 'lm' and meta['model'] == 'transformer_seq'
+  # The perplexity is the model's: recomputed here from the restored LSTM's next-word logits.
+  lstm = sva_models.create_model('lstm', vocab_size=len(vocab), objective='lm', **config.models.lstm.model_kwargs)
+  data = task.load(config, str(tmp_path))
+  split = data.test_sets['attractors']
+  variables, _ = phases.restore_variables(lstm, str(tmp_path / 'lstm' / 'seed_0'), config.models.lstm,
+                                          phases.example_input(data.train))
+  log_probs = jax.nn.log_softmax(lstm.apply(variables, split.tokens, train=False))
+  nll = -np.take_along_axis(np.asarray(log_probs), split.labels[..., None], -1)[..., 0]
+  expected = np.exp((nll * split.weights).sum() / split.weights.sum())
+  np.testing.assert_allclose(report['setups']['lstm']['instances'][0]['attractors']['perplexity'], expected, rtol=1e-4)
+  text = (tmp_path / 'grid.md').read_text()
+  assert 'Perplexity' in text and 'Majority-form baseline' in text and (tmp_path / 'accuracy_by_attractors.png').exists()
+  assert report['majority_form_baseline']['attractors']['count'] == 128
+  with open(tmp_path / 'metrics.jsonl') as f:
+    taught = [r for r in map(json.loads, f) if r['phase'] == 'lstm_to_transformer_seq_seed_0' and r['step'] == 0][0]
+  assert 0.0 < taught['teacher_targets/p_gold'] < 0.9  # next words are uncertain: soft targets
+
+
 @pytest.mark.parametrize('overrides,match', [
-    ({'objective': 'lm'}, "not config.objective='lm': language modelling runs in SVA's single job"),
+    ({'objective': 'lm', 'cache_teacher_logits': True}, "caches a classifier's"),
+    ({'objective': 'lm', 'cache_teacher_logits': False, 'kd.targets': 'shuffled_confidence'}, "needs objective='classify'"),
     ({'data.transfer_size': 10}, r"transfer set and its control run in SVA's single job \(a config without setups"),
     ({'models.transformer.augment': 'crop'}, 'the SVA task has no augmentations'),
     ({'setups': ('lstm', 'cnn_to_lstm')}, "unknown model 'cnn'"),
