@@ -204,6 +204,26 @@ def check_job(config, num_devices: int, max_ece_bins: int = 10_000):
   check_int(config, 'steps_per_dispatch', -1)
 
 
+def grid_fields(config: ml_collections.ConfigDict):
+  """Adds the seed grid's fields beyond a task's setups and models (kd_jax/seed_grid.py), the same for every task."""
+  config.mode = 'offline'  # 'offline' | 'online'
+  config.seed_parallelism = 'auto'  # 'vmap' | 'sequential' | 'auto': vmap except on CPU (slower there)
+  config.student_loss = 'distillation'  # the loss of every student (kd_jax/losses.py), its settings in config.kd
+  # 'logits' or 'probabilities': every student distils from one ensemble of all seeds' teachers of its setup (their
+  # logits averaged, or their softmaxes at the KD temperature), not from its own seed's teacher; '' = its own.
+  config.teacher_ensemble = ''
+  config.student_overrides = {}  # settings that differ for the student role, e.g. {'learning_rate': 1e-4}
+  # E.g. (10, 50, 100): one grid per number of student epochs (students and their independent rows at matched
+  # epochs, teacher-only models trained once), and a report of the results against it; () = one grid.
+  config.student_epochs = ()
+  # An ablation: (factor name, the settings it changes, nested like this config) pairs, one grid each in this order
+  # (kd_jax/seed_grid.py: run_factors). () = one grid.
+  config.factors = ()
+  # k ≥ 2: each student learns from cached logits of k fold teachers of its seed, each input's from the one that
+  # did not train on it (cross-fitted targets); its teacher's row stays the teacher of the whole split. 0: off.
+  config.cross_fit_folds = 0
+
+
 def job_fields(config: ml_collections.ConfigDict):
   """Adds the settings every job shares beyond its task's: the divergence guard and the workdir policy."""
   # Training stops when a loss exceeds divergence_factor × max(1, the loss of the run's first step); 0: off.

@@ -66,6 +66,7 @@ def write_grid_report(report, workdir: str, task_section=lambda report, workdir:
           f'ECE: {report["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.).\n\n'
           + ''.join(shared_teacher_line(report, name) for name in report.get('shared_teachers', ()))
           + ''.join(ensemble_line(report, name) for name in report.get('teacher_ensembles', {}))
+          + ''.join(cross_fit_line(report, setup) for setup in report.get('cross_fit', {}))
           + f'{grid_table(report)}\n\n{grid_gain_table(report)}{grid_agreement_table(report)}'
           + task_section(report, workdir) +
           '![accuracy](accuracy.png)\n\n'
@@ -85,6 +86,15 @@ def ensemble_line(report, name: str) -> str:
   return (f'**Teacher ensemble**: every student of a {title} teacher distilled from the ensemble of all '
           f'{ensemble["members"]} seeds\' {title} teachers (averaged {ensemble["combine"]}), not from its own seed\'s; '
           f'the ensemble itself: {accuracy}.\n\n')
+
+
+def cross_fit_line(report, setup: str) -> str:
+  cross_fit = report['cross_fit'][setup]
+  accuracy = ' / '.join(f'{100 * a:.2f}' for a in cross_fit['target_accuracy'])
+  return (f'{report["setups"][setup]["title"]} learns cross-fitted targets: per seed, {cross_fit["folds"]} fold '
+          'teachers, each trained on the other folds of the training split, label the fold they did not see (their '
+          f'argmax is the gold label on {accuracy} % of the training inputs, per seed); its teacher\'s row, and its '
+          'agreement with it, are the teacher of the whole split.\n\n')
 
 
 def grid_agreement_table(report) -> str:

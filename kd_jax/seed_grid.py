@@ -145,6 +145,14 @@ def check_grid_config(config):
     raise ValueError(f"config.teacher_ensemble={ensemble!r} gives logits, not features: config.student_loss="
                      f"{config.student_loss!r} reads the teacher's features; choose an objective on logits "
                      '(distillation, dkd, dist, standardised_distillation)')
+  config_lib.check_int(config, 'cross_fit_folds', 0)
+  if config.cross_fit_folds == 1:
+    raise ValueError('config.cross_fit_folds=1 leaves a fold teacher nothing to train on: use 0 (off) or k ≥ 2')
+  if config.cross_fit_folds and (config.mode != 'offline' or not config.cache_teacher_logits or ensemble
+                                 or config.student_epochs):
+    raise ValueError("config.cross_fit_folds gives each student cached, cross-fitted logits of its own seed's fold "
+                     "teachers: it needs config.mode='offline', cache_teacher_logits=True, no teacher_ensemble and no "
+                     'student_epochs')
   if config.mode == 'online' and config.kd.get('targets', 'teacher') != 'teacher':
     raise ValueError(f'config.kd.targets={config.kd.targets!r} is a control made from cached teacher logits; online '
                      "KD learns from the co-trained teacher's current logits: use config.mode='offline'")
@@ -234,6 +242,34 @@ def train_instances(phase: phases.Phase, targets: targets_lib.Targets, config, j
                                targets.instance(k), job)
     variables.append(training.exported(state).variables)
   return phases.stack(variables)
+
+
+def cross_fitted_targets(name: str, config, data: TaskData, job: phases.Job, workdir: str) -> targets_lib.Targets:
+  """Cached eval-mode logits of model ``name`` on every training input, each from a fold teacher that did not
+  train on it, one array per seed (``config.cross_fit_folds`` = k).
+
+  Per seed, the training split is cut into k folds (drawn with the seed); fold teacher j trains with ``name``'s
+  teacher settings, seed and initialisation on the other folds, in ``<workdir>/<name>_folds/seed_<s>/fold_<j>``
+  (resumed like any run; one seed after another, since the folds differ per seed), and labels fold j.
+  """
+  cfg = role_config(config, name, 'teacher')
+  cfg.checkpoint = ''  # fold teachers are always trained here
+  model = data.create_model(name, cfg.model_kwargs)
+  logits_on = task_of(config).teacher_predictor(job.mesh, config)(model)
+  train, per_seed = data.train, []
+  for seed in [config.seed + k for k in range(config.num_seeds)]:
+    folds = np.array_split(np.random.default_rng(seed).permutation(len(train)), config.cross_fit_folds)
+    logits = None
+    for j, held_out in enumerate(folds):
+      phase = phases.Phase(f'{name}_fold_{j}_seed_{seed}', cfg, model, train.subset(np.setdiff1d(
+          np.arange(len(train)), held_out)), os.path.join(workdir, f'{name}_folds', f'seed_{seed}', f'fold_{j}'),
+                           [seed], phases.TEACHER_STREAM, field=f'config.models.{name}', extra_meta=data.extra_meta)
+      fold_logits = logits_on(training.exported(phases.train_model(phase, targets_lib.GOLD_LABELS, job)).variables,
+                              train)
+      logits = np.empty_like(fold_logits) if logits is None else logits
+      logits[held_out] = fold_logits[held_out]
+    per_seed.append(logits)
+  return targets_lib.Targets(logits=np.stack(per_seed), logits_instances=len(per_seed))
 
 
 def teacher_agreement(student_outputs, teacher_outputs, predicted_classes):
@@ -453,7 +489,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                'vmapped' if vmap_seeds(config) else 'one after another', mesh.size)
   writer = metric_writer.MetricWriter(workdir)
   job = phases.Job(config, mesh, writer)
-  rows, timing, teachers, ensembles = {}, {}, {}, {}
+  rows, timing, teachers, ensembles, cross_fit = {}, {}, {}, {}, {}
   test_logits = {}  # setup, or '<teacher> ensemble' → each instance's logits on the test sets, predicted once
   teachers_logits = {}  # KD setup → its teachers' logits on the test sets
   shared = shared_teachers(config)
@@ -505,7 +541,13 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
             teacher = ensembles.setdefault(teacher_name, targets_lib.ensemble_of(
                 teacher, config.teacher_ensemble, config.kd.temperature))
           t0 = time.perf_counter()
-          targets = targets_lib.for_phase(config, cfg, teacher, train)
+          if config.cross_fit_folds:
+            targets = cross_fitted_targets(teacher_name, config, data, job, workdir)
+            labels = train.batch(np.arange(len(train)))['label']
+            cross_fit[setup] = {'folds': config.cross_fit_folds,
+                                'target_accuracy': [float(np.mean(l.argmax(-1) == labels)) for l in targets.logits]}
+          else:
+            targets = targets_lib.for_phase(config, cfg, teacher, train)
         variables = train_instances(phase, targets, config, job)
         timing[setup] = time.perf_counter() - t0
       instances = 1 if not student_name and teacher_name in shared else config.num_seeds  # one shared teacher: one row
@@ -533,7 +575,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       'teacher_ensembles': {name: {'combine': config.teacher_ensemble, 'members': len(seeds),
                                    'metrics': task.metrics_of(teacher_test_logits(name, ensemble), data, config)[0]}
                             for name, ensemble in ensembles.items()},
-      'cache_teacher_logits': bool(config.cache_teacher_logits),
+      'cache_teacher_logits': bool(config.cache_teacher_logits), 'cross_fit': cross_fit,
       'checkpoint_rule': 'final checkpoint of each run (no early stopping or best-of selection)',
       'task_title': data.title, 'test_sets': data.test_titles, 'headline_sets': list(data.headline_sets),
       'paper_gain': data.paper_gain, 'data_source': data.source, 'data_warning': data.warning, **data.extra_report,

@@ -153,11 +153,11 @@ def test_a_task_added_by_the_recipe_runs_on_the_seed_grid(monkeypatch, tmp_path)
   phase = dict(model='linear', model_kwargs={}, loss='cross_entropy', optimizer='sgd', learning_rate=0.1,
                schedule='constant', clip_norm=0.0, batch_size=16, num_epochs=2.0, checkpoint='')
   config = ml_collections.ConfigDict(dict(
-      task='parity', seed=0, num_seeds=2, setups=('linear', 'linear_to_linear'), mode='offline',
-      seed_parallelism='sequential', cache_teacher_logits=True, models={'linear': phase}, student_loss='distillation',
-      teacher_ensemble='', student_overrides={}, student_epochs=(), factors=(), kd=losses.kd_settings(2.0),
-      data=dict(num_train=0, num_test=0), eval=dict(batch_size=16, ece_bins=15), log_every_steps=4,
-      checkpoint_every_steps=0))
+      task='parity', seed=0, num_seeds=2, setups=('linear', 'linear_to_linear'), cache_teacher_logits=True,
+      models={'linear': phase}, kd=losses.kd_settings(2.0), data=dict(num_train=0, num_test=0),
+      eval=dict(batch_size=16, ece_bins=15), log_every_steps=4, checkpoint_every_steps=0))
+  config_lib.grid_fields(config)
+  config.seed_parallelism = 'sequential'
   config_lib.job_fields(config)
   report = seed_grid.run(config, str(tmp_path))
   assert [s['title'] for s in report['setups'].values()] == ['Linear', 'Linear→Linear']

@@ -187,22 +187,10 @@ def _grid_defaults() -> ml_collections.ConfigDict:
   config.task = 'mnist'
   config.num_seeds = 4
   config.setups = ('cnn', 'mlp', 'cnn_to_mlp', 'mlp_to_mlp', 'cnn_to_cnn', 'mlp_to_cnn')
-  config.mode = 'offline'  # 'offline' | 'online'
-  config.seed_parallelism = 'auto'  # 'vmap' | 'sequential' | 'auto': vmap except on CPU (slower there)
   config.cache_teacher_logits = True  # offline: run each teacher once over the training set
   # The teacher/independent settings of each model ('checkpoint': offline KD from saved teachers, '{seed}' allowed).
   config.models = {name: model_config(name, 'cross_entropy', num_epochs=settings['grid_epochs'])
                    for name, settings in MODEL_SETTINGS.items()}
-  config.student_loss = 'distillation'  # the loss of every student (kd_jax/losses.py), its settings in config.kd
-  # 'logits' or 'probabilities': every student distils from one ensemble of all seeds' teachers of its setup (their
-  # logits averaged, or their softmaxes at the KD temperature), not from its own seed's teacher; '' = its own.
-  config.teacher_ensemble = ''
-  config.student_overrides = {}  # settings that differ for the student role, e.g. {'learning_rate': 1e-4}
-  # E.g. (10, 50, 100): one grid per number of student epochs (students and their independent rows at matched
-  # epochs, teacher-only models trained once), and a report of the results against it; () = one grid.
-  config.student_epochs = ()
-  # An ablation: (factor name, the settings it changes, nested like this config) pairs, one grid each in this order
-  # (kd_jax/seed_grid.py: run_factors). () = one grid.
-  config.factors = ()
+  config_lib.grid_fields(config)
   _shared_fields(config)
   return config

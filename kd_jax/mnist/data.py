@@ -50,7 +50,11 @@ class Split:
     return len(self.labels)
 
   def take(self, n: int) -> 'Split':
-    return Split(self.images[:n], self.labels[:n])
+    return self.subset(slice(n))
+
+  def subset(self, idx) -> 'Split':
+    """The examples at ``idx`` (e.g. cross-fitting's folds)."""
+    return Split(self.images[idx], self.labels[idx])
 
   def batch(self, idx) -> Dict[str, np.ndarray]:
     """The training batch at ``idx`` (see :class:`kd_jax.input_pipeline.Batches`)."""

@@ -188,7 +188,8 @@ def _grid_lm(config):
   config.setups = tuple('_to_'.join(_causal(name) for name in setup.split('_to_')) for setup in config.setups)
 
 
-GRID_VARIANTS = {'classify': None, 'lm': _grid_lm, 'paper': _grid_paper, 'smoke': _grid_smoke}
+GRID_VARIANTS = {'classify': None, 'lm': _grid_lm, 'paper': _grid_paper, 'smoke': _grid_smoke,
+                 'cross_fit': _cross_fit}
 
 
 def grid_config(variants: str = '') -> ml_collections.ConfigDict:
@@ -198,12 +199,6 @@ def grid_config(variants: str = '') -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   _shared_fields(config)
   config.setups = ('lstm', 'transformer', 'lstm_to_transformer')
-  config.mode = 'offline'  # 'offline' | 'online'
-  config.seed_parallelism = 'auto'  # 'vmap' | 'sequential' | 'auto': vmap except on CPU
   config.models = {name: model_config(name, 'cross_entropy') for name in ('lstm', 'transformer')}
-  config.student_loss = 'distillation'
-  config.teacher_ensemble = ''  # 'logits' | 'probabilities': every student distils from all seeds' teachers
-  config.student_overrides = {}  # settings that differ for the student role
-  config.student_epochs = ()  # e.g. (3, 10): one grid per number of student epochs
-  config.factors = ()  # an ablation: (factor name, the settings it changes) pairs, one grid each
+  config_lib.grid_fields(config)
   return config_lib.apply_variants(config, variants, GRID_VARIANTS)

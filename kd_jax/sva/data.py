@@ -348,7 +348,11 @@ class SvaSplit:
     return (self.tokens != PAD_ID).sum(-1)
 
   def take(self, n: int) -> 'SvaSplit':
-    return dataclasses.replace(self, **{f.name: getattr(self, f.name)[:n] for f in dataclasses.fields(self)
+    return self.subset(slice(n))
+
+  def subset(self, idx) -> 'SvaSplit':
+    """The examples at ``idx`` (e.g. cross-fitting's folds)."""
+    return dataclasses.replace(self, **{f.name: getattr(self, f.name)[idx] for f in dataclasses.fields(self)
                                         if isinstance(getattr(self, f.name), np.ndarray)})
 
   def batch(self, idx) -> Dict[str, np.ndarray]:

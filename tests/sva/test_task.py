@@ -8,7 +8,9 @@ import pytest
 from conftest import load_config
 from kd_jax import analysis
 from kd_jax import checkpoints
+from kd_jax import metrics
 from kd_jax import phases
+from kd_jax import sharding
 from kd_jax import seed_grid
 from kd_jax.sva import data as sva_data
 from kd_jax.sva import experiment
@@ -129,12 +131,52 @@ def test_language_models_on_the_grid(tmp_path):
   assert 0.0 < taught['teacher_targets/p_gold'] < 0.9  # next words are uncertain: soft targets
 
 
+def test_cross_fitted_targets_come_from_the_fold_teacher_that_did_not_see_the_input(ablation, tmp_path):
+  base, _ = ablation
+  config = sva_grid_config(num_seeds=1, cross_fit_folds=2, setups=('lstm_to_transformer',), seed_parallelism='vmap')
+  config.models.lstm.checkpoint = str(base / 'base' / 'lstm' / 'seed_{seed}')  # the whole split's teacher, saved
+  report = seed_grid.run(config, str(tmp_path))
+  assert report['cross_fit']['lstm_to_transformer']['folds'] == 2
+  assert 'learns cross-fitted targets: per seed, 2 fold teachers' in (tmp_path / 'grid.md').read_text()
+  records = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+  last_step = lambda phase: max(r['step'] for r in records if r['phase'] == phase)
+  # 2 epochs at batch 32 over half of the 256 training examples (4 batches an epoch) for each fold teacher.
+  assert last_step('lstm_fold_0_seed_0') == last_step('lstm_fold_1_seed_0') == 8
+
+  data = task.load(config, str(tmp_path))
+  train, mesh = data.train, sharding.data_mesh()
+  job = phases.Job(config, mesh)
+  # Called again, every fold teacher is restored from its final checkpoint (nothing retrained).
+  logits = seed_grid.cross_fitted_targets('lstm', config, data, job, str(tmp_path)).logits[0]
+  folds = np.array_split(np.random.default_rng(0).permutation(len(train)), 2)
+  model = data.create_model('lstm', config.models.lstm.model_kwargs)
+  predict = experiment.make_classifier_predict(model, mesh, 64)
+  example = phases.example_input(train)
+  whole_teacher, _ = phases.restore_variables(model, str(base / 'base' / 'lstm' / 'seed_0'), config.models.lstm,
+                                              example)
+  for j, held_out in enumerate(folds):
+    fold_teacher, meta = phases.restore_variables(
+        model, str(tmp_path / 'lstm_folds' / 'seed_0' / f'fold_{j}'), config.models.lstm, example)
+    assert meta['settings']['training examples'] == len(train) - len(held_out)
+    np.testing.assert_array_equal(logits[held_out], predict(fold_teacher, train)[held_out])
+    assert not np.allclose(logits[held_out], predict(whole_teacher, train)[held_out], atol=1e-3)
+  # What the student was taught (its step-0 diagnostic) is the cross-fitted logits.
+  taught = [r for r in records if r['phase'] == 'lstm_to_transformer' and r['step'] == 0][0]
+  expected = metrics.teacher_targets(logits, train.labels, config.kd.temperature)
+  assert taught['teacher_targets/p_gold'] == pytest.approx(expected['p_gold'], rel=1e-6)
+  assert report['cross_fit']['lstm_to_transformer']['target_accuracy'] == [
+      pytest.approx(float(np.mean(logits.argmax(-1) == train.labels)))]
+
+
 @pytest.mark.parametrize('overrides,match', [
     ({'objective': 'lm', 'cache_teacher_logits': True}, "caches a classifier's"),
     ({'objective': 'lm', 'cache_teacher_logits': False, 'kd.targets': 'shuffled_confidence'}, "needs objective='classify'"),
     ({'data.transfer_size': 10}, r"transfer set and its control run in SVA's single job \(a config without setups"),
     ({'models.transformer.augment': 'crop'}, 'the SVA task has no augmentations'),
     ({'setups': ('lstm', 'cnn_to_lstm')}, "unknown model 'cnn'"),
+    ({'cross_fit_folds': 1}, 'leaves a fold teacher nothing to train on'),
+    ({'cross_fit_folds': 2, 'cache_teacher_logits': False}, 'cross-fitted logits .* cache_teacher_logits=True'),
+    ({'cross_fit_folds': 2, 'mode': 'online'}, "needs config.mode='offline'"),
 ])
 def test_what_the_sva_grid_cannot_run_is_refused_before_it_starts(overrides, match):
   config = sva_grid_config()
