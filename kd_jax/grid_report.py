@@ -17,6 +17,25 @@ TASK_FIELDS = ('task_title', 'test_sets', 'headline_sets', 'paper_gain')
 MAX_RELIABILITY_BINS = 10_000
 
 
+# '<LABELS>_to_<student>': the student model with the student role's settings and training split, on gold labels
+# alone. Where a grid has it, it is the control of every <teacher>_to_<student> setup (else the student model's own
+# row): e.g. with a transfer set, which the students see and the independent rows do not.
+LABELS = 'labels'
+
+
+def is_kd(setup: str) -> bool:
+  """Whether ``setup`` is <teacher>_to_<student> with a teacher (not the gold labels)."""
+  teacher, to, _ = setup.partition('_to_')
+  return bool(to) and teacher != LABELS
+
+
+def control_of(setup: str, setups) -> str:
+  """The control of KD setup ``setup`` among ``setups``: ``labels_to_<student>`` if there, else ``<student>``."""
+  student = setup.partition('_to_')[2]
+  labels = f'{LABELS}_to_{student}'
+  return labels if labels in setups else student
+
+
 def summarise(instances: List[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, float]]]:
   """Mean, sample standard deviation and n over instances, per test set and metric."""
   return {test_set: {metric: reports.summary_stats([inst[test_set][metric] for inst in instances])
@@ -60,7 +79,10 @@ def write_grid_report(report, workdir: str, task_section=lambda report, workdir:
           f'{report["mode"]} KD; seeds {report["seeds"]} (n = {len(report["seeds"])} per setup, '
           f'{"vmapped" if report["vmapped"] else "run one after another"}); '
           f'teacher logits {logits if report["mode"] == "offline" else "from the co-trained teacher"}; '
-          f'{report["num_train"]} train examples; test examples: '
+          f'{report["num_train"]} train examples'
+          + (f' ({report["num_student_train"]} for the student role: KD setups and {LABELS}_to_<student>)'
+             if report.get('num_student_train', report['num_train']) != report['num_train'] else '')
+          + '; test examples: '
           + ', '.join(f'{report["test_sets"][t]} {n}' for t, n in report['num_test'].items()) + '. '
           f'Cells: mean ± sample std (ddof = 1) over instances. Checkpoint rule: {report["checkpoint_rule"]}. '
           f'ECE: {report["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.).\n\n'
@@ -104,7 +126,7 @@ def grid_agreement_table(report) -> str:
   rows = [f'| {setup["title"]} | ' + ' | '.join(reports.mean_std_cell(setup['summary'][t]['teacher_agreement'])
                                                 for t in titles) + ' |'
           for setup in setups.values() if 'teacher_agreement' in next(iter(setup['summary'].values()))]
-  rows += [f'| {setups[name.partition("_to_")[2]]["title"]} (the control) with {setups[name]["title"]}\'s teacher | '
+  rows += [f'| {setups[control_of(name, setups)]["title"]} (the control) with {setups[name]["title"]}\'s teacher | '
            + ' | '.join(reports.mean_std_cell(agreement[t]['teacher_agreement']) for t in titles) + ' |'
            for name, agreement in report.get('control_agreement', {}).items()]
   if not rows:
@@ -129,14 +151,15 @@ def grid_gain_table(report) -> str:
   if not gains:
     return ''
   def against(name):  # the independent row, and whether it is one shared model rather than one per seed
-    control = setups[name.partition('_to_')[2]]
+    control = setups[control_of(name, setups)]
     shared = len(control['instances']) == 1 < len(setups[name]['instances'])
     return control['title'] + (' (one shared model, not paired)' if shared else '')
 
   rows = [f'| {setups[name]["title"]} − {against(name)} | ' + ' | '.join(signed_cell(gain[t]) for t in titles) + ' |'
           for name, gain in gains.items()]
   return ('Gain over the independent student (accuracy points, paired by seed): each KD setup minus the row of its '
-          'student model trained on gold labels alone — the control.'
+          'student model trained on gold labels alone — the control (labels_to_<student> where the grid has it: the '
+          'student model trained as the students are, on their training split, from gold labels).'
           + (' One seed: --config.num_seeds=4 gives mean ± std.' if len(report['seeds']) == 1 else '')
           + '\n\n| setup | ' + ' | '.join(titles.values())
           + ' |\n|---' + '|---' * len(titles) + '|\n' + '\n'.join(rows) + '\n\n')
@@ -176,7 +199,7 @@ def plot_reliability(report, path: str):
   e.g. the CNN, the MLP and CNN→MLP), bins pooled over instances."""
   plt = reports.pyplot()
   setups, titles = report['setups'], report['test_sets']
-  pair = next((s for s in setups if '_to_' in s), '')
+  pair = next((s for s in setups if is_kd(s)), '')
   shown = [s for s in (*pair.split('_to_'), pair) if s in setups] or list(setups)[:3]
   fig, axes = plt.subplots(len(titles), len(shown), figsize=(3.2 * len(shown), 3 * len(titles)), squeeze=False)
   for col, setup in enumerate(shown):
@@ -214,9 +237,9 @@ def gains_over_independent(grid: Dict[str, Any], reference: Dict[str, Any]) -> D
   alone) of the grid ``reference`` (``grid`` itself, or e.g. an ablation's first factor), paired by seed."""
   gains = {}
   for name, setup in grid['setups'].items():
-    student = name.partition('_to_')[2]
-    if student and student in reference['setups']:
-      independent = reference['setups'][student]['instances']
+    control = control_of(name, reference['setups'])
+    if is_kd(name) and control in reference['setups']:
+      independent = reference['setups'][control]['instances']
       if len(independent) == 1:  # one shared model (config.kd.shared_teacher): every seed against it
         independent = independent * len(setup['instances'])
       gains[name] = {t: reports.summary_stats([d[t]['accuracy'] - i[t]['accuracy']
@@ -263,7 +286,7 @@ def write_student_epochs_report(sweep: Dict[str, Any], workdir: str):
   tables = []
   for test_set in sweep['headline_sets'][::-1]:
     header = ['student epochs'] + [f'{title} acc (%) / ECE' for title in titles.values()]
-    header += [f'{titles[n]} − {titles[n.partition("_to_")[2]]} (points)' for n in gain_names]
+    header += [f'{titles[n]} − {titles[control_of(n, titles)]} (points)' for n in gain_names]
     lines = [f'**{sweep["test_sets"][test_set]}**\n', '| ' + ' | '.join(header) + ' |', '|---' * len(header) + '|']
     for epochs, row in rows.items():
       cells = [f'{reports.mean_std_cell(row["setups"][n]["summary"][test_set]["accuracy"], digits=1)} / '
@@ -295,7 +318,7 @@ def plot_ablation(ablation: Dict[str, Any], path: str):
   y = np.arange(len(factors))
   for ax, test_set in zip(axes, ablation['headline_sets']):
     title = lambda name: first['setups'][name]['title']
-    bars = [(name, gains, f'{title(name)} − {whose} {title(name.partition("_to_")[2])}')
+    bars = [(name, gains, f'{title(name)} − {whose} {title(control_of(name, first["setups"]))}')
             for name in first['gain_over_independent']
             for gains, whose in (('gain_over_independent', "the factor's"),
                                  ('gain_over_first_factor_independent', f"{factors[0]}'s"))]
@@ -328,11 +351,11 @@ def write_ablation_report(ablation: Dict[str, Any], workdir: str):
   headline, set_titles = ablation['headline_sets'], ablation['test_sets']
   header = ['factor', 'changes'] + [f'{title} {set_titles[headline[0]]} acc (%)' for title in titles.values()]
   for test_set in headline:
-    header += [f'{titles[n]} − {titles[n.partition("_to_")[2]]} on {set_titles[test_set]} (points)'
+    header += [f'{titles[n]} − {titles[control_of(n, titles)]} on {set_titles[test_set]} (points)'
                for n in gain_names]
   # Against one baseline for every factor: the first factor's independent student (e.g. the no-KD MLP, when a
   # factor's own independent row is a control that changed with it).
-  header += [f'{titles[n]} − {first_factor}\'s {titles[n.partition("_to_")[2]]} on {set_titles[t]} (points)'
+  header += [f'{titles[n]} − {first_factor}\'s {titles[control_of(n, titles)]} on {set_titles[t]} (points)'
              for t in headline for n in gain_names]
   lines = ['| ' + ' | '.join(header) + ' |', '|---' * len(header) + '|']
   for factor, row in rows.items():
@@ -384,11 +407,11 @@ def plot_student_epochs(sweep: Dict[str, Any], path: str):
     ax.set_ylabel('accuracy (%)' if metric == 'accuracy' else 'ECE')
   ax = axes[3]
   for name in first['gain_over_independent']:
-    student = name.partition('_to_')[2]
+    control = control_of(name, first['setups'])
     stats = [row['gain_over_independent'][name][first_set] for row in rows.values()]
     ax.errorbar(epochs, [100 * s['mean'] for s in stats], yerr=[100 * s['std'] for s in stats], capsize=3,
                 marker='o', color=color[name],
-                label=f'{first["setups"][name]["title"]} − {first["setups"][student]["title"]}')
+                label=f'{first["setups"][name]["title"]} − {first["setups"][control]["title"]}')
   mark_paper_gain(sweep, ax, first_set, vertical=False)
   ax.axhline(0, color='grey', linewidth=0.5)
   ax.set_title(f'{sweep["test_sets"][first_set]}: gain over independent')

@@ -73,6 +73,8 @@ class TaskData:
   model_changes: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
   # a test set's outputs (what the task's predictions give) -> the class predicted for each input
   predicted_classes: Callable[[Any], np.ndarray] = lambda logits: logits.argmax(-1)
+  # the split the student role trains on (KD setups and labels_to_<student>; None: ``train``), e.g. with a transfer set
+  student_train: Any = None
   # (the report, the workdir) -> markdown the task adds to grid.md (it may write figures beside it)
   report_section: Callable[[Dict[str, Any], str], str] = lambda report, workdir: ''
 
@@ -85,31 +87,47 @@ def task_of(config):
   return importlib.import_module(TASKS[task])
 
 
+LABELS = report.LABELS  # 'labels_to_<student>': the student role on gold labels, a KD setup's control
+
+
 def parse_setup(config, setup: str) -> Tuple[str, str]:
-  """'cnn' -> ('cnn', ''), an independent model; 'cnn_to_mlp' -> ('cnn', 'mlp'); names are the task's models."""
+  """'cnn' -> ('cnn', ''), an independent model; 'cnn_to_mlp' -> ('cnn', 'mlp'); 'labels_to_mlp' -> ('labels',
+  'mlp'), the student role on gold labels (:data:`LABELS`); names are the task's models."""
   models = task_of(config).MODELS
   teacher, to, student = setup.partition('_to_')
-  if not teacher or (to and not student):  # '_to_mlp', 'cnn_to_': a half-written pair is not an independent model
-    raise ValueError(f'grid setup {setup!r} is neither a model nor <teacher>_to_<student>; models: '
-                     f'{sorted(models)}')
+  if not teacher or (to and not student) or (teacher == LABELS and not student):  # a half-written pair
+    raise ValueError(f'grid setup {setup!r} is neither a model nor <teacher>_to_<student> (nor {LABELS}_to_<student>); '
+                     f'models: {sorted(models)}')
   for name in (teacher, student):
-    if name and name not in models:
+    if name and name not in models and not (name == LABELS and name == teacher):
       raise ValueError(f'unknown model {name!r} in grid setup {setup!r}; models: {sorted(models)}')
   return teacher, student
+
+
+def trained_models(config, setup: str) -> Tuple[str, ...]:
+  """The models ``setup`` trains or restores: its teacher (not the gold labels) and its student."""
+  return tuple(name for name in parse_setup(config, setup) if name and name != LABELS)
+
+
+def teacher_of(config, setup: str) -> str:
+  """The model in the teacher role of ``setup`` (an independent model is its own), '' for the gold labels."""
+  teacher = parse_setup(config, setup)[0]
+  return '' if teacher == LABELS else teacher
 
 
 def setup_title(config, setup: str) -> str:
   title = task_of(config).title
   teacher, student = parse_setup(config, setup)
+  if teacher == LABELS:
+    return f'{title(student)} (as a student, gold labels)'
   return f'{title(teacher)}→{title(student)}' if student else title(teacher)
 
 
 def row_title(config, setup: str) -> str:
   """A report row's name: the setup's title and what its model does beyond plain KD or plain labels (the objective,
   the views it trains on)."""
-  teacher, student = parse_setup(config, setup)
-  cfg = role_config(config, student or teacher, 'student' if student else 'teacher')
-  details = [cfg.loss] if student and cfg.loss != 'distillation' else []
+  cfg = setup_config(config, setup)
+  details = [cfg.loss] if report.is_kd(setup) and cfg.loss != 'distillation' else []
   if cfg.get('augment'):
     details.append(f'views: {cfg.augment}')
   return setup_title(config, setup) + (f' ({", ".join(details)})' if details else '')
@@ -162,7 +180,7 @@ def check_grid_config(config):
   task = task_of(config)
   task.check_data_and_eval(config)
   for setup in config.setups:
-    for name in filter(None, parse_setup(config, setup)):
+    for name in trained_models(config, setup):
       if name not in config.models:
         raise ValueError(f'grid setup {setup!r} needs training settings config.models.{name}')
       config_lib.check_phase(config, f'models.{name}', jax.device_count())
@@ -170,8 +188,9 @@ def check_grid_config(config):
       if config.models[name].get('augment') and config.mode == 'online':
         raise ValueError(f"config.models.{name}.augment needs config.mode='offline' (the online pair has no "
                          'augmentation)')
-    teacher_name, student_name = parse_setup(config, setup)
-    task.check_augment(config, role_config(config, teacher_name, 'teacher'), f'models.{teacher_name}')
+    teacher_name, student_name = teacher_of(config, setup), parse_setup(config, setup)[1]
+    if teacher_name:
+      task.check_augment(config, role_config(config, teacher_name, 'teacher'), f'models.{teacher_name}')
     if student_name:
       student = role_config(config, student_name, 'student')
       # Errors name the field that set the value: the model's own, or student_overrides for the student role.
@@ -183,7 +202,7 @@ def check_grid_config(config):
     raise ValueError(f'config.student_loss={config.student_loss!r} learns from gold labels alone: a student model\'s '
                      'own setup (e.g. mlp) is that; a <teacher>_to_<student> setup needs a teacher objective')
   seeds = [config.seed + k for k in range(config.num_seeds)]
-  for name in dict.fromkeys(n for setup in config.setups for n in parse_setup(config, setup) if n):
+  for name in dict.fromkeys(n for setup in config.setups for n in trained_models(config, setup)):
     template = config.models[name].checkpoint
     missing = [d for d in dict.fromkeys(phases.checkpoint_path(template, seed) for seed in seeds)
                if not paths.absolute(d).is_dir()] if template else []
@@ -198,8 +217,20 @@ def shared_teachers(config):
   """The models whose saved teacher (``config.models.<name>.checkpoint``) is one model for every seed: refused
   unless ``config.kd.shared_teacher`` (:func:`kd_jax.phases.teacher_is_shared`)."""
   seeds = [config.seed + k for k in range(config.num_seeds)]
-  return [name for name in dict.fromkeys(parse_setup(config, setup)[0] for setup in config.setups)
+  return [name for name in dict.fromkeys(filter(None, (teacher_of(config, setup) for setup in config.setups)))
           if phases.teacher_is_shared(config, config.models[name].checkpoint, seeds, f'models.{name}.checkpoint')]
+
+
+def setup_config(config, setup: str) -> ml_collections.ConfigDict:
+  """The training settings of the model ``setup`` trains: an independent model's teacher role, a KD setup's student
+  role, a ``labels_to_<student>`` setup's student role with the gold labels' loss."""
+  teacher, student = parse_setup(config, setup)
+  if not student:
+    return role_config(config, teacher, 'teacher')
+  cfg = role_config(config, student, 'student')
+  if teacher == LABELS:
+    cfg.loss = 'cross_entropy'
+  return cfg
 
 
 def role_config(config, model: str, role: str) -> ml_collections.ConfigDict:
@@ -340,7 +371,8 @@ def factor_configs(config: ml_collections.ConfigDict) -> Dict[str, ml_collection
     if not isinstance(name, str) or not re.fullmatch(r'[A-Za-z0-9_][A-Za-z0-9_.+-]*', name) or name.startswith('..'):
       raise ValueError(f'config.factors: factor name {name!r} must be a plain directory name (letters, digits, '
                        "'_', '-', '.', '+'), since it names the factor's directory in the workdir")
-  if config.factors and not any(parse_setup(config, setup)[1] in config.setups for setup in config.setups):
+  if config.factors and not any(report.is_kd(setup) and report.control_of(setup, config.setups) in config.setups
+                                for setup in config.setups):
     raise ValueError(f'config.factors: an ablation reports each KD setup\'s gain over its independent student, but '
                      f'config.setups={config.setups!r} has no <teacher>_to_<student> setup whose student model is a '
                      'setup of its own (e.g. cnn_to_mlp with mlp)')
@@ -374,7 +406,7 @@ def run_factors(config: ml_collections.ConfigDict, subs: Dict[str, ml_collection
   setup's summary and each KD setup's gain over its independent student, paired by seed — rewritten after every
   factor, so a long ablation shows the factors finished so far (and says how many remain).
   """
-  teacher_role = {parse_setup(config, setup)[0] for setup in config.setups}
+  teacher_role = set(filter(None, (teacher_of(config, setup) for setup in config.setups)))
   grids, trained_teachers = {}, {}  # trained_teachers: (name, settings) → the directory that trained them
   # A resumed ablation re-evaluates its finished factors first; until it has passed them, the report of the run
   # before (the same factors: their settings are checked on resume) stays, so that the report, and an analysis
@@ -414,7 +446,7 @@ def run_student_epochs(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   its independent student, paired by seed).
   """
   students = {parse_setup(config, setup)[1] for setup in config.setups} - {''}
-  teachers_only = {parse_setup(config, setup)[0] for setup in config.setups} - students
+  teachers_only = set(filter(None, (teacher_of(config, setup) for setup in config.setups))) - students
   grids, first_dir = {}, None
   for epochs in config.student_epochs:
     sub = ml_collections.ConfigDict(config.to_dict())
@@ -484,6 +516,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       logging.warning('config.models.%s: %s for this data (%s)', name, changes, data.source)
       config.models[name].update(changes)
   train = data.train
+  student_train = train if data.student_train is None else data.student_train
   mesh = sharding.data_mesh()
   logging.info('Grid: %s, %s KD, seeds %s (%s), %d device(s)', list(config.setups), config.mode, seeds,
                'vmapped' if vmap_seeds(config) else 'one after another', mesh.size)
@@ -527,10 +560,13 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         model, variables = get_teacher(teacher_name).model, get_teacher(teacher_name).variables
       else:
         model = data.create_model(student_name, config.models[student_name].model_kwargs)
-        cfg = role_config(config, student_name, 'student')
-        phase = phases.Phase(setup, cfg, model, train, os.path.join(workdir, setup), seeds, phases.STUDENT_STREAM,
-                             extra_meta=data.extra_meta)
-        if config.mode == 'online':
+        cfg = setup_config(config, setup)
+        phase = phases.Phase(setup, cfg, model, student_train, os.path.join(workdir, setup), seeds,
+                             phases.STUDENT_STREAM, extra_meta=data.extra_meta)
+        if teacher_name == LABELS:
+          t0 = time.perf_counter()
+          targets = targets_lib.GOLD_LABELS
+        elif config.mode == 'online':
           t0 = time.perf_counter()
           targets = online_targets(setup, config, mesh, data.create_model)
           checkpoint_names[setup] = f'{setup}_online'
@@ -543,11 +579,11 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
           t0 = time.perf_counter()
           if config.cross_fit_folds:
             targets = cross_fitted_targets(teacher_name, config, data, job, workdir)
-            labels = train.batch(np.arange(len(train)))['label']
+            labels = phase.train.batch(np.arange(len(phase.train)))['label']
             cross_fit[setup] = {'folds': config.cross_fit_folds,
                                 'target_accuracy': [float(np.mean(l.argmax(-1) == labels)) for l in targets.logits]}
           else:
-            targets = targets_lib.for_phase(config, cfg, teacher, train)
+            targets = targets_lib.for_phase(config, cfg, teacher, phase.train)
         variables = train_instances(phase, targets, config, job)
         timing[setup] = time.perf_counter() - t0
       instances = 1 if not student_name and teacher_name in shared else config.num_seeds  # one shared teacher: one row
@@ -556,7 +592,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                                               data, mesh, config)
       rows[setup] = task.metrics_of(test_logits[setup], data, config,
                                    reliability=config.eval.ece_bins <= report.MAX_RELIABILITY_BINS)
-      if student_name and config.mode == 'offline':
+      if report.is_kd(setup) and config.mode == 'offline':
         teachers_logits[setup] = teacher_test_logits(teacher_name, teacher)
         for row, agreement in zip(rows[setup], teacher_agreement(test_logits[setup], teachers_logits[setup],
                                                                   data.predicted_classes)):
@@ -569,7 +605,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   grid_report = {
       'setups': {setup: {'title': row_title(config, setup), 'instances': rows[setup],
                          'summary': report.summarise(rows[setup]),
-                         'seconds': timing.get(setup, timing.get(parse_setup(config, setup)[0]))}
+                         'seconds': timing.get(setup, timing.get(teacher_of(config, setup)))}
                  for setup in config.setups},
       'seeds': seeds, 'vmapped': vmap_seeds(config), 'mode': config.mode, 'shared_teachers': shared,
       'teacher_ensembles': {name: {'combine': config.teacher_ensemble, 'members': len(seeds),
@@ -579,7 +615,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       'checkpoint_rule': 'final checkpoint of each run (no early stopping or best-of selection)',
       'task_title': data.title, 'test_sets': data.test_titles, 'headline_sets': list(data.headline_sets),
       'paper_gain': data.paper_gain, 'data_source': data.source, 'data_warning': data.warning, **data.extra_report,
-      'num_train': len(train), 'num_test': {name: len(split) for name, split in data.test_sets.items()},
+      'num_train': len(train), 'num_student_train': len(student_train), 'num_test': {name: len(split) for name, split in data.test_sets.items()},
       'model_titles': {name: task.title(name) for name in config.models}, 'num_devices': mesh.size,
       'device': jax.devices()[0].device_kind,
       'total_seconds': time.perf_counter() - t_start, 'config': json.loads(config.to_json()),
@@ -589,8 +625,8 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   # The control's agreement with each KD setup's teacher: how much of the student's agreement the labels alone give.
   grid_report['control_agreement'] = {
       setup: report.summarise([{name: {'teacher_agreement': value} for name, value in instance.items()}
-                               for instance in teacher_agreement(test_logits[student], theirs, data.predicted_classes)])
+                               for instance in teacher_agreement(test_logits[control], theirs, data.predicted_classes)])
       for setup, theirs in teachers_logits.items()
-      if (student := parse_setup(config, setup)[1]) in config.setups}
+      if (control := report.control_of(setup, config.setups)) in config.setups}
   report.write_grid_report(grid_report, workdir, data.report_section)
   return grid_report

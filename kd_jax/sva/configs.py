@@ -188,8 +188,31 @@ def _grid_lm(config):
   config.setups = tuple('_to_'.join(_causal(name) for name in setup.split('_to_')) for setup in config.setups)
 
 
+def _grid_paper_teacher(config):
+  """The authors' LSTM teacher regime (as ':paper_teacher') for the grid's LSTM, in every role it has: it must be a
+  teacher in some setup and a student in none."""
+  teachers = {setup.partition('_to_')[0] for setup in config.setups if '_to_' in setup}
+  students = {setup.partition('_to_')[2] for setup in config.setups}
+  if 'lstm' not in teachers or 'lstm' in students:
+    raise ValueError("the ':paper_teacher' variant is the authors' LSTM teacher regime: the grid's LSTM must teach "
+                     f'and not be a student, but config.setups is {config.setups!r}')
+  config.models.lstm.model_kwargs.update(dropout_rate=0.8, embedding_dropout=0.2, recurrent_dropout=0.8)
+  config.models.lstm.l2 = 1e-5
+  config.kd.teacher_mode = 'train'
+  config.cache_teacher_logits = False
+
+
+def _grid_transfer(config):
+  """A transfer set: 30,000 inputs of numpred.test.1 (the rest of it stays test_1) that the KD students learn from
+  their teacher alone, beside the training split; the control labels_to_<student> trains each student model as the
+  students are, on the gold labels of both."""
+  _transfer(config)
+  students = [setup.partition('_to_')[2] for setup in config.setups if '_to_' in setup]
+  config.setups = tuple(dict.fromkeys([*config.setups, *(f'labels_to_{student}' for student in students)]))
+
+
 GRID_VARIANTS = {'classify': None, 'lm': _grid_lm, 'paper': _grid_paper, 'smoke': _grid_smoke,
-                 'cross_fit': _cross_fit}
+                 'paper_teacher': _grid_paper_teacher, 'transfer': _grid_transfer, 'cross_fit': _cross_fit}
 
 
 def grid_config(variants: str = '') -> ml_collections.ConfigDict:

@@ -2,8 +2,8 @@
 ``kd_jax/mnist/task.py``.
 
 Both objectives: the verb-number classifier (``config.objective='classify'``), and language modelling (``'lm'``),
-scored on which verb form the model prefers at the verb, with its perplexity. Transfer sets and cross-fitted targets
-run in the single job (``python -m kd_jax.main``), whose rows (e.g. ``independent_transfer``) are not grid setups.
+scored on which verb form the model prefers at the verb, with its perplexity. With ``config.data.transfer_size`` the
+student role also trains on a transfer set split off numpred.test.1 (its control: ``labels_to_<student>``).
 """
 from typing import NamedTuple
 
@@ -56,10 +56,16 @@ def check_data_and_eval(config):
     if config.kd.get('targets', 'teacher') != 'teacher':
       raise ValueError(f'config.kd.targets={config.kd.targets!r} is a control made from cached classification '
                        "targets; it needs objective='classify', not 'lm'")
-  if config.data.transfer_size:
-    raise ValueError("config.data.transfer_size: the transfer set and its control run in SVA's single job (a config "
-                     'without setups, e.g. configs/sva_lstm_to_transformer.py:transfer), not in the seed grid')
   experiment.check_data_and_eval(config)
+  if config.data.transfer_size:
+    if config.data.source != 'numpred' or config.objective != 'classify':
+      raise ValueError('config.data.transfer_size splits numpred.test.1 into a transfer set and a held-out part: it '
+                       f'needs data.source=numpred and objective=classify, not {config.data.source!r} / '
+                       f'{config.objective!r}')
+    if config.kd.alpha != 1.0 or config.cross_fit_folds:
+      raise ValueError('with config.data.transfer_size the students learn the transfer set from their teacher alone '
+                       '(its gold labels are for the labels_to_<student> control): set config.kd.alpha=1.0 and no '
+                       f'cross_fit_folds (now alpha={config.kd.alpha}, cross_fit_folds={config.cross_fit_folds})')
 
 
 def check_augment(config, cfg, field: str):
@@ -76,7 +82,7 @@ def make_augment(setting: str):
 def load(config, workdir: str) -> seed_grid.TaskData:
   """The agreement data per ``config.data``, encoded with one vocabulary: the saved teachers' (all of them must
   share it), else built from the training split; saved to ``<workdir>/vocab.json`` for the analyses."""
-  train_examples, test_examples, source, _ = experiment.load_examples(config)
+  train_examples, test_examples, source, transfer_examples = experiment.load_examples(config)
   lm = config.objective == 'lm'
   vocab = saved_vocab(config) or sva_data.Vocab.build(experiment.tokens(train_examples), config.data.vocab_min_count)
   path = epath.Path(workdir) / 'vocab.json'
@@ -86,8 +92,13 @@ def load(config, workdir: str) -> seed_grid.TaskData:
                      'use another --workdir, or --config.overwrite=True to retrain there')
   if sharding.is_primary():
     vocab.save(path)
-  max_length = experiment.padded_length(config, [train_examples, *test_examples.values()])
+  extra_sets = [] if transfer_examples is None else [transfer_examples]
+  max_length = experiment.padded_length(config, [train_examples, *test_examples.values(), *extra_sets])
   train = experiment.encode(train_examples, vocab, config, max_length)
+  # With a transfer set, the student role trains on the training split and the transfer set (the KD students learn
+  # the transfer set from the teacher, labels_to_<student> from its gold labels); the teacher role on the split.
+  student_train = None if transfer_examples is None else experiment.encode(
+      sva_data.AgreementExamples.concatenate([train_examples, transfer_examples]), vocab, config, max_length)
   config_lib.check_batch_sizes(config, len(train), source)
   test_sets = {name: experiment.encode(examples, vocab, config, max_length) for name, examples in test_examples.items()}
   headline = HEADLINE_SETS[config.data.source]
@@ -102,7 +113,8 @@ def load(config, workdir: str) -> seed_grid.TaskData:
       create_model=lambda name, model_kwargs: models.create_model(name, vocab_size=len(vocab),
                                                                   objective=config.objective, **model_kwargs),
       extra_meta={'vocab': vocab.words, 'objective': config.objective}, paper_gain=PAPER_GAIN,
-      extra_report=extra_report, predicted_classes=predicted_classes, report_section=report.grid_section)
+      extra_report=extra_report, predicted_classes=predicted_classes, report_section=report.grid_section,
+      student_train=student_train)
 
 
 def saved_vocab(config):
@@ -110,7 +122,7 @@ def saved_vocab(config):
   setups use), None if it restores none; saved models with different vocabularies are refused (one encoding serves
   every model)."""
   seeds = [config.seed + k for k in range(config.num_seeds)]
-  used = {name for setup in config.setups for name in seed_grid.parse_setup(config, setup) if name}
+  used = {name for setup in config.setups for name in seed_grid.trained_models(config, setup)}
   found = {}
   for name in sorted(used):
     checkpoint = config.models[name].checkpoint
