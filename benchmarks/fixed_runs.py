@@ -1,7 +1,7 @@
 """The fixed set of runs whose numbers a refactoring must not change: record them, or check them against a record.
 
 Six small CPU runs on the built-in demo sample and synthetic agreement data (no data files needed): the main job
-(smoke), the seed grid with vmapped seeds, one ablation factor, the SVA job, one teacher objective with function
+(smoke), the seed grid with vmapped seeds, one ablation factor, the SVA smoke grid, one teacher objective with function
 matching (DIST on crops, the teacher in the step), online KD. Every number of their reports (accuracies, ECEs,
 agreements, gains, per-seed rows) is kept; timings, paths and configs are not.
 
@@ -36,10 +36,10 @@ RUNS = {
                                     "--config.student_overrides={'augment': 'crop'}"],
     'online_smoke': ['kd_jax.grid', *SMOKE_GRID, "--config.setups=('cnn_to_mlp',)", '--config.mode=online'],
 }
-# Report fields that are not results: how long, where, on what, with which config; how many test examples and the
-# paper's gain (their layout changed when the grid took other tasks: Dec 2026).
+# Report fields that are not results: how long, where, on what, with which config and seeds; how many test examples
+# and the paper's gain (their layout changed when the grid took other tasks: Dec 2026).
 NOT_RESULTS = ('seconds', 'timing', 'config', 'checkpoint', 'source', 'device', 'examples_per_sec', 'command',
-               'num_test', 'paper_')
+               'num_test', 'paper_', 'seed')
 
 
 # Reports whose layout changed, mapped onto the new one before comparing: (run, file in the record) → (its file now,
@@ -48,10 +48,17 @@ NOT_RESULTS = ('seconds', 'timing', 'config', 'checkpoint', 'source', 'device', 
 # distilled student are the grid's rows cnn and cnn_to_mlp; its control was the student's model trained from the
 # students' random stream and is now the grid's independent row mlp, trained from the teachers' stream (as in every
 # grid), so it, the gain over it and its settings field (now config.models.mlp) are other numbers.
+# The SVA job became the seed grid of its pair too (Dec 2026): the same way, its teacher and distilled student are the
+# rows lstm and lstm_to_transformer, its control the row transformer (from the teachers' stream now); the job's
+# summary (means over runs, now each row's) and its per-run seed fields have no counterpart.
 LAYOUTS = {('main_job_smoke', 'results.json'): ('grid.json', {'teacher.': 'setups.cnn.instances.0.',
                                                               'student.': 'setups.cnn_to_mlp.instances.0.',
-                                                              'independent.': 'setups.mlp.instances.0.'})}
-BY_DESIGN = {'main_job_smoke': ('setups.mlp.', 'gain.', 'independent_settings.')}
+                                                              'independent.': 'setups.mlp.instances.0.'}),
+           ('sva_smoke', 'results.json'): ('grid.json', {'runs.teacher.': 'setups.lstm.instances.',
+                                                         'runs.student.': 'setups.lstm_to_transformer.instances.',
+                                                         'runs.independent.': 'setups.transformer.instances.'})}
+BY_DESIGN = {'main_job_smoke': ('setups.mlp.', 'gain.', 'independent_settings.'),
+             'sva_smoke': ('setups.transformer.', 'summary.', 'num_transfer')}
 
 
 def in_current_layout(recorded):

@@ -21,8 +21,8 @@ from kd_jax import phases
 from kd_jax import training
 from kd_jax.sva import configs
 from kd_jax.sva import data as sva_data
-from kd_jax.sva import experiment
 from kd_jax.sva import models
+from kd_jax.sva import task
 
 _DATA_DIR = flags.DEFINE_string('data_dir', '', 'Directory of the Linzen numpred files; empty: synthetic sentences.')
 _STEPS = flags.DEFINE_integer('steps', 300, 'Training steps per measurement.')
@@ -35,18 +35,16 @@ def main(_):
     config.data.dir = _DATA_DIR.value
   else:
     config.data.source = 'synthetic'
-  train_examples, test_examples, source, _ = experiment.load_examples(config)
-  vocab = sva_data.Vocab.build(experiment._tokens(train_examples), config.data.vocab_min_count)  # pylint: disable=protected-access
-  split = experiment.encode(train_examples, vocab, config,
-                            experiment.padded_length(config, [train_examples, *test_examples.values()]))
+  train_examples, test_examples, source, _ = task.load_examples(config)
+  vocab = sva_data.Vocab.build(task.tokens(train_examples), config.data.vocab_min_count)
+  split = task.encode(train_examples, vocab, config, task.padded_length(config, [train_examples, *test_examples.values()]))
   mesh = sharding.data_mesh()
   print(f'{source}: {len(split)} training sequences padded to {split.tokens.shape[1]}, '
         f'{len(split.batch_variants)} bucket lengths {split.batch_variants}; {mesh.size} × '
         f'{jax.devices()[0].device_kind}; {_STEPS.value} steps per measurement', flush=True)
   print('| model | mode | wall s (compile included) | ex/s (after the first dispatch) |')
   print('|---|---|---|---|')
-  for role in ('teacher', 'student'):
-    cfg = config[role]
+  for role, cfg in (('teacher', config.models.lstm), ('student', config.models.transformer)):
     model = models.create_model(cfg.model, vocab_size=len(vocab), objective=config.objective, **cfg.model_kwargs)
     tx = training.make_optimizer(cfg, _STEPS.value)
     step = training.make_train_step(model, tx, losses.get_loss('cross_entropy'))

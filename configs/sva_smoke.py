@@ -1,4 +1,5 @@
-"""A tiny LSTM → Transformer agreement run on the synthetic grammar, for tests and smoke checks.
+"""A tiny LSTM → Transformer agreement grid (LSTM, Transformer, LSTM→Transformer, 2 seeds) on the synthetic grammar,
+for tests and smoke checks.
 
   python -m kd_jax.main --config=configs/sva_smoke.py --workdir=/tmp/sva_smoke
   python -m kd_jax.main --config=configs/sva_smoke.py:lm --workdir=/tmp/sva_smoke_lm

@@ -102,19 +102,19 @@ MOVED_FIELDS = {'teacher.': 'config.models.<teacher model>.*', 'student.loss': '
                 'student.': "config.models.<student model>.* (its own row's settings too) or config.student_overrides",
                 'train_independent_student': "config.setups (leave the student model's own setup out)",
                 'independent_overrides': 'config.models.<student model>.* (the independent row)',
-                'data.demo_teacher_epochs': 'config.data.demo_epochs'}
+                'data.demo_teacher_epochs': 'config.data.demo_epochs'}  # and SVA's: 'cross_fit_folds' kept its name
 
 
 def _moved_field_hint(argv, missing: str) -> str:
-  """Where a seed-grid config keeps what an override names by the MNIST single job's fields, when the part of it the
+  """Where a seed-grid config keeps what an override names by the single jobs' fields, when the part of it the
   config lacks (``missing``: ml_collections' message names it) is that old field's; else ''."""
   names = [a.split('=', 1)[0][len('--config.'):] for a in argv if a.startswith('--config.')]
   for name in names:
     old = next((old for old in MOVED_FIELDS if name.startswith(old)), None)
     # The part a grid config lacks: the section (teacher, student) or the field itself (data.demo_teacher_epochs).
     if old and f"'{old.split('.')[1] if old.startswith('data.') else old.split('.')[0]}'" in missing:
-      return (f'. The MNIST configs are seed grids (since Dec 2026): --config.{name} is now {MOVED_FIELDS[old]} '
-              '(docs/guide.md)')
+      return (f'. Every config is a seed grid (since Dec 2026): --config.{name} is now '
+              f'{MOVED_FIELDS[old]} (docs/guide.md)')
   return ''
 
 

@@ -1,4 +1,4 @@
-"""Runs the seed grid of any task: ``python -m kd_jax.grid --config=configs/mnist_grid.py --workdir=<dir>``."""
+"""Runs any kd_jax experiment (the same as ``python -m kd_jax.main``): ``python -m kd_jax.grid --config=configs/mnist_grid.py --workdir=<dir>``."""
 from kd_jax import cli
 from kd_jax import seed_grid
 

@@ -1,7 +1,8 @@
 """The seed grid, for every task: independent models and teacher→student pairs, several seeds each, one report.
 
-Run by ``python -m kd_jax.main --config=configs/mnist_grid.py --workdir=...`` (or ``configs/sva_grid.py``; the MNIST
-main jobs, ``configs/mnist_*_to_*.py``, are grids of one pair and its control with one seed).
+Run by ``python -m kd_jax.main --config=configs/<experiment>.py --workdir=...``: every experiment is a grid (the
+MNIST main jobs, ``configs/mnist_*_to_*.py``, of one pair and its control with one seed; ``configs/sva_*_to_*.py`` of
+one pair and its control with 3 seeds).
 ``config.task`` picks the task module (``TASKS``: ``kd_jax/<task>/task.py``), which gives the grid its models,
 data, checks, predictions and metrics; everything else here — seeds, modes, controls, factors, epoch sweeps,
 reports — is the same for every task.
@@ -135,7 +136,8 @@ def row_title(config, setup: str) -> str:
 
 def check_grid_config(config):
   if 'setups' not in config:
-    raise ValueError('this is not a seed-grid config (it has no config.setups): run it with python -m kd_jax.main')
+    raise ValueError('config.setups is missing: every kd_jax experiment is a seed grid of its setups (e.g. '
+                     "configs/mnist_cnn_to_mlp.py's ('cnn', 'mlp', 'cnn_to_mlp'))")
   if config.mode not in MODES:
     raise ValueError(f'unknown grid mode {config.mode!r} (config.mode); choose one of {MODES}')
   if config.num_seeds < 1:

@@ -12,9 +12,9 @@ from conftest import load_config
 from kd_jax import analysis
 from kd_jax import analyze
 from kd_jax import checkpoints
+from kd_jax import main
 from kd_jax import seed_grid
 from kd_jax.mnist import task as mnist_task
-from kd_jax.sva import experiment as sva_experiment
 
 
 def analyze_config(workdirs, **overrides):
@@ -174,13 +174,13 @@ def test_the_grid_analysis_report(grid_analysis):
 
 def test_sva_runs_through_the_same_code_path_with_errors_by_attractors(tmp_path):
   workdir = str(tmp_path / 'sva')
-  sva_experiment.run(load_config('sva_smoke', **{'num_seeds': 1, 'snapshots': True, 'snapshot_first_epoch': 0.5,
-                                                 'teacher.num_epochs': 1.0, 'student.num_epochs': 1.0}), workdir)
+  main.run(load_config('sva_smoke', **{'num_seeds': 1, 'snapshots': True, 'snapshot_first_epoch': 0.5,
+                                       'models.lstm.num_epochs': 1.0, 'models.transformer.num_epochs': 1.0}), workdir)
   report = analyze.run(analyze_config(workdir, num_examples=300), str(tmp_path / 'out'))
   result = report['sets']['pooled']
-  assert result['converged']['runs'] == ['independent/seed_0', 'student/seed_0', 'teacher/seed_0']
-  student = result['errors']['students']['student']
-  assert student['teacher'] == 'teacher' and student['independent'] == 'independent'
+  assert result['converged']['runs'] == ['lstm/seed_0', 'lstm_to_transformer/seed_0', 'transformer/seed_0']
+  student = result['errors']['students']['lstm_to_transformer']
+  assert student['teacher'] == 'lstm' and student['independent'] == 'transformer'
   assert set(student['jaccard_with_teacher_by_attractors']) == {'0', '1', '2'}
   assert len(result['paths']['points']) > 3
 

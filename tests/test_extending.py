@@ -17,13 +17,9 @@ from kd_jax import config_lib
 from kd_jax import losses
 from kd_jax import main
 from kd_jax import metrics
-from kd_jax import phases
 from kd_jax import seed_grid
-from kd_jax import sharding
-from kd_jax import targets as targets_lib
 from kd_jax.mnist import configs as mnist_configs
 from kd_jax.mnist import models
-from kd_jax.sva import experiment as sva_experiment
 from kd_jax.training import PENULTIMATE
 
 
@@ -69,8 +65,7 @@ def test_a_loss_added_by_the_recipe_trains_a_student_on_every_task(monkeypatch, 
       losses.teacher_objective('half_logits', _half_logits),
       kd_fields=(*losses.TEACHER_FIELDS, 'half_logits_weight'), uses_teacher=True))
   monkeypatch.setitem(losses.OBJECTIVE_WEIGHTS, 'half_logits_weight', 1.0)
-  sva = load_config('sva_smoke', **{'student.loss': 'half_logits'})
-  sva_experiment.check_config(sva)
+  seed_grid.check(load_config('sva_smoke', student_loss='half_logits'))
   config = load_config('smoke', data_dir=tiny_mnist_dir, **{'student_loss': 'half_logits',
                                                            'setups': ('cnn', 'cnn_to_mlp')})
   report = main.run(config, str(tmp_path))
@@ -91,41 +86,6 @@ class ParitySplit:
 
   def batch(self, idx):
     return {'inputs': self.inputs[idx], 'label': self.labels[idx]}
-
-
-def _parity_check(config):
-  phases.check_kd_config(config, config.teacher.loss, config.student.loss)
-
-
-def _parity_run(config, workdir):
-  """The dummy task's job: teacher, then student, on the shared trainer alone."""
-  train, job = ParitySplit(64, 0), phases.Job(config, sharding.data_mesh())
-  model = Linear()
-  teacher_variables, _, _ = phases.teacher_for_seed(phases.Phase(
-      'teacher', config.teacher, model, train, f'{workdir}/teacher', [0], phases.TEACHER_STREAM), job)
-  predictor = lambda m: lambda variables, split: np.asarray(m.apply(variables, jnp.asarray(split.inputs)))
-  teacher = targets_lib.Teacher(model, teacher_variables, predictor)
-  state = phases.train_model(phases.Phase('student', config.student, model, train, f'{workdir}/student', [0],
-                                          phases.STUDENT_STREAM),
-                             targets_lib.for_phase(config, config.student, teacher, train), job)
-  return {'student_step': int(state.step)}
-
-
-def test_a_task_added_by_the_recipe_runs_from_the_main_entry_point(monkeypatch, tmp_path):
-  module = types.ModuleType('parity')
-  module.check_config, module.run = _parity_check, _parity_run
-  monkeypatch.setitem(main.JOBS, 'parity', 'parity')
-  monkeypatch.setitem(__import__('sys').modules, 'parity', module)
-  phase = lambda loss: dict(model='linear', model_kwargs={}, loss=loss, optimizer='sgd', learning_rate=0.1,
-                            schedule='constant', clip_norm=0.0, batch_size=16, num_epochs=2.0, checkpoint='')
-  config = ml_collections.ConfigDict(dict(
-      task='parity', teacher=phase('cross_entropy'), student=phase('distillation'), kd=losses.kd_settings(2.0),
-      cache_teacher_logits=True, compute_dtype='float32', steps_per_dispatch=0, log_every_steps=4,
-      checkpoint_every_steps=0, snapshots=False, snapshot_first_epoch=1.0, eval=dict(batch_size=16)))
-  assert main.run(config, str(tmp_path)) == {'student_step': 8}
-  with pytest.raises(ValueError, match="unknown config.kd.teacher_mode 'frozen'"):
-    config.kd.teacher_mode = 'frozen'
-    main.run(config, str(tmp_path / 'again'))
 
 
 def _parity_task():

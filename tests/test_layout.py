@@ -71,13 +71,12 @@ def test_entry_points_import_only_their_tasks(entry_point):
 def test_the_graph_sees_real_imports():
   # Guards the check above against passing vacuously.
   assert {'kd_jax.training', 'kd_jax.mnist.data'} <= _reachable(GRAPH, 'kd_jax.mnist.task')
-  assert {'kd_jax.phases', 'kd_jax.sva.data'} <= _reachable(GRAPH, 'kd_jax.sva.experiment')
-  assert 'kd_jax.sva.experiment' in _reachable(GRAPH, 'kd_jax.sva.task')
+  assert {'kd_jax.phases', 'kd_jax.sva.data'} <= _reachable(GRAPH, 'kd_jax.sva.task')
   assert _task_of('kd_jax.sva.models') == 'kd_jax.sva' and _task_of('kd_jax.phases') is None
 
 
-def test_importing_the_sva_job_loads_no_mnist_code():
-  code = ('import sys, kd_jax.sva.experiment, kd_jax.main; '
+def test_importing_the_sva_task_loads_no_mnist_code():
+  code = ('import sys, kd_jax.sva.task, kd_jax.main; '
           'print(sorted(m for m in sys.modules if m.startswith("kd_jax.mnist")))')
   out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120, check=True)
   assert out.stdout.strip() == '[]'

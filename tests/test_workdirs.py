@@ -40,7 +40,7 @@ def test_workdirs_written_before_the_record_are_known_by_their_results(tmp_path,
 def test_a_grid_workdir_written_before_the_record_is_known_by_its_report(tmp_path):
   (tmp_path / 'grid.json').write_text(json.dumps({'config': {}}))  # grids before config.task: MNIST's
   assert workdirs.job_of(str(tmp_path)) == 'mnist grid'
-  with pytest.raises(ValueError, match='is the workdir of an mnist grid, not of an sva job'):
+  with pytest.raises(ValueError, match='is the workdir of an mnist grid, not of an sva grid'):
     main.run(load_config('sva_smoke'), str(tmp_path))
   assert not (tmp_path / workdirs.RECORD).exists()
 

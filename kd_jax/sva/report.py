@@ -1,4 +1,5 @@
-"""SVA reports: mean ± std tables per metric and test set, accuracy by number of attractors, its plot."""
+"""What an SVA grid's report adds (kd_jax/sva/task.py gives it to the seed grid): perplexity, accuracy by number of
+attractors and its plot, the majority-form baseline."""
 import os
 from typing import Any, Dict
 
@@ -6,9 +7,6 @@ import numpy as np
 
 from kd_jax import metrics as metrics_lib
 from kd_jax import reports
-from kd_jax import sharding
-
-SYNTHETIC_WARNING = '**SYNTHETIC GRAMMAR DEMO — not the Linzen data; not comparable to the paper.**\n\n'
 
 
 def _flatten(result: Dict[str, Any]) -> Dict[str, float]:
@@ -36,48 +34,6 @@ def summarise(runs: Dict[str, list]) -> Dict[str, Dict[str, Dict[str, float]]]:
   return summary
 
 
-def _role_title(results, role) -> str:
-  models = results['models']
-  objective = results.get('config', {}).get('student', {}).get('loss', 'distillation')
-  return {'teacher': f'{models["teacher"]} (teacher)', 'independent': f'{models["student"]} (no KD)',
-          'student': f'{models["teacher"]} → {models["student"]}' + (
-              f' ({objective})' if objective != 'distillation' else ''),
-          'independent_transfer': f'{models["student"]} (no KD, gold labels of train + transfer set)'}[role]
-
-
-def results_table(results) -> str:
-  """Markdown tables: accuracy, ECE (and perplexity) per test set, then accuracy per number of attractors."""
-  summary, test_names = results['summary'], list(results['num_test'])
-  metrics = [('Accuracy (%)', 'accuracy', 100.0, 2), ('ECE', 'ece', 1.0, 4)]
-  if results['objective'] == 'lm':
-    metrics.append(('Perplexity', 'perplexity', 1.0, 1))
-  metrics.append(('Accuracy (%), macro mean over subject–verb distances 1–16', 'macro_distance_accuracy', 100.0, 2))
-  metrics.append(("Agreement with the same seed's teacher (% of test examples with the same prediction)",
-                  'teacher_agreement', 100.0, 2))
-  lines = []
-  for title, key, scale, digits in metrics:
-    if not any(k.endswith('/' + key) for stats in summary.values() for k in stats):
-      continue  # e.g. distances: only some formats give them
-    lines += [f'{title}:', '', '| model | ' + ' | '.join(test_names) + ' |', '|---' * (len(test_names) + 1) + '|']
-    for role, stats in summary.items():
-      if not any(k.endswith('/' + key) for k in stats):
-        continue  # e.g. the teacher's agreement with itself
-      lines.append(f'| {_role_title(results, role)} | ' +
-                   ' | '.join(reports.mean_std_cell(stats.get(f'{t}/{key}'), scale, digits) for t in test_names) + ' |')
-    lines.append('')
-  counts = attractor_counts(results)
-  if counts:
-    lines += ['Accuracy (%) by number of attractors (all test sets pooled), its macro mean and the micro accuracy over them:', '',
-              '| model | ' + ' | '.join(str(k) for k in counts) + ' | macro | micro |',
-              '|---' * (len(counts) + 3) + '|']
-    for role in summary:
-      per_seed, num = attractor_accuracy(results, role, counts)
-      cells = [_mean_std_cell(per_seed[:, j]) for j in range(len(counts))]
-      cells += [_mean_std_cell(per_seed.mean(1)), _mean_std_cell(per_seed @ num / num.sum())]
-      lines.append(f'| {_role_title(results, role)} | ' + ' | '.join(cells) + ' |')
-  return '\n'.join(lines).rstrip()
-
-
 def _mean_std_cell(values) -> str:
   return reports.mean_std_cell(reports.summary_stats(values))
 
@@ -101,28 +57,6 @@ def attractor_accuracy(results, role, counts):
   return np.asarray(per_seed), np.asarray(num, np.float64)
 
 
-def write_report(results, workdir: str):
-  if not sharding.is_primary():
-    return
-  if attractor_counts(results):
-    plot_attractors(results, os.path.join(workdir, 'accuracy_by_attractors.png'))
-  warning = (SYNTHETIC_WARNING if results['synthetic'] else '') + reports.targets_warning(results['config'])
-  seeds = max(len(r) for r in results['runs'].values())
-  text = (f'# kd_jax SVA results ({results["objective"]})\n\n{warning}Data: {results["data_source"]}\n\n'
-          f'Train examples: {results["num_train"]}'
-          + (f' (+ a transfer set of {results["num_transfer"]} inputs, teacher-labelled for the KD student, gold '
-             'labels for the "gold labels of train + transfer set" control)' if results.get('num_transfer') else '')
-          + f'; test examples: {results["num_test"]}; vocabulary '
-          f'{results["vocab_size"]} words. Mean ± sample std over {seeds} seed(s); final checkpoints; '
-          f'ECE with {results["config"]["eval"]["ece_bins"]} equal-width (l, r] bins (Guo et al.)'
-          + ('; perplexity = exp(mean NLL per target word, end token included)' if results['objective'] == 'lm'
-             else '') + '.\n\n' + _shared_teacher_note(results) + _cross_fit_note(results) + _unscored_note(results)
-          + results_table(results) + _majority_form_note(results) +
-          f'\n\n{reports.wall_time(results["timing"]["total_seconds"])} on {results["num_devices"]} device(s)'
-          f'{reports.precision_note(results["config"])}.\n')
-  reports.write(workdir, 'results', results, text)
-
-
 def _majority_form_note(results) -> str:
   baselines = results.get('majority_form_baseline')
   if not baselines:
@@ -133,23 +67,6 @@ def _majority_form_note(results) -> str:
   return ('\n\nMajority-form baseline, no model: the verb form more frequent in the training sentences wins (a tie '
           'counts as wrong), on the verbs the models are scored on. Accuracy (%) overall and by attractors 0–4:\n\n'
           '| test set | accuracy | 0 | 1 | 2 | 3 | 4 |\n|---|---|---|---|---|---|---|\n' + '\n'.join(rows))
-
-
-def _shared_teacher_note(results) -> str:
-  if not results.get('shared_teacher'):
-    return ''
-  return (f'**One teacher for all seeds** (config.kd.shared_teacher=True: {results["config"]["teacher"]["checkpoint"]}):'
-          ' its row is that one model, with no spread; the students\' spread is over their own seeds only.\n\n')
-
-
-def _cross_fit_note(results) -> str:
-  cross_fit = results.get('cross_fit')
-  if not cross_fit:
-    return ''
-  accuracy = ' / '.join(f'{100 * a:.2f}' for a in cross_fit['target_accuracy'])
-  return (f'The KD student\'s targets are cross-fitted: {cross_fit["folds"]} fold teachers, each trained on the '
-          'other folds of the training split, label the fold they did not see (their argmax is the gold label on '
-          f'{accuracy} % of the training inputs, per seed); the teacher row is the teacher of the whole split.\n\n')
 
 
 def _unscored_note(results) -> str:
@@ -180,7 +97,7 @@ def grid_section(report, workdir: str) -> str:
     lines.append('')
   counts = attractor_counts(view)
   if counts:
-    plot_attractors(view, os.path.join(workdir, 'accuracy_by_attractors.png'), lambda title: title)
+    plot_attractors(view, os.path.join(workdir, 'accuracy_by_attractors.png'))
     lines += ['Accuracy (%) by number of attractors (all test sets pooled), its macro mean and the micro accuracy '
               'over them:', '', '| setup | ' + ' | '.join(str(k) for k in counts) + ' | macro | micro |',
               '|---' * (len(counts) + 3) + '|']
@@ -194,16 +111,15 @@ def grid_section(report, workdir: str) -> str:
   return _unscored_note(view) + text + '\n\n' if text else ''
 
 
-def plot_attractors(results, path: str, role_title=None):
-  """Accuracy against the number of attractors, a line per role (``role_title(role)`` names it)."""
-  role_title = role_title or (lambda role: _role_title(results, role))
+def plot_attractors(results, path: str):
+  """Accuracy against the number of attractors, a line per setup (named by its title)."""
   plt = reports.pyplot()
   counts = attractor_counts(results)
   fig, ax = plt.subplots(figsize=(5.5, 4))
   for role in results['runs']:
     per_seed, _ = attractor_accuracy(results, role, counts)
     ax.errorbar(counts, 100 * per_seed.mean(0), yerr=100 * metrics_lib.sample_std(per_seed, axis=0), marker='o', capsize=3,
-                label=role_title(role))
+                label=role)
   ax.set_xlabel('number of attractors')
   ax.set_ylabel('agreement accuracy (%)')
   ax.set_xticks(counts)

@@ -73,8 +73,7 @@ def _wait(procs, timeout=TIMEOUT_S):
 def _run(module, args, workdir, num_processes, devices_per_process, tmp_path):
   codes = _wait(_start(module, args, workdir, num_processes, devices_per_process, str(tmp_path)))
   assert codes == [0] * num_processes, open(os.path.join(tmp_path, os.path.basename(workdir) + '_0.log')).read()[-3000:]
-  with open(os.path.join(workdir, 'grid.json' if os.path.exists(os.path.join(workdir, 'grid.json')) else
-                         'results.json')) as f:
+  with open(os.path.join(workdir, 'grid.json')) as f:
     return json.load(f)
 
 
@@ -84,10 +83,14 @@ def _unique_metric_records(workdir):
   assert records and len(steps) == len(set(steps))  # one writer: process 0
 
 
-SGD = ['--config.teacher.optimizer=sgd', '--config.student.optimizer=sgd', '--config.teacher.learning_rate=0.05',
-       '--config.student.learning_rate=0.05', '--config.teacher.num_epochs=1', '--config.student.num_epochs=1']
-GRID_SGD = [f'--config.models.{name}.{field}' for name in ('cnn', 'mlp')
-            for field in ('optimizer=sgd', 'learning_rate=0.05', 'num_epochs=1')]
+
+def sgd(*models):
+  """Overrides that train ``models`` one epoch of SGD."""
+  return [f'--config.models.{name}.{field}' for name in models
+          for field in ('optimizer=sgd', 'learning_rate=0.05', 'num_epochs=1')]
+
+
+GRID_SGD = sgd('cnn', 'mlp')
 
 
 @pytest.fixture(scope='module')
@@ -131,7 +134,8 @@ def test_the_vmapped_grid_with_cached_logits_as_two_processes_equals_one_process
 
 
 def test_sva_with_length_grouped_batches_as_two_processes_equals_one_process(tmp_path):
-  args = ['--config=configs/sva_smoke.py', '--config.num_seeds=1', '--config.train_independent_student=False', *SGD]
+  args = ['--config=configs/sva_smoke.py', '--config.num_seeds=1', "--config.setups=('lstm', 'lstm_to_transformer')",
+          '--config.seed_parallelism=sequential', *sgd('lstm', 'transformer')]
   multi = _run('kd_jax.main', args, str(tmp_path / 'multi'), 2, 2, tmp_path)
   single = _run('kd_jax.main', args, str(tmp_path / 'single'), 1, 4, tmp_path)
   assert_same_numbers(multi, single)
