@@ -218,12 +218,12 @@ def _open_saved(directory) -> ocp.CheckpointManager:
     raise FileNotFoundError(
         f'teacher checkpoint directory {directory} does not exist; point the checkpoint setting at the saved model '
         "of a finished run (a grid's <workdir>/<model>/seed_{seed}, or <workdir>/<model> when its seeds were "
-        "vmapped; SVA's single job: <workdir>/teacher/seed_{seed}), or leave it empty to train the model first")
+        "vmapped), or leave it empty to train the model first")
   mngr = ocp.CheckpointManager(directory)
   if mngr.latest_step() is None:
     raise FileNotFoundError(f'{directory} holds no Orbax checkpoint steps; expected the directory of a saved '
                             "model: a grid's <workdir>/<model>/seed_<s> (or <workdir>/<model> when its seeds were "
-                            "vmapped), SVA's single job's <workdir>/teacher/seed_<s>")
+                            "vmapped)")
   return mngr
 
 
@@ -284,8 +284,8 @@ def restore_model(directory: paths.PathLike, model_name: str, model_kwargs: Dict
     if meta.get('model') != model_name or _normalise(meta.get('model_kwargs', {})) != _normalise(model_kwargs):
       raise ValueError(f'checkpoint {directory} holds a {meta.get("model")!r} model with settings '
                        f'{meta.get("model_kwargs")}, but the config asks for {model_name!r} with '
-                       f'{dict(model_kwargs)}: restore it as the model it is (a grid: '
-                       'config.models.<that model>.checkpoint; SVA\'s single job: config.teacher.model/model_kwargs)')
+                       f'{dict(model_kwargs)}: restore it as the model it is '
+                       '(config.models.<that model>.checkpoint)')
 
   mngr = _open_saved(directory)
   target = sharding.replicated_like(abstract_variables)

@@ -1,5 +1,5 @@
-"""Phases: one model trained on what it learns from — what every job (the seed grid of any task, SVA's single job)
-does with a model, knowing no task (the step and the loop it runs are :mod:`kd_jax.training`'s).
+"""Phases: one model trained on what it learns from — what the seed grid (every task) does with a model, knowing
+no task (the step and the loop it runs are :mod:`kd_jax.training`'s).
 
 * :func:`train_model` trains a :class:`Phase` — one run or a vmapped stack of seeds — on its
   :class:`kd_jax.targets.Targets`, resuming from its checkpoints and refusing other settings
@@ -12,7 +12,7 @@ does with a model, knowing no task (the step and the loop it runs are :mod:`kd_j
 Random streams: the initial state of seed ``s`` in a phase is
 ``init_state(fold_in(PRNGKey(s), stream))`` and its data order is a function of
 (s, stream, epoch), with one stream for teachers and one for students, so a
-student instance in the grid equals the single job's student of the same seed.
+student instance is the same whichever other setups or seeds run beside it.
 """
 import dataclasses
 import os

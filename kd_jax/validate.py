@@ -4,7 +4,7 @@
 
 The launchers (launch/tpu.py, launch/slurm.py) run this with the config, variants and overrides they ship, so that a
 bad variant, an unknown or bad ``--config.*`` override, a batch size that does not split over the target's devices
-or a single-job config given to the grid is one line here, not an error on a VM that was created and installed.
+or a config without setups is one line here, not an error on a VM that was created and installed.
 ``--devices``: the target's device count (this process then sees that many CPU devices); no data is read and no
 model is trained — only what the job checks before it starts.
 """
