@@ -1,11 +1,12 @@
 """The paper's third kind of evidence, for any task: training paths, converged solutions, shared errors.
 
-Runs are found by their checkpoints: every checkpoint directory under a workdir (the single job's
-``teacher``/``student``, SVA's ``<role>/seed_<s>``, the grid's ``<setup>[/seed_<s>]``) is one run per seed it
-holds, its model and loss read from the checkpoint's metadata. A run trained on teacher logits is *distilled*;
-its teacher is the run of the same seed whose setup is the part before ``_to_`` of its own (the grid) or
-``teacher`` (single job, SVA); its *independent* counterpart is the same-seed run that is not distilled, trains the
-same model and is not its teacher (the grid's ``mlp`` row for ``cnn_to_mlp``, SVA's ``independent``).
+Runs are found by their checkpoints: every checkpoint directory under a workdir (the grid's
+``<setup>[/seed_<s>]``; the single jobs' that came before it, ``teacher``/``student``[``/seed_<s>``]) is one run per
+seed it holds, its model and loss read from the checkpoint's metadata. A run trained on teacher logits is
+*distilled*; its teacher is the run of the same seed whose setup is the part before ``_to_`` of its own (the grid)
+or ``teacher`` (the single jobs); its *independent* counterpart is its control in the grid (the ``mlp`` row for
+``cnn_to_mlp``, or ``labels_to_mlp`` where the grid has it), else the same-seed run that is not distilled, trains the
+same model and is not its teacher (the single jobs' ``independent``).
 
 What is compared comes from the task (:class:`Probe`): the test inputs, their labels and, optionally, a grouping
 (SVA: attractors). Three analyses:
@@ -32,6 +33,7 @@ import ml_collections
 import numpy as np
 
 from kd_jax import checkpoints
+from kd_jax import grid_report
 from kd_jax import losses
 from kd_jax import reports
 from kd_jax.training import PENULTIMATE
@@ -162,11 +164,16 @@ def teacher_of(run: Run, runs: Sequence[Run]) -> Optional[Run]:
 
 
 def independent_of(run: Run, runs: Sequence[Run]) -> Optional[Run]:
+  """A distilled run's control: in a grid the setup that is its control there (``labels_to_<student>`` where the
+  grid has it, else its student model's row), else the same-seed run of its model that is neither distilled nor its
+  teacher."""
   teacher = teacher_of(run, runs)
   if teacher is None:
     return None
-  return _find(runs, run, lambda r: (not r.distilled and r is not teacher and r.model == run.model
-                                     and r.meta.get('model_kwargs') == run.meta.get('model_kwargs')))
+  control = grid_report.control_of(run.setup, {r.setup for r in runs if r.workdir == run.workdir})
+  return (_find(runs, run, lambda r: r.setup == control and not r.distilled)
+          or _find(runs, run, lambda r: (not r.distilled and r is not teacher and r.model == run.model
+                                         and r.meta.get('model_kwargs') == run.meta.get('model_kwargs'))))
 
 
 def _find(runs, run, predicate) -> Optional[Run]:
@@ -432,7 +439,8 @@ def write_factors_report(factor_reports: Dict[str, Dict[str, Any]], gains: Dict[
     factor_gains = gains[factor]
     for name, result in report['sets'].items():
       for setup, distance in result['converged']['to_teacher'].items():
-        roles = {'student': setup, 'independent': setup.partition('_to_')[2], 'teacher': distance['teacher']}
+        roles = {'student': setup, 'independent': grid_report.control_of(setup, factor_gains['setups']),
+                 'teacher': distance['teacher']}
         if name in factor_gains['setups'][setup]['summary']:  # a test set of the grids: their full-set numbers
           row = {role: (factor_gains['setups'].get(s) or {}).get('summary', {}).get(name)  # None: a setup not run
                  for role, s in roles.items()}

@@ -2,8 +2,8 @@
 
     python -m kd_jax.analyze --config=configs/analyze.py --config.workdirs=/tmp/kd_grid --workdir=/tmp/kd_analysis
 
-``config.workdirs``: one or more workdirs (comma-separated) of finished jobs of one task — a grid, single jobs or
-SVA runs; ``--workdir``: where analysis.json, analysis.md and the figures go. The task and its data settings are read
+``config.workdirs``: one or more workdirs (comma-separated) of finished jobs of one task — grids, or the single jobs
+that came before them; ``--workdir``: where analysis.json, analysis.md and the figures go. The task and its data settings are read
 from each workdir's results (``results.json`` or ``grid.json``).
 """
 import json
@@ -40,7 +40,7 @@ def saved_report(workdir: str) -> Tuple[Dict[str, Any], ml_collections.ConfigDic
 
 def restored_checkpoints(job_config: ml_collections.ConfigDict) -> Dict[str, str]:
   """Setup → checkpoint path of the models a finished job restored instead of training (a grid's
-  ``models.<name>.checkpoint``, a single job's ``teacher.checkpoint``)."""
+  ``models.<name>.checkpoint``, the single jobs' ``teacher.checkpoint``)."""
   if 'models' in job_config:
     return {name: model.checkpoint for name, model in job_config.models.items() if model.get('checkpoint')}
   teacher = job_config.get('teacher', {}).get('checkpoint')

@@ -35,7 +35,7 @@ def phase_config(model: str, model_kwargs, loss: str, **settings) -> ml_collecti
       l2=0.0,  # λ of an L2 penalty λ·Σw² on kernels and embeddings (Keras kernel_regularizer); 0: none
       l1=0.0,  # λ of an L1 penalty λ·Σ|w| on the same parameters (Keras' l1_l2 regularizer has both); 0: none
       # Teacher only: a saved teacher's Orbax directory -> offline KD, no teacher training. '{seed}' in it is
-      # replaced by each seed, e.g. 'DIR/teacher/seed_{seed}': one saved teacher per student seed.
+      # replaced by each seed, e.g. 'DIR/cnn/seed_{seed}': one saved teacher per student seed.
       checkpoint='',
   ))
   cfg.update(settings)

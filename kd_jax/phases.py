@@ -43,14 +43,9 @@ TEACHER_STREAM, STUDENT_STREAM = 0, 1
 
 # ----------------------------------------------------------------------------- KD settings
 
-def check_kd_config(config, teacher_loss: str = 'cross_entropy', student_loss: str = 'distillation',
-                    student_augment: str = ''):
-  """Fails fast, before any data is read, on loss names, ``config.kd`` values and teacher settings."""
-  if losses.loss_spec(teacher_loss).uses_teacher:
-    raise ValueError(f'the teacher trains on gold labels: config.teacher.loss must be cross_entropy, '
-                     f'got {teacher_loss!r}')
-  for name in (teacher_loss, student_loss):
-    losses.get_loss(name, config.kd, steps_per_epoch=1)  # built to check its fields; the phase counts its own steps
+def check_kd_config(config, student_loss: str = 'distillation', student_augment: str = ''):
+  """Fails fast, before any data is read, on the student's loss name, ``config.kd`` values and teacher settings."""
+  losses.get_loss(student_loss, config.kd, steps_per_epoch=1)  # built to check its fields; the phase counts its steps
   mode = targets_lib.teacher_mode(config)
   if mode not in targets_lib.TEACHER_MODES:
     raise ValueError(f'unknown config.kd.teacher_mode {mode!r}; choose one of {targets_lib.TEACHER_MODES}')
@@ -361,13 +356,13 @@ def teacher_is_shared(config, template: str, seeds: Sequence[int], field: str) -
   if not config.kd.get('shared_teacher', False):
     raise ValueError(f'config.{field}={template!r} has no {{seed}}: all {len(seeds)} seeds would distil from this one '
                      'teacher, and their spread would not come from independent runs. Put {seed} in the path (e.g. '
-                     'DIR/teacher/seed_{seed}) for one teacher per seed, or set config.kd.shared_teacher=True to '
+                     'DIR/<model>/seed_{seed}) for one teacher per seed, or set config.kd.shared_teacher=True to '
                      'share it on purpose (the report then says so)')
   return True
 
 
 def checkpoint_path(template: str, seed: int) -> str:
-  """A checkpoint directory for ``seed``: '{seed}' in ``template`` is replaced, e.g. 'DIR/teacher/seed_{seed}'."""
+  """A checkpoint directory for ``seed``: '{seed}' in ``template`` is replaced, e.g. 'DIR/cnn/seed_{seed}'."""
   return template.replace('{seed}', str(seed))
 
 

@@ -144,7 +144,7 @@ def check_grid_config(config):
     raise ValueError(f'config.num_seeds must be ≥ 1, got {config.num_seeds}')
   if not config.setups or len(set(config.setups)) != len(config.setups):
     raise ValueError(f'config.setups must name each setup once, and at least one, got {config.setups!r}')
-  if config.student_epochs and not any(parse_setup(config, setup)[1] for setup in config.setups):
+  if config.student_epochs and not any(report.is_kd(setup) for setup in config.setups):
     raise ValueError(f'config.student_epochs trains students at each budget, but config.setups={config.setups!r} has '
                      'no <teacher>_to_<student> setup')
   if config.student_epochs and config.mode == 'online':
@@ -169,10 +169,10 @@ def check_grid_config(config):
   if config.cross_fit_folds == 1:
     raise ValueError('config.cross_fit_folds=1 leaves a fold teacher nothing to train on: use 0 (off) or k ≥ 2')
   if config.cross_fit_folds and (config.mode != 'offline' or not config.cache_teacher_logits or ensemble
-                                 or config.student_epochs):
+                                 or config.student_epochs or not any(report.is_kd(s) for s in config.setups)):
     raise ValueError("config.cross_fit_folds gives each student cached, cross-fitted logits of its own seed's fold "
-                     "teachers: it needs config.mode='offline', cache_teacher_logits=True, no teacher_ensemble and no "
-                     'student_epochs')
+                     "teachers: it needs a <teacher>_to_<student> setup, config.mode='offline', "
+                     'cache_teacher_logits=True, no teacher_ensemble and no student_epochs')
   if config.mode == 'online' and config.kd.get('targets', 'teacher') != 'teacher':
     raise ValueError(f'config.kd.targets={config.kd.targets!r} is a control made from cached teacher logits; online '
                      "KD learns from the co-trained teacher's current logits: use config.mode='offline'")
@@ -194,7 +194,7 @@ def check_grid_config(config):
     if teacher_name:
       task.check_augment(config, role_config(config, teacher_name, 'teacher'), f'models.{teacher_name}')
     if student_name:
-      student = role_config(config, student_name, 'student')
+      student = setup_config(config, setup)
       # Errors name the field that set the value: the model's own, or student_overrides for the student role.
       field = lambda key: 'student_overrides' if key in config.student_overrides else f'models.{student_name}'
       task.check_augment(config, student, field('augment'))
@@ -264,8 +264,7 @@ def vmap_seeds(config) -> bool:
 def train_instances(phase: phases.Phase, targets: targets_lib.Targets, config, job: phases.Job):
   """One instance per seed of ``phase.seeds``, vmapped or in sequence (then each in ``<directory>/seed_<s>``);
   returns the instances' variables (for online KD: the students'), stacked on axis 0."""
-  phase = phase.replace(field=f'config.models.{phase.settings.model}',
-                        augment=task_of(config).make_augment(phase.settings.get('augment', '')))
+  phase = with_task_settings(phase, config)
   if vmap_seeds(config):
     return training.exported(phases.train_model(phase.replace(stacked=True), targets, job)).variables
   variables = []
@@ -275,6 +274,12 @@ def train_instances(phase: phases.Phase, targets: targets_lib.Targets, config, j
                                targets.instance(k), job)
     variables.append(training.exported(state).variables)
   return phases.stack(variables)
+
+
+def with_task_settings(phase: phases.Phase, config) -> phases.Phase:
+  """``phase`` with errors naming its model's settings and the task's augmentation its settings ask for."""
+  return phase.replace(field=f'config.models.{phase.settings.model}',
+                       augment=task_of(config).make_augment(phase.settings.get('augment', '')))
 
 
 def cross_fitted_targets(name: str, config, data: TaskData, job: phases.Job, workdir: str) -> targets_lib.Targets:
@@ -296,9 +301,9 @@ def cross_fitted_targets(name: str, config, data: TaskData, job: phases.Job, wor
     for j, held_out in enumerate(folds):
       phase = phases.Phase(f'{name}_fold_{j}_seed_{seed}', cfg, model, train.subset(np.setdiff1d(
           np.arange(len(train)), held_out)), os.path.join(workdir, f'{name}_folds', f'seed_{seed}', f'fold_{j}'),
-                           [seed], phases.TEACHER_STREAM, field=f'config.models.{name}', extra_meta=data.extra_meta)
-      fold_logits = logits_on(training.exported(phases.train_model(phase, targets_lib.GOLD_LABELS, job)).variables,
-                              train)
+                           [seed], phases.TEACHER_STREAM, extra_meta=data.extra_meta)
+      state = phases.train_model(with_task_settings(phase, config), targets_lib.GOLD_LABELS, job)
+      fold_logits = logits_on(training.exported(state).variables, train)
       logits = np.empty_like(fold_logits) if logits is None else logits
       logits[held_out] = fold_logits[held_out]
     per_seed.append(logits)
@@ -375,9 +380,9 @@ def factor_configs(config: ml_collections.ConfigDict) -> Dict[str, ml_collection
                        "'_', '-', '.', '+'), since it names the factor's directory in the workdir")
   if config.factors and not any(report.is_kd(setup) and report.control_of(setup, config.setups) in config.setups
                                 for setup in config.setups):
-    raise ValueError(f'config.factors: an ablation reports each KD setup\'s gain over its independent student, but '
-                     f'config.setups={config.setups!r} has no <teacher>_to_<student> setup whose student model is a '
-                     'setup of its own (e.g. cnn_to_mlp with mlp)')
+    raise ValueError(f'config.factors: an ablation reports each KD setup\'s gain over its control, but '
+                     f'config.setups={config.setups!r} has no <teacher>_to_<student> setup whose control is a setup '
+                     'too (its student model, e.g. cnn_to_mlp with mlp, or labels_to_<student>)')
   subs = {name: factor_config(config, name, changes) for name, changes in config.factors}
   for factor, changes in config.factors:
     for name, fields in dict(changes).get('models', {}).items():
@@ -519,6 +524,9 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       config.models[name].update(changes)
   train = data.train
   student_train = train if data.student_train is None else data.student_train
+  if config.cross_fit_folds and student_train is not train:  # the fold teachers label the teacher role's split
+    raise ValueError(f'config.cross_fit_folds: the students of {data.source} train on more than the teachers (a '
+                     'transfer set), which no fold teacher labels; use one or the other')
   mesh = sharding.data_mesh()
   logging.info('Grid: %s, %s KD, seeds %s (%s), %d device(s)', list(config.setups), config.mode, seeds,
                'vmapped' if vmap_seeds(config) else 'one after another', mesh.size)
@@ -555,6 +563,9 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     return test_logits[key]
 
   checkpoint_names = {setup: setup for setup in config.setups}  # each setup's directory in the workdir
+  # (and the fold teachers' of cross-fitted targets, evaluated too: the analyses find every model under the workdir)
+  checkpoint_names.update({f'{name} folds': f'{name}_folds' for name in dict.fromkeys(
+      teacher_of(config, setup) for setup in config.setups if report.is_kd(setup)) if config.cross_fit_folds})
   try:
     for setup in config.setups:
       teacher_name, student_name = parse_setup(config, setup)
@@ -617,7 +628,8 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       'checkpoint_rule': 'final checkpoint of each run (no early stopping or best-of selection)',
       'task_title': data.title, 'test_sets': data.test_titles, 'headline_sets': list(data.headline_sets),
       'paper_gain': data.paper_gain, 'data_source': data.source, 'data_warning': data.warning, **data.extra_report,
-      'num_train': len(train), 'num_student_train': len(student_train), 'num_test': {name: len(split) for name, split in data.test_sets.items()},
+      'num_train': len(train), 'num_student_train': len(student_train),
+      'num_test': {name: len(split) for name, split in data.test_sets.items()},
       'model_titles': {name: task.title(name) for name in config.models}, 'num_devices': mesh.size,
       'device': jax.devices()[0].device_kind,
       'total_seconds': time.perf_counter() - t_start, 'config': json.loads(config.to_json()),

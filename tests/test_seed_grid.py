@@ -315,7 +315,7 @@ def test_online_grid(tiny_mnist_dir, tmp_path, monkeypatch):
     ({'setups': ('cnn', 'mlp'), 'student_epochs': (10,)}, 'has no <teacher>_to_<student> setup'),
     ({'setups': ('cnn', 'mlp'), 'factors': (('a', {}),)}, "config.factors: an ablation reports each KD setup's gain"),
     # Used to crash after the first factor, plotting no gains (ZeroDivisionError).
-    ({'setups': ('cnn', 'cnn_to_mlp'), 'factors': (('a', {}),)}, 'whose student model is a setup of its own'),
+    ({'setups': ('cnn', 'cnn_to_mlp'), 'factors': (('a', {}),)}, 'whose control is a setup too'),
     ({'setups': ('_to_mlp',)}, r"grid setup '_to_mlp' is neither a model nor <teacher>_to_<student>"),
     ({'setups': ('cnn_to_',)}, r"grid setup 'cnn_to_' is neither a model nor <teacher>_to_<student>"),
     ({'teacher_ensemble': 'votes'}, r"config.teacher_ensemble must be '' \(each student's own teacher\) or one of "

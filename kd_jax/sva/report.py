@@ -118,8 +118,8 @@ def plot_attractors(results, path: str):
   fig, ax = plt.subplots(figsize=(5.5, 4))
   for role in results['runs']:
     per_seed, _ = attractor_accuracy(results, role, counts)
-    ax.errorbar(counts, 100 * per_seed.mean(0), yerr=100 * metrics_lib.sample_std(per_seed, axis=0), marker='o', capsize=3,
-                label=role)
+    ax.errorbar(counts, 100 * per_seed.mean(0), yerr=100 * metrics_lib.sample_std(per_seed, axis=0), marker='o',
+                capsize=3, label=role)
   ax.set_xlabel('number of attractors')
   ax.set_ylabel('agreement accuracy (%)')
   ax.set_xticks(counts)

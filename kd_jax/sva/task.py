@@ -17,6 +17,7 @@ import optax
 from kd_jax import analysis
 from kd_jax import checkpoints
 from kd_jax import config_lib
+from kd_jax import grid_report
 from kd_jax import metrics as metrics_lib
 from kd_jax import phases
 from kd_jax import seed_grid
@@ -68,10 +69,18 @@ def check_data_and_eval(config):
       raise ValueError('config.data.transfer_size splits numpred.test.1 into a transfer set and a held-out part: it '
                        f'needs data.source=numpred and objective=classify, not {config.data.source!r} / '
                        f'{config.objective!r}')
-    if config.kd.alpha != 1.0 or config.cross_fit_folds:
-      raise ValueError('with config.data.transfer_size the students learn the transfer set from their teacher alone '
-                       '(its gold labels are for the labels_to_<student> control): set config.kd.alpha=1.0 and no '
-                       f'cross_fit_folds (now alpha={config.kd.alpha}, cross_fit_folds={config.cross_fit_folds})')
+    if config.kd.alpha != 1.0 or config.kd.gold_weight or config.cross_fit_folds or config.mode != 'offline':
+      raise ValueError('with config.data.transfer_size the students learn the transfer set from their (offline) '
+                       'teacher alone — its gold labels are for the labels_to_<student> control: set '
+                       "config.kd.alpha=1.0, kd.gold_weight=0, mode='offline' and no cross_fit_folds (now "
+                       f'alpha={config.kd.alpha}, gold_weight={config.kd.gold_weight}, mode={config.mode!r}, '
+                       f'cross_fit_folds={config.cross_fit_folds})')
+    students = [setup.partition('_to_')[2] for setup in config.setups if grid_report.is_kd(setup)]
+    missing = [f'labels_to_{s}' for s in dict.fromkeys(students) if f'labels_to_{s}' not in config.setups]
+    if missing:
+      raise ValueError(f'config.data.transfer_size: the students train on the transfer set too, so their control is '
+                       f'{", ".join(missing)} (trained as they are, on the gold labels of both), not their model\'s '
+                       f'own row: add it to config.setups (the \':transfer\' variant does)')
 
 
 def check_augment(config, cfg, field: str):
@@ -110,11 +119,10 @@ def load(config, workdir: str) -> seed_grid.TaskData:
   headline = HEADLINE_SETS[config.data.source]
   extra_report = {'vocab_size': len(vocab), 'objective': config.objective}
   if lm:  # what choosing the more frequent verb form gets, on the verbs the models are scored on
-    extra_report['majority_form_baseline'] = majority_form_baselines(train_examples, test_examples,
-                                                                                test_sets)
+    extra_report['majority_form_baseline'] = majority_form_baselines(train_examples, test_examples, test_sets)
   return seed_grid.TaskData(
-      title='SVA (language modelling)' if lm else 'SVA', source=source, warning=('**SYNTHETIC GRAMMAR ONLY — not the Linzen data.**\n\n'
-                                          if config.data.source == 'synthetic' else ''),
+      title='SVA (language modelling)' if lm else 'SVA', source=source,
+      warning='**SYNTHETIC GRAMMAR ONLY — not the Linzen data.**\n\n' if config.data.source == 'synthetic' else '',
       train=train, test_sets=test_sets, test_titles={name: name for name in test_sets}, headline_sets=headline,
       create_model=lambda name, model_kwargs: models.create_model(name, vocab_size=len(vocab),
                                                                   objective=config.objective, **model_kwargs),

@@ -493,12 +493,12 @@ def test_command_line_reports_an_unknown_override_in_one_line(tmp_path):
        '--config.kd.temprature=2'], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert result.returncode == 2 and 'Traceback' not in result.stderr
   assert result.stderr.strip().splitlines()[-1].startswith("kd_jax: error: a --config.* override names no field")
-  # A field of the MNIST single job says where a grid keeps it.
+  # A field of the single jobs says where a grid keeps it.
   result = subprocess.run(
       [sys.executable, '-m', 'kd_jax.main', '--config=configs/smoke.py', f'--workdir={tmp_path}',
        '--config.student.loss=dkd'], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith(
-      'The MNIST configs are seed grids (since Dec 2026): --config.student.loss is now config.student_loss '
+      'Every config is a seed grid (since Dec 2026): --config.student.loss is now config.student_loss '
       '(docs/guide.md)')
 
 

@@ -178,6 +178,8 @@ def test_cross_fitted_targets_come_from_the_fold_teacher_that_did_not_see_the_in
   assert taught['teacher_targets/p_gold'] == pytest.approx(expected['p_gold'], rel=1e-6)
   assert report['cross_fit']['lstm_to_transformer']['target_accuracy'] == [
       pytest.approx(float(np.mean(logits.argmax(-1) == train.labels)))]
+  # The fold teachers are models of this workdir that the report lists, so the analyses read it.
+  assert {'lstm_folds/seed_0/fold_0', 'lstm_folds/seed_0/fold_1'} <= set(report['evaluated_checkpoints'])
 
 
 @pytest.mark.parametrize('overrides,match', [
@@ -190,6 +192,8 @@ def test_cross_fitted_targets_come_from_the_fold_teacher_that_did_not_see_the_in
     ({'data.length_bucket': 0}, r'config.data.length_bucket must be an integer ≥ 1'),
     ({'models.transformer.batch_size': 12}, r'config.models.transformer.batch_size must be a multiple of the 8 devices'),
     ({'models.lstm.model_kwargs.dropout_rate': -0.1}, r'config.models.lstm.model_kwargs.dropout_rate must be'),
+    ({'models.transformer.model_kwargs.num_heads': 3},
+     'config.models.transformer.model_kwargs.num_heads=3 must divide dim=32'),
     ({'models.lstm.l2': -1e-5}, r'config.models.lstm.l2 must be a finite number in \[0, 3.40282e\+38\], got -1e-05'),
     ({'data.transfer_size': 10}, 'needs data.source=numpred'),
     ({'data.transfer_size': -1}, 'config.data.transfer_size must be an integer ≥ 0'),
@@ -199,7 +203,7 @@ def test_cross_fitted_targets_come_from_the_fold_teacher_that_did_not_see_the_in
     ({'setups': ('lstm', 'cnn_to_lstm')}, "unknown model 'cnn'"),
     ({'cross_fit_folds': 1}, 'leaves a fold teacher nothing to train on'),
     ({'cross_fit_folds': 2, 'cache_teacher_logits': False}, 'cross-fitted logits .* cache_teacher_logits=True'),
-    ({'cross_fit_folds': 2, 'mode': 'online'}, "needs config.mode='offline'"),
+    ({'cross_fit_folds': 2, 'mode': 'online'}, "config.mode='offline'"),
 ])
 def test_what_the_sva_grid_cannot_run_is_refused_before_it_starts(overrides, match):
   config = sva_grid_config()
@@ -284,6 +288,15 @@ def test_paper_teacher_regime():
     load_config('sva_transformer_to_lstm', 'paper_teacher')
 
 
+def test_paper_teacher_runs_with_its_train_mode_teacher_in_the_step(tmp_path):
+  config = load_config('sva_smoke', 'paper_teacher', num_seeds=1, setups=('lstm', 'lstm_to_transformer'),
+                       **{'models.lstm.num_epochs': 1.0, 'models.transformer.num_epochs': 1.0})
+  report = seed_grid.run(config, str(tmp_path))
+  assert not report['cache_teacher_logits'] and report['config']['kd']['teacher_mode'] == 'train'
+  with open(tmp_path / 'metrics.jsonl') as f:  # what the student is taught: the train-mode teacher's targets
+    assert any(r['phase'] == 'lstm_to_transformer_seed_0' and 'teacher_targets/p_gold' in r for r in map(json.loads, f))
+
+
 def test_missing_data_directory_says_how_to_fix_it(tmp_path, monkeypatch):
   monkeypatch.delenv(task.DATA_ENV, raising=False)
   with pytest.raises(FileNotFoundError, match='set config.data.dir or \\$KD_JAX_SVA_DIR'):
@@ -365,9 +378,13 @@ def test_transfer_set_is_split_off_test_1_and_learned_from_the_teacher_only(tmp_
     ({'data.source': 'numpred', 'data.transfer_size': 10, 'kd.alpha': 0.5}, 'set config.kd.alpha=1.0'),
     ({'data.source': 'numpred', 'data.transfer_size': 160}, 'leaves nothing of numpred.test.1'),
     ({'data.source': 'numpred', 'data.transfer_size': 10, 'cross_fit_folds': 2}, 'and no cross_fit_folds'),
+    ({'data.source': 'numpred', 'data.transfer_size': 10, 'kd.gold_weight': 0.5}, 'kd.gold_weight=0'),
+    ({'data.source': 'numpred', 'data.transfer_size': 10, 'mode': 'online'}, "mode='offline'"),
+    ({'data.source': 'numpred', 'data.transfer_size': 10, 'setups': ('lstm', 'transformer', 'lstm_to_transformer')},
+     'their control is labels_to_transformer'),
 ])
 def test_bad_transfer_settings_fail_early(tmp_path, overrides, match):
-  config = load_config('sva_smoke', **{'data.dir': _tiny_numpred(tmp_path / 'numpred'), **overrides})
+  config = load_config('sva_smoke', 'transfer', **{'data.dir': _tiny_numpred(tmp_path / 'numpred'), **overrides})
   with pytest.raises(ValueError, match=match):
     main.run(config, str(tmp_path / 'run'))
 
