@@ -9,8 +9,10 @@ agreements, gains, per-seed rows) is kept; timings, paths and configs are not.
   python benchmarks/fixed_runs.py --check docs/results/fixed_runs/before.json    # after it: lists every number that moved
 
 Records: ``before.json``, before the one-runner redesign (Dec 2026; checked through :data:`LAYOUTS` and
-:data:`BY_DESIGN`, since the main job then became the seed grid), and ``dec7.json``, after it: check a new change
-against the newest record, where nothing is "by design".
+:data:`BY_DESIGN`, since the main job then became the seed grid), ``dec7.json``, after it, and
+``dec7_sva_grid.json``, after SVA's job became the seed grid too (recorded on another machine than ``dec7.json``,
+whose SVA ECEs this one rounds differently in the 8th digit, old code and new alike): check a new change against the
+newest record, where nothing is "by design".
 
 The runs are deterministic on one machine and jaxlib; another CPU or jaxlib may round differently (then record on
 it first, from the old code).
