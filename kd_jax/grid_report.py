@@ -120,8 +120,8 @@ def cross_fit_line(report, setup: str) -> str:
 
 
 def grid_agreement_table(report) -> str:
-  """Per KD setup: how often its students predict their teacher's class, mean ± std, and how often its student
-  model's independent row (the control) does ('' if no setup has it)."""
+  """Per KD setup: how often its students predict their teacher's class, mean ± std, and how often its control
+  (:func:`control_of`) does ('' if no setup has it)."""
   titles, setups = report['test_sets'], report['setups']
   rows = [f'| {setup["title"]} | ' + ' | '.join(reports.mean_std_cell(setup['summary'][t]['teacher_agreement'])
                                                 for t in titles) + ' |'
@@ -233,8 +233,9 @@ def plot_reliability(report, path: str):
 # ----------------------------------------------------------------------------- students at several budgets
 
 def gains_over_independent(grid: Dict[str, Any], reference: Dict[str, Any]) -> Dict[str, Any]:
-  """Each KD setup of ``grid``: its accuracy minus that of the independent student (the setup named by the student
-  alone) of the grid ``reference`` (``grid`` itself, or e.g. an ablation's first factor), paired by seed."""
+  """Each KD setup of ``grid``: its accuracy minus that of its control (:func:`control_of`: the student model's own
+  row, or ``labels_to_<student>``) in the grid ``reference`` (``grid`` itself, or e.g. an ablation's first factor),
+  paired by seed."""
   gains = {}
   for name, setup in grid['setups'].items():
     control = control_of(name, reference['setups'])
@@ -250,7 +251,7 @@ def gains_over_independent(grid: Dict[str, Any], reference: Dict[str, Any]) -> D
 
 def student_epochs_summary(grids: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
   """Per number of student epochs (keys of ``grids``, each a grid report): every setup's summary and each KD
-  setup's gain over its independent student (the setup named by the student alone), paired by seed."""
+  setup's gain over its control (:func:`control_of`), paired by seed."""
   rows = {}
   for epochs, grid in grids.items():
     setups = grid['setups']
