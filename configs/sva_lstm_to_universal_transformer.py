@@ -10,10 +10,10 @@ Verb-number classification on numpred.val (90/10 train/dev), tested on numpred.t
   python -m kd_jax.main --config=configs/sva_lstm_to_universal_transformer.py --workdir=/tmp/sva_lstm_to_ut \
       --config.data.dir=../shared/data/sva
 
-Variants, combinable (e.g. ':lm,paper'): ':lm' (language modelling on the full sentences; Transformers become
-causal), ':paper' (the paper's 40 epochs), ':smoke' (seconds, synthetic data); ':cross_fit' (the student's
-targets from fold teachers that did not train on the input). --config.num_seeds=N for more seeds. Offline demo without
-data: --config.data.source=synthetic
+Variants (they combine, e.g. ':lm,paper'; what cannot run together is refused, saying why): ':lm' (language modelling
+on the full sentences; Transformers become causal), ':paper' (the paper's 40 epochs), ':smoke' (seconds, synthetic
+data); ':cross_fit' (the student's targets from fold teachers that did not train on the input). --config.num_seeds=N
+for more seeds. Offline demo without data: --config.data.source=synthetic
 """
 from kd_jax.sva import configs
 

@@ -171,7 +171,7 @@ def independent_of(run: Run, runs: Sequence[Run]) -> Optional[Run]:
   if teacher is None:
     return None
   control = grid_report.control_of(run.setup, {r.setup for r in runs if r.workdir == run.workdir})
-  return (_find(runs, run, lambda r: r.setup == control and not r.distilled)
+  return (_find(runs, run, lambda r: r.setup == control and not r.distilled and r is not teacher)
           or _find(runs, run, lambda r: (not r.distilled and r is not teacher and r.model == run.model
                                          and r.meta.get('model_kwargs') == run.meta.get('model_kwargs'))))
 

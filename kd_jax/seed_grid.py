@@ -21,8 +21,8 @@ the student on the teacher's current logits). The reported checkpoint is the
 final one, not the best: there is no model selection on the test sets.
 
 Writes ``grid.json`` (every instance's numbers), ``grid.md`` (mean ± std and
-n; each KD setup's gain over its student model's independent row, paired by
-seed), ``accuracy.png`` (grouped bars with error bars) and ``reliability.png``.
+n; each KD setup's gain over its control — its student model's independent row, or ``labels_to_<student>`` — paired
+by seed), ``accuracy.png`` (grouped bars with error bars) and ``reliability.png``.
 """
 import dataclasses
 import importlib
@@ -99,8 +99,8 @@ def parse_setup(config, setup: str) -> Tuple[str, str]:
   if not teacher or (to and not student) or (teacher == LABELS and not student):  # a half-written pair
     raise ValueError(f'grid setup {setup!r} is neither a model nor <teacher>_to_<student> (nor {LABELS}_to_<student>); '
                      f'models: {sorted(models)}')
-  for name in (teacher, student):
-    if name and name not in models and not (name == LABELS and name == teacher):
+  for name in (student, '' if teacher == LABELS else teacher):
+    if name and name not in models:
       raise ValueError(f'unknown model {name!r} in grid setup {setup!r}; models: {sorted(models)}')
   return teacher, student
 
@@ -171,8 +171,8 @@ def check_grid_config(config):
   if config.cross_fit_folds and (config.mode != 'offline' or not config.cache_teacher_logits or ensemble
                                  or config.student_epochs or not any(report.is_kd(s) for s in config.setups)):
     raise ValueError("config.cross_fit_folds gives each student cached, cross-fitted logits of its own seed's fold "
-                     "teachers: it needs a <teacher>_to_<student> setup, config.mode='offline', "
-                     'cache_teacher_logits=True, no teacher_ensemble and no student_epochs')
+                     "teachers: it needs a <teacher>_to_<student> setup, config.mode='offline', cached teacher logits "
+                     '(cache_teacher_logits=True: a classifier\'s), no teacher_ensemble and no student_epochs')
   if config.mode == 'online' and config.kd.get('targets', 'teacher') != 'teacher':
     raise ValueError(f'config.kd.targets={config.kd.targets!r} is a control made from cached teacher logits; online '
                      "KD learns from the co-trained teacher's current logits: use config.mode='offline'")

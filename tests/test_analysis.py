@@ -312,3 +312,15 @@ def test_a_report_records_only_the_directories_it_names(tmp_path):
     _train('mlp', cfg, config, model, _split(), tmp_path / name)
   recorded = checkpoints.models_under(str(tmp_path), ['mlp', 'cnn'])  # 'cnn': restored from elsewhere, not here
   assert list(recorded) == ['mlp'] and recorded['mlp']['step'] == checkpoints.all_steps(tmp_path / 'mlp')[-1]
+
+
+def test_a_students_control_is_the_grids_and_never_its_teacher():
+  def runs(*setups):
+    return [analysis.Run('w', setup, 0, f'w/{setup}', {'model': setup.rpartition('_')[2], 'model_kwargs': {}},
+                         distilled='_to_' in setup and not setup.startswith('labels_')) for setup in setups]
+  grid = runs('cnn', 'labels_to_mlp', 'mlp', 'cnn_to_mlp')
+  assert analysis.independent_of(grid[3], grid).setup == 'labels_to_mlp'  # the grid's control, where it has one
+  grid = runs('cnn', 'mlp', 'cnn_to_mlp')
+  assert analysis.independent_of(grid[2], grid).setup == 'mlp'
+  grid = runs('mlp', 'mlp_to_mlp')  # self-distillation: the student model's own row is the teacher
+  assert analysis.teacher_of(grid[1], grid).setup == 'mlp' and analysis.independent_of(grid[1], grid) is None

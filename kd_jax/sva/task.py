@@ -22,6 +22,7 @@ from kd_jax import metrics as metrics_lib
 from kd_jax import phases
 from kd_jax import seed_grid
 from kd_jax import sharding
+from kd_jax import targets as targets_lib
 from kd_jax import training
 from kd_jax.sva import data as sva_data
 from kd_jax.sva import metrics as sva_metrics
@@ -69,13 +70,18 @@ def check_data_and_eval(config):
       raise ValueError('config.data.transfer_size splits numpred.test.1 into a transfer set and a held-out part: it '
                        f'needs data.source=numpred and objective=classify, not {config.data.source!r} / '
                        f'{config.objective!r}')
-    if config.kd.alpha != 1.0 or config.kd.gold_weight or config.cross_fit_folds or config.mode != 'offline':
-      raise ValueError('with config.data.transfer_size the students learn the transfer set from their (offline) '
-                       'teacher alone — its gold labels are for the labels_to_<student> control: set '
-                       "config.kd.alpha=1.0, kd.gold_weight=0, mode='offline' and no cross_fit_folds (now "
-                       f'alpha={config.kd.alpha}, gold_weight={config.kd.gold_weight}, mode={config.mode!r}, '
-                       f'cross_fit_folds={config.cross_fit_folds})')
     students = [setup.partition('_to_')[2] for setup in config.setups if grid_report.is_kd(setup)]
+    roles = [seed_grid.role_config(config, s, 'student') for s in students]
+    targets = config.kd.get('targets', 'teacher')
+    if (config.kd.alpha != 1.0 or config.kd.gold_weight or targets != 'teacher' or config.cross_fit_folds
+        or config.mode != 'offline' or not all(map(targets_lib.uses_teacher, roles))):
+      raise ValueError('with config.data.transfer_size the students learn the transfer set from their (offline) '
+                       "teacher's own targets alone — its gold labels are for the labels_to_<student> control: set "
+                       "config.kd.alpha=1.0, kd.gold_weight=0, kd.targets='teacher', mode='offline', no "
+                       'cross_fit_folds and a student loss that reads the teacher (now '
+                       f'alpha={config.kd.alpha}, gold_weight={config.kd.gold_weight}, targets={targets!r}, '
+                       f'mode={config.mode!r}, cross_fit_folds={config.cross_fit_folds}, student losses '
+                       f'{sorted({cfg.loss for cfg in roles})})')
     missing = [f'labels_to_{s}' for s in dict.fromkeys(students) if f'labels_to_{s}' not in config.setups]
     if missing:
       raise ValueError(f'config.data.transfer_size: the students train on the transfer set too, so their control is '
@@ -350,7 +356,7 @@ def probe(config, workdir: str) -> analysis.Probe:
       raise ValueError(f'a model under {workdir} was trained with another vocabulary than its vocab.json, with which '
                        'the analyses encode the test sets')
     return models.create_model(meta['model'], vocab_size=len(meta['vocab']), objective=meta['objective'],
-                                   **meta['model_kwargs'])
+                               **meta['model_kwargs'])
 
   return analysis.Probe(sets, create_model, default_sets=('pooled',), group_name='attractors')
 
@@ -407,7 +413,7 @@ def majority_form_baselines(train_examples, test_examples, test_sets):
   baselines = {}
   for name, examples in test_examples.items():
     split = test_sets[name]
-    known = np.flatnonzero((split.correct_ids != sva_data.UNK_ID) & (split.wrong_ids != sva_data.UNK_ID))
+    known = np.flatnonzero(scored_verbs(split))
     baselines[name] = sva_metrics.majority_form_baseline(
         train_examples.sentences, [examples.correct[i] for i in known], [examples.wrong[i] for i in known],
         examples.attractors[known])

@@ -202,8 +202,10 @@ def test_cross_fitted_targets_come_from_the_fold_teacher_that_did_not_see_the_in
     ({'models.transformer.augment': 'crop'}, 'the SVA task has no augmentations'),
     ({'setups': ('lstm', 'cnn_to_lstm')}, "unknown model 'cnn'"),
     ({'cross_fit_folds': 1}, 'leaves a fold teacher nothing to train on'),
-    ({'cross_fit_folds': 2, 'cache_teacher_logits': False}, 'cross-fitted logits .* cache_teacher_logits=True'),
+    ({'cross_fit_folds': 2, 'cache_teacher_logits': False}, r'cross-fitted logits .*\(cache_teacher_logits=True'),
     ({'cross_fit_folds': 2, 'mode': 'online'}, "config.mode='offline'"),
+    ({'cross_fit_folds': 2, 'setups': ('lstm', 'transformer')}, 'it needs a <teacher>_to_<student> setup'),
+    ({'setups': ('lstm', 'labels_to_labels')}, "unknown model 'labels' in grid setup 'labels_to_labels'"),
 ])
 def test_what_the_sva_grid_cannot_run_is_refused_before_it_starts(overrides, match):
   config = sva_grid_config()
@@ -254,7 +256,7 @@ def test_every_sva_config_is_valid():
   with pytest.raises(ValueError, match="unknown config variant 'big'"):
     sva_configs.pair_config('lstm', 'transformer', 'big')
   assert load_config('sva_lstm_to_transformer', 'cross_fit').cross_fit_folds == 5
-  with pytest.raises(ValueError, match='cross-fitted logits .* cache_teacher_logits=True'):
+  with pytest.raises(ValueError, match=r'cross-fitted logits .*\(cache_teacher_logits=True'):
     seed_grid.check(load_config('sva_lstm_to_transformer', 'lm,cross_fit'))
   transfer = load_config('sva_lstm_to_transformer', 'transfer')
   assert transfer.data.transfer_size == 30_000 and transfer.setups[-1] == 'labels_to_transformer'
@@ -377,9 +379,12 @@ def test_transfer_set_is_split_off_test_1_and_learned_from_the_teacher_only(tmp_
 @pytest.mark.parametrize('overrides, match', [
     ({'data.source': 'numpred', 'data.transfer_size': 10, 'kd.alpha': 0.5}, 'set config.kd.alpha=1.0'),
     ({'data.source': 'numpred', 'data.transfer_size': 160}, 'leaves nothing of numpred.test.1'),
-    ({'data.source': 'numpred', 'data.transfer_size': 10, 'cross_fit_folds': 2}, 'and no cross_fit_folds'),
+    ({'data.source': 'numpred', 'data.transfer_size': 10, 'cross_fit_folds': 2}, 'no cross_fit_folds'),
     ({'data.source': 'numpred', 'data.transfer_size': 10, 'kd.gold_weight': 0.5}, 'kd.gold_weight=0'),
     ({'data.source': 'numpred', 'data.transfer_size': 10, 'mode': 'online'}, "mode='offline'"),
+    ({'data.source': 'numpred', 'data.transfer_size': 10, 'kd.targets': 'shuffled_confidence'}, "kd.targets='teacher'"),
+    ({'data.source': 'numpred', 'data.transfer_size': 10, 'student_overrides': {'loss': 'cross_entropy'}},
+     "student losses \\['cross_entropy'\\]"),
     ({'data.source': 'numpred', 'data.transfer_size': 10, 'setups': ('lstm', 'transformer', 'lstm_to_transformer')},
      'their control is labels_to_transformer'),
 ])
