@@ -157,9 +157,11 @@ def grid_gain_table(report) -> str:
 
   rows = [f'| {setups[name]["title"]} − {against(name)} | ' + ' | '.join(signed_cell(gain[t]) for t in titles) + ' |'
           for name, gain in gains.items()]
+  labels = any(control_of(name, setups) != name.partition('_to_')[2] for name in gains)
   return ('Gain over the independent student (accuracy points, paired by seed): each KD setup minus the row of its '
-          'student model trained on gold labels alone — the control (labels_to_<student> where the grid has it: the '
-          'student model trained as the students are, on their training split, from gold labels).'
+          'student model trained on gold labels alone — the control'
+          + (f' ({LABELS}_to_<student>: the student model trained as the students are, on their training split, from '
+             'gold labels)' if labels else '') + '.'
           + (' One seed: --config.num_seeds=4 gives mean ± std.' if len(report['seeds']) == 1 else '')
           + '\n\n| setup | ' + ' | '.join(titles.values())
           + ' |\n|---' + '|---' * len(titles) + '|\n' + '\n'.join(rows) + '\n\n')

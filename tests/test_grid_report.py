@@ -14,6 +14,7 @@ def test_the_gain_is_paired_by_seed_and_a_shared_independent_model_serves_every_
   gain = grid_report.gains_over_independent(report, report)['cnn_to_mlp']['mnist_translate']
   assert (gain['mean'], gain['n']) == (pytest.approx(0.14), 2)  # (+0.12, +0.16), seed by seed
   assert '| CNN→MLP − MLP | +14.00 ± 2.83 |' in grid_report.grid_gain_table(report)
+  assert 'the control.' in grid_report.grid_gain_table(report)  # no labels_to_<student> to explain
   report['setups']['mlp'] = _setup('MLP', [0.40])  # one shared model (kd.shared_teacher): every seed against it
   gain = grid_report.gains_over_independent(report, report)['cnn_to_mlp']['mnist_translate']
   assert (gain['mean'], gain['n']) == (pytest.approx(0.09), 2)  # (+0.12, +0.06): no seed left out
@@ -39,3 +40,5 @@ def test_labels_to_the_student_is_the_control_where_the_grid_has_it():
   assert list(gains) == ['cnn_to_mlp']  # labels_to_mlp is a control, not a KD setup with a gain
   assert gains['cnn_to_mlp']['mnist_translate']['mean'] == pytest.approx(0.03)  # (+0.02, +0.04) over labels_to_mlp
   assert '| CNN→MLP − MLP (as a student, gold labels) | +3.00 ± 1.41 |' in grid_report.grid_gain_table(report)
+  assert 'the control (labels_to_<student>: the student model trained as the students are' in (
+      grid_report.grid_gain_table(report))
