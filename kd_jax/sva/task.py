@@ -35,8 +35,9 @@ DATA_ENV = 'KD_JAX_SVA_DIR'
 PAPER_GAIN = None  # the paper reports the SVA models' accuracies, not one gain to mark
 # The two test sets a grid's sweeps and ablations headline, per data source: the most attractors with a sizeable
 # test set (numpred.test.4: 4 attractors; test.5 has 159 lines), and the fewest (numpred.test.1: one).
+# (Language modelling's full sentences have one test set.)
 HEADLINE_SETS = {'numpred': ('test_4', 'test_1'), 'synthetic': ('attractors', 'dev'),
-                 'linzen_tsv': ('test', 'valid')}
+                 'linzen_tsv': ('test', 'valid'), 'full_sentences': ('test', 'test')}
 
 
 def title(name: str) -> str:

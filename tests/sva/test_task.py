@@ -240,6 +240,10 @@ SVA_CONFIGS = ['sva_lstm_to_transformer', 'sva_lstm_to_universal_transformer', '
                'sva_lstm_to_lstm']
 
 
+def test_every_data_source_has_its_headline_test_sets():
+  assert set(task.HEADLINE_SETS) == set(task.SOURCES)  # a source without them failed after its data was read
+
+
 def test_every_sva_config_is_valid():
   for name in SVA_CONFIGS:
     for variant in ('classify', 'lm', 'paper', 'lm,paper', 'cross_fit'):
