@@ -81,19 +81,23 @@ def _unscored_note(results) -> str:
 
 
 def grid_section(report, workdir: str) -> str:
-  """What a seed grid's report (``grid.md``) adds for SVA: perplexity per test set (language models), accuracy by
-  number of attractors (and ``accuracy_by_attractors.png``), the majority-form baseline and unscored verbs."""
+  """What a seed grid's report (``grid.md``) adds for SVA: perplexity (language models) and the macro accuracy over
+  subject–verb distances (where the data gives distances) per test set, accuracy by number of attractors (and
+  ``accuracy_by_attractors.png``), the majority-form baseline and unscored verbs."""
   runs = {setup['title']: setup['instances'] for setup in report['setups'].values()}
   view = {'runs': runs, 'summary': summarise(runs), 'num_test': report['num_test'],
           'synthetic': report['data_source'].startswith('synthetic'),
           'majority_form_baseline': report.get('majority_form_baseline')}
-  lines = []
-  if report.get('objective') == 'lm':
-    names = list(report['num_test'])
-    lines += ['Perplexity (exp of the mean NLL per target word, end token included):', '',
-              '| setup | ' + ' | '.join(report['test_sets'][t] for t in names) + ' |', '|---' * (len(names) + 1) + '|']
-    lines += [f'| {title} | ' + ' | '.join(reports.mean_std_cell(stats[f'{t}/perplexity'], 1.0, 1) for t in names)
-              + ' |' for title, stats in view['summary'].items()]
+  lines, names = [], list(report['num_test'])
+  for title, key, scale, digits in (
+      ('Perplexity (exp of the mean NLL per target word, end token included)', 'perplexity', 1.0, 1),
+      ('Accuracy (%), macro mean over subject–verb distances 1–16', 'macro_distance_accuracy', 100.0, 2)):
+    if not any(f'{t}/{key}' in stats for stats in view['summary'].values() for t in names):
+      continue  # perplexity: language models only; distances: only some data sources give them
+    lines += [f'{title}:', '', '| setup | ' + ' | '.join(report['test_sets'][t] for t in names) + ' |',
+              '|---' * (len(names) + 1) + '|']
+    lines += [f'| {setup} | ' + ' | '.join(reports.mean_std_cell(stats.get(f'{t}/{key}'), scale, digits)
+                                          for t in names) + ' |' for setup, stats in view['summary'].items()]
     lines.append('')
   counts = attractor_counts(view)
   if counts:

@@ -66,7 +66,13 @@ def test_the_sva_ablation_reports_every_factor_with_its_gains(ablation):
   warmer = json.loads((workdir / 'warmer' / 'grid.json').read_text())
   assert warmer['config']['models']['lstm']['checkpoint'].endswith('base/lstm/seed_{seed}')  # trained once
   assert 'attractors' in (workdir / 'ablation.md').read_text() and (workdir / 'ablation.png').exists()
-  assert 'SYNTHETIC GRAMMAR ONLY' in (workdir / 'base' / 'grid.md').read_text()
+  text = (workdir / 'base' / 'grid.md').read_text()
+  assert 'SYNTHETIC GRAMMAR ONLY' in text and 'Perplexity' not in text  # (a classifier's report)
+  # The task's section: accuracy by attractor count, and the macro accuracy over distances (its dev cell recomputed).
+  base = json.loads((workdir / 'base' / 'grid.json').read_text())['setups']['lstm_to_transformer']['instances']
+  dev = [instance['dev']['macro_distance_accuracy'] for instance in base]
+  assert 'macro mean over subject–verb distances 1–16' in text and 'by number of attractors' in text
+  assert f'| LSTM→Transformer | {100 * np.mean(dev):.2f} ± {100 * np.std(dev, ddof=1):.2f} |' in text
 
 
 def test_vmapped_sva_grid_equals_seeds_run_one_after_another(ablation, tmp_path):
