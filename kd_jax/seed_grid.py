@@ -533,6 +533,7 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   writer = metric_writer.MetricWriter(workdir)
   job = phases.Job(config, mesh, writer)
   rows, timing, teachers, ensembles, cross_fit = {}, {}, {}, {}, {}
+  fold_targets = {}  # teacher model → its cross-fitted targets, made once for all its students
   test_logits = {}  # setup, or '<teacher> ensemble' → each instance's logits on the test sets, predicted once
   teachers_logits = {}  # KD setup → its teachers' logits on the test sets
   shared = shared_teachers(config)
@@ -591,7 +592,9 @@ def run_grid(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                 teacher, config.teacher_ensemble, config.kd.temperature))
           t0 = time.perf_counter()
           if config.cross_fit_folds:
-            targets = cross_fitted_targets(teacher_name, config, data, job, workdir)
+            if teacher_name not in fold_targets:
+              fold_targets[teacher_name] = cross_fitted_targets(teacher_name, config, data, job, workdir)
+            targets = fold_targets[teacher_name]
             labels = phase.train.batch(np.arange(len(phase.train)))['label']
             cross_fit[setup] = {'folds': config.cross_fit_folds,
                                 'target_accuracy': [float(np.mean(l.argmax(-1) == labels)) for l in targets.logits]}
