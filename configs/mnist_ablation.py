@@ -10,6 +10,12 @@ Translated accuracy beside it); every factor is a resumable grid in <workdir>/<f
       --config.data.dir=../shared/data/mnist
 
 Fewer factors: --config.factors (a dict), e.g. in a config of your own; a smoke run: configs/mnist_ablation.py:smoke.
+
+How far the student follows its teacher's strength under the authors' recipe (`all`, 5 / 20 / 50 teacher epochs;
+`all` itself is the ablation's, so a workdir holding the ablation restores its teachers):
+
+  python -m kd_jax.grid --config=configs/mnist_ablation.py:teacher_epochs --workdir=/tmp/kd_ablation_teacher_epochs \
+      --config.data.dir=../shared/data/mnist
 """
 from kd_jax.mnist import configs
 
@@ -33,10 +39,24 @@ def ablation(config):
       ('mlp_regularisers_paper_scale', {'models': {'mlp': mlp_regularisers}, 'kd': {'scale': 'paper'}}),
       ('train_mode_targets', train_mode),
       ('teacher_20_epochs', {'models': strong_teacher}),
-      ('all', {'models': {**strong_teacher, 'mlp': {**mlp_regularisers, 'learning_rate': 1e-4}},
-               'kd': {'teacher_mode': 'train', 'scale': 'paper'}, 'cache_teacher_logits': False}),
+      ('all', all_factors(teacher_epochs=20.0)),
   )
 
 
+def all_factors(teacher_epochs: float) -> dict:
+  """Every factor together: the MLP regularisers with the authors' 1/T² scale, the MLPs at Adam 1e-4, the
+  training-mode teacher in the student's step, a teacher of ``teacher_epochs``."""
+  return {'models': {'cnn': {'num_epochs': teacher_epochs},
+                     'mlp': {**configs.MLP_REGULARISERS, 'learning_rate': 1e-4}},
+          'kd': {'teacher_mode': 'train', 'scale': 'paper'}, 'cache_teacher_logits': False}
+
+
+def teacher_epochs(config):
+  """After :func:`ablation`: `all` with teachers of 5, 20 (the ablation's `all`) and 50 epochs — whether a stronger
+  teacher (the authors' trained 400 epochs at paper width) moves the student under their recipe."""
+  config.factors = tuple((f'all_teacher_{epochs}_epochs' if epochs != 20 else 'all', all_factors(float(epochs)))
+                         for epochs in (5, 20, 50))
+
+
 def get_config(variants: str = ''):
-  return configs.grid_config(variants, experiment=ablation)
+  return configs.grid_config(variants, experiment=ablation, experiment_variants={'teacher_epochs': teacher_epochs})

@@ -583,7 +583,15 @@ def test_the_main_job_grid_trains_what_the_main_jobs_train():
 
 def test_the_ablation_and_regularised_grid_configs_are_valid():
   ablation = load_config('mnist_ablation')
-  assert seed_grid.check(ablation).keys() == {name for name, _ in ablation.factors}
+  factors = seed_grid.check(ablation)
+  assert factors.keys() == {name for name, _ in ablation.factors}
+  # `all` at other teacher epochs: nothing else changes, and its 20-epoch factor is the ablation's own `all`.
+  by_teacher = seed_grid.check(load_config('mnist_ablation', 'teacher_epochs'))
+  assert by_teacher['all'].to_dict() == factors['all'].to_dict()
+  assert [sub.models.cnn.num_epochs for sub in by_teacher.values()] == [5.0, 20.0, 50.0]
+  for sub in by_teacher.values():
+    sub.models.cnn.num_epochs = 20.0
+    assert sub.to_dict() == factors['all'].to_dict()
   regularised = load_config('mnist_long', 'mlp_regularisers')
   seed_grid.check(regularised)
   assert (regularised.models.mlp.l1, regularised.models.mlp.l2, regularised.models.cnn.l2) == (1e-5, 1e-5, 0.0)
