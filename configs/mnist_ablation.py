@@ -11,8 +11,8 @@ Translated accuracy beside it); every factor is a resumable grid in <workdir>/<f
 
 Fewer factors: --config.factors (a dict), e.g. in a config of your own; a smoke run: configs/mnist_ablation.py:smoke.
 
-How far the student follows its teacher's strength under the authors' recipe (`all`, 5 / 20 / 50 teacher epochs;
-`all` itself is the ablation's, so a workdir holding the ablation restores its teachers):
+How far the student follows its teacher's strength under the authors' recipe: `all` with 5 / 20 / 50 teacher epochs
+(its 20-epoch factor is the ablation's `all`, setting for setting):
 
   python -m kd_jax.grid --config=configs/mnist_ablation.py:teacher_epochs --workdir=/tmp/kd_ablation_teacher_epochs \
       --config.data.dir=../shared/data/mnist
