@@ -588,7 +588,7 @@ def test_the_ablation_and_regularised_grid_configs_are_valid():
   # `all` at other teacher epochs: nothing else changes, and its 20-epoch factor is the ablation's own `all`.
   by_teacher = seed_grid.check(load_config('mnist_ablation', 'teacher_epochs'))
   assert by_teacher['all'].to_dict() == factors['all'].to_dict()
-  assert [sub.models.cnn.num_epochs for sub in by_teacher.values()] == [5.0, 20.0, 50.0]
+  assert [sub.models.cnn.num_epochs for sub in by_teacher.values()] == [5.0, 50.0, 20.0]
   for sub in by_teacher.values():
     sub.models.cnn.num_epochs = 20.0
     assert sub.to_dict() == factors['all'].to_dict()
