@@ -585,8 +585,14 @@ def test_the_ablation_and_regularised_grid_configs_are_valid():
   ablation = load_config('mnist_ablation')
   factors = seed_grid.check(ablation)
   assert factors.keys() == {name for name, _ in ablation.factors}
+  # `all`: every part of the authors' recipe this CPU runs (the committed report's settings).
+  every = factors['all']
+  assert (every.models.cnn.num_epochs, every.models.mlp.l1, every.models.mlp.l2, every.models.mlp.learning_rate,
+          every.kd.teacher_mode, every.kd.scale, every.cache_teacher_logits) == (
+              20.0, 1e-5, 1e-5, 1e-4, 'train', 'paper', False)
   # `all` at other teacher epochs: nothing else changes, and its 20-epoch factor is the ablation's own `all`.
   by_teacher = seed_grid.check(load_config('mnist_ablation', 'teacher_epochs'))
+  assert list(by_teacher) == ['all_teacher_5_epochs', 'all_teacher_50_epochs', 'all']
   assert by_teacher['all'].to_dict() == factors['all'].to_dict()
   assert [sub.models.cnn.num_epochs for sub in by_teacher.values()] == [5.0, 50.0, 20.0]
   for sub in by_teacher.values():
