@@ -55,8 +55,9 @@ def teacher_epochs(config):
   """After :func:`ablation`: `all` with teachers of 5, 50 and 20 epochs — whether a stronger teacher (the authors'
   trained 400 epochs at paper width) moves the student under their recipe. The 20-epoch factor is the ablation's
   `all` (the same name and settings), last because the ablation has its numbers already."""
-  config.factors = tuple((f'all_teacher_{epochs}_epochs' if epochs != 20 else 'all', all_factors(float(epochs)))
-                         for epochs in (5, 50, 20))
+  config.factors = (('all_teacher_5_epochs', all_factors(teacher_epochs=5.0)),
+                    ('all_teacher_50_epochs', all_factors(teacher_epochs=50.0)),
+                    ('all', all_factors(teacher_epochs=20.0)))
 
 
 def get_config(variants: str = ''):
