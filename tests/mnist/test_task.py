@@ -598,6 +598,14 @@ def test_the_ablation_and_regularised_grid_configs_are_valid():
   for sub in by_teacher.values():
     sub.models.cnn.num_epochs = 20.0
     assert sub.to_dict() == factors['all'].to_dict()
+  # `all` unclipped in every role (the authors' code never clipped), then `all` itself; nothing else changes.
+  by_clip = seed_grid.check(load_config('mnist_ablation', 'unclipped'))
+  assert list(by_clip) == ['all_unclipped', 'all'] and by_clip['all'].to_dict() == factors['all'].to_dict()
+  unclipped = by_clip['all_unclipped']
+  assert {seed_grid.role_config(unclipped, name, role).clip_norm for name in ('cnn', 'mlp')
+          for role in ('teacher', 'student')} == {0.0} and factors['all'].models.mlp.clip_norm == 1.0
+  unclipped.models.cnn.clip_norm = unclipped.models.mlp.clip_norm = 1.0
+  assert unclipped.to_dict() == factors['all'].to_dict()
   regularised = load_config('mnist_long', 'mlp_regularisers')
   seed_grid.check(regularised)
   assert (regularised.models.mlp.l1, regularised.models.mlp.l2, regularised.models.cnn.l2) == (1e-5, 1e-5, 0.0)
