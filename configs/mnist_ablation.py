@@ -17,8 +17,8 @@ How far the student follows its teacher's strength under the authors' recipe: `a
   python -m kd_jax.grid --config=configs/mnist_ablation.py:teacher_epochs --workdir=/tmp/kd_ablation_teacher_epochs \
       --config.data.dir=../shared/data/mnist
 
-Whether gradient clipping moves it (kd_jax clips at global norm 1 by default; the authors' code never clipped): `all`
-unclipped in every role, then `all` itself:
+Whether gradient clipping moves the gain (kd_jax clips at global norm 1 by default; the authors' code never
+clipped): `all` unclipped in every role, then `all` itself:
 
   python -m kd_jax.grid --config=configs/mnist_ablation.py:unclipped --workdir=/tmp/kd_ablation_unclipped \
       --config.data.dir=../shared/data/mnist
