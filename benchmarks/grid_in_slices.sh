@@ -54,7 +54,7 @@ if [ ! -d "$workdir" ]; then exit "$rc"; fi
 # older one Orbax keeps and any write a kill cut short. Training-path snapshots (snapshots/<step>) all stay.
 python - "$workdir" <<'EOF'
 import pathlib, shutil, sys
-for unfinished in pathlib.Path(sys.argv[1]).rglob('*.orbax-checkpoint-tmp-*'):
+for unfinished in list(pathlib.Path(sys.argv[1]).rglob('*.orbax-checkpoint-tmp-*')):  # listed before any is removed
   shutil.rmtree(unfinished)
 for run in {metadata.parent.parent for metadata in pathlib.Path(sys.argv[1]).rglob('_CHECKPOINT_METADATA')}:
   if run.name == 'snapshots':
