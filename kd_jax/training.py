@@ -390,8 +390,10 @@ class Loop:
   ``snapshot_steps`` reached (the starting step included).
 
   ``steps_per_dispatch`` (:func:`compile_loop`): 0 runs one jitted step per host batch; K > 0 runs up to K steps
-  per device program with the data on the device, cut at every logging, checkpoint and snapshot step, so both give
-  the same states at the same steps; negative: :func:`resolve_steps_per_dispatch`. ``compiler_options``:
+  per device program with the data on the device, cut at every logging, checkpoint and snapshot step; both run the
+  same steps on the same batches and keys (bit for bit the same states, except where XLA compiles a step inside the
+  scan differently — training a CNN: to rounding, which grows over many steps; docs/performance.md); negative:
+  :func:`resolve_steps_per_dispatch`. ``compiler_options``:
   :func:`compiler_options` of the models the step trains. ``divergence_factor``: a loss above that factor ×
   max(1, the first step's loss) stops training; ``settings_field`` (e.g. ``config.student``) names the settings to
   change in that error. ``saved_checkpoints()`` says where the newest complete checkpoint is.
