@@ -21,6 +21,12 @@ lacks):
   python -m kd_jax.grid --config=configs/mnist_objectives.py:own_settings --workdir=/tmp/kd_own_settings \
       --config.data.dir=../shared/data/mnist
 
+KD's two function-matching factors alone, the same students again (for the held-out corruptions, docs/results.md;
+the first run's checkpoints were not kept):
+
+  python -m kd_jax.grid --config=configs/mnist_objectives.py:kd_function_matching \
+      --workdir=/tmp/kd_function_matching --config.data.dir=../shared/data/mnist
+
 The shifts + shrinks student again, from CNN teachers trained on those views too (one grid, no factors):
 
   python -m kd_jax.grid --config=configs/mnist_objectives.py:fm_augmented_teacher \
@@ -100,7 +106,16 @@ def fm_augmented_teacher(config):
   config.models.cnn.augment = config.models.mlp.augment = views
 
 
+def kd_function_matching(config):
+  """After :func:`objectives`: KD's two function-matching factors alone (crops + mixup; shifts + shrinks), the same
+  settings, so the same students — trained again to evaluate them on MNIST-C corruptions no view covers, since their
+  first run's checkpoints were not kept."""
+  config.factors = tuple((name, factor) for name, factor in config.factors
+                         if name in ('distillation_fm_crop_mixup', 'distillation_fm_translate_scale'))
+
+
 def get_config(variants: str = ''):
   return configs.grid_config(variants, experiment=objectives,
                              experiment_variants={'fm_augmented_teacher': fm_augmented_teacher,
-                                                  'own_settings': own_settings})
+                                                  'own_settings': own_settings,
+                                                  'kd_function_matching': kd_function_matching})

@@ -633,6 +633,10 @@ def test_the_ablation_and_regularised_grid_configs_are_valid():
   assert (ls.kd.temperature, ls.kd.gold_weight, ls.kd.standardised_weight) == (2.0, 0.1, 9.0)
   assert (ls.student_overrides.augment, ls.models.mlp.augment, ls.cache_teacher_logits) == ('crop', 'crop', False)
   assert own['dist_own'].models.to_dict() == objectives['dist'].models.to_dict()
+  # KD's two function-matching factors alone, settings unchanged (their students trained again, for held-out sets).
+  kd_matched = seed_grid.check(load_config('mnist_objectives', 'kd_function_matching'))
+  assert list(kd_matched) == ['distillation_fm_crop_mixup', 'distillation_fm_translate_scale']
+  assert all(sub.to_dict() == objectives[name].to_dict() for name, sub in kd_matched.items())
 
 
 def test_the_smoke_job_in_bfloat16_stays_near_float32(finished_run, tiny_mnist_dir, tmp_path):
