@@ -14,8 +14,8 @@ Records: ``before.json``, before the one-runner redesign (Dec 2026; checked thro
 whose SVA ECEs this one rounds differently in the 8th digit, old code and new alike): check a new change against the
 newest record, where nothing is "by design".
 
-The runs are deterministic on one machine and jaxlib; another CPU or jaxlib may round differently (then record on
-it first, from the old code).
+The runs are deterministic on one machine, jaxlib and number of cores; another CPU, jaxlib or core count may round
+differently (XLA:CPU splits reductions by its thread count; docs/guide.md): then record on it first, from the old code.
 """
 import argparse
 import json
