@@ -331,11 +331,13 @@ def errors(runs: Sequence[Run], outputs: Outputs, group_name: str = '') -> Dict[
 
 
 def _overlap(wrong_a: np.ndarray, wrong_b: np.ndarray) -> Dict[str, float]:
-  """Counts of items both / only one / neither get wrong; Jaccard of the error sets (1 when both are empty)."""
+  """Counts of items both / only one / neither get wrong; Jaccard of the error sets (1 when both are empty); the
+  second's accuracy minus the first's (kept per pair, so that its spread over seeds is the paired one)."""
   both, only_a, only_b = (wrong_a & wrong_b).sum(), (wrong_a & ~wrong_b).sum(), (~wrong_a & wrong_b).sum()
   union = both + only_a + only_b
   return {'both_wrong': float(both), 'only_first_wrong': float(only_a), 'only_second_wrong': float(only_b),
-          'neither_wrong': float(len(wrong_a) - union), 'jaccard': float(both / union) if union else 1.0}
+          'neither_wrong': float(len(wrong_a) - union), 'jaccard': float(both / union) if union else 1.0,
+          'second_minus_first_accuracy': float(only_a - only_b) / len(wrong_a)}
 
 
 # ----------------------------------------------------------------------------- everything, written
@@ -398,11 +400,13 @@ def markdown(report: Dict[str, Any], group_name: str = '') -> str:
     lines += ['', f'### Error overlap ({errors_["num_items"]} items)', '',
               'Accuracy on them: ' + ', '.join(f'{setup} {reports.mean_std_cell(stats, 100.0, 1)} %'
                                              for setup, stats in errors_['accuracy'].items()) + '.', '',
-              '| setups | both wrong | first only | second only | Jaccard of the error sets |', '|---|---|---|---|---|']
+              '| setups | both wrong | first only | second only | Jaccard of the error sets | second − first, accuracy '
+              '(points, paired) |', '|---|---|---|---|---|---|']
     for pair, stats in errors_['pairs'].items():
       lines.append(f'| {pair} | ' + ' | '.join(reports.mean_std_cell(stats[k], 1.0, 1) for k in
                                                ('both_wrong', 'only_first_wrong', 'only_second_wrong')) +
-                   f' | {reports.mean_std_cell(stats["jaccard"], 1.0, 3)} |')
+                   f' | {reports.mean_std_cell(stats["jaccard"], 1.0, 3)} | '
+                   f'{reports.mean_std_cell(stats["second_minus_first_accuracy"], 100.0, 1)} |')
     if errors_['students']:
       lines += ['', '| student setup | Jaccard with its teacher\'s errors | with its independent counterpart\'s | '
                 'teacher\'s errors the student shares (%) | the independent shares (%) |', '|---|---|---|---|---|']

@@ -164,6 +164,8 @@ def test_the_grid_analysis_report(grid_analysis):
       1.0 - (pair['both_wrong']['mean'] + pair['only_first_wrong']['mean']) / 200)
   assert result['errors']['accuracy']['cnn_to_mlp']['mean'] == pytest.approx(
       1.0 - (pair['both_wrong']['mean'] + pair['only_second_wrong']['mean']) / 200)
+  assert pair['second_minus_first_accuracy']['mean'] == pytest.approx(
+      result['errors']['accuracy']['cnn_to_mlp']['mean'] - result['errors']['accuracy']['cnn']['mean'])
   # Paths: seed 0's snapshots of every setup (4 each), distances ÷ max.
   points = result['paths']['points']
   assert len(points) == 12 and {p['run'] for p in points} == {'cnn/seed_0', 'cnn_to_mlp/seed_0', 'mlp/seed_0'}
@@ -223,7 +225,7 @@ def test_error_overlap_on_known_error_sets():
   result = analysis.errors(runs, outputs, 'attractors')
   pair = {k: v['mean'] for k, v in result['pairs']['student vs teacher'].items()}
   assert pair == {'both_wrong': 2.0, 'only_first_wrong': 2.0, 'only_second_wrong': 0.0, 'neither_wrong': 6.0,
-                  'jaccard': 0.5}
+                  'jaccard': 0.5, 'second_minus_first_accuracy': pytest.approx(0.2)}  # teacher 0.8, student 0.6
   assert result['pairs']['independent vs student']['jaccard']['mean'] == pytest.approx(2 / 8)
   student = result['students']['student']
   assert student['teacher'] == 'teacher' and student['independent'] == 'independent'
