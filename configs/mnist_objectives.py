@@ -108,8 +108,8 @@ def fm_augmented_teacher(config):
 
 def kd_function_matching(config):
   """After :func:`objectives`: KD's two function-matching factors alone (crops + mixup; shifts + shrinks), the same
-  settings, so the same students — trained again to evaluate them on MNIST-C corruptions no view covers, since their
-  first run's checkpoints were not kept."""
+  settings — trained again to evaluate their students on MNIST-C corruptions no view covers, since their first run's
+  checkpoints were not kept (on the same machine and cores, the same students bit for bit: docs/results.md)."""
   config.factors = tuple((name, factor) for name, factor in config.factors
                          if name in ('distillation_fm_crop_mixup', 'distillation_fm_translate_scale'))
 

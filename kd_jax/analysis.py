@@ -337,7 +337,7 @@ def _overlap(wrong_a: np.ndarray, wrong_b: np.ndarray) -> Dict[str, float]:
   union = both + only_a + only_b
   return {'both_wrong': float(both), 'only_first_wrong': float(only_a), 'only_second_wrong': float(only_b),
           'neither_wrong': float(len(wrong_a) - union), 'jaccard': float(both / union) if union else 1.0,
-          'second_minus_first_accuracy': float(only_a - only_b) / len(wrong_a)}
+          'second_minus_first_accuracy': float(only_a - only_b) / max(len(wrong_a), 1)}
 
 
 # ----------------------------------------------------------------------------- everything, written
